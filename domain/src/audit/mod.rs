@@ -1,0 +1,11 @@
+//! The tamper-evident log: canonical encoding, the per-stream hash chain, and its verifier.
+//!
+//! The algorithm is written down in `docs/AUDIT.md` for auditors who re-implement it; this
+//! module is the reference implementation and must stay byte-for-byte faithful to that text.
+
+pub mod canonical;
+pub mod chain;
+pub mod verify;
+
+pub use chain::{EventRecord, GENESIS_HASH, canonical_event, link_hash, seal};
+pub use verify::{ChainVerifier, Fault, FaultKind, StoredRow, VerifyReport};

@@ -1,0 +1,32 @@
+//! Hard limits, chosen so that one experiment's stream always loads whole from DynamoDB.
+//!
+//! The arithmetic is checked by a test (`worst_case_stream_fits_one_dynamodb_page`): a stream at
+//! its maximum event count, with every string at its maximum length and the largest metadata,
+//! stays under half of DynamoDB's 1 MB page, the most dynamo-es reads in one load.
+
+/// Upper bound on the events in one experiment stream.
+pub const MAX_EXPERIMENT_EVENTS: usize = 256;
+/// Upper bound on the events in the platform stream (halt, unhalt, configuration changes).
+pub const MAX_PLATFORM_EVENTS: usize = 2_000;
+/// Upper bound on `HealthChecked` events in one run (baseline samples plus recovery polls).
+pub const MAX_HEALTH_SAMPLES: u32 = 200;
+/// How many times one experiment may be (re)scheduled before it starts.
+pub const MAX_SCHEDULES: u32 = 10;
+/// No selector may ever hit more targets than this, whatever it asks for.
+pub const HARD_TARGET_CAP: u32 = 50;
+/// Most stop conditions on one experiment.
+pub const MAX_STOP_CONDITIONS: usize = 5;
+/// Longest experiment name, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1_024;
+/// Longest free-text reason or detail carried in an event, in characters.
+pub const MAX_TEXT_CHARS: usize = 512;
+/// Longest identifier (experiment, target, group, alarm, actor, command), in characters.
+pub const MAX_ID_CHARS: usize = 128;
+/// Longest target group name (an Auto Scaling group name may have 255 characters).
+pub const MAX_GROUP_CHARS: usize = 255;
+/// Longest target id (an EC2 instance id has 19 characters, a local worker id fewer).
+pub const MAX_TARGET_ID_CHARS: usize = 64;
+/// Budget for one stream as stored, in bytes: half of a DynamoDB query page.
+pub const STREAM_BYTE_BUDGET: usize = 512 * 1024;

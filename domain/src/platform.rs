@@ -1,0 +1,335 @@
+//! The `Platform` aggregate: platform-wide state that must be audited like everything else.
+//!
+//! One stream (id [`PLATFORM_ID`]) holds the halt switch and the configuration (server-side
+//! caps). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
+//! filled in at the edge from this aggregate's state.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::{HARD_TARGET_CAP, MAX_PLATFORM_EVENTS};
+use crate::spec::{Problem, SpecError, parse_text};
+use crate::{BoundedStream, Timestamp};
+
+/// The id of the one platform stream.
+pub const PLATFORM_ID: &str = "platform";
+
+/// Platform-wide caps, enforced at every start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Most targets any one run may hit (<= the hard cap).
+    pub max_targets_per_run: u32,
+    /// Longest run allowed, in seconds.
+    pub max_duration_secs: u32,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            max_targets_per_run: 10,
+            max_duration_secs: 3_600,
+        }
+    }
+}
+
+impl PlatformConfig {
+    /// Validates a proposed configuration.
+    pub fn parse(self) -> Result<Self, SpecError> {
+        let mut problems = Vec::new();
+        if self.max_targets_per_run == 0 || self.max_targets_per_run > HARD_TARGET_CAP {
+            problems.push(Problem {
+                field: "max_targets_per_run".into(),
+                message: format!(
+                    "must be between 1 and {HARD_TARGET_CAP} (got {})",
+                    self.max_targets_per_run
+                ),
+            });
+        }
+        if !(10..=14_400).contains(&self.max_duration_secs) {
+            problems.push(Problem {
+                field: "max_duration_secs".into(),
+                message: format!(
+                    "must be between 10 and 14400 (got {})",
+                    self.max_duration_secs
+                ),
+            });
+        }
+        if problems.is_empty() {
+            Ok(self)
+        } else {
+            Err(SpecError { problems })
+        }
+    }
+}
+
+/// Commands to the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlatformCommand {
+    /// Turn the halt switch on: no experiment may start until it is lifted.
+    HaltAll {
+        /// Why.
+        reason: String,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Lift the halt switch.
+    LiftHalt {
+        /// Now.
+        at: Timestamp,
+    },
+    /// Replace the configuration.
+    UpdateConfig {
+        /// New configuration (validated here).
+        config: PlatformConfig,
+        /// Now.
+        at: Timestamp,
+    },
+}
+
+/// Facts about the platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PlatformEvent {
+    /// The halt switch was turned on.
+    PlatformHalted {
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The halt switch was lifted.
+    HaltLifted {
+        /// When.
+        at: Timestamp,
+    },
+    /// The configuration changed.
+    ConfigUpdated {
+        /// The new configuration.
+        config: PlatformConfig,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl PlatformEvent {
+    /// Every event type name.
+    pub const TYPES: [&'static str; 3] = ["PlatformHalted", "HaltLifted", "ConfigUpdated"];
+}
+
+impl DomainEvent for PlatformEvent {
+    fn event_type(&self) -> String {
+        match self {
+            PlatformEvent::PlatformHalted { .. } => "PlatformHalted",
+            PlatformEvent::HaltLifted { .. } => "HaltLifted",
+            PlatformEvent::ConfigUpdated { .. } => "ConfigUpdated",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+/// A refused platform command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    /// Bad input.
+    #[error(transparent)]
+    InvalidInput(#[from] SpecError),
+    /// The stream is at its bound.
+    #[error("platform stream is full ({max} events)")]
+    StreamFull {
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// Platform state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    halted: Option<(String, Timestamp)>,
+    config: PlatformConfig,
+    version: usize,
+}
+
+impl Platform {
+    /// The halt reason and time, when halted.
+    pub fn halted(&self) -> Option<(&str, Timestamp)> {
+        self.halted.as_ref().map(|(r, at)| (r.as_str(), *at))
+    }
+
+    /// Current configuration.
+    pub fn config(&self) -> PlatformConfig {
+        self.config
+    }
+
+    /// The pure decision. Halting twice or lifting an absent halt changes nothing: a kill
+    /// switch pressed twice must not fail.
+    pub fn decide(&self, command: PlatformCommand) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let events = match command {
+            PlatformCommand::HaltAll { reason, at } => {
+                let reason = parse_text("reason", &reason)?;
+                if self.halted.is_some() {
+                    Vec::new()
+                } else {
+                    vec![PlatformEvent::PlatformHalted { reason, at }]
+                }
+            }
+            PlatformCommand::LiftHalt { at } => {
+                if self.halted.is_some() {
+                    vec![PlatformEvent::HaltLifted { at }]
+                } else {
+                    Vec::new()
+                }
+            }
+            PlatformCommand::UpdateConfig { config, at } => {
+                let config = config.parse()?;
+                if config == self.config {
+                    Vec::new()
+                } else {
+                    vec![PlatformEvent::ConfigUpdated { config, at }]
+                }
+            }
+        };
+        if self.version + events.len() > MAX_PLATFORM_EVENTS {
+            return Err(PlatformError::StreamFull {
+                max: MAX_PLATFORM_EVENTS,
+            });
+        }
+        Ok(events)
+    }
+}
+
+impl Aggregate for Platform {
+    const TYPE: &'static str = "Platform";
+    type Command = PlatformCommand;
+    type Event = PlatformEvent;
+    type Error = PlatformError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        self.version += 1;
+        match event {
+            PlatformEvent::PlatformHalted { reason, at } => self.halted = Some((reason, at)),
+            PlatformEvent::HaltLifted { .. } => self.halted = None,
+            PlatformEvent::ConfigUpdated { config, .. } => self.config = config,
+        }
+    }
+}
+
+impl BoundedStream for Platform {
+    const MAX_EVENTS: usize = MAX_PLATFORM_EVENTS;
+
+    fn version(&self) -> usize {
+        self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    fn at() -> Timestamp {
+        Timestamp::from_unix_millis(1_795_000_000_000)
+    }
+
+    #[test]
+    fn halt_is_recorded_once_and_lift_only_when_halted() {
+        TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::HaltAll {
+                reason: "incident 42".into(),
+                at: at(),
+            })
+            .then_expect_events(vec![PlatformEvent::PlatformHalted {
+                reason: "incident 42".into(),
+                at: at(),
+            }]);
+        TestFramework::<Platform>::with(())
+            .given(vec![PlatformEvent::PlatformHalted {
+                reason: "x".into(),
+                at: at(),
+            }])
+            .when(PlatformCommand::HaltAll {
+                reason: "again".into(),
+                at: at(),
+            })
+            .then_expect_events(vec![]);
+        TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::LiftHalt { at: at() })
+            .then_expect_events(vec![]);
+        TestFramework::<Platform>::with(())
+            .given(vec![PlatformEvent::PlatformHalted {
+                reason: "x".into(),
+                at: at(),
+            }])
+            .when(PlatformCommand::LiftHalt { at: at() })
+            .then_expect_events(vec![PlatformEvent::HaltLifted { at: at() }]);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let bad = PlatformConfig {
+            max_targets_per_run: 0,
+            max_duration_secs: 5,
+        };
+        let result = TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::UpdateConfig {
+                config: bad,
+                at: at(),
+            })
+            .inspect_result();
+        let Err(PlatformError::InvalidInput(e)) = result else {
+            panic!("expected invalid input, got {result:?}");
+        };
+        assert_eq!(e.problems.len(), 2);
+        let good = PlatformConfig {
+            max_targets_per_run: 5,
+            max_duration_secs: 900,
+        };
+        TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::UpdateConfig {
+                config: good,
+                at: at(),
+            })
+            .then_expect_events(vec![PlatformEvent::ConfigUpdated {
+                config: good,
+                at: at(),
+            }]);
+    }
+
+    #[test]
+    fn a_full_stream_refuses_more() {
+        let mut platform = Platform::default();
+        for _ in 0..MAX_PLATFORM_EVENTS {
+            platform.apply(PlatformEvent::HaltLifted { at: at() });
+        }
+        assert_eq!(
+            platform.decide(PlatformCommand::HaltAll {
+                reason: "x".into(),
+                at: at()
+            }),
+            Err(PlatformError::StreamFull {
+                max: MAX_PLATFORM_EVENTS
+            })
+        );
+    }
+}
