@@ -1,1 +1,18 @@
-//! placeholder
+//! The write side of the chaos platform.
+//!
+//! - [`store`]: the event store layer every command goes through (hash chain, idempotency,
+//!   bounded retries, bounded streams), generic over the cqrs-es repository.
+//! - [`sqlite`]: the embedded backend (one SQLite file) and whole-store verification.
+//! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
+//!
+//! Workflow task handlers, target and health adapters and the Lambda entry points build on
+//! these; the domain rules themselves live in the `domain` crate and never here.
+
+pub mod clock;
+pub mod sqlite;
+pub mod store;
+
+pub use store::{CommandOutcome, EventStore, StoreError};
+
+/// The embedded store: the layer over sqlite-es.
+pub type SqliteStore = EventStore<sqlite_es::SqliteEventRepository>;

@@ -1,0 +1,266 @@
+//! The embedded event store: one SQLite file in WAL mode, in sqlite-es's schema.
+//!
+//! Opening is careful because the file is evidence: a missing file is created only when asked,
+//! a file that is not SQLite or belongs to another application is refused without a single
+//! byte written, and a newer schema than this build knows is refused rather than guessed at.
+//!
+//! Durability: WAL with `synchronous = NORMAL`. A commit is in the WAL (written through the
+//! OS) before it is acknowledged, so an acknowledged command survives a crash of the process;
+//! it may not survive a power loss of the machine (that would need `FULL`, an fsync per
+//! commit, which costs 0.2-4 ms here).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use domain::audit::{ChainVerifier, StoredRow, VerifyReport};
+
+/// `PRAGMA application_id` of a chaos event store ("CHAS").
+pub const APPLICATION_ID: i64 = 0x4348_4153;
+/// Schema version this build writes and reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The schema: sqlite-es's `events` table, unchanged, so sqlite-es reads and writes it.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events
+(
+  aggregate_type text                          NOT NULL,
+  aggregate_id   text                          NOT NULL,
+  sequence       integer CHECK (sequence >= 0) NOT NULL,
+  event_type     text                          NOT NULL,
+  event_version  text                          NOT NULL,
+  payload        text                          NOT NULL,
+  metadata       text                          NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+) STRICT;
+";
+
+/// Whether a missing file may be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create the file and schema when missing (`chaos serve`).
+    CreateIfMissing,
+    /// The file must exist and be a chaos store (every read-only or scripting command).
+    MustExist,
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// No file at the path.
+    #[error("{0}: no such event store (run `chaos serve --db {0}` to create one)")]
+    Missing(PathBuf),
+    /// The path is a directory or otherwise not a regular file.
+    #[error("{0}: not a regular file")]
+    NotAFile(PathBuf),
+    /// The file is not an SQLite database.
+    #[error("{0}: not an SQLite database (left untouched)")]
+    NotSqlite(PathBuf),
+    /// An SQLite database of some other application.
+    #[error("{0}: an SQLite database that is not a chaos event store (left untouched)")]
+    Foreign(PathBuf),
+    /// Written by a newer version.
+    #[error("{path}: schema version {found} is newer than this build supports ({SCHEMA_VERSION})")]
+    TooNew {
+        /// File.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+    },
+    /// SQLite refused.
+    #[error("{path}: {source}")]
+    Sqlite {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// Reading the file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn looks_like_sqlite(path: &Path) -> Result<bool, OpenError> {
+    use std::io::Read;
+    let io = |source| OpenError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut header = [0u8; 16];
+    let mut read = 0;
+    while read < header.len() {
+        match file.read(&mut header[read..]).map_err(io)? {
+            0 => break,
+            n => read += n,
+        }
+    }
+    // An empty file is what SQLite itself creates first; treat it as a new database.
+    Ok(read == 0 || (read == header.len() && &header == SQLITE_HEADER))
+}
+
+/// Opens (or creates) the event store at `path`.
+pub async fn open(path: &Path, mode: OpenMode) -> Result<SqlitePool, OpenError> {
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => return Err(OpenError::NotAFile(path.to_owned())),
+        Ok(_) => {
+            if !looks_like_sqlite(path)? {
+                return Err(OpenError::NotSqlite(path.to_owned()));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if mode == OpenMode::MustExist {
+                return Err(OpenError::Missing(path.to_owned()));
+            }
+        }
+        Err(source) => {
+            return Err(OpenError::Io {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    }
+
+    let sql = |source| OpenError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let base = SqliteConnectOptions::from_str("sqlite://")
+        .map_err(sql)?
+        .filename(path)
+        .busy_timeout(Duration::from_secs(10));
+
+    // Look before touching: a plain connection sets no journal mode and writes nothing, so a
+    // foreign database is left exactly as it was.
+    let (app_id, version, tables) = {
+        use sqlx::ConnectOptions;
+        let mut conn = base
+            .clone()
+            .create_if_missing(mode == OpenMode::CreateIfMissing)
+            .connect()
+            .await
+            .map_err(sql)?;
+        let app_id: i64 = sqlx::query_scalar("PRAGMA application_id")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql)?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql)?;
+        let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_schema")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(sql)?;
+        sqlx::Connection::close(conn).await.map_err(sql)?;
+        (app_id, version, tables)
+    };
+    let fresh = app_id == 0 && tables == 0;
+    if !fresh && app_id != APPLICATION_ID {
+        return Err(OpenError::Foreign(path.to_owned()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(OpenError::TooNew {
+            path: path.to_owned(),
+            found: version,
+        });
+    }
+
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .connect_with(
+            base.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal),
+        )
+        .await
+        .map_err(sql)?;
+    if fresh {
+        let mut tx = pool.begin().await.map_err(sql)?;
+        sqlx::raw_sql(SCHEMA).execute(&mut *tx).await.map_err(sql)?;
+        sqlx::raw_sql(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql)?;
+        tx.commit().await.map_err(sql)?;
+        tracing::info!(path = %path.display(), "created a new event store");
+    }
+    Ok(pool)
+}
+
+/// The sqlite-es repository over an opened pool.
+pub fn repository(pool: SqlitePool) -> sqlite_es::SqliteEventRepository {
+    sqlite_es::SqliteEventRepository::new(pool)
+}
+
+/// Counts of what the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Stored events.
+    pub events: i64,
+    /// Distinct streams.
+    pub streams: i64,
+}
+
+/// Events and streams in the store.
+pub async fn stats(pool: &SqlitePool) -> Result<StoreStats, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT count(*) AS events, \
+         (SELECT count(*) FROM (SELECT 1 FROM events GROUP BY aggregate_type, aggregate_id)) AS streams \
+         FROM events",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(StoreStats {
+        events: row.try_get("events")?,
+        streams: row.try_get("streams")?,
+    })
+}
+
+/// Verifies every stream's chain and sequence, reading rows as stored, in insertion order.
+///
+/// `progress` is called every `every` rows with the count so far.
+pub async fn verify_all(
+    pool: &SqlitePool,
+    every: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<VerifyReport, sqlx::Error> {
+    let mut verifier = ChainVerifier::new();
+    let mut rows = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
+         FROM events ORDER BY rowid",
+    )
+    .fetch(pool);
+    let mut seen: u64 = 0;
+    while let Some(row) = rows.try_next().await? {
+        verifier.push(&StoredRow {
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+        });
+        seen += 1;
+        if every > 0 && seen % every == 0 {
+            progress(seen);
+        }
+    }
+    Ok(verifier.finish())
+}

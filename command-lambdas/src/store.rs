@@ -1,0 +1,402 @@
+//! The event store layer: every command goes through here, whatever the backend.
+//!
+//! [`EventStore`] wraps any cqrs-es [`PersistedEventRepository`] (sqlite-es embedded,
+//! dynamo-es in AWS) and adds what the plain framework cannot:
+//!
+//! - **per-event metadata and the hash chain**: each event gets its own UUIDv7, the record
+//!   time, the command's provenance, `prev_hash` and `hash` (see `docs/AUDIT.md`). cqrs-es's
+//!   `CqrsFramework` stamps one metadata map on every event of a commit, which cannot carry a
+//!   chain, so this layer drives the `Aggregate` itself;
+//! - **idempotency**: a command whose `command_id` is already in the stream appends nothing and
+//!   is answered with the outcome stored the first time;
+//! - **optimistic concurrency with bounded retries**: the repository refuses a commit whose
+//!   sequence numbers are taken (a primary-key or condition failure); the command is then
+//!   retried from a fresh load, at most [`RetryPolicy::max_attempts`] times;
+//! - **bounded streams**: nothing is committed past the aggregate's `MAX_EVENTS`.
+//!
+//! It never holds a lock across commands and never writes anything for a refused command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
+use cqrs_es::{Aggregate, DomainEvent};
+use domain::audit::chain::SealError;
+use domain::audit::{EventRecord, GENESIS_HASH, seal};
+use domain::provenance::{CommandContext, EventMetadata};
+use domain::{BoundedStream, Timestamp};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::{Clock, IdSource};
+
+/// Why a command did not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError<E: std::error::Error> {
+    /// The aggregate refused the command; nothing was written.
+    #[error("{0}")]
+    Rejected(E),
+    /// Other writers kept winning; nothing was written by this command.
+    #[error("gave up after {attempts} attempts: the stream kept changing under concurrent writers")]
+    Contention {
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The stream is at its bound.
+    #[error("stream is full: {max} events at most")]
+    StreamFull {
+        /// The bound.
+        max: usize,
+    },
+    /// A stored event could not be read back.
+    #[error("stored event {sequence} of {aggregate_id} is unreadable: {reason}")]
+    Corrupt {
+        /// Stream id.
+        aggregate_id: String,
+        /// Position.
+        sequence: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An event could not be encoded (a value outside the canonical domain).
+    #[error("event cannot be encoded: {0}")]
+    Encoding(String),
+    /// The backend failed.
+    #[error("event store unavailable: {0}")]
+    Storage(PersistenceError),
+}
+
+impl<E: std::error::Error> StoreError<E> {
+    /// Whether trying the same command again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Contention { .. } | StoreError::Storage(_))
+    }
+}
+
+/// How hard to try when other writers win.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles per attempt, with full jitter.
+    pub base_delay: Duration,
+    /// Largest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            base_delay: Duration::from_micros(500),
+            max_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+/// One appended event, as reported to the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AppendedEvent {
+    /// Position in the stream.
+    pub sequence: usize,
+    /// Event type.
+    pub event_type: String,
+    /// UUIDv7 of the event.
+    pub event_id: String,
+    /// Chain hash.
+    pub hash: String,
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandOutcome {
+    /// Stream id.
+    pub aggregate_id: String,
+    /// The command's idempotency key.
+    pub command_id: String,
+    /// Events appended by this command (by its first execution, when deduplicated).
+    pub events: Vec<AppendedEvent>,
+    /// Stream version after the command (at the time of the answer).
+    pub version: usize,
+    /// True when the command had already been stored and nothing was appended now.
+    pub deduplicated: bool,
+}
+
+/// An event read back with its metadata.
+#[derive(Debug, Clone)]
+pub struct StoredEvent<A: Aggregate> {
+    /// Position in the stream.
+    pub sequence: usize,
+    /// The event.
+    pub event: A::Event,
+    /// Its metadata.
+    pub metadata: EventMetadata,
+}
+
+/// A stream loaded and folded.
+#[derive(Debug)]
+pub struct Loaded<A: Aggregate> {
+    /// The state after every event.
+    pub aggregate: A,
+    /// Number of events.
+    pub version: usize,
+    /// Hash of the last event (the genesis hash for an empty stream).
+    pub head: String,
+    /// Events in order, with metadata.
+    pub events: Vec<StoredEvent<A>>,
+}
+
+impl<A: Aggregate> Loaded<A> {
+    fn outcome_of(&self, aggregate_id: &str, command_id: &str) -> Option<CommandOutcome> {
+        let events: Vec<AppendedEvent> = self
+            .events
+            .iter()
+            .filter(|e| e.metadata.command_id == command_id)
+            .map(|e| AppendedEvent {
+                sequence: e.sequence,
+                event_type: e.event.event_type(),
+                event_id: e.metadata.event_id.clone(),
+                hash: e.metadata.hash.clone(),
+            })
+            .collect();
+        (!events.is_empty()).then(|| CommandOutcome {
+            aggregate_id: aggregate_id.to_owned(),
+            command_id: command_id.to_owned(),
+            events,
+            version: self.version,
+            deduplicated: true,
+        })
+    }
+}
+
+/// The store layer over a cqrs-es repository; see the module docs.
+pub struct EventStore<R> {
+    repo: R,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    retry: RetryPolicy,
+}
+
+impl<R> std::fmt::Debug for EventStore<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStore")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: PersistedEventRepository> EventStore<R> {
+    /// A store over `repo`, stamping time from `clock` and event ids from `ids`.
+    pub fn new(repo: R, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>) -> Self {
+        Self {
+            repo,
+            clock,
+            ids,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The wrapped repository.
+    pub fn repository(&self) -> &R {
+        &self.repo
+    }
+
+    /// Loads and folds one stream.
+    pub async fn load<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Loaded<A>, StoreError<A::Error>> {
+        let serialized = self
+            .repo
+            .get_events::<A>(aggregate_id)
+            .await
+            .map_err(StoreError::Storage)?;
+        let mut aggregate = A::default();
+        let mut events = Vec::with_capacity(serialized.len());
+        let mut head = GENESIS_HASH.to_owned();
+        for (index, stored) in serialized.into_iter().enumerate() {
+            let sequence = stored.sequence;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                aggregate_id: aggregate_id.to_owned(),
+                sequence,
+                reason,
+            };
+            if sequence != index + 1 {
+                return Err(corrupt(format!("expected sequence {}", index + 1)));
+            }
+            let metadata: EventMetadata = serde_json::from_value(stored.metadata)
+                .map_err(|e| corrupt(format!("metadata: {e}")))?;
+            let event: A::Event = serde_json::from_value(stored.payload)
+                .map_err(|e| corrupt(format!("payload: {e}")))?;
+            if event.event_type() != stored.event_type
+                || event.event_version() != stored.event_version
+            {
+                return Err(corrupt(format!(
+                    "stored as {} v{}, payload is {} v{}",
+                    stored.event_type,
+                    stored.event_version,
+                    event.event_type(),
+                    event.event_version()
+                )));
+            }
+            aggregate.apply(event.clone());
+            head.clone_from(&metadata.hash);
+            events.push(StoredEvent {
+                sequence,
+                event,
+                metadata,
+            });
+        }
+        Ok(Loaded {
+            aggregate,
+            version: events.len(),
+            head,
+            events,
+        })
+    }
+
+    /// Runs `command` against stream `aggregate_id`; see the module docs for the guarantees.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, StoreError<A::Error>>
+    where
+        A: BoundedStream<Services = ()>,
+        A::Command: Clone,
+    {
+        let attempts = self.retry.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            let loaded = self.load::<A>(aggregate_id).await?;
+            if let Some(stored) = loaded.outcome_of(aggregate_id, context.command_id()) {
+                tracing::debug!(
+                    aggregate_id,
+                    command_id = context.command_id(),
+                    "duplicate command answered from the log"
+                );
+                return Ok(stored);
+            }
+            let Loaded {
+                mut aggregate,
+                version,
+                head,
+                ..
+            } = loaded;
+            let sink = EventSink::<A>::default();
+            aggregate
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(StoreError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(CommandOutcome {
+                    aggregate_id: aggregate_id.to_owned(),
+                    command_id: context.command_id().to_owned(),
+                    events: Vec::new(),
+                    version,
+                    deduplicated: false,
+                });
+            }
+            if version + events.len() > A::MAX_EVENTS {
+                return Err(StoreError::StreamFull { max: A::MAX_EVENTS });
+            }
+            let (serialized, appended) =
+                self.seal_all::<A>(aggregate_id, version, &head, events, context)?;
+            match self.repo.persist::<A>(&serialized, None).await {
+                Ok(()) => {
+                    return Ok(CommandOutcome {
+                        aggregate_id: aggregate_id.to_owned(),
+                        command_id: context.command_id().to_owned(),
+                        version: version + appended.len(),
+                        events: appended,
+                        deduplicated: false,
+                    });
+                }
+                Err(PersistenceError::OptimisticLockError) if attempt < attempts => {
+                    tracing::debug!(
+                        aggregate_id,
+                        attempt,
+                        "concurrent write won; retrying from a fresh load"
+                    );
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(PersistenceError::OptimisticLockError) => {}
+                Err(other) => return Err(StoreError::Storage(other)),
+            }
+        }
+        Err(StoreError::Contention { attempts })
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .retry
+            .base_delay
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.retry.max_delay);
+        let micros = u64::try_from(exp.as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(fastrand::u64(0..=micros))
+    }
+
+    fn seal_all<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        version: usize,
+        head: &str,
+        events: Vec<A::Event>,
+        context: &CommandContext,
+    ) -> Result<(Vec<SerializedEvent>, Vec<AppendedEvent>), StoreError<A::Error>> {
+        let recorded_at: Timestamp = self.clock.now();
+        let mut prev = head.to_owned();
+        let mut serialized = Vec::with_capacity(events.len());
+        let mut appended = Vec::with_capacity(events.len());
+        for (offset, event) in events.into_iter().enumerate() {
+            let sequence = version + offset + 1;
+            let event_type = event.event_type();
+            let event_version = event.event_version();
+            let payload: Value =
+                serde_json::to_value(&event).map_err(|e| StoreError::Encoding(e.to_string()))?;
+            let mut metadata = EventMetadata::unsealed(self.ids.event_id(), context, recorded_at);
+            let hash = seal(
+                &EventRecord {
+                    aggregate_type: A::TYPE,
+                    aggregate_id,
+                    sequence: sequence as u64,
+                    event_type: &event_type,
+                    event_version: &event_version,
+                    metadata: &metadata,
+                },
+                &payload,
+                &prev,
+            )
+            .map_err(|e: SealError| StoreError::Encoding(e.to_string()))?;
+            metadata.prev_hash = std::mem::replace(&mut prev, hash.clone());
+            metadata.hash = hash.clone();
+            appended.push(AppendedEvent {
+                sequence,
+                event_type: event_type.clone(),
+                event_id: metadata.event_id.clone(),
+                hash,
+            });
+            let metadata =
+                serde_json::to_value(&metadata).map_err(|e| StoreError::Encoding(e.to_string()))?;
+            serialized.push(SerializedEvent::new(
+                aggregate_id.to_owned(),
+                sequence,
+                A::TYPE.to_owned(),
+                event_type,
+                event_version,
+                payload,
+                metadata,
+            ));
+        }
+        Ok((serialized, appended))
+    }
+}
