@@ -9,6 +9,7 @@
 //! these; the domain rules themselves live in the `domain` crate and never here.
 
 pub mod clock;
+pub mod service;
 pub mod sqlite;
 pub mod store;
 
@@ -16,3 +17,6 @@ pub use store::{CommandOutcome, EventStore, StoreError};
 
 /// The embedded store: the layer over sqlite-es.
 pub type SqliteStore = EventStore<sqlite_es::SqliteEventRepository>;
+
+/// The application service over the embedded store.
+pub type SqliteService = service::ExperimentService<sqlite_es::SqliteEventRepository>;

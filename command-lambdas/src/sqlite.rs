@@ -54,7 +54,7 @@ pub enum OpenMode {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// No file at the path.
-    #[error("{0}: no such event store (run `chaos serve --db {0}` to create one)")]
+    #[error("{0}: no such event store (create it with `chaos init --db {0}`)")]
     Missing(PathBuf),
     /// The path is a directory or otherwise not a regular file.
     #[error("{0}: not a regular file")]

@@ -1,1 +1,11 @@
-//! placeholder
+//! The API server and the `chaos` command line.
+//!
+//! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
+//!   exit codes; the composition root of the embedded mode.
+//! - [`http`]: the axum router served by `chaos serve`.
+//!
+//! This crate wires things together and translates errors at the edge; it decides nothing
+//! about experiments (that is `domain`) and stores nothing itself (that is `command-lambdas`).
+
+pub mod cli;
+pub mod http;

@@ -1,0 +1,266 @@
+//! The application service: what the API, the CLI and the command Lambda call.
+//!
+//! It turns requests into domain commands: it parses untrusted input, stamps the time, looks
+//! up the facts a decision needs (the platform's halt switch and caps) and runs the command
+//! through the [`EventStore`]. It holds no state of its own.
+
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventRepository;
+use domain::Timestamp;
+use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, PlatformGate};
+use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, PlatformError};
+use domain::provenance::CommandContext;
+use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput, SpecError};
+
+use crate::clock::Clock;
+use crate::store::{CommandOutcome, EventStore, Loaded, StoreError};
+
+/// Why a request failed, with a stable code for every interface.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request itself is malformed.
+    #[error(transparent)]
+    InvalidInput(#[from] SpecError),
+    /// The experiment command failed.
+    #[error(transparent)]
+    Experiment(#[from] StoreError<ExperimentError>),
+    /// The platform command failed.
+    #[error(transparent)]
+    Platform(#[from] StoreError<PlatformError>),
+}
+
+impl ServiceError {
+    /// Stable machine-readable code: `INVALID_INPUT`, `NOT_FOUND`, `REJECTED`, `CONFLICT`,
+    /// `UNAVAILABLE` or `CORRUPT`.
+    pub fn code(&self) -> &'static str {
+        fn store_code<E: std::error::Error>(e: &StoreError<E>, not_found: bool) -> &'static str {
+            match e {
+                StoreError::Rejected(_) if not_found => "NOT_FOUND",
+                StoreError::Rejected(_) | StoreError::StreamFull { .. } => "REJECTED",
+                StoreError::Contention { .. } => "CONFLICT",
+                StoreError::Storage(_) => "UNAVAILABLE",
+                StoreError::Corrupt { .. } | StoreError::Encoding(_) => "CORRUPT",
+            }
+        }
+        match self {
+            ServiceError::InvalidInput(_) => "INVALID_INPUT",
+            ServiceError::Experiment(e) => store_code(
+                e,
+                matches!(e, StoreError::Rejected(ExperimentError::NotFound)),
+            ),
+            ServiceError::Platform(e) => store_code(e, false),
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ServiceError::InvalidInput(_) => false,
+            ServiceError::Experiment(e) => e.is_retryable(),
+            ServiceError::Platform(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Experiment and platform operations over one event store.
+pub struct ExperimentService<R> {
+    store: Arc<EventStore<R>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<R> std::fmt::Debug for ExperimentService<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExperimentService").finish_non_exhaustive()
+    }
+}
+
+impl<R> Clone for ExperimentService<R> {
+    fn clone(&self) -> Self {
+        Self {
+            store: Arc::clone(&self.store),
+            clock: Arc::clone(&self.clock),
+        }
+    }
+}
+
+impl<R: PersistedEventRepository> ExperimentService<R> {
+    /// A service over `store`, reading time from `clock`.
+    pub fn new(store: Arc<EventStore<R>>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &EventStore<R> {
+        &self.store
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Creates an experiment from an untrusted spec under the id chosen by the caller.
+    pub async fn create(
+        &self,
+        id: &str,
+        spec: ExperimentSpecInput,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let id = ExperimentId::parse(id)?;
+        let spec = ExperimentSpec::parse(spec)?;
+        let command = ExperimentCommand::CreateExperiment {
+            id: id.clone(),
+            spec,
+            at: self.now(),
+        };
+        self.experiment(id.as_str(), command, context).await
+    }
+
+    /// Starts an experiment, checking the halt switch and the platform caps first.
+    pub async fn start(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let platform = self.platform().await?.aggregate;
+        let config = platform.config();
+        let gate = PlatformGate {
+            halted: platform.halted().map(|(reason, _)| reason.to_owned()),
+            max_targets_per_run: config.max_targets_per_run,
+            max_duration_secs: config.max_duration_secs,
+            // One running experiment per target is decided from the experiments read model.
+            busy_with: None,
+        };
+        let command = ExperimentCommand::StartExperiment {
+            gate,
+            at: self.now(),
+        };
+        self.experiment(id, command, context).await
+    }
+
+    /// Schedules (or reschedules) an experiment to start at `start_at`.
+    pub async fn schedule(
+        &self,
+        id: &str,
+        start_at: Timestamp,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = ExperimentCommand::ScheduleExperiment {
+            start_at,
+            at: self.now(),
+        };
+        self.experiment(id, command, context).await
+    }
+
+    /// Asks a running experiment to stop.
+    pub async fn stop(
+        &self,
+        id: &str,
+        reason: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = ExperimentCommand::RequestStop {
+            reason: reason.to_owned(),
+            at: self.now(),
+        };
+        self.experiment(id, command, context).await
+    }
+
+    /// Cancels an experiment that has not started.
+    pub async fn cancel(
+        &self,
+        id: &str,
+        reason: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = ExperimentCommand::CancelExperiment {
+            reason: reason.to_owned(),
+            at: self.now(),
+        };
+        self.experiment(id, command, context).await
+    }
+
+    /// Archives an experiment that is not running.
+    pub async fn archive(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = ExperimentCommand::ArchiveExperiment { at: self.now() };
+        self.experiment(id, command, context).await
+    }
+
+    /// Runs any experiment command (the workflow's entry point).
+    pub async fn experiment(
+        &self,
+        id: &str,
+        command: ExperimentCommand,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let id = ExperimentId::parse(id)?;
+        let outcome = self
+            .store
+            .execute::<Experiment>(id.as_str(), command, context)
+            .await?;
+        Ok(outcome)
+    }
+
+    /// Loads one existing experiment with its history.
+    pub async fn load(&self, id: &str) -> Result<Loaded<Experiment>, ServiceError> {
+        let id = ExperimentId::parse(id)?;
+        let loaded = self.store.load::<Experiment>(id.as_str()).await?;
+        if loaded.version == 0 {
+            return Err(StoreError::Rejected(ExperimentError::NotFound).into());
+        }
+        Ok(loaded)
+    }
+
+    /// Loads the platform state with its history.
+    pub async fn platform(&self) -> Result<Loaded<Platform>, ServiceError> {
+        Ok(self.store.load::<Platform>(PLATFORM_ID).await?)
+    }
+
+    /// Turns the halt switch on.
+    pub async fn halt(
+        &self,
+        reason: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::HaltAll {
+            reason: reason.to_owned(),
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Lifts the halt switch.
+    pub async fn lift_halt(
+        &self,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::LiftHalt { at: self.now() };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Replaces the platform configuration.
+    pub async fn update_config(
+        &self,
+        config: PlatformConfig,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::UpdateConfig {
+            config,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+}

@@ -1,0 +1,553 @@
+//! The `chaos` command line: the composition root of the embedded mode.
+//!
+//! Output is JSON on stdout (for scripts) except for `audit verify`, which prints a readable
+//! report unless `--json` is given. Errors go to stderr as `error: ...`.
+//!
+//! Exit codes (stable, for scripts and CI):
+//! - 0: success;
+//! - 1: could not run (I/O, store unavailable or unreadable, server failure);
+//! - 2: usage error (bad flags or arguments, unreadable input file);
+//! - 3: the request was refused (invalid spec or id, a command the experiment's state does not
+//!   allow, no such experiment);
+//! - 4: `audit verify` found a stream whose chain or sequence does not verify.
+
+use std::io::{IsTerminal, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand};
+use command_lambdas::clock::{SystemClock, UuidV7, new_id};
+use command_lambdas::service::ServiceError;
+use command_lambdas::sqlite::{OpenError, OpenMode, open, repository, verify_all};
+use command_lambdas::{SqliteService, SqliteStore};
+use domain::Timestamp;
+use domain::audit::VerifyReport;
+use domain::platform::PlatformConfig;
+use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
+use domain::spec::ExperimentSpecInput;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::http::{AppState, router};
+
+/// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
+#[derive(Debug, Parser)]
+#[command(name = "chaos", version)]
+pub struct Cli {
+    /// The event store (an SQLite file).
+    #[arg(long, global = true, env = "CHAOS_DB", default_value = "chaos.db")]
+    db: PathBuf,
+    #[command(flatten)]
+    provenance: ProvenanceArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Who is acting, for the audit log.
+#[derive(Debug, Args)]
+struct ProvenanceArgs {
+    /// Actor recorded on every event this command appends (default: $USER).
+    #[arg(long, global = true, env = "CHAOS_ACTOR")]
+    actor: Option<String>,
+    /// Idempotency key: repeating a command with the same id appends nothing the second time.
+    #[arg(long, global = true)]
+    command_id: Option<String>,
+    /// Correlation id recorded with the events (default: the command id).
+    #[arg(long, global = true)]
+    correlation_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the event store if it does not exist (safe to repeat).
+    Init,
+    /// Run the platform in embedded mode (creates the store if it does not exist).
+    Serve {
+        /// Address to listen on (use port 0 for any free port).
+        #[arg(long, env = "CHAOS_ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Create, run and inspect experiments.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// The halt switch and platform-wide limits.
+    #[command(subcommand)]
+    Platform(PlatformCommand),
+    /// Check the event log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Create an experiment from a JSON spec; prints the outcome with the new id.
+    Create {
+        /// Spec file, or `-` for standard input.
+        #[arg(long)]
+        spec: PathBuf,
+        /// Id of the new experiment (default: a new UUIDv7).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Start an experiment now.
+    Start {
+        /// Experiment id.
+        id: String,
+    },
+    /// Schedule an experiment to start later.
+    Schedule {
+        /// Experiment id.
+        id: String,
+        /// Start time, RFC 3339 (e.g. 2026-12-01T09:00:00Z).
+        #[arg(long)]
+        at: Timestamp,
+    },
+    /// Ask a running experiment to stop.
+    Stop {
+        /// Experiment id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "stop requested from the command line")]
+        reason: String,
+    },
+    /// Cancel an experiment that has not started.
+    Cancel {
+        /// Experiment id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+    },
+    /// Archive an experiment that is not running.
+    Archive {
+        /// Experiment id.
+        id: String,
+    },
+    /// Print an experiment's state and timeline as JSON.
+    Show {
+        /// Experiment id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PlatformCommand {
+    /// Print the halt switch and configuration.
+    Show,
+    /// Turn the halt switch on: no experiment starts until it is lifted.
+    Halt {
+        /// Why (recorded in the log).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift the halt switch.
+    Unhalt,
+    /// Replace the platform-wide limits.
+    Config {
+        /// Most targets any one run may hit.
+        #[arg(long)]
+        max_targets_per_run: u32,
+        /// Longest run allowed, in seconds.
+        #[arg(long)]
+        max_duration_secs: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify every stream's hash chain and sequence; names the first bad position.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Why a `chaos` command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A request failed.
+    #[error("{0}")]
+    Service(#[from] ServiceError),
+    /// Bad provenance flags.
+    #[error("{0}")]
+    Context(#[from] ContextError),
+    /// An input file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Input {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The spec is not valid JSON of the expected shape.
+    #[error("invalid spec {path}: {source}")]
+    SpecJson {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
+    /// The store could not be read.
+    #[error("reading the event store failed: {0}")]
+    Read(#[from] sqlx::Error),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+    /// Verification found faults (already reported on stdout).
+    #[error("the event log does not verify: {0} stream(s) broken")]
+    Tampered(usize),
+    /// Output could not be written.
+    #[error("cannot write output: {0}")]
+    Output(#[from] serde_json::Error),
+}
+
+impl CliError {
+    /// The process exit code for this error (see the module docs).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Service(e) => match e.code() {
+                "INVALID_INPUT" | "NOT_FOUND" | "REJECTED" => 3,
+                _ => 1,
+            },
+            CliError::Context(_) | CliError::Input { .. } => 2,
+            CliError::SpecJson { .. } => 3,
+            CliError::Tampered(_) => 4,
+            CliError::Open(_)
+            | CliError::Read(_)
+            | CliError::Bind { .. }
+            | CliError::Serve(_)
+            | CliError::Output(_) => 1,
+        }
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn init_tracing(serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::env::var("CHAOS_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    // A subscriber set by an embedding test harness is fine.
+    drop(result);
+}
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let Cli {
+        db,
+        provenance,
+        command,
+    } = cli;
+    match command {
+        Command::Init => init(&db).await,
+        Command::Serve { addr } => serve(&db, addr).await,
+        Command::Experiment(cmd) => experiment(&db, &provenance, cmd).await,
+        Command::Platform(cmd) => platform(&db, &provenance, cmd).await,
+        Command::Audit(AuditCommand::Verify { json }) => verify(&db, json).await,
+    }
+}
+
+fn service_over(pool: sqlx::SqlitePool) -> SqliteService {
+    let clock = Arc::new(SystemClock);
+    let store = SqliteStore::new(repository(pool), clock.clone(), Arc::new(UuidV7));
+    SqliteService::new(Arc::new(store), clock)
+}
+
+fn context(p: &ProvenanceArgs) -> Result<CommandContext, ContextError> {
+    let actor = p
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "cli".to_owned());
+    let command_id = p.command_id.clone().unwrap_or_else(new_id);
+    let correlation_id = p
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| command_id.clone());
+    // Whoever can write the store file has every right over it: the CLI acts as ADMIN.
+    CommandContext::new(
+        command_id,
+        correlation_id,
+        Actor {
+            id: actor,
+            role: Role::Admin,
+        },
+        Source::Cli,
+    )
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn read_spec(path: &Path) -> Result<ExperimentSpecInput, CliError> {
+    let shown = path.display().to_string();
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    read.map_err(|source| CliError::Input {
+        path: shown.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| CliError::SpecJson {
+        path: shown,
+        source,
+    })
+}
+
+async fn init(db: &Path) -> Result<(), CliError> {
+    let pool = open(db, OpenMode::CreateIfMissing).await?;
+    let stats = command_lambdas::sqlite::stats(&pool).await?;
+    pool.close().await;
+    print_json(&json!({ "db": db.display().to_string(), "store": stats }))
+}
+
+async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
+    let pool = open(db, OpenMode::CreateIfMissing).await?;
+    let state = AppState {
+        pool: pool.clone(),
+        service: service_over(pool.clone()),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(CliError::Serve)?;
+    tracing::info!(db = %db.display(), "event store open");
+    // Scripts and tests read this line to find the port when binding port 0.
+    eprintln!("chaos: listening on http://{local}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(CliError::Serve)?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    if let ExperimentCommand::Create { spec, id } = cmd {
+        // Read input before opening the store, so a bad file never touches it.
+        let spec = read_spec(&spec)?;
+        let service = service_over(open(db, OpenMode::MustExist).await?);
+        let id = id.unwrap_or_else(new_id);
+        return print_json(&service.create(&id, spec, &ctx).await?);
+    }
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    let outcome = match cmd {
+        ExperimentCommand::Create { .. } => return Ok(()),
+        ExperimentCommand::Start { id } => service.start(&id, &ctx).await?,
+        ExperimentCommand::Schedule { id, at } => service.schedule(&id, at, &ctx).await?,
+        ExperimentCommand::Stop { id, reason } => service.stop(&id, &reason, &ctx).await?,
+        ExperimentCommand::Cancel { id, reason } => service.cancel(&id, &reason, &ctx).await?,
+        ExperimentCommand::Archive { id } => service.archive(&id, &ctx).await?,
+        ExperimentCommand::Show { id } => return show(&service, &id).await,
+    };
+    print_json(&outcome)
+}
+
+async fn show(service: &SqliteService, id: &str) -> Result<(), CliError> {
+    let loaded = service.load(id).await?;
+    let experiment = &loaded.aggregate;
+    let timeline: Vec<serde_json::Value> = loaded
+        .events
+        .iter()
+        .map(|e| {
+            json!({
+                "sequence": e.sequence,
+                "type": e.event.type_name(),
+                "at": e.event.at(),
+                "recorded_at": e.metadata.recorded_at,
+                "actor": e.metadata.actor,
+                "actor_role": e.metadata.actor_role,
+                "source": e.metadata.source,
+                "command_id": e.metadata.command_id,
+                "hash": e.metadata.hash,
+                "event": e.event,
+            })
+        })
+        .collect();
+    print_json(&json!({
+        "id": experiment.id(),
+        "status": experiment.status(),
+        "phase": experiment.phase(),
+        "archived": experiment.is_archived(),
+        "spec": experiment.spec(),
+        "targets": experiment.targets(),
+        "outcome": experiment.outcome(),
+        "recovery_ms": experiment.recovery_ms(),
+        "started_at": experiment.started_at(),
+        "ended_at": experiment.ended_at(),
+        "version": loaded.version,
+        "head": loaded.head,
+        "timeline": timeline,
+    }))
+}
+
+async fn platform(db: &Path, p: &ProvenanceArgs, cmd: PlatformCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    let outcome = match cmd {
+        PlatformCommand::Show => {
+            let loaded = service.platform().await?;
+            let halted = loaded.aggregate.halted();
+            return print_json(&json!({
+                "halted": halted.is_some(),
+                "halt_reason": halted.map(|h| h.0),
+                "halted_at": halted.map(|h| h.1),
+                "config": loaded.aggregate.config(),
+                "version": loaded.version,
+            }));
+        }
+        PlatformCommand::Halt { reason } => service.halt(&reason, &ctx).await?,
+        PlatformCommand::Unhalt => service.lift_halt(&ctx).await?,
+        PlatformCommand::Config {
+            max_targets_per_run,
+            max_duration_secs,
+        } => {
+            let config = PlatformConfig {
+                max_targets_per_run,
+                max_duration_secs,
+            };
+            service.update_config(config, &ctx).await?
+        }
+    };
+    print_json(&outcome)
+}
+
+async fn verify(db: &Path, as_json: bool) -> Result<(), CliError> {
+    let pool = open(db, OpenMode::MustExist).await?;
+    let started = Instant::now();
+    let show_progress = std::io::stderr().is_terminal() && !as_json;
+    let report = verify_all(&pool, 250_000, |n| {
+        if show_progress {
+            eprint!("\rverified {n} events...");
+        }
+    })
+    .await?;
+    if show_progress {
+        eprintln!();
+    }
+    let elapsed = started.elapsed();
+    pool.close().await;
+    if as_json {
+        print_json(&report_json(&report))?;
+    } else {
+        print_report(&report, elapsed);
+    }
+    if report.is_ok() {
+        Ok(())
+    } else {
+        Err(CliError::Tampered(report.faults.len()))
+    }
+}
+
+fn report_json(report: &VerifyReport) -> serde_json::Value {
+    let faults: Vec<serde_json::Value> = report
+        .faults
+        .iter()
+        .map(|f| {
+            json!({
+                "aggregate_type": f.aggregate_type,
+                "aggregate_id": f.aggregate_id,
+                "sequence": f.sequence,
+                "problem": f.kind.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "ok": report.is_ok(),
+        "events": report.events,
+        "streams": report.streams,
+        "faults": faults,
+    })
+}
+
+fn print_report(report: &VerifyReport, elapsed: std::time::Duration) {
+    let rate = report.events as f64 / elapsed.as_secs_f64().max(1e-9);
+    if report.is_ok() {
+        println!(
+            "OK: {} events in {} streams verified ({:.0} events/s)",
+            report.events, report.streams, rate
+        );
+        return;
+    }
+    println!(
+        "FAILED: {} of {} streams do not verify ({} events read)",
+        report.faults.len(),
+        report.streams,
+        report.events
+    );
+    for fault in &report.faults {
+        println!("  {fault}");
+    }
+}

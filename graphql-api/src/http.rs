@@ -1,0 +1,165 @@
+//! HTTP surface of `chaos serve`.
+//!
+//! `GET /health` reports liveness and what the store holds; it is what load balancers, the
+//! dashboard and scripts poll. Every error is JSON with a stable `code`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use command_lambdas::SqliteService;
+use command_lambdas::sqlite::{StoreStats, stats};
+use serde::Serialize;
+use sqlx::SqlitePool;
+
+/// Shared state of every handler.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The embedded store's pool (read-only queries).
+    pub pool: SqlitePool,
+    /// Commands and loads.
+    pub service: SqliteService,
+}
+
+/// An error as the HTTP client sees it.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The store cannot be read.
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+    /// No such route.
+    #[error("no route for this path")]
+    NotFound,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Body of `GET /health`.
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok` when the store answers.
+    pub status: &'static str,
+    /// Build version.
+    pub version: &'static str,
+    /// What the store holds.
+    pub store: StoreStats,
+    /// Whether the halt switch is on.
+    pub halted: bool,
+}
+
+async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
+    let store = stats(&state.pool)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let platform = state
+        .service
+        .platform()
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    Ok(Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        store,
+        halted: platform.aggregate.halted().is_some(),
+    }))
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+/// The application's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use command_lambdas::SqliteStore;
+    use command_lambdas::clock::{SystemClock, UuidV7};
+    use command_lambdas::sqlite::{OpenMode, open, repository};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn app(dir: &std::path::Path) -> Router {
+        let pool = open(&dir.join("chaos.db"), OpenMode::CreateIfMissing)
+            .await
+            .expect("open");
+        let clock = Arc::new(SystemClock);
+        let store = SqliteStore::new(repository(pool.clone()), clock.clone(), Arc::new(UuidV7));
+        router(AppState {
+            pool,
+            service: SqliteService::new(Arc::new(store), clock),
+        })
+    }
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn health_reports_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (status, body) = get(app(dir.path()).await, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["store"]["streams"], 0);
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_get_a_coded_json_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (status, body) = get(app(dir.path()).await, "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "NOT_FOUND");
+    }
+}

@@ -1,0 +1,446 @@
+//! The `chaos` binary, black-box: real process, real SQLite file, real HTTP on port 0.
+
+#[path = "../../command-lambdas/tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use domain::experiment::Experiment;
+use serde_json::Value;
+
+const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
+
+fn chaos(db: &Path, args: &[&str]) -> Output {
+    Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("CHAOS_ACTOR", "ci-bot")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run chaos")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn spec_file(dir: &Path) -> PathBuf {
+    let path = dir.join("spec.json");
+    std::fs::write(
+        &path,
+        r#"{
+  "name": "kill one web worker",
+  "target": {"kind": "LOCAL_FLEET", "group": "web"},
+  "selection": {"mode": "COUNT", "value": 1},
+  "max_targets": 3,
+  "failure": {"type": "TERMINATE"},
+  "guardrails": {"stop_conditions": [{"type": "MAX_ERROR_RATE", "percent": 50}], "max_duration_secs": 600},
+  "recovery": {"timeout_secs": 120, "poll_interval_secs": 2, "baseline_samples": 3}
+}"#,
+    )
+    .expect("write spec");
+    path
+}
+
+#[test]
+fn a_script_creates_starts_and_shows_an_experiment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let spec = spec_file(dir.path());
+    let spec = spec.to_str().expect("utf-8 path");
+
+    let init = chaos(&db, &["init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    assert_eq!(stdout_json(&init)["store"]["events"], 0);
+
+    let args = [
+        "experiment",
+        "create",
+        "--spec",
+        spec,
+        "--id",
+        "exp-1",
+        "--command-id",
+        "ci-42",
+    ];
+    let created = chaos(&db, &args);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let created = stdout_json(&created);
+    assert_eq!(created["aggregate_id"], "exp-1");
+    assert_eq!(created["events"][0]["event_type"], "ExperimentCreated");
+    assert_eq!(created["deduplicated"], false);
+
+    // A CI job retrying after a timeout gets the same answer and appends nothing.
+    let retried = stdout_json(&chaos(&db, &args));
+    assert_eq!(retried["deduplicated"], true);
+    assert_eq!(retried["events"], created["events"]);
+
+    let started = chaos(&db, &["experiment", "start", "exp-1"]);
+    assert!(started.status.success(), "{}", stderr(&started));
+
+    let again = chaos(&db, &["experiment", "start", "exp-1"]);
+    assert_eq!(again.status.code(), Some(3));
+    assert!(
+        stderr(&again).contains("cannot start: experiment is running"),
+        "{}",
+        stderr(&again)
+    );
+
+    let shown = chaos(&db, &["experiment", "show", "exp-1"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let shown = stdout_json(&shown);
+    assert_eq!(shown["status"], "RUNNING");
+    assert_eq!(shown["phase"], "RESOLVING_TARGETS");
+    assert_eq!(shown["version"], 2);
+    let timeline = shown["timeline"].as_array().expect("timeline");
+    assert_eq!(timeline.len(), 2);
+    assert_eq!(timeline[0]["type"], "ExperimentCreated");
+    assert_eq!(timeline[0]["actor"], "ci-bot");
+    assert_eq!(timeline[0]["actor_role"], "ADMIN");
+    assert_eq!(timeline[0]["source"], "cli");
+    assert_eq!(timeline[0]["command_id"], "ci-42");
+    assert_eq!(timeline[1]["type"], "ExperimentStarted");
+
+    let missing = chaos(&db, &["experiment", "show", "nope"]);
+    assert_eq!(missing.status.code(), Some(3));
+    assert!(stderr(&missing).contains("experiment not found"));
+
+    let verified = chaos(&db, &["audit", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(String::from_utf8_lossy(&verified.stdout).starts_with("OK: 2 events in 1 streams"));
+}
+
+#[test]
+fn the_halt_switch_blocks_starts_until_lifted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let spec = spec_file(dir.path());
+    let spec = spec.to_str().expect("utf-8 path");
+    assert!(chaos(&db, &["init"]).status.success());
+    assert!(
+        chaos(&db, &["experiment", "create", "--spec", spec, "--id", "e"])
+            .status
+            .success()
+    );
+    assert!(
+        chaos(&db, &["platform", "halt", "--reason", "incident 7"])
+            .status
+            .success()
+    );
+    let refused = chaos(&db, &["experiment", "start", "e"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(stderr(&refused).contains("platform is halted: incident 7"));
+    let shown = stdout_json(&chaos(&db, &["platform", "show"]));
+    assert_eq!(shown["halted"], true);
+    assert!(chaos(&db, &["platform", "unhalt"]).status.success());
+    assert!(chaos(&db, &["experiment", "start", "e"]).status.success());
+    // Platform caps are enforced at start too.
+    assert!(
+        chaos(&db, &["experiment", "create", "--spec", spec, "--id", "f"])
+            .status
+            .success()
+    );
+    let config = [
+        "platform",
+        "config",
+        "--max-targets-per-run",
+        "2",
+        "--max-duration-secs",
+        "600",
+    ];
+    assert!(chaos(&db, &config).status.success());
+    let capped = chaos(&db, &["experiment", "start", "f"]);
+    assert_eq!(capped.status.code(), Some(3));
+    assert!(stderr(&capped).contains("max_targets 3 exceeds the platform limit of 2"));
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read file")
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+
+    let unknown_flag = chaos(&db, &["audit", "verify", "--colour"]);
+    assert_eq!(unknown_flag.status.code(), Some(2));
+    assert!(stderr(&unknown_flag).contains("unexpected argument '--colour'"));
+
+    let missing = chaos(&db, &["audit", "verify"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("no such event store"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!db.exists(), "a read must not create the store");
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, b"this is not a database, it is a shopping list\n").expect("write");
+    let before = file_bytes(&garbage);
+    let out = chaos(&garbage, &["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not an SQLite database (left untouched)"));
+    assert_eq!(file_bytes(&garbage), before);
+
+    let foreign = dir.path().join("foreign.db");
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table t(x)'); c.execute('insert into t values (1)'); c.commit(); c.close()")
+        .arg(&foreign)
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "python3 made a foreign SQLite database");
+    let before = file_bytes(&foreign);
+    let out = chaos(&foreign, &["serve", "--addr", "127.0.0.1:0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a chaos event store (left untouched)"));
+    assert_eq!(file_bytes(&foreign), before);
+    assert!(!dir.path().join("foreign.db-wal").exists());
+
+    let out = chaos(dir.path(), &["init"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a regular file"));
+
+    assert!(chaos(&db, &["init"]).status.success());
+    let no_spec = chaos(
+        &db,
+        &["experiment", "create", "--spec", "/nonexistent/spec.json"],
+    );
+    assert_eq!(no_spec.status.code(), Some(2));
+    assert!(stderr(&no_spec).contains("cannot read /nonexistent/spec.json"));
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"name": "x", "colour": "red"}"#).expect("write");
+    let out = chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            bad.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        stderr(&out).contains("unknown field `colour`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let spec = spec_file(dir.path());
+    let text = std::fs::read_to_string(&spec)
+        .expect("read")
+        .replace("\"value\": 1", "\"value\": 0");
+    std::fs::write(&spec, text).expect("write");
+    let out = chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            spec.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stderr(&out).contains("selection.value: COUNT must be between 1 and 50 (got 0)"));
+
+    let bad_id = chaos(&db, &["experiment", "start", "has space"]);
+    assert_eq!(bad_id.status.code(), Some(3));
+    assert!(stderr(&bad_id).contains("id: may contain only"));
+
+    let verified = stdout_json(&chaos(&db, &["audit", "verify", "--json"]));
+    assert_eq!(
+        verified["events"], 0,
+        "nothing was written by the refused commands"
+    );
+}
+
+/// Writes three full experiment runs through the store layer.
+fn populated_store(dir: &Path) -> PathBuf {
+    let db = dir.join("chaos.db");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let (store, pool) = common::store_at(&db).await;
+        for id in ["exp-a", "exp-b", "exp-c"] {
+            for (i, command) in common::lifecycle(id, 3).into_iter().enumerate() {
+                store
+                    .execute::<Experiment>(id, command, &common::context(&format!("{id}-{i}")))
+                    .await
+                    .expect("append");
+            }
+        }
+        pool.close().await;
+    });
+    db
+}
+
+fn sql(db: &Path, statements: &str) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let pool = command_lambdas::sqlite::open(db, command_lambdas::sqlite::OpenMode::MustExist)
+            .await
+            .expect("open");
+        sqlx::raw_sql(statements)
+            .execute(&pool)
+            .await
+            .expect("tamper");
+        pool.close().await;
+    });
+}
+
+fn first_fault(db: &Path) -> (String, u64, String) {
+    let out = chaos(db, &["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["streams"], 3);
+    let faults = report["faults"].as_array().expect("faults");
+    assert_eq!(
+        faults.len(),
+        1,
+        "only the tampered stream is broken: {faults:?}"
+    );
+    (
+        faults[0]["aggregate_id"].as_str().expect("id").to_owned(),
+        faults[0]["sequence"].as_u64().expect("sequence"),
+        faults[0]["problem"].as_str().expect("problem").to_owned(),
+    )
+}
+
+#[test]
+fn tampering_is_named_at_the_first_bad_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = populated_store(dir.path());
+    let clean = chaos(&db, &["audit", "verify"]);
+    assert!(clean.status.success(), "{}", stderr(&clean));
+
+    let pristine = dir.path().join("pristine.db");
+    std::fs::copy(&db, &pristine).expect("copy");
+    let reset = || std::fs::copy(&pristine, &db).expect("reset");
+
+    // One payload byte: a digit of a health figure.
+    sql(
+        &db,
+        "UPDATE events SET payload = replace(payload, '\"latency_p95_ms\":12', '\"latency_p95_ms\":13') \
+              WHERE aggregate_id = 'exp-b' AND sequence = 5",
+    );
+    let (id, sequence, problem) = first_fault(&db);
+    assert_eq!((id.as_str(), sequence), ("exp-b", 5));
+    assert!(problem.starts_with("hash "), "{problem}");
+    let human = chaos(&db, &["audit", "verify"]);
+    assert_eq!(human.status.code(), Some(4));
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("FAILED: 1 of 3 streams do not verify"),
+        "{text}"
+    );
+    assert!(text.contains("Experiment/exp-b at sequence 5"), "{text}");
+
+    // One metadata byte: the actor.
+    reset();
+    sql(
+        &db,
+        "UPDATE events SET metadata = replace(metadata, '\"actor\":\"tester\"', '\"actor\":\"tester2\"') \
+              WHERE aggregate_id = 'exp-c' AND sequence = 9",
+    );
+    assert_eq!(first_fault(&db).0.as_str(), "exp-c");
+    assert_eq!(first_fault(&db).1, 9);
+
+    // A deleted event.
+    reset();
+    sql(
+        &db,
+        "DELETE FROM events WHERE aggregate_id = 'exp-a' AND sequence = 4",
+    );
+    let (id, sequence, problem) = first_fault(&db);
+    assert_eq!((id.as_str(), sequence), ("exp-a", 4));
+    assert_eq!(problem, "expected sequence 4, found 5");
+
+    // Two events reordered (their sequence numbers swapped).
+    reset();
+    sql(
+        &db,
+        "UPDATE events SET sequence = 1000 WHERE aggregate_id = 'exp-a' AND sequence = 2; \
+              UPDATE events SET sequence = 2 WHERE aggregate_id = 'exp-a' AND sequence = 3; \
+              UPDATE events SET sequence = 3 WHERE aggregate_id = 'exp-a' AND sequence = 1000;",
+    );
+    assert_eq!(first_fault(&db).1, 2);
+
+    // Two events' contents swapped in place.
+    reset();
+    sql(
+        &db,
+        "CREATE TEMP TABLE x AS SELECT sequence, payload, metadata FROM events WHERE aggregate_id = 'exp-c' AND sequence IN (6, 7); \
+              UPDATE events SET payload = (SELECT payload FROM x WHERE sequence = 7), metadata = (SELECT metadata FROM x WHERE sequence = 7) WHERE aggregate_id = 'exp-c' AND sequence = 6; \
+              UPDATE events SET payload = (SELECT payload FROM x WHERE sequence = 6), metadata = (SELECT metadata FROM x WHERE sequence = 6) WHERE aggregate_id = 'exp-c' AND sequence = 7;",
+    );
+    let (id, sequence, _) = first_fault(&db);
+    assert_eq!((id.as_str(), sequence), ("exp-c", 6));
+}
+
+#[test]
+fn serve_answers_health_on_an_ephemeral_port_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("fresh.db");
+    let mut child = Command::new(CHAOS)
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("chaos: listening on http://") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announced its address");
+    assert!(addr.starts_with("127.0.0.1:"));
+
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.split("\r\n\r\n").nth(1).expect("body");
+    let health: Value = serde_json::from_str(body).expect("json body");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["store"]["events"], 0);
+    assert_eq!(health["halted"], false);
+    assert!(db.exists(), "serve creates the store");
+
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "graceful shutdown exits 0, got {status:?}"
+    );
+}
