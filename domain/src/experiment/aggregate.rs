@@ -347,6 +347,10 @@ impl Experiment {
                 if self.injected.is_some() {
                     return Err(ExperimentError::AlreadyInjected);
                 }
+                if self.rolled_back {
+                    // A rollback recorded before the injection must not count as undoing it.
+                    return Err(ExperimentError::AlreadyRolledBack);
+                }
                 if self.baseline.is_none() {
                     return Err(ExperimentError::BaselineNotRecorded);
                 }
