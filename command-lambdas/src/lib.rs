@@ -16,7 +16,7 @@ pub mod store;
 pub use store::{CommandOutcome, EventStore, StoreError};
 
 /// The embedded store: the layer over sqlite-es.
-pub type SqliteStore = EventStore<sqlite_es::SqliteEventRepository>;
+pub type SqliteStore = EventStore<sqlite::SqliteRepository>;
 
 /// The application service over the embedded store.
-pub type SqliteService = service::ExperimentService<sqlite_es::SqliteEventRepository>;
+pub type SqliteService = service::ExperimentService<sqlite::SqliteRepository>;

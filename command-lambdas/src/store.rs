@@ -14,9 +14,18 @@
 //!   retried from a fresh load, at most [`RetryPolicy::max_attempts`] times;
 //! - **bounded streams**: nothing is committed past the aggregate's `MAX_EVENTS`.
 //!
-//! It never holds a lock across commands and never writes anything for a refused command.
+//! It never writes anything for a refused command.
+//!
+//! **Stream cache.** Folding a whole stream for every command would cost a full load each time.
+//! The store keeps each recently used stream's folded state, version, chain head and command
+//! ids in memory, and before every decision catches up from the backend with the events after
+//! the cached version (`get_last_events`): a state written by another process is never missed,
+//! and a conflicting commit simply catches up and decides again. Commands on one stream are
+//! serialized inside the process by the stream's lock; different streams proceed in parallel.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cqrs_es::event_sink::EventSink;
@@ -147,26 +156,70 @@ pub struct Loaded<A: Aggregate> {
     pub events: Vec<StoredEvent<A>>,
 }
 
-impl<A: Aggregate> Loaded<A> {
+/// A stream's folded state kept between commands.
+struct Cached<A: Aggregate> {
+    aggregate: A,
+    version: usize,
+    head: String,
+    /// Events appended by each command id, for idempotent answers.
+    commands: HashMap<String, Vec<AppendedEvent>>,
+}
+
+impl<A: Aggregate> Default for Cached<A> {
+    fn default() -> Self {
+        Self {
+            aggregate: A::default(),
+            version: 0,
+            head: GENESIS_HASH.to_owned(),
+            commands: HashMap::new(),
+        }
+    }
+}
+
+impl<A: Aggregate> Cached<A> {
+    fn record(&mut self, command_id: &str, appended: AppendedEvent) {
+        self.commands
+            .entry(command_id.to_owned())
+            .or_default()
+            .push(appended);
+    }
+
     fn outcome_of(&self, aggregate_id: &str, command_id: &str) -> Option<CommandOutcome> {
-        let events: Vec<AppendedEvent> = self
-            .events
-            .iter()
-            .filter(|e| e.metadata.command_id == command_id)
-            .map(|e| AppendedEvent {
-                sequence: e.sequence,
-                event_type: e.event.event_type(),
-                event_id: e.metadata.event_id.clone(),
-                hash: e.metadata.hash.clone(),
-            })
-            .collect();
-        (!events.is_empty()).then(|| CommandOutcome {
+        self.commands.get(command_id).map(|events| CommandOutcome {
             aggregate_id: aggregate_id.to_owned(),
             command_id: command_id.to_owned(),
-            events,
+            events: events.clone(),
             version: self.version,
             deduplicated: true,
         })
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Box<dyn Any + Send>>>>;
+
+/// Per-stream slots holding cached state, bounded in number.
+struct StreamCache {
+    slots: Mutex<HashMap<(&'static str, String), Slot>>,
+    capacity: usize,
+}
+
+impl StreamCache {
+    fn slot(&self, aggregate_type: &'static str, aggregate_id: &str) -> Slot {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (aggregate_type, aggregate_id.to_owned());
+        if let Some(slot) = slots.get(&key) {
+            return Arc::clone(slot);
+        }
+        if slots.len() >= self.capacity {
+            // Evict streams nobody is using right now; their state reloads on next use.
+            slots.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        let slot = Slot::default();
+        slots.insert(key, Arc::clone(&slot));
+        slot
     }
 }
 
@@ -176,7 +229,11 @@ pub struct EventStore<R> {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     retry: RetryPolicy,
+    cache: StreamCache,
 }
+
+/// Streams whose folded state is kept in memory by default.
+pub const DEFAULT_CACHED_STREAMS: usize = 4_096;
 
 impl<R> std::fmt::Debug for EventStore<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -194,7 +251,17 @@ impl<R: PersistedEventRepository> EventStore<R> {
             clock,
             ids,
             retry: RetryPolicy::default(),
+            cache: StreamCache {
+                slots: Mutex::new(HashMap::new()),
+                capacity: DEFAULT_CACHED_STREAMS,
+            },
         }
+    }
+
+    /// Sets how many streams' folded state is kept in memory (at least 1).
+    pub fn with_cache_capacity(mut self, streams: usize) -> Self {
+        self.cache.capacity = streams.max(1);
+        self
     }
 
     /// Replaces the retry policy.
@@ -222,34 +289,11 @@ impl<R: PersistedEventRepository> EventStore<R> {
         let mut events = Vec::with_capacity(serialized.len());
         let mut head = GENESIS_HASH.to_owned();
         for (index, stored) in serialized.into_iter().enumerate() {
-            let sequence = stored.sequence;
-            let corrupt = |reason: String| StoreError::Corrupt {
-                aggregate_id: aggregate_id.to_owned(),
-                sequence,
-                reason,
-            };
-            if sequence != index + 1 {
-                return Err(corrupt(format!("expected sequence {}", index + 1)));
-            }
-            let metadata: EventMetadata = serde_json::from_value(stored.metadata)
-                .map_err(|e| corrupt(format!("metadata: {e}")))?;
-            let event: A::Event = serde_json::from_value(stored.payload)
-                .map_err(|e| corrupt(format!("payload: {e}")))?;
-            if event.event_type() != stored.event_type
-                || event.event_version() != stored.event_version
-            {
-                return Err(corrupt(format!(
-                    "stored as {} v{}, payload is {} v{}",
-                    stored.event_type,
-                    stored.event_version,
-                    event.event_type(),
-                    event.event_version()
-                )));
-            }
+            let (event, metadata) = decode::<A>(aggregate_id, index + 1, stored)?;
             aggregate.apply(event.clone());
             head.clone_from(&metadata.hash);
             events.push(StoredEvent {
-                sequence,
+                sequence: index + 1,
                 event,
                 metadata,
             });
@@ -270,13 +314,43 @@ impl<R: PersistedEventRepository> EventStore<R> {
         context: &CommandContext,
     ) -> Result<CommandOutcome, StoreError<A::Error>>
     where
-        A: BoundedStream<Services = ()>,
+        A: BoundedStream<Services = ()> + Clone + Send + 'static,
+        A::Command: Clone,
+    {
+        let slot = self.cache.slot(A::TYPE, aggregate_id);
+        let mut guard = slot.lock().await;
+        let mut cached: Box<Cached<A>> = guard
+            .take()
+            .and_then(|state| state.downcast::<Cached<A>>().ok())
+            .unwrap_or_default();
+        let result = self
+            .execute_cached(aggregate_id, command, context, &mut cached)
+            .await;
+        // Keep the state unless reading the stream failed: then the next command reloads it.
+        if !matches!(
+            result,
+            Err(StoreError::Corrupt { .. } | StoreError::Storage(_))
+        ) {
+            *guard = Some(cached);
+        }
+        result
+    }
+
+    async fn execute_cached<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        context: &CommandContext,
+        cached: &mut Cached<A>,
+    ) -> Result<CommandOutcome, StoreError<A::Error>>
+    where
+        A: BoundedStream<Services = ()> + Clone,
         A::Command: Clone,
     {
         let attempts = self.retry.max_attempts.max(1);
         for attempt in 1..=attempts {
-            let loaded = self.load::<A>(aggregate_id).await?;
-            if let Some(stored) = loaded.outcome_of(aggregate_id, context.command_id()) {
+            self.catch_up(aggregate_id, cached).await?;
+            if let Some(stored) = cached.outcome_of(aggregate_id, context.command_id()) {
                 tracing::debug!(
                     aggregate_id,
                     command_id = context.command_id(),
@@ -284,15 +358,9 @@ impl<R: PersistedEventRepository> EventStore<R> {
                 );
                 return Ok(stored);
             }
-            let Loaded {
-                mut aggregate,
-                version,
-                head,
-                ..
-            } = loaded;
+            let mut next = cached.aggregate.clone();
             let sink = EventSink::<A>::default();
-            aggregate
-                .handle(command.clone(), &(), &sink)
+            next.handle(command.clone(), &(), &sink)
                 .await
                 .map_err(StoreError::Rejected)?;
             let events = sink.collect().await;
@@ -301,21 +369,29 @@ impl<R: PersistedEventRepository> EventStore<R> {
                     aggregate_id: aggregate_id.to_owned(),
                     command_id: context.command_id().to_owned(),
                     events: Vec::new(),
-                    version,
+                    version: cached.version,
                     deduplicated: false,
                 });
             }
-            if version + events.len() > A::MAX_EVENTS {
+            if cached.version + events.len() > A::MAX_EVENTS {
                 return Err(StoreError::StreamFull { max: A::MAX_EVENTS });
             }
             let (serialized, appended) =
-                self.seal_all::<A>(aggregate_id, version, &head, events, context)?;
+                self.seal_all::<A>(aggregate_id, cached.version, &cached.head, events, context)?;
             match self.repo.persist::<A>(&serialized, None).await {
                 Ok(()) => {
+                    cached.aggregate = next;
+                    cached.version += appended.len();
+                    if let Some(last) = appended.last() {
+                        cached.head.clone_from(&last.hash);
+                    }
+                    for event in &appended {
+                        cached.record(context.command_id(), event.clone());
+                    }
                     return Ok(CommandOutcome {
                         aggregate_id: aggregate_id.to_owned(),
                         command_id: context.command_id().to_owned(),
-                        version: version + appended.len(),
+                        version: cached.version,
                         events: appended,
                         deduplicated: false,
                     });
@@ -324,7 +400,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
                     tracing::debug!(
                         aggregate_id,
                         attempt,
-                        "concurrent write won; retrying from a fresh load"
+                        "concurrent write won; catching up and deciding again"
                     );
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
@@ -333,6 +409,35 @@ impl<R: PersistedEventRepository> EventStore<R> {
             }
         }
         Err(StoreError::Contention { attempts })
+    }
+
+    /// Applies the events stored after `cached.version` (by this or any other process).
+    async fn catch_up<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        cached: &mut Cached<A>,
+    ) -> Result<(), StoreError<A::Error>> {
+        let newer = self
+            .repo
+            .get_last_events::<A>(aggregate_id, cached.version)
+            .await
+            .map_err(StoreError::Storage)?;
+        for stored in newer {
+            let (event, metadata) = decode::<A>(aggregate_id, cached.version + 1, stored)?;
+            cached.aggregate.apply(event.clone());
+            cached.version += 1;
+            cached.head.clone_from(&metadata.hash);
+            cached.record(
+                &metadata.command_id,
+                AppendedEvent {
+                    sequence: cached.version,
+                    event_type: event.event_type(),
+                    event_id: metadata.event_id,
+                    hash: metadata.hash,
+                },
+            );
+        }
+        Ok(())
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -399,4 +504,35 @@ impl<R: PersistedEventRepository> EventStore<R> {
         }
         Ok((serialized, appended))
     }
+}
+
+/// Decodes one stored event, checking it sits at `expected` and is what its columns say.
+fn decode<A: Aggregate>(
+    aggregate_id: &str,
+    expected: usize,
+    stored: SerializedEvent,
+) -> Result<(A::Event, EventMetadata), StoreError<A::Error>> {
+    let sequence = stored.sequence;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        aggregate_id: aggregate_id.to_owned(),
+        sequence,
+        reason,
+    };
+    if sequence != expected {
+        return Err(corrupt(format!("expected sequence {expected}")));
+    }
+    let metadata: EventMetadata =
+        serde_json::from_value(stored.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
+    let event: A::Event =
+        serde_json::from_value(stored.payload).map_err(|e| corrupt(format!("payload: {e}")))?;
+    if event.event_type() != stored.event_type || event.event_version() != stored.event_version {
+        return Err(corrupt(format!(
+            "stored as {} v{}, payload is {} v{}",
+            stored.event_type,
+            stored.event_version,
+            event.event_type(),
+            event.event_version()
+        )));
+    }
+    Ok((event, metadata))
 }

@@ -129,17 +129,22 @@ async fn platform_commands_are_chained_too() {
 }
 
 /// Eight writers send the same 200 commands, in order, with the same command ids: every
-/// command lands exactly once, in order, whoever wins each race.
+/// command lands exactly once, in order, whoever wins each race. The writers are split over
+/// two independent stores (two nodes, two connection pools) on one file, so commits really
+/// collide in SQLite, not only in one process's stream lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_concurrent_writers_on_one_stream_leave_no_gap_and_no_duplicate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
-    let store = Arc::new(store);
+    let db = dir.path().join("chaos.db");
+    let (store, pool) = store_at(&db).await;
+    let (other_node, _other_pool) = store_at(&db).await;
+    let stores = [Arc::new(store), Arc::new(other_node)];
+    let store = Arc::clone(&stores[0]);
     let commands = Arc::new(lifecycle("hot", 190));
     assert_eq!(commands.len(), 200);
     let mut writers = Vec::new();
     for w in 0..8 {
-        let store = Arc::clone(&store);
+        let store = Arc::clone(&stores[w % 2]);
         let commands = Arc::clone(&commands);
         writers.push(tokio::spawn(async move {
             let mut deduplicated = 0;
@@ -365,4 +370,115 @@ async fn health_values_survive_the_round_trip() {
             at: at(5),
         }
     );
+}
+
+/// A real SQLite repository whose first commit is preceded by a rival's commit to the same
+/// stream (as if another node wrote between our load and our commit).
+struct RivalWritesFirst {
+    inner: command_lambdas::sqlite::SqliteRepository,
+    rival: std::sync::Mutex<Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>>,
+    commits: std::sync::atomic::AtomicUsize,
+}
+
+impl cqrs_es::persist::PersistedEventRepository for RivalWritesFirst {
+    async fn get_events<A: cqrs_es::Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<Vec<cqrs_es::persist::SerializedEvent>, cqrs_es::persist::PersistenceError> {
+        self.inner.get_events::<A>(id).await
+    }
+    async fn get_last_events<A: cqrs_es::Aggregate>(
+        &self,
+        id: &str,
+        last: usize,
+    ) -> Result<Vec<cqrs_es::persist::SerializedEvent>, cqrs_es::persist::PersistenceError> {
+        self.inner.get_last_events::<A>(id, last).await
+    }
+    async fn get_snapshot<A: cqrs_es::Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<Option<cqrs_es::persist::SerializedSnapshot>, cqrs_es::persist::PersistenceError>
+    {
+        self.inner.get_snapshot::<A>(id).await
+    }
+    async fn persist<A: cqrs_es::Aggregate>(
+        &self,
+        events: &[cqrs_es::persist::SerializedEvent],
+        snapshot: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), cqrs_es::persist::PersistenceError> {
+        let rival = self.rival.lock().expect("lock").take();
+        if let Some(rival) = rival {
+            rival.await;
+        }
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.persist::<A>(events, snapshot).await
+    }
+    async fn stream_events<A: cqrs_es::Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<cqrs_es::persist::ReplayStream, cqrs_es::persist::PersistenceError> {
+        self.inner.stream_events::<A>(id).await
+    }
+    async fn stream_all_events<A: cqrs_es::Aggregate>(
+        &self,
+    ) -> Result<cqrs_es::persist::ReplayStream, cqrs_es::persist::PersistenceError> {
+        self.inner.stream_all_events::<A>().await
+    }
+}
+
+#[tokio::test]
+async fn a_commit_that_loses_a_race_is_decided_again_on_fresh_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (rival_store, pool) = store_at(&db).await;
+    let commands = lifecycle("contended", 3);
+    for (i, command) in commands[..6].iter().enumerate() {
+        rival_store
+            .execute::<Experiment>("contended", command.clone(), &context(&format!("s{i}")))
+            .await
+            .expect("setup");
+    }
+    // Our store decides RecordBaseline; before it commits, the rival records a health sample.
+    let rival_command = ExperimentCommand::RecordHealthCheck {
+        health: health(3),
+        at: at(6),
+    };
+    let rival = async move {
+        rival_store
+            .execute::<Experiment>("contended", rival_command, &context("rival"))
+            .await
+            .expect("rival commit");
+    };
+    let ours = command_lambdas::EventStore::new(
+        RivalWritesFirst {
+            inner: command_lambdas::sqlite::repository(pool.clone()),
+            rival: std::sync::Mutex::new(Some(Box::pin(rival))),
+            commits: std::sync::atomic::AtomicUsize::new(0),
+        },
+        Arc::new(command_lambdas::clock::SystemClock),
+        Arc::new(command_lambdas::clock::UuidV7),
+    );
+    let baseline = commands[6].clone();
+    assert!(matches!(baseline, ExperimentCommand::RecordBaseline { .. }));
+    let outcome = ours
+        .execute::<Experiment>("contended", baseline, &context("baseline"))
+        .await
+        .expect("decided again and committed");
+    assert_eq!(outcome.events[0].sequence, 8, "after the rival's event 7");
+    assert_eq!(
+        ours.repository()
+            .commits
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    let loaded = ours.load::<Experiment>("contended").await.expect("load");
+    assert_eq!(loaded.aggregate.health_samples(), 4);
+    let command_ids: Vec<String> = loaded
+        .events
+        .iter()
+        .map(|e| e.metadata.command_id.clone())
+        .collect();
+    assert_eq!(&command_ids[6..], ["rival", "baseline"]);
+    assert!(verify_all(&pool, 0, |_| {}).await.expect("verify").is_ok());
 }

@@ -1,8 +1,11 @@
 //! Hard limits, chosen so that one experiment's stream always loads whole from DynamoDB.
 //!
-//! The arithmetic is checked by a test (`worst_case_stream_fits_one_dynamodb_page`): a stream at
-//! its maximum event count, with every string at its maximum length and the largest metadata,
-//! stays under half of DynamoDB's 1 MB page, the most dynamo-es reads in one load.
+//! The arithmetic is checked by a test (`worst_case_stream_fits_one_dynamodb_page`): the longest
+//! stream `decide` can produce (1 created, [`MAX_SCHEDULES`] scheduled, [`MAX_HEALTH_SAMPLES`]
+//! health checks and each once-only event, every string at its maximum length, the largest
+//! metadata) stays under [`STREAM_BYTE_BUDGET`], half of DynamoDB's 1 MB page, the most
+//! dynamo-es reads in one load. The per-type caps carry that bound; [`MAX_EXPERIMENT_EVENTS`]
+//! is the backstop the store layer enforces for every aggregate.
 
 /// Upper bound on the events in one experiment stream.
 pub const MAX_EXPERIMENT_EVENTS: usize = 256;

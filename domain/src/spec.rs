@@ -412,6 +412,11 @@ impl ExperimentSpec {
                             format!("{field}.alarm_name"),
                             "must have 1 to 255 characters",
                         );
+                    } else if alarm_name.chars().any(char::is_control) {
+                        p.add(
+                            format!("{field}.alarm_name"),
+                            "must not contain control characters",
+                        );
                     }
                 }
                 StopCondition::MaxErrorRate { percent } => {

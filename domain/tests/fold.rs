@@ -535,10 +535,11 @@ fn wide(chars: usize) -> String {
     std::iter::repeat_n(WIDE, chars).collect()
 }
 
-/// 255 characters that each serialize as a six-byte `\u00XX` escape (alarm names are not
-/// checked for control characters; see the report on `spec.rs`).
+/// 255 four-byte characters, distinct per condition (duplicates are refused).
 fn worst_alarm(i: u8) -> String {
-    std::iter::repeat_n(char::from(i + 1), 255).collect()
+    let mut name = wide(254);
+    name.push(char::from(b'a' + i));
+    name
 }
 
 fn worst_spec() -> ExperimentSpec {
