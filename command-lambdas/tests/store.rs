@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use command_lambdas::StoreError;
-use command_lambdas::sqlite::{stats, verify_all};
+use command_lambdas::sqlite::{stats, verify_file};
 use common::{at, context, health, lifecycle, store_at};
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, Status};
 use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
@@ -18,7 +18,8 @@ use domain::spec::TargetId;
 #[tokio::test]
 async fn a_full_run_is_stored_with_a_verifiable_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
     let commands = lifecycle("exp-1", 5);
     for (i, command) in commands.iter().enumerate() {
         let outcome = store
@@ -46,7 +47,7 @@ async fn a_full_run_is_stored_with_a_verifiable_chain() {
         prev.clone_from(&e.metadata.hash);
     }
     assert_eq!(loaded.head, prev);
-    let report = verify_all(&pool, 0, |_| {}).await.expect("verify");
+    let report = verify_file(&db, 0, |_| {}).expect("verify");
     assert!(report.is_ok(), "{:?}", report.faults);
     assert_eq!((report.events, report.streams), (15, 1));
 }
@@ -54,7 +55,8 @@ async fn a_full_run_is_stored_with_a_verifiable_chain() {
 #[tokio::test]
 async fn a_repeated_command_id_appends_nothing_and_returns_the_first_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
+    let db = dir.path().join("chaos.db");
+    let (store, pool) = store_at(&db).await;
     let commands = lifecycle("exp-1", 0);
     store
         .execute::<Experiment>("exp-1", commands[0].clone(), &context("create"))
@@ -77,7 +79,8 @@ async fn a_repeated_command_id_appends_nothing_and_returns_the_first_outcome() {
 #[tokio::test]
 async fn a_rejected_command_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
+    let db = dir.path().join("chaos.db");
+    let (store, pool) = store_at(&db).await;
     let commands = lifecycle("exp-1", 0);
     store
         .execute::<Experiment>("exp-1", commands[0].clone(), &context("create"))
@@ -113,7 +116,8 @@ async fn a_rejected_command_writes_nothing() {
 #[tokio::test]
 async fn platform_commands_are_chained_too() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
     let halt = PlatformCommand::HaltAll {
         reason: "incident".into(),
         at: at(1),
@@ -124,7 +128,7 @@ async fn platform_commands_are_chained_too() {
         .expect("halt");
     let loaded = store.load::<Platform>(PLATFORM_ID).await.expect("load");
     assert_eq!(loaded.aggregate.halted().map(|h| h.0), Some("incident"));
-    let report = verify_all(&pool, 0, |_| {}).await.expect("verify");
+    let report = verify_file(&db, 0, |_| {}).expect("verify");
     assert!(report.is_ok());
 }
 
@@ -136,7 +140,7 @@ async fn platform_commands_are_chained_too() {
 async fn eight_concurrent_writers_on_one_stream_leave_no_gap_and_no_duplicate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
-    let (store, pool) = store_at(&db).await;
+    let (store, _pool) = store_at(&db).await;
     let (other_node, _other_pool) = store_at(&db).await;
     let stores = [Arc::new(store), Arc::new(other_node)];
     let store = Arc::clone(&stores[0]);
@@ -179,7 +183,7 @@ async fn eight_concurrent_writers_on_one_stream_leave_no_gap_and_no_duplicate() 
         (0..200).map(|i| format!("cmd-{i}")).collect::<Vec<_>>()
     );
     assert_eq!(loaded.aggregate.status(), Status::Completed);
-    let report = verify_all(&pool, 0, |_| {}).await.expect("verify");
+    let report = verify_file(&db, 0, |_| {}).expect("verify");
     assert!(report.is_ok(), "{:?}", report.faults);
     assert_eq!(report.events, 200);
 }
@@ -189,7 +193,8 @@ async fn eight_concurrent_writers_on_one_stream_leave_no_gap_and_no_duplicate() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_writers_get_exactly_one_winner_per_transition() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (store, pool) = store_at(&dir.path().join("chaos.db")).await;
+    let db = dir.path().join("chaos.db");
+    let (store, pool) = store_at(&db).await;
     let store = Arc::new(store);
     let commands = lifecycle("race", 0);
     for (i, command) in commands[..7].iter().enumerate() {
@@ -223,7 +228,7 @@ async fn racing_writers_get_exactly_one_winner_per_transition() {
     }
     assert_eq!(won, 1);
     assert_eq!(stats(&pool).await.expect("stats").events, 8);
-    assert!(verify_all(&pool, 0, |_| {}).await.expect("verify").is_ok());
+    assert!(verify_file(&db, 0, |_| {}).expect("verify").is_ok());
 }
 
 const CHILD_ENV: &str = "CHAOS_CRASH_CHILD_DB";
@@ -331,7 +336,7 @@ fn acknowledged_commands_survive_sigkill() {
     }
 
     runtime.block_on(async {
-        let (store, pool) = store_at(&db).await;
+        let (store, _pool) = store_at(&db).await;
         let mut streams: HashSet<String> = HashSet::new();
         for (id, command_id, sequence) in &acked {
             let loaded = store.load::<Experiment>(id).await.expect("load");
@@ -343,7 +348,7 @@ fn acknowledged_commands_survive_sigkill() {
             assert_eq!(&stored.metadata.command_id, command_id);
             streams.insert(id.clone());
         }
-        let report = verify_all(&pool, 0, |_| {}).await.expect("verify");
+        let report = verify_file(&db, 0, |_| {}).expect("verify");
         assert!(report.is_ok(), "{:?}", report.faults);
         assert!(report.events >= acked.len() as u64);
         assert!(!streams.is_empty());
@@ -480,5 +485,5 @@ async fn a_commit_that_loses_a_race_is_decided_again_on_fresh_state() {
         .map(|e| e.metadata.command_id.clone())
         .collect();
     assert_eq!(&command_ids[6..], ["rival", "baseline"]);
-    assert!(verify_all(&pool, 0, |_| {}).await.expect("verify").is_ok());
+    assert!(verify_file(&db, 0, |_| {}).expect("verify").is_ok());
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use command_lambdas::clock::{SystemClock, UuidV7, new_id};
 use command_lambdas::service::ServiceError;
-use command_lambdas::sqlite::{OpenError, OpenMode, open, repository, verify_all};
+use command_lambdas::sqlite::{OpenError, OpenMode, open, repository, verify_file};
 use command_lambdas::{SqliteService, SqliteStore};
 use domain::Timestamp;
 use domain::audit::VerifyReport;
@@ -208,6 +208,9 @@ pub enum CliError {
     /// The server stopped with an error.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    /// The store could not be scanned.
+    #[error("reading the event store failed: {0}")]
+    Verify(String),
     /// Verification found faults (already reported on stdout).
     #[error("the event log does not verify: {0} stream(s) broken")]
     Tampered(usize),
@@ -229,6 +232,7 @@ impl CliError {
             CliError::Tampered(_) => 4,
             CliError::Open(_)
             | CliError::Read(_)
+            | CliError::Verify(_)
             | CliError::Bind { .. }
             | CliError::Serve(_)
             | CliError::Output(_) => 1,
@@ -485,20 +489,25 @@ async fn platform(db: &Path, p: &ProvenanceArgs, cmd: PlatformCommand) -> Result
 }
 
 async fn verify(db: &Path, as_json: bool) -> Result<(), CliError> {
-    let pool = open(db, OpenMode::MustExist).await?;
+    // Opening checks the file is a chaos store (and recovers a WAL left by a crash).
+    open(db, OpenMode::MustExist).await?.close().await;
     let started = Instant::now();
     let show_progress = std::io::stderr().is_terminal() && !as_json;
-    let report = verify_all(&pool, 250_000, |n| {
-        if show_progress {
-            eprint!("\rverified {n} events...");
-        }
+    let path = db.to_owned();
+    let report = tokio::task::spawn_blocking(move || {
+        verify_file(&path, 250_000, |n| {
+            if show_progress {
+                eprint!("\rverified {n} events...");
+            }
+        })
     })
-    .await?;
+    .await
+    .map_err(|e| CliError::Verify(e.to_string()))?
+    .map_err(|e| CliError::Verify(e.to_string()))?;
     if show_progress {
         eprintln!();
     }
     let elapsed = started.elapsed();
-    pool.close().await;
     if as_json {
         print_json(&report_json(&report))?;
     } else {
