@@ -156,6 +156,9 @@ pub struct Loaded<A: Aggregate> {
     pub events: Vec<StoredEvent<A>>,
 }
 
+/// Events ready to commit, and how they are reported.
+type Sealed = (Vec<SerializedEvent>, Vec<AppendedEvent>);
+
 /// A stream's folded state kept between commands.
 struct Cached<A: Aggregate> {
     aggregate: A,
@@ -457,7 +460,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
         head: &str,
         events: Vec<A::Event>,
         context: &CommandContext,
-    ) -> Result<(Vec<SerializedEvent>, Vec<AppendedEvent>), StoreError<A::Error>> {
+    ) -> Result<Sealed, StoreError<A::Error>> {
         let recorded_at: Timestamp = self.clock.now();
         let mut prev = head.to_owned();
         let mut serialized = Vec::with_capacity(events.len());

@@ -38,21 +38,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A copy of the example spec documented in the README.
 fn spec_file(dir: &Path) -> PathBuf {
     let path = dir.join("spec.json");
-    std::fs::write(
-        &path,
-        r#"{
-  "name": "kill one web worker",
-  "target": {"kind": "LOCAL_FLEET", "group": "web"},
-  "selection": {"mode": "COUNT", "value": 1},
-  "max_targets": 3,
-  "failure": {"type": "TERMINATE"},
-  "guardrails": {"stop_conditions": [{"type": "MAX_ERROR_RATE", "percent": 50}], "max_duration_secs": 600},
-  "recovery": {"timeout_secs": 120, "poll_interval_secs": 2, "baseline_samples": 3}
-}"#,
-    )
-    .expect("write spec");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/kill-one-worker.json"
+    );
+    std::fs::copy(example, &path).expect("copy the example spec");
     path
 }
 
@@ -199,13 +192,11 @@ fn bad_input_gets_a_clear_error_and_touches_nothing() {
     assert_eq!(file_bytes(&garbage), before);
 
     let foreign = dir.path().join("foreign.db");
-    let status = Command::new("python3")
-        .arg("-c")
-        .arg("import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('create table t(x)'); c.execute('insert into t values (1)'); c.commit(); c.close()")
-        .arg(&foreign)
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "python3 made a foreign SQLite database");
+    {
+        let conn = rusqlite::Connection::open(&foreign).expect("create a foreign database");
+        conn.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+            .expect("foreign schema");
+    }
     let before = file_bytes(&foreign);
     let out = chaos(&foreign, &["serve", "--addr", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(1));
@@ -304,6 +295,20 @@ fn sql(db: &Path, statements: &str) {
     });
 }
 
+/// The independent verifier in docs/audit (Python, written from docs/AUDIT.md alone).
+fn independent_verify(db: &Path) -> (Option<i32>, String) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit/verify_chain.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(db)
+        .output()
+        .expect("python3 runs (cargo xtask test installs it)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn first_fault(db: &Path) -> (String, u64, String) {
     let out = chaos(db, &["audit", "verify", "--json"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
@@ -316,11 +321,20 @@ fn first_fault(db: &Path) -> (String, u64, String) {
         1,
         "only the tampered stream is broken: {faults:?}"
     );
-    (
+    let fault = (
         faults[0]["aggregate_id"].as_str().expect("id").to_owned(),
         faults[0]["sequence"].as_u64().expect("sequence"),
         faults[0]["problem"].as_str().expect("problem").to_owned(),
-    )
+    );
+    // The auditor's own implementation must name the same position.
+    let (code, text) = independent_verify(db);
+    assert_eq!(code, Some(4), "{text}");
+    let expected = format!("Experiment/{} at sequence {}:", fault.0, fault.1);
+    assert!(
+        text.starts_with(&expected),
+        "independent verifier said {text:?}, expected {expected:?}"
+    );
+    fault
 }
 
 #[test]
@@ -329,6 +343,10 @@ fn tampering_is_named_at_the_first_bad_sequence() {
     let db = populated_store(dir.path());
     let clean = chaos(&db, &["audit", "verify"]);
     assert!(clean.status.success(), "{}", stderr(&clean));
+    assert_eq!(
+        independent_verify(&db),
+        (Some(0), "OK: 39 events in 3 streams\n".to_owned())
+    );
 
     let pristine = dir.path().join("pristine.db");
     std::fs::copy(&db, &pristine).expect("copy");
@@ -432,12 +450,8 @@ fn serve_answers_health_on_an_ephemeral_port_and_stops_on_sigterm() {
     assert_eq!(health["halted"], false);
     assert!(db.exists(), "serve creates the store");
 
-    let pid = child.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
     let status = child.wait().expect("wait");
     assert!(
         status.success(),

@@ -1,1 +1,182 @@
-fn main() {}
+//! Build, test and benchmark recipes: the one place the project's commands are written down.
+//!
+//! `cargo xtask run` runs the platform in embedded mode; `cargo xtask test` runs every check and
+//! test (CI runs exactly this through `.ci/run`); `cargo xtask bench` runs the benchmarks.
+//! Each recipe installs or checks what it needs itself and says what it is doing.
+
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  run     build and run the platform in embedded mode (chaos serve on 127.0.0.1:8080)
+          extra arguments are passed to `chaos serve`, e.g. `cargo xtask run -- --addr 127.0.0.1:9000`
+  test    every check and test: format, lints, repository rules, unit, integration and
+          end-to-end tests (what CI runs)
+  bench   the benchmarks, printing their figures
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n\n{USAGE}")),
+        None => Err(USAGE.to_owned()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// Runs a command from the repository root, failing with its name when it fails.
+fn sh(program: &str, args: &[&str]) -> Result<(), String> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn cargo(args: &[&str]) -> Result<(), String> {
+    sh(
+        &std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+        args,
+    )
+}
+
+/// Checks that a cargo subcommand is installed (rustfmt and clippy come with rustup's default
+/// profile; they cannot be downloaded offline).
+fn require_cargo_tool(tool: &str) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let ok = Command::new(cargo)
+        .args([tool, "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`cargo {tool}` is not installed: run `rustup component add {}`",
+            if tool == "fmt" { "rustfmt" } else { tool }
+        ))
+    }
+}
+
+/// Installs Debian packages whose command is missing (the machine is set up as root).
+fn ensure_debian_packages(needed: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(command, _)| {
+            !Command::new(command)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    step(&format!("install {}", missing.join(" ")));
+    sh("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    sh("apt-get", &args)
+}
+
+fn test() -> Result<(), String> {
+    require_cargo_tool("fmt")?;
+    require_cargo_tool("clippy")?;
+    // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py).
+    ensure_debian_packages(&[("python3", "python3")])?;
+    step("format");
+    cargo(&["fmt", "--all", "--", "--check"])?;
+    step("lints");
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    step("tests (unit, integration, end-to-end, repository rules)");
+    cargo(&["test", "--workspace", "--locked"])?;
+    eprintln!("\nxtask: all checks and tests passed");
+    Ok(())
+}
+
+fn run(extra: &[String]) -> Result<(), String> {
+    step("build (release)");
+    cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "graphql-api",
+        "--bin",
+        "chaos",
+    ])?;
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    let chaos = target.join("release").join("chaos");
+    let data = root().join("chaos-data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
+    let db = data.join("chaos.db");
+    step(&format!("chaos serve (store {})", db.display()));
+    let extra: Vec<&str> = extra
+        .iter()
+        .map(String::as_str)
+        .skip_while(|a| *a == "--")
+        .collect();
+    let mut args = vec!["serve", "--db"];
+    let db_text = db.to_string_lossy().into_owned();
+    args.push(&db_text);
+    args.extend(extra);
+    sh(&chaos.to_string_lossy(), &args)
+}
+
+fn bench() -> Result<(), String> {
+    step("command path and replay + verify (embedded store)");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "command-lambdas",
+        "--bench",
+        "command_path",
+    ])
+}
