@@ -10,6 +10,7 @@
 //! - [`spec`]: validated value types of an experiment specification.
 //! - [`provenance`]: who did what, from where: actors, roles, sources and stored event metadata.
 //! - [`audit`]: canonical encoding and the per-stream SHA-256 hash chain, with a verifier.
+//! - [`views`]: read-model reducers (experiments, results, analytics, audit log, activity).
 
 pub mod audit;
 pub mod experiment;
@@ -18,6 +19,7 @@ pub mod platform;
 pub mod provenance;
 pub mod spec;
 pub mod time;
+pub mod views;
 
 pub use time::Timestamp;
 

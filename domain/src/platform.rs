@@ -115,6 +115,15 @@ pub enum PlatformEvent {
 impl PlatformEvent {
     /// Every event type name.
     pub const TYPES: [&'static str; 3] = ["PlatformHalted", "HaltLifted", "ConfigUpdated"];
+
+    /// When the fact happened (as decided at the edge).
+    pub fn at(&self) -> Timestamp {
+        match self {
+            PlatformEvent::PlatformHalted { at, .. }
+            | PlatformEvent::HaltLifted { at }
+            | PlatformEvent::ConfigUpdated { at, .. } => *at,
+        }
+    }
 }
 
 impl DomainEvent for PlatformEvent {

@@ -1,9 +1,17 @@
 //! The read side of the chaos platform.
 //!
 //! Projections (experiment views, results, analytics, the audit log and the activity feed)
-//! are folded from the event log by an ordered, idempotent driver: fed by a local catch-up
-//! reader over the SQLite events table in embedded mode, and by DynamoDB Streams Lambdas in
-//! AWS. Read models never feed back into decisions except through facts the edge looks up and
-//! puts into commands.
+//! are folded from the event log. The reducers themselves are pure and live in
+//! `domain::views`; this crate delivers events to them in order, exactly once per read model:
+//!
+//! - [`plan`]: the ordering and idempotency rules for any feed (duplicates skipped, streams
+//!   applied in sequence order, gaps and poison records held back while other streams go on);
+//! - [`embedded`]: read models in SQLite beside the events, fed by a catch-up reader with a
+//!   durable position and per-projection, per-stream checkpoints;
+//! - [`queries`]: what the API and the CLI read from them.
 //!
 //! Nothing here writes events: the write side (`command-lambdas`) is the only writer.
+
+pub mod embedded;
+pub mod plan;
+pub mod queries;

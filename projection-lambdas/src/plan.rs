@@ -1,0 +1,186 @@
+//! Planning a delivered batch: the ordering and idempotency rules of every projection feed.
+//!
+//! Feeds deliver at least once and, across streams, in any order (DynamoDB Streams order only
+//! per item; a catch-up reader may re-read after a restart). Given the last applied sequence
+//! of each stream, [`plan`] decides, purely:
+//!
+//! - records at or below the checkpoint are **duplicates** and are skipped;
+//! - the rest of each stream is sorted by sequence and applied while it is **contiguous**
+//!   (checkpoint + 1, + 2, ...);
+//! - a **gap** (the next record is further ahead) stops the stream there: that record and the
+//!   stream's later ones fail and are retried later, never skipped over;
+//! - a **poison** record (undecodable) stops its stream the same way, while other streams
+//!   proceed.
+
+use std::collections::BTreeMap;
+
+use domain::views::{DecodeError, Envelope, RawRecord};
+
+/// A stored event as a feed delivered it, with the feed's own id for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRecord<Id> {
+    /// The feed's id (SQLite rowid, DynamoDB Streams sequence number).
+    pub id: Id,
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Stream id.
+    pub aggregate_id: String,
+    /// Stored sequence.
+    pub sequence: i64,
+    /// Event type column.
+    pub event_type: String,
+    /// Event version column.
+    pub event_version: String,
+    /// Payload JSON text.
+    pub payload: String,
+    /// Metadata JSON text.
+    pub metadata: String,
+}
+
+impl<Id> FeedRecord<Id> {
+    /// The record's columns, borrowed.
+    pub fn raw(&self) -> RawRecord<'_> {
+        RawRecord {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+
+    /// Its stream.
+    pub fn key(&self) -> StreamKey {
+        StreamKey {
+            aggregate_type: self.aggregate_type.clone(),
+            aggregate_id: self.aggregate_id.clone(),
+        }
+    }
+}
+
+/// Identifies a stream.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamKey {
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Stream id.
+    pub aggregate_id: String,
+}
+
+/// Contiguous events of one stream, ready to apply after `after`.
+#[derive(Debug, Clone)]
+pub struct StreamBatch<Id> {
+    /// The stream.
+    pub key: StreamKey,
+    /// The checkpoint the events follow.
+    pub after: u64,
+    /// Events `after + 1 ..`, in order, with their feed ids.
+    pub events: Vec<(Id, Envelope)>,
+}
+
+/// Why a record was not applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotApplied {
+    /// The stream's next sequence has not been delivered yet.
+    #[error("waiting for sequence {expected} (found {found})")]
+    Gap {
+        /// Next sequence the stream needs.
+        expected: u64,
+        /// This record's sequence.
+        found: i64,
+    },
+    /// The record does not decode.
+    #[error("poison record: {0}")]
+    Poison(DecodeError),
+    /// An earlier record of the same stream failed.
+    #[error("blocked behind sequence {0} of the same stream")]
+    Blocked(u64),
+}
+
+/// A record that was not applied and must be delivered again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure<Id> {
+    /// The feed's id.
+    pub id: Id,
+    /// The stream.
+    pub key: StreamKey,
+    /// The record's sequence.
+    pub sequence: i64,
+    /// Why.
+    pub reason: NotApplied,
+}
+
+/// What to do with a delivered batch.
+#[derive(Debug, Clone)]
+pub struct Plan<Id> {
+    /// Per stream, the events to apply now.
+    pub batches: Vec<StreamBatch<Id>>,
+    /// Records skipped because they were already applied (or delivered twice).
+    pub duplicates: usize,
+    /// Records to deliver again, per stream in sequence order.
+    pub failures: Vec<ItemFailure<Id>>,
+}
+
+/// Plans a delivered batch against each stream's checkpoint (see the module docs).
+pub fn plan<Id: Clone>(
+    records: Vec<FeedRecord<Id>>,
+    mut checkpoint: impl FnMut(&StreamKey) -> u64,
+) -> Plan<Id> {
+    let mut by_stream: BTreeMap<StreamKey, Vec<FeedRecord<Id>>> = BTreeMap::new();
+    for record in records {
+        by_stream.entry(record.key()).or_default().push(record);
+    }
+    let mut out = Plan {
+        batches: Vec::new(),
+        duplicates: 0,
+        failures: Vec::new(),
+    };
+    for (key, mut records) in by_stream {
+        // Stable: of two deliveries of one sequence, the first delivered is kept.
+        records.sort_by_key(|r| r.sequence);
+        let after = checkpoint(&key);
+        let mut next = after + 1;
+        let mut events = Vec::new();
+        let mut blocked_at: Option<i64> = None;
+        for record in records {
+            let seq = record.sequence;
+            let reason = match blocked_at {
+                // A second delivery of the record that failed: it is failed once.
+                Some(at) if seq == at => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                Some(at) => NotApplied::Blocked(u64::try_from(at).unwrap_or(0)),
+                None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s < next) => {
+                    out.duplicates += 1;
+                    continue;
+                }
+                None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s > next) => NotApplied::Gap {
+                    expected: next,
+                    found: seq,
+                },
+                None => match Envelope::decode(record.raw()) {
+                    Ok(envelope) => {
+                        events.push((record.id, envelope));
+                        next += 1;
+                        continue;
+                    }
+                    Err(e) => NotApplied::Poison(e),
+                },
+            };
+            blocked_at.get_or_insert(seq);
+            out.failures.push(ItemFailure {
+                id: record.id,
+                key: key.clone(),
+                sequence: seq,
+                reason,
+            });
+        }
+        if !events.is_empty() {
+            out.batches.push(StreamBatch { key, after, events });
+        }
+    }
+    out
+}

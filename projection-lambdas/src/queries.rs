@@ -1,0 +1,274 @@
+//! Reads of the embedded read models, for the API, the dashboard and the CLI.
+//!
+//! Every list is ordered and paginated by a cursor (the last row's sort key), never by offset,
+//! so pages stay stable while new events land.
+
+use domain::views::analytics::{Analytics, analytics};
+use domain::views::audit_log::AuditEntry;
+use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
+use domain::views::results::RunResult;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::embedded::ProjectionError;
+
+/// One experiment with its timeline (its audit log entries in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentDetail {
+    /// The record.
+    pub record: ExperimentRecord,
+    /// Every event of the experiment, summarized.
+    pub timeline: Vec<AuditEntry>,
+}
+
+/// The experiment with this id, if the read model has it.
+pub fn experiment(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<ExperimentDetail>, ProjectionError> {
+    let stored: Option<String> = conn
+        .prepare_cached("SELECT record FROM view_experiments WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    let record: ExperimentRecord = serde_json::from_str(&stored)?;
+    let timeline = audit_log(
+        conn,
+        &AuditFilter {
+            aggregate_id: Some(id.to_owned()),
+            ..AuditFilter::default()
+        },
+        None,
+        usize::MAX,
+    )?;
+    Ok(Some(ExperimentDetail { record, timeline }))
+}
+
+/// Filters of the experiments list (all optional, combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentFilter {
+    /// Status (`RUNNING`, `COMPLETED`, ...).
+    pub status: Option<String>,
+    /// Target key (`fleet:web`).
+    pub target: Option<String>,
+    /// Created at or after (RFC 3339 text of a [`domain::Timestamp`]).
+    pub created_from: Option<String>,
+    /// Created before.
+    pub created_to: Option<String>,
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    /// Include archived experiments.
+    pub include_archived: bool,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// Items, newest first.
+    pub items: Vec<T>,
+    /// Cursor of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// Experiments, newest first, `limit` at a time after `cursor`.
+pub fn experiments(
+    conn: &Connection,
+    filter: &ExperimentFilter,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<ExperimentSummary>, ProjectionError> {
+    let mut sql = String::from("SELECT record, created_at, id FROM view_experiments WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, value: String| {
+        args.push(SqlValue::Text(value));
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(status) = &filter.status {
+        bind(&mut sql, " AND status = ?", status.clone());
+    }
+    if let Some(target) = &filter.target {
+        bind(&mut sql, " AND target = ?", target.clone());
+    }
+    if let Some(from) = &filter.created_from {
+        bind(&mut sql, " AND created_at >= ?", from.clone());
+    }
+    if let Some(to) = &filter.created_to {
+        bind(&mut sql, " AND created_at < ?", to.clone());
+    }
+    if let Some(search) = &filter.search {
+        let escaped = search
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        bind(
+            &mut sql,
+            " AND name LIKE ? ESCAPE '\\'",
+            format!("%{escaped}%"),
+        );
+    }
+    if !filter.include_archived {
+        sql.push_str(" AND archived = 0");
+    }
+    if let Some((created_at, id)) = cursor.and_then(|c| c.split_once('|')) {
+        bind(
+            &mut sql,
+            " AND (created_at, id) < (?",
+            created_at.to_owned(),
+        );
+        bind(&mut sql, ", ?)", id.to_owned());
+    }
+    let fetch = limit.saturating_add(1);
+    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {fetch}"));
+
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    let mut items = Vec::new();
+    let mut last_key = None;
+    let mut more = false;
+    for (i, row) in rows.enumerate() {
+        let (record, created_at, id) = row?;
+        if i == limit {
+            more = true;
+            break;
+        }
+        let record: ExperimentRecord = serde_json::from_str(&record)?;
+        if let Some(summary) = record.summary() {
+            items.push(summary);
+        }
+        last_key = Some(format!("{created_at}|{id}"));
+    }
+    let next = if more { last_key } else { None };
+    Ok(Page { items, next })
+}
+
+/// Every finished run, oldest first.
+pub fn results(conn: &Connection) -> Result<Vec<RunResult>, ProjectionError> {
+    let mut statement =
+        conn.prepare_cached("SELECT result FROM view_results ORDER BY ended_at, experiment_id")?;
+    let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?)?);
+    }
+    Ok(out)
+}
+
+/// Analytics over every finished run.
+pub fn run_analytics(conn: &Connection) -> Result<Analytics, ProjectionError> {
+    Ok(analytics(&results(conn)?))
+}
+
+/// Filters of the audit log (all optional, combined with AND).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Actor id.
+    pub actor: Option<String>,
+    /// Stream id (an experiment id, or `platform`).
+    pub aggregate_id: Option<String>,
+    /// Recorded at or after.
+    pub from: Option<String>,
+    /// Recorded before.
+    pub to: Option<String>,
+}
+
+/// Audit entries matching `filter`, in recording order, `limit` at a time after the entry
+/// `(recorded_at, aggregate_id, sequence)` given as `after`.
+pub fn audit_log(
+    conn: &Connection,
+    filter: &AuditFilter,
+    after: Option<(&str, &str, u64)>,
+    limit: usize,
+) -> Result<Vec<AuditEntry>, ProjectionError> {
+    let mut sql = String::from("SELECT entry FROM view_audit_log WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
+        args.push(value);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(actor) = &filter.actor {
+        push(&mut sql, " AND actor = ?", SqlValue::Text(actor.clone()));
+    }
+    if let Some(id) = &filter.aggregate_id {
+        push(
+            &mut sql,
+            " AND aggregate_id = ?",
+            SqlValue::Text(id.clone()),
+        );
+    }
+    if let Some(from) = &filter.from {
+        push(
+            &mut sql,
+            " AND recorded_at >= ?",
+            SqlValue::Text(from.clone()),
+        );
+    }
+    if let Some(to) = &filter.to {
+        push(&mut sql, " AND recorded_at < ?", SqlValue::Text(to.clone()));
+    }
+    if let Some((recorded_at, id, sequence)) = after {
+        push(
+            &mut sql,
+            " AND (recorded_at, aggregate_id, sequence) > (?",
+            SqlValue::Text(recorded_at.to_owned()),
+        );
+        push(&mut sql, ", ?", SqlValue::Text(id.to_owned()));
+        push(
+            &mut sql,
+            ", ?)",
+            SqlValue::Integer(i64::try_from(sequence).unwrap_or(i64::MAX)),
+        );
+    }
+    sql.push_str(" ORDER BY recorded_at, aggregate_id, sequence");
+    if limit != usize::MAX {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    let mut statement = conn.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        r.get::<_, String>(0)
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(serde_json::from_str(&row?)?);
+    }
+    Ok(out)
+}
+
+/// A record the projector could not apply yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    /// Row of the event.
+    pub event_rowid: i64,
+    /// Stream.
+    pub aggregate_id: String,
+    /// Its sequence.
+    pub sequence: i64,
+    /// Why.
+    pub reason: String,
+    /// Attempts so far.
+    pub attempts: i64,
+}
+
+/// Every parked record.
+pub fn parked(conn: &Connection) -> Result<Vec<Parked>, ProjectionError> {
+    let mut statement = conn.prepare_cached(
+        "SELECT event_rowid, aggregate_id, sequence, reason, attempts FROM projection_parked ORDER BY event_rowid",
+    )?;
+    let rows = statement.query_map(params![], |r| {
+        Ok(Parked {
+            event_rowid: r.get(0)?,
+            aggregate_id: r.get(1)?,
+            sequence: r.get(2)?,
+            reason: r.get(3)?,
+            attempts: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
