@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
@@ -28,10 +29,15 @@ use domain::audit::VerifyReport;
 use domain::platform::PlatformConfig;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::spec::ExperimentSpecInput;
+use projection_lambdas::embedded::{ProjectionError, Projector};
+use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use serde::Serialize;
 use serde_json::json;
 
 use crate::http::{AppState, router};
+
+/// How often the projector looks for new events when it has nothing to do.
+const PROJECTOR_IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
 #[derive(Debug, Parser)]
@@ -79,6 +85,21 @@ enum Command {
     /// Check the event log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Finished runs, one row each (outcome, recovery time, health summary).
+    Results,
+    /// Success and failure rates, MTTR, recovery percentiles, availability.
+    Analytics,
+    /// The read models: their state, and rebuilding them from the log.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Where the read models are in the log, and what is parked.
+    Status,
+    /// Drop every read model and project the whole log again.
+    Rebuild,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +152,27 @@ enum ExperimentCommand {
         /// Experiment id.
         id: String,
     },
+    /// List experiments, newest first, from the read models.
+    List {
+        /// Only this status (DRAFT, SCHEDULED, RUNNING, COMPLETED, FAILED, STOPPED, CANCELLED).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this target (e.g. fleet:web, asg:web-prod).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only names containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// Include archived experiments.
+        #[arg(long)]
+        archived: bool,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Cursor from the previous page's `next`.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +205,18 @@ enum AuditCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print audit log entries (who did what, when, from where), oldest first.
+    Log {
+        /// Only entries by this actor.
+        #[arg(long = "by", value_name = "ACTOR")]
+        by: Option<String>,
+        /// Only this experiment (or `platform`).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Most entries printed.
+        #[arg(long, default_value_t = 1_000)]
+        limit: usize,
     },
 }
 
@@ -214,6 +268,12 @@ pub enum CliError {
     /// Verification found faults (already reported on stdout).
     #[error("the event log does not verify: {0} stream(s) broken")]
     Tampered(usize),
+    /// The read models could not be brought up to date or read.
+    #[error("read models: {0}")]
+    Projection(#[from] ProjectionError),
+    /// A background task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] serde_json::Error),
@@ -233,6 +293,8 @@ impl CliError {
             CliError::Open(_)
             | CliError::Read(_)
             | CliError::Verify(_)
+            | CliError::Projection(_)
+            | CliError::Task(_)
             | CliError::Bind { .. }
             | CliError::Serve(_)
             | CliError::Output(_) => 1,
@@ -292,6 +354,30 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Experiment(cmd) => experiment(&db, &provenance, cmd).await,
         Command::Platform(cmd) => platform(&db, &provenance, cmd).await,
         Command::Audit(AuditCommand::Verify { json }) => verify(&db, json).await,
+        Command::Audit(AuditCommand::Log {
+            by,
+            experiment,
+            limit,
+        }) => {
+            let filter = AuditFilter {
+                actor: by,
+                aggregate_id: experiment,
+                ..AuditFilter::default()
+            };
+            let entries = read_models(&db, move |conn| {
+                queries::audit_log(conn, &filter, None, limit)
+            })
+            .await?;
+            print_json(&entries)
+        }
+        Command::Results => print_json(&read_models(&db, |conn| queries::results(conn)).await?),
+        Command::Analytics => {
+            print_json(&read_models(&db, |conn| queries::run_analytics(conn)).await?)
+        }
+        Command::Projections(ProjectionsCommand::Status) => {
+            print_json(&read_models(&db, |conn| queries::status(conn)).await?)
+        }
+        Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
     }
 }
 
@@ -360,19 +446,37 @@ async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
     let state = AppState {
         pool: pool.clone(),
         service: service_over(pool.clone()),
+        db_path: db.to_owned(),
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(CliError::Serve)?;
     tracing::info!(db = %db.display(), "event store open");
+
+    // The read models follow the log on their own thread (SQLite work is blocking).
+    let mut projector = Projector::open(db, None)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let projecting = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("projector".into())
+            .spawn(move || projector.run(&stop, PROJECTOR_IDLE_POLL, |_| {}))
+            .map_err(|e| CliError::Task(e.to_string()))?
+    };
+
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
-    axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(CliError::Serve)?;
+        .map_err(CliError::Serve);
+    stop.store(true, Ordering::Relaxed);
+    if projecting.join().is_err() {
+        tracing::error!("projector thread panicked");
+    }
     pool.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -415,8 +519,64 @@ async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Re
         ExperimentCommand::Cancel { id, reason } => service.cancel(&id, &reason, &ctx).await?,
         ExperimentCommand::Archive { id } => service.archive(&id, &ctx).await?,
         ExperimentCommand::Show { id } => return show(&service, &id).await,
+        ExperimentCommand::List {
+            status,
+            target,
+            search,
+            archived,
+            limit,
+            cursor,
+        } => {
+            let filter = ExperimentFilter {
+                status: status.map(|s| s.to_ascii_uppercase()),
+                target,
+                search,
+                include_archived: archived,
+                ..ExperimentFilter::default()
+            };
+            let page = read_models(db, move |conn| {
+                queries::experiments(conn, &filter, cursor.as_deref(), limit)
+            })
+            .await?;
+            return print_json(&json!({ "items": page.items, "next": page.next }));
+        }
     };
     print_json(&outcome)
+}
+
+/// Brings the read models up to date with the log, then runs `query` on them.
+///
+/// A running server keeps them current too; both may project at once, safely (each batch is
+/// one transaction that applies only what its checkpoints have not seen).
+async fn read_models<T: Send + 'static>(
+    db: &Path,
+    query: impl FnOnce(&rusqlite::Connection) -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, CliError> {
+    open(db, OpenMode::MustExist).await?.close().await;
+    let path = db.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut projector = Projector::open(&path, None)?;
+        projector.catch_up()?;
+        query(projector.connection())
+    })
+    .await
+    .map_err(|e| CliError::Task(e.to_string()))?
+    .map_err(CliError::from)
+}
+
+async fn rebuild(db: &Path) -> Result<(), CliError> {
+    open(db, OpenMode::MustExist).await?.close().await;
+    let path = db.to_owned();
+    let started = Instant::now();
+    let report = tokio::task::spawn_blocking(move || Projector::open(&path, None)?.rebuild())
+        .await
+        .map_err(|e| CliError::Task(e.to_string()))??;
+    print_json(&json!({
+        "applied": report.applied,
+        "parked": report.parked,
+        "position": report.position,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
 }
 
 async fn show(service: &SqliteService, id: &str) -> Result<(), CliError> {

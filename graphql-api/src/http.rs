@@ -20,6 +20,8 @@ pub struct AppState {
     pub pool: SqlitePool,
     /// Commands and loads.
     pub service: SqliteService,
+    /// The store file (read models are read through their own connections).
+    pub db_path: std::path::PathBuf,
 }
 
 /// An error as the HTTP client sees it.
@@ -74,6 +76,17 @@ pub struct Health {
     pub store: StoreStats,
     /// Whether the halt switch is on.
     pub halted: bool,
+    /// Where the read models are in the log.
+    pub projections: ProjectionHealth,
+}
+
+/// The read models' position, for `/health`.
+#[derive(Debug, Serialize)]
+pub struct ProjectionHealth {
+    /// Events not yet projected.
+    pub behind: i64,
+    /// Records parked (poison records and what waits behind them).
+    pub parked: usize,
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
@@ -85,11 +98,23 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError>
         .platform()
         .await
         .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let path = state.db_path.clone();
+    let projections = tokio::task::spawn_blocking(move || {
+        let conn = projection_lambdas::embedded::connect(&path)?;
+        projection_lambdas::queries::status(&conn)
+    })
+    .await
+    .map_err(|e| AppError::Unavailable(e.to_string()))?
+    .map_err(|e| AppError::Unavailable(e.to_string()))?;
     Ok(Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
         store,
         halted: platform.aggregate.halted().is_some(),
+        projections: ProjectionHealth {
+            behind: projections.behind,
+            parked: projections.parked.len(),
+        },
     }))
 }
 
@@ -120,7 +145,8 @@ mod tests {
     use super::*;
 
     async fn app(dir: &std::path::Path) -> Router {
-        let pool = open(&dir.join("chaos.db"), OpenMode::CreateIfMissing)
+        let db_path = dir.join("chaos.db");
+        let pool = open(&db_path, OpenMode::CreateIfMissing)
             .await
             .expect("open");
         let clock = Arc::new(SystemClock);
@@ -128,6 +154,7 @@ mod tests {
         router(AppState {
             pool,
             service: SqliteService::new(Arc::new(store), clock),
+            db_path,
         })
     }
 
@@ -153,6 +180,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "ok");
         assert_eq!(body["store"]["streams"], 0);
+        assert_eq!(body["projections"]["behind"], 0);
     }
 
     #[tokio::test]

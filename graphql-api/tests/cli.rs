@@ -458,3 +458,82 @@ fn serve_answers_health_on_an_ephemeral_port_and_stops_on_sigterm() {
         "graceful shutdown exits 0, got {status:?}"
     );
 }
+
+#[test]
+fn read_models_answer_lists_results_analytics_and_the_audit_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = populated_store(dir.path());
+    let spec = spec_file(dir.path());
+    let created = chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            spec.to_str().expect("path"),
+            "--id",
+            "draft-1",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+
+    let listed = stdout_json(&chaos(
+        &db,
+        &["experiment", "list", "--status", "completed"],
+    ));
+    let ids: Vec<&str> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), 3, "{listed}");
+    assert!(ids.contains(&"exp-b"));
+    let drafts = stdout_json(&chaos(&db, &["experiment", "list", "--status", "DRAFT"]));
+    assert_eq!(drafts["items"][0]["id"], "draft-1");
+    assert_eq!(drafts["items"][0]["created_by"], "ci-bot");
+
+    let first = stdout_json(&chaos(&db, &["experiment", "list", "--limit", "2"]));
+    assert_eq!(first["items"].as_array().expect("items").len(), 2);
+    let cursor = first["next"].as_str().expect("a next page");
+    let second = stdout_json(&chaos(
+        &db,
+        &["experiment", "list", "--limit", "2", "--cursor", cursor],
+    ));
+    assert_eq!(second["items"].as_array().expect("items").len(), 2);
+    assert!(second["next"].is_null());
+
+    let results = stdout_json(&chaos(&db, &["results"]));
+    let results = results.as_array().expect("results");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["outcome"], "RECOVERED");
+    assert_eq!(results[0]["recovery_ms"], 4_000);
+
+    let analytics = stdout_json(&chaos(&db, &["analytics"]));
+    assert_eq!(analytics["overall"]["runs"], 3);
+    assert_eq!(analytics["overall"]["success_rate_bp"], 10_000);
+    assert_eq!(analytics["overall"]["mttr_ms"], 4_000);
+    assert_eq!(analytics["by_target"]["fleet:web"]["runs"], 3);
+
+    let log = stdout_json(&chaos(&db, &["audit", "log", "--experiment", "exp-a"]));
+    let log = log.as_array().expect("entries");
+    assert_eq!(log.len(), 13);
+    assert_eq!(log[0]["event_type"], "ExperimentCreated");
+    assert_eq!(log[0]["actor"], "tester");
+    let by_bot = stdout_json(&chaos(&db, &["audit", "log", "--by", "ci-bot"]));
+    assert_eq!(by_bot.as_array().expect("entries").len(), 1);
+
+    let status = stdout_json(&chaos(&db, &["projections", "status"]));
+    assert_eq!(status["behind"], 0);
+    assert_eq!(status["parked"].as_array().expect("parked").len(), 0);
+    let rebuilt = chaos(&db, &["projections", "rebuild"]);
+    assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    assert_eq!(stdout_json(&rebuilt)["applied"], 40);
+    assert_eq!(
+        stdout_json(&chaos(&db, &["results"]))
+            .as_array()
+            .expect("results")
+            .len(),
+        3
+    );
+}

@@ -299,6 +299,35 @@ impl Projector {
         }
     }
 
+    /// Keeps the read models current until `stop` is set: steps while there is work, and
+    /// sleeps `idle_poll` when there is none. Polling the table (rather than being told by the
+    /// writer) also picks up events appended by other processes, such as the CLI. A failed step
+    /// is logged and retried after `idle_poll`; it never ends the loop.
+    pub fn run(
+        &mut self,
+        stop: &std::sync::atomic::AtomicBool,
+        idle_poll: Duration,
+        mut on_step: impl FnMut(&StepReport),
+    ) {
+        use std::sync::atomic::Ordering;
+        while !stop.load(Ordering::Relaxed) {
+            match self.step() {
+                Ok(report) => {
+                    on_step(&report);
+                    let parked =
+                        usize::try_from(count_parked(&self.conn).unwrap_or(0)).unwrap_or(0);
+                    if report.read <= parked {
+                        std::thread::sleep(idle_poll);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "projection step failed; retrying");
+                    std::thread::sleep(idle_poll);
+                }
+            }
+        }
+    }
+
     /// Clears every read model and checkpoint, then projects the whole log again.
     pub fn rebuild(&mut self) -> Result<StepReport, ProjectionError> {
         {

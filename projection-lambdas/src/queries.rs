@@ -242,7 +242,7 @@ pub fn audit_log(
 }
 
 /// A record the projector could not apply yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Parked {
     /// Row of the event.
     pub event_rowid: i64,
@@ -271,4 +271,38 @@ pub fn parked(conn: &Connection) -> Result<Vec<Parked>, ProjectionError> {
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where the read models are in the log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectionStatus {
+    /// Last event row the projector has read.
+    pub position: i64,
+    /// Last event row in the log.
+    pub head: i64,
+    /// Events appended and not read yet.
+    pub behind: i64,
+    /// Records waiting (poison records and what queues behind them).
+    pub parked: Vec<Parked>,
+}
+
+/// The projector's position against the log.
+pub fn status(conn: &Connection) -> Result<ProjectionStatus, ProjectionError> {
+    let position: i64 = conn
+        .query_row(
+            "SELECT position FROM projection_feed WHERE name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let head: i64 = conn.query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
+        r.get(0)
+    })?;
+    Ok(ProjectionStatus {
+        position,
+        head,
+        behind: (head - position).max(0),
+        parked: parked(conn)?,
+    })
 }

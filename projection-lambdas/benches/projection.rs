@@ -1,0 +1,216 @@
+//! Benchmarks of the embedded read side.
+//!
+//! 1. **Lag**: a writer appends at a steady rate (default 1,000 events/s, spread over many
+//!    experiments) for a while, through the real command path; the projector runs its serving
+//!    loop (`Projector::run`) on its own thread. For every event, lag = the moment the
+//!    projector's transaction containing it committed minus the moment the writer's command
+//!    was acknowledged. Reported as p50 / p99 / max.
+//! 2. **Rebuild**: all read models dropped and projected again from the whole log (default
+//!    100,000 events over 1,000 experiments): events/s.
+//!
+//! Run with `cargo xtask bench` (or `cargo bench -p projection-lambdas --bench projection`).
+//! Knobs: BENCH_RATE (events/s), BENCH_SECONDS, BENCH_EXPERIMENTS, BENCH_COMMANDS.
+
+#[path = "../../command-lambdas/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::experiment::Experiment;
+use projection_lambdas::embedded::Projector;
+
+fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+type Acks = Arc<Mutex<HashMap<(String, i64), Instant>>>;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let rate = knob("BENCH_RATE", 1_000).max(1);
+    let seconds = knob("BENCH_SECONDS", 20).max(1);
+    let experiments = knob("BENCH_EXPERIMENTS", 1_000).max(1);
+    let commands = knob("BENCH_COMMANDS", 100).max(10);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("bench.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let store = Arc::new(store);
+
+    // --- Lag at a steady rate -------------------------------------------------------------
+    let total = rate * seconds;
+    let streams = (total / 50).max(1);
+    println!(
+        "lag: {total} events at {rate}/s over {streams} experiments, projector polling every 5 ms"
+    );
+    let acks: Acks = Arc::default();
+    let lags = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let projector = {
+        let db = db.clone();
+        let acks = Arc::clone(&acks);
+        let lags = Arc::clone(&lags);
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut projector = Projector::open(&db, None).expect("projector");
+            let reader = rusqlite::Connection::open(&db).expect("reader");
+            let mut last = 0i64;
+            projector.run(&stop, Duration::from_millis(5), |report| {
+                if report.position <= last {
+                    return;
+                }
+                let committed = Instant::now();
+                let mut statement = reader
+                    .prepare_cached("SELECT aggregate_id, sequence FROM events WHERE rowid > ?1 AND rowid <= ?2")
+                    .expect("query");
+                let rows = statement
+                    .query_map([last, report.position], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                    .expect("rows");
+                let acks = acks.lock().expect("acks");
+                let mut lags = lags.lock().expect("lags");
+                for row in rows {
+                    let key = row.expect("row");
+                    if let Some(acked) = acks.get(&key) {
+                        lags.push(committed.saturating_duration_since(*acked));
+                    }
+                }
+                last = report.position;
+            });
+        })
+    };
+
+    let scripts: Vec<(String, Vec<_>)> = (0..streams)
+        .map(|n| {
+            let id = format!("lag-{n:05}");
+            let script = common::lifecycle(&id, 40);
+            (id, script)
+        })
+        .collect();
+    let started = Instant::now();
+    let mut written = 0usize;
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    'outer: for step in 0.. {
+        let due = started + tick * u32::try_from(step).unwrap_or(u32::MAX);
+        tokio::time::sleep_until(due.into()).await;
+        for _ in 0..per_tick {
+            if written >= total {
+                break 'outer;
+            }
+            let stream = written % streams;
+            let position = written / streams;
+            let (id, script) = &scripts[stream];
+            let Some(command) = script.get(position) else {
+                written += 1;
+                continue;
+            };
+            let outcome = store
+                .execute::<Experiment>(
+                    id,
+                    command.clone(),
+                    &common::context(&format!("{id}-{position}")),
+                )
+                .await
+                .expect("command accepted");
+            let acked = Instant::now();
+            let mut acks = acks.lock().expect("acks");
+            for e in outcome.events {
+                acks.insert(
+                    (id.clone(), i64::try_from(e.sequence).unwrap_or(i64::MAX)),
+                    acked,
+                );
+            }
+            written += 1;
+        }
+    }
+    let writing = started.elapsed();
+    // Let the projector drain, then stop it.
+    let expected = acks.lock().expect("acks").len();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lags.lock().expect("lags").len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    projector.join().expect("projector thread");
+    let mut lags = std::mem::take(&mut *lags.lock().expect("lags"));
+    lags.sort_unstable();
+    println!(
+        "  wrote {expected} events in {:.1} s ({:.0} events/s); projected {}",
+        writing.as_secs_f64(),
+        expected as f64 / writing.as_secs_f64(),
+        lags.len()
+    );
+    println!(
+        "  lag: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        ms(percentile(&lags, 50.0)),
+        ms(percentile(&lags, 99.0)),
+        ms(lags.last().copied().unwrap_or_default())
+    );
+    assert_eq!(
+        lags.len(),
+        expected,
+        "every acknowledged event was projected"
+    );
+
+    // --- Rebuild ----------------------------------------------------------------------------
+    let existing: i64 = rusqlite::Connection::open(&db)
+        .expect("count")
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    let wanted = experiments * commands;
+    let more = wanted.saturating_sub(usize::try_from(existing).unwrap_or(0));
+    println!(
+        "rebuild: topping the log up to {wanted} events ({more} more through the command path)"
+    );
+    let fill_streams = more.div_ceil(commands);
+    let mut tasks = Vec::new();
+    for client in 0..4usize {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            for n in (client..fill_streams).step_by(4) {
+                let id = format!("fill-{n:05}");
+                for (i, command) in common::lifecycle(&id, commands - 10)
+                    .into_iter()
+                    .enumerate()
+                {
+                    store
+                        .execute::<Experiment>(&id, command, &common::context(&format!("{id}-{i}")))
+                        .await
+                        .expect("command accepted");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let mut projector = Projector::open(&db, None)
+        .expect("projector")
+        .with_batch(5_000);
+    let started = Instant::now();
+    let report = projector.rebuild().expect("rebuild");
+    let elapsed = started.elapsed();
+    println!(
+        "  rebuilt every read model from {} events in {:.2} s: {:.0} events/s",
+        report.applied,
+        elapsed.as_secs_f64(),
+        report.applied as f64 / elapsed.as_secs_f64()
+    );
+}
