@@ -217,10 +217,25 @@ impl Projector {
 
     /// Reads and applies one batch: parked records first, then new rows.
     pub fn step(&mut self) -> Result<StepReport, ProjectionError> {
+        // A look without the write lock first, so that idle polls never hold up writers.
         let start = position(&self.conn)?;
-        let mut records = read_parked(&self.conn)?;
+        if !has_work(&self.conn, start)? {
+            return Ok(StepReport {
+                position: start,
+                ..StepReport::default()
+            });
+        }
+
+        let lane = self.write_lane.clone();
+        let _guard = lane.as_ref().map(|l| l.blocking_lock());
+        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
+        // Read under the write lock: rows read before another projector or a rebuild moved the
+        // position and checkpoints, committed after, would set a position past rows that the
+        // rebuild has not projected yet.
+        let start = position(&tx)?;
+        let mut records = read_parked(&tx)?;
         let parked_ids: Vec<i64> = records.iter().map(|r| r.id).collect();
-        let new = read_after(&self.conn, start, self.batch)?;
+        let new = read_after(&tx, start, self.batch)?;
         let end = new.last().map_or(start, |r| r.id);
         records.extend(new);
         if records.is_empty() {
@@ -230,10 +245,6 @@ impl Projector {
             });
         }
         let read = records.len();
-
-        let lane = self.write_lane.clone();
-        let _guard = lane.as_ref().map(|l| l.blocking_lock());
-        let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
         let mut lookup_error = None;
         let planned = plan(records, |key| match min_checkpoint(&tx, key) {
             Ok(cp) => cp,
@@ -286,14 +297,16 @@ impl Projector {
     pub fn catch_up(&mut self) -> Result<StepReport, ProjectionError> {
         let mut total = StepReport::default();
         loop {
+            let before = position(&self.conn)?;
             let step = self.step()?;
             total.read += step.read;
             total.applied += step.applied;
             total.duplicates += step.duplicates;
             total.parked = step.parked;
             total.position = step.position;
-            // Parked rows are re-read every step; only new rows mean more work.
-            if step.read <= count_parked(&self.conn)? as usize {
+            // Parked rows are re-read every step; only new rows mean more work, and a step
+            // whose new rows were all parked may still have rows behind it.
+            if step.position == before {
                 return Ok(total);
             }
         }
@@ -311,12 +324,13 @@ impl Projector {
     ) {
         use std::sync::atomic::Ordering;
         while !stop.load(Ordering::Relaxed) {
+            let before = position(&self.conn).ok();
             match self.step() {
                 Ok(report) => {
                     on_step(&report);
-                    let parked =
-                        usize::try_from(count_parked(&self.conn).unwrap_or(0)).unwrap_or(0);
-                    if report.read <= parked {
+                    // Idle only when no new row was read: parked rows are re-read every step,
+                    // and a step whose new rows were all parked still has more behind it.
+                    if before == Some(report.position) {
                         std::thread::sleep(idle_poll);
                     }
                 }
@@ -357,8 +371,13 @@ fn position(conn: &Connection) -> Result<i64, ProjectionError> {
         .unwrap_or(0))
 }
 
-fn count_parked(conn: &Connection) -> Result<i64, ProjectionError> {
-    Ok(conn.query_row("SELECT count(*) FROM projection_parked", [], |r| r.get(0))?)
+fn has_work(conn: &Connection, after: i64) -> Result<bool, ProjectionError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE rowid > ?1) \
+         OR EXISTS (SELECT 1 FROM projection_parked)",
+        [after],
+        |r| r.get(0),
+    )?)
 }
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<FeedRecord<i64>> {

@@ -141,17 +141,20 @@ pub fn plan<Id: Clone>(
         // Stable: of two deliveries of one sequence, the first delivered is kept.
         records.sort_by_key(|r| r.sequence);
         let after = checkpoint(&key);
-        let mut next = after + 1;
+        // Saturating: a checkpoint lookup that failed answers u64::MAX (everything is skipped).
+        let mut next = after.saturating_add(1);
         let mut events = Vec::new();
         let mut blocked_at: Option<i64> = None;
+        let mut last_failed: Option<i64> = None;
         for record in records {
             let seq = record.sequence;
+            // A second delivery of a record that failed (the one that blocked the stream or
+            // one blocked behind it): it is failed once.
+            if last_failed == Some(seq) {
+                out.duplicates += 1;
+                continue;
+            }
             let reason = match blocked_at {
-                // A second delivery of the record that failed: it is failed once.
-                Some(at) if seq == at => {
-                    out.duplicates += 1;
-                    continue;
-                }
                 Some(at) => NotApplied::Blocked(u64::try_from(at).unwrap_or(0)),
                 None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s < next) => {
                     out.duplicates += 1;
@@ -171,6 +174,7 @@ pub fn plan<Id: Clone>(
                 },
             };
             blocked_at.get_or_insert(seq);
+            last_failed = Some(seq);
             out.failures.push(ItemFailure {
                 id: record.id,
                 key: key.clone(),

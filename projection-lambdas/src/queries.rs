@@ -34,7 +34,7 @@ pub fn experiment(
         return Ok(None);
     };
     let record: ExperimentRecord = serde_json::from_str(&stored)?;
-    let timeline = audit_log(
+    let mut timeline = audit_log(
         conn,
         &AuditFilter {
             aggregate_id: Some(id.to_owned()),
@@ -43,6 +43,10 @@ pub fn experiment(
         None,
         usize::MAX,
     )?;
+    // Stream ids are unique per aggregate type only: an experiment may be called `platform`.
+    timeline.retain(|e| e.aggregate_type == "Experiment");
+    // The log's order, not the recording clock's (a wall clock can step back between events).
+    timeline.sort_by_key(|e| e.sequence);
     Ok(Some(ExperimentDetail { record, timeline }))
 }
 
