@@ -1103,7 +1103,7 @@ fn descriptions_of_other_events_read_well() {
             },
             at: at(1)
         }),
-        "failed (TaskError): inject timed out"
+        "failed (TASK_ERROR): inject timed out"
     );
     assert_eq!(
         described(E::HealthChecked {

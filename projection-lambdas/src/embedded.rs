@@ -28,7 +28,7 @@ pub const PROJECTIONS: [&str; 4] = ["experiments", "results", "audit_log", "acti
 /// Name of the catch-up reader's position.
 const FEED: &str = "events";
 
-/// Activity items kept (older ones are pruned; the audit log keeps everything).
+/// Activity items kept by default: the newest by event time (the audit log keeps everything).
 pub const ACTIVITY_RETAINED: i64 = 10_000;
 
 const SCHEMA: &str = "
@@ -99,17 +99,22 @@ CREATE TABLE IF NOT EXISTS view_audit_log (
 CREATE INDEX IF NOT EXISTS view_audit_log_by_actor ON view_audit_log (actor, recorded_at);
 CREATE INDEX IF NOT EXISTS view_audit_log_by_time ON view_audit_log (recorded_at);
 CREATE TABLE IF NOT EXISTS view_activity (
-  id             INTEGER PRIMARY KEY,
   aggregate_type TEXT    NOT NULL,
   aggregate_id   TEXT    NOT NULL,
   sequence       INTEGER NOT NULL,
-  item           TEXT    NOT NULL
-) STRICT;
+  at             TEXT    NOT NULL,
+  item           TEXT    NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS view_activity_by_time ON view_activity (at, aggregate_type, aggregate_id, sequence);
 ";
 
 /// Why projecting failed (as a whole; per-record problems are parked, not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    /// A page cursor that no query produced.
+    #[error("invalid cursor {0:?}: pass the `next` value of the previous page")]
+    BadCursor(String),
     /// SQLite refused.
     #[error("read model store: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -152,6 +157,7 @@ pub struct Projector {
     conn: Connection,
     write_lane: Option<Arc<tokio::sync::Mutex<()>>>,
     batch: usize,
+    activity_retained: i64,
 }
 
 impl std::fmt::Debug for Projector {
@@ -196,7 +202,14 @@ impl Projector {
             conn: connect(path)?,
             write_lane,
             batch: 1_000,
+            activity_retained: ACTIVITY_RETAINED,
         })
+    }
+
+    /// Sets how many activity items are kept (at least 1).
+    pub fn with_activity_retained(mut self, items: i64) -> Self {
+        self.activity_retained = items.max(1);
+        self
     }
 
     /// Sets the most rows read per step.
@@ -273,10 +286,7 @@ impl Projector {
              ON CONFLICT (name) DO UPDATE SET position = excluded.position",
             params![FEED, end],
         )?;
-        tx.execute(
-            "DELETE FROM view_activity WHERE id <= (SELECT max(id) FROM view_activity) - ?1",
-            [ACTIVITY_RETAINED],
-        )?;
+        prune_activity(&tx, self.activity_retained)?;
         tx.commit()?;
         if !planned.failures.is_empty() {
             tracing::warn!(
@@ -481,6 +491,24 @@ fn park(tx: &Transaction<'_>, failure: &ItemFailure<i64>) -> Result<(), Projecti
     Ok(())
 }
 
+/// Keeps the newest `retained` items by (event time, stream, sequence). That order does not
+/// depend on how the log was batched, and trimming to the newest N after every batch keeps the
+/// newest N of everything seen, so a rebuild keeps exactly the same items.
+fn prune_activity(tx: &Transaction<'_>, retained: i64) -> Result<(), ProjectionError> {
+    let count: i64 = tx.query_row("SELECT count(*) FROM view_activity", [], |r| r.get(0))?;
+    if count <= retained {
+        return Ok(());
+    }
+    tx.execute(
+        "DELETE FROM view_activity WHERE (at, aggregate_type, aggregate_id, sequence) <= \
+         (SELECT at, aggregate_type, aggregate_id, sequence FROM view_activity \
+          ORDER BY at DESC, aggregate_type DESC, aggregate_id DESC, sequence DESC \
+          LIMIT 1 OFFSET ?1)",
+        [retained],
+    )?;
+    Ok(())
+}
+
 fn text<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError> {
     Ok(serde_json::to_string(value)?)
 }
@@ -651,7 +679,7 @@ fn project_audit_log(tx: &Transaction<'_>, pending: &[&Envelope]) -> Result<(), 
 
 fn project_activity(tx: &Transaction<'_>, pending: &[&Envelope]) -> Result<(), ProjectionError> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO view_activity (aggregate_type, aggregate_id, sequence, item) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO view_activity (aggregate_type, aggregate_id, sequence, at, item) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for envelope in pending {
         let item = ActivityItem::from_envelope(envelope);
@@ -659,6 +687,7 @@ fn project_activity(tx: &Transaction<'_>, pending: &[&Envelope]) -> Result<(), P
             item.aggregate_type,
             item.aggregate_id,
             i64::try_from(item.sequence).unwrap_or(i64::MAX),
+            item.at.to_string(),
             text(&item)?,
         ])?;
     }

@@ -115,7 +115,10 @@ pub fn experiments(
     if !filter.include_archived {
         sql.push_str(" AND archived = 0");
     }
-    if let Some((created_at, id)) = cursor.and_then(|c| c.split_once('|')) {
+    if let Some(cursor) = cursor {
+        let (created_at, id) = cursor
+            .split_once('|')
+            .ok_or_else(|| ProjectionError::BadCursor(cursor.to_owned()))?;
         bind(
             &mut sql,
             " AND (created_at, id) < (?",

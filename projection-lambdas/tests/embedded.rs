@@ -1424,3 +1424,57 @@ fn a_rebuild_racing_a_serving_projector_loses_nothing() {
     rebuilding.rebuild().expect("clean rebuild");
     assert_dumps_equal(&raced, &dump(rebuilding.connection()));
 }
+
+/// The activity feed keeps the newest items by event time, whatever the batching: pruned
+/// incrementally in small batches it holds exactly what a rebuild in one batch holds.
+#[tokio::test]
+async fn activity_retention_does_not_depend_on_batching() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
+    let mut small = Projector::open(&db, None)
+        .expect("projector")
+        .with_batch(3)
+        .with_activity_retained(25);
+    for (i, (id, name, group, base, run, creator)) in FLEET.into_iter().enumerate() {
+        write_all(&store, id, script(id, name, group, base, run), creator).await;
+        if i % 2 == 0 {
+            small.step().expect("step");
+        }
+    }
+    small.catch_up().expect("catch up");
+    let kept = |conn: &Connection| {
+        let mut statement = conn
+            .prepare("SELECT aggregate_id, sequence, at FROM view_activity ORDER BY at, aggregate_id, sequence")
+            .expect("query");
+        statement
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .expect("rows")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows")
+    };
+    let incremental = kept(small.connection());
+    assert_eq!(incremental.len(), 25);
+    let newest_in_log: String = small
+        .connection()
+        .query_row(
+            "SELECT max(json_extract(entry, '$.at')) FROM view_audit_log",
+            [],
+            |r| r.get(0),
+        )
+        .expect("max");
+    assert_eq!(incremental.last().map(|k| k.2.clone()), Some(newest_in_log));
+
+    let mut big = Projector::open(&db, None)
+        .expect("projector")
+        .with_batch(10_000)
+        .with_activity_retained(25);
+    big.rebuild().expect("rebuild");
+    assert_eq!(kept(big.connection()), incremental);
+}

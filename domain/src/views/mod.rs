@@ -236,7 +236,11 @@ fn describe_experiment(e: &ExperimentEvent) -> String {
             (Outcome::DryRun, _) => "dry run completed: nothing was touched".to_owned(),
         },
         E::ExperimentFailed { reason, .. } => {
-            format!("failed ({:?}): {}", reason.code, reason.message)
+            let code = serde_json::to_value(reason.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            format!("failed ({code}): {}", reason.message)
         }
         E::ExperimentStopped { cause, .. } => match cause {
             StopCause::Requested => "stopped on request".to_owned(),
