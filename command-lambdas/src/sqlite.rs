@@ -307,12 +307,31 @@ pub async fn stats(pool: &SqlitePool) -> Result<StoreStats, sqlx::Error> {
 /// Blocking: call it from a blocking thread. It reads through its own read-only connection
 /// (rusqlite: several times faster than an async driver for one long scan) and sees a
 /// consistent snapshot even while commands are being appended. `progress` is called every
-/// `every` rows with the count so far.
+/// `every` rows read with the count so far.
+///
+/// Reading and checking overlap: this thread steps SQLite and copies rows into batches, and
+/// verifier threads (one per spare core, at least one) check them. Each stream is pinned to
+/// one verifier by a hash of its name, so its rows still arrive in order; the verifiers'
+/// reports cover disjoint streams and merge into the one report a single verifier would give.
 pub fn verify_file(
     path: &Path,
     every: u64,
+    progress: impl FnMut(u64),
+) -> Result<VerifyReport, rusqlite::Error> {
+    let verifiers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, MAX_VERIFIER_THREADS);
+    verify_file_with(path, verifiers, every, progress)
+}
+
+/// [`verify_file`] with a given number of verifier threads (at least one).
+fn verify_file_with(
+    path: &Path,
+    verifiers: usize,
+    every: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<VerifyReport, rusqlite::Error> {
+    let verifiers = verifiers.max(1);
     let conn = rusqlite::Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -322,8 +341,53 @@ pub fn verify_file(
         "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
          FROM events ORDER BY rowid",
     )?;
+
+    std::thread::scope(|scope| {
+        let mut lanes = Vec::with_capacity(verifiers);
+        let mut threads = Vec::with_capacity(verifiers);
+        for _ in 0..verifiers {
+            let (lane, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+            lanes.push(lane);
+            threads.push(scope.spawn(move || {
+                let mut verifier = ChainVerifier::new();
+                for batch in batches {
+                    batch.rows().for_each(|row| verifier.push(&row));
+                }
+                verifier.finish()
+            }));
+        }
+        let read = read_rows(&mut statement, &lanes, every, &mut progress);
+        // Closing the lanes ends the verifiers' loops.
+        drop(lanes);
+        let reports: Vec<VerifyReport> = threads
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect();
+        read?;
+        Ok(VerifyReport::merge(reports))
+    })
+}
+
+/// At most this many verifier threads; beyond it, the single reading thread is the limit.
+const MAX_VERIFIER_THREADS: usize = 4;
+/// Rows per batch: enough that handing a batch over costs nothing per row.
+const BATCH_ROWS: usize = 512;
+/// Batches queued per verifier before the reader waits, which bounds memory.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Steps through every row and sends it, in a batch, to the verifier of its stream.
+fn read_rows(
+    statement: &mut rusqlite::Statement<'_>,
+    lanes: &[std::sync::mpsc::SyncSender<Batch>],
+    every: u64,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), rusqlite::Error> {
+    let mut batches: Vec<Batch> = lanes.iter().map(|_| Batch::default()).collect();
     let mut rows = statement.query([])?;
-    let mut verifier = ChainVerifier::new();
     let mut seen: u64 = 0;
     while let Some(row) = rows.next()? {
         let text = |i: usize| -> Result<&str, rusqlite::Error> {
@@ -335,19 +399,212 @@ pub fn verify_file(
                 )
             })
         };
-        verifier.push(&StoredRow {
-            aggregate_type: text(0)?,
-            aggregate_id: text(1)?,
-            sequence: row.get(2)?,
-            event_type: text(3)?,
-            event_version: text(4)?,
-            payload: text(5)?,
-            metadata: text(6)?,
-        });
+        let (aggregate_type, aggregate_id) = (text(0)?, text(1)?);
+        let lane = if lanes.len() > 1 {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            let hash = BuildHasherDefault::<DefaultHasher>::default()
+                .hash_one((aggregate_type, aggregate_id));
+            (hash % lanes.len() as u64) as usize
+        } else {
+            0
+        };
+        let batch = &mut batches[lane];
+        batch.push(
+            [
+                aggregate_type,
+                aggregate_id,
+                text(3)?,
+                text(4)?,
+                text(5)?,
+                text(6)?,
+            ],
+            row.get(2)?,
+        );
+        if batch.rows.len() == BATCH_ROWS && lanes[lane].send(std::mem::take(batch)).is_err() {
+            // That verifier is gone, which only a panic does; joining it re-raises the panic.
+            return Ok(());
+        }
         seen += 1;
-        if every > 0 && seen % every == 0 {
+        if every > 0 && seen.is_multiple_of(every) {
             progress(seen);
         }
     }
-    Ok(verifier.finish())
+    for (lane, batch) in lanes.iter().zip(batches) {
+        if !batch.rows.is_empty() && lane.send(batch).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Rows copied out of SQLite so that another thread can verify them: the text columns of all
+/// rows back to back in one string (one allocation per batch, not seven per row).
+#[derive(Debug, Default)]
+struct Batch {
+    text: String,
+    rows: Vec<BatchRow>,
+}
+
+#[derive(Debug)]
+struct BatchRow {
+    /// Where each text column ends in `Batch::text`: aggregate type, aggregate id, event
+    /// type, event version, payload, metadata (each starts where the previous one ends).
+    ends: [usize; 6],
+    sequence: i64,
+}
+
+impl Batch {
+    fn push(&mut self, columns: [&str; 6], sequence: i64) {
+        if self.text.is_empty() {
+            self.text.reserve(BATCH_ROWS * 640);
+            self.rows.reserve(BATCH_ROWS);
+        }
+        let ends = columns.map(|column| {
+            self.text.push_str(column);
+            self.text.len()
+        });
+        self.rows.push(BatchRow { ends, sequence });
+    }
+
+    fn rows(&self) -> impl Iterator<Item = StoredRow<'_>> {
+        let mut start = 0;
+        self.rows.iter().map(move |row| {
+            let [t, i, e, v, p, m] = row.ends.map(|end| {
+                let column = &self.text[start..end];
+                start = end;
+                column
+            });
+            StoredRow {
+                aggregate_type: t,
+                aggregate_id: i,
+                sequence: row.sequence,
+                event_type: e,
+                event_version: v,
+                payload: p,
+                metadata: m,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod verify_tests {
+    use super::*;
+    use domain::audit::verify::canonical_metadata;
+    use domain::audit::{EventRecord, GENESIS_HASH, seal};
+    use domain::provenance::EventMetadata;
+    use serde_json::json;
+
+    /// A store of `streams` interleaved streams of `events` each, two of them tampered with.
+    fn tampered_store(dir: &Path, streams: usize, events: usize) -> PathBuf {
+        let path = dir.join("verify.db");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(SCHEMA).expect("schema");
+        let mut heads = vec![GENESIS_HASH.to_owned(); streams];
+        for sequence in 1..=events {
+            for (s, prev) in heads.iter_mut().enumerate() {
+                let id = format!("stream-{s}");
+                let payload = json!({"HealthChecked": {"sample": sequence, "stream": s}});
+                let mut m = EventMetadata {
+                    event_id: format!("ev-{s}-{sequence}"),
+                    command_id: format!("cmd-{s}-{sequence}"),
+                    correlation_id: "corr".into(),
+                    actor: "tester".into(),
+                    actor_role: "OPERATOR".into(),
+                    source: "cli".into(),
+                    recorded_at: "2026-11-26T10:00:00.000Z".into(),
+                    prev_hash: prev.clone(),
+                    hash: String::new(),
+                };
+                let record = EventRecord {
+                    aggregate_type: "Experiment",
+                    aggregate_id: &id,
+                    sequence: sequence as u64,
+                    event_type: "HealthChecked",
+                    event_version: "1",
+                    metadata: &m,
+                };
+                m.hash = seal(&record, &payload, prev).expect("seal");
+                prev.clone_from(&m.hash);
+                let mut payload = payload.to_string();
+                if s == 2 && sequence == 5 {
+                    payload = payload.replacen(':', ": ", 1);
+                }
+                if s == 4 && sequence == 10 {
+                    continue;
+                }
+                conn.execute(
+                    "INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    rusqlite::params![
+                        "Experiment",
+                        id,
+                        sequence as i64,
+                        "HealthChecked",
+                        "1",
+                        payload,
+                        canonical_metadata(&m)
+                    ],
+                )
+                .expect("insert");
+            }
+        }
+        path
+    }
+
+    /// The report of one verifier fed every row in rowid order, no threads involved.
+    fn reference_report(path: &Path) -> VerifyReport {
+        let conn = rusqlite::Connection::open(path).expect("open");
+        let mut statement = conn
+            .prepare(
+                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, \
+                 payload, metadata FROM events ORDER BY rowid",
+            )
+            .expect("prepare");
+        let mut rows = statement.query([]).expect("query");
+        let mut verifier = ChainVerifier::new();
+        while let Some(row) = rows.next().expect("row") {
+            let text = |i| row.get::<_, String>(i).expect("text");
+            verifier.push(&StoredRow {
+                aggregate_type: &text(0),
+                aggregate_id: &text(1),
+                sequence: row.get(2).expect("sequence"),
+                event_type: &text(3),
+                event_version: &text(4),
+                payload: &text(5),
+                metadata: &text(6),
+            });
+        }
+        verifier.finish()
+    }
+
+    #[test]
+    fn any_number_of_verifier_threads_gives_the_single_verifier_report() {
+        let dir = tempfile::tempdir().expect("dir");
+        // 7 x 200 rows: several batches per verifier, and a partial last one.
+        let path = tampered_store(dir.path(), 7, 200);
+        let expected = reference_report(&path);
+        assert_eq!((expected.events, expected.streams), (7 * 200 - 1, 7));
+        let faulty: Vec<_> = expected
+            .faults
+            .iter()
+            .map(|f| (f.aggregate_id.as_str(), f.sequence))
+            .collect();
+        assert_eq!(faulty, [("stream-2", 5), ("stream-4", 10)]);
+        for verifiers in 1..=4 {
+            let mut calls = Vec::new();
+            let report =
+                verify_file_with(&path, verifiers, 100, |n| calls.push(n)).expect("verify");
+            assert_eq!(report, expected, "{verifiers} verifier threads");
+            assert_eq!(calls, (1..=13).map(|k| k * 100).collect::<Vec<u64>>());
+        }
+    }
+
+    #[test]
+    fn an_empty_store_verifies() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = tampered_store(dir.path(), 0, 0);
+        let report = verify_file(&path, 1, |_| {}).expect("verify");
+        assert!(report.is_ok());
+        assert_eq!((report.events, report.streams), (0, 0));
+    }
 }

@@ -370,12 +370,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await?;
             print_json(&entries)
         }
-        Command::Results => print_json(&read_models(&db, |conn| queries::results(conn)).await?),
-        Command::Analytics => {
-            print_json(&read_models(&db, |conn| queries::run_analytics(conn)).await?)
-        }
+        Command::Results => print_json(&read_models(&db, queries::results).await?),
+        Command::Analytics => print_json(&read_models(&db, queries::run_analytics).await?),
         Command::Projections(ProjectionsCommand::Status) => {
-            print_json(&read_models(&db, |conn| queries::status(conn)).await?)
+            print_json(&read_models(&db, queries::status).await?)
         }
         Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
     }

@@ -22,11 +22,14 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::canonical::{CanonicalError, write_string, write_value};
+use super::canonical::{CanonicalError, push_u64, write_string, write_value};
 use crate::provenance::EventMetadata;
 
 /// `prev_hash` of the first event of every stream.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// [`GENESIS_HASH`] as the digest it encodes.
+pub const GENESIS_DIGEST: [u8; 32] = [0; 32];
 
 /// One event with everything the chain covers.
 #[derive(Debug, Clone, Copy)]
@@ -51,32 +54,65 @@ pub struct EventRecord<'a> {
 /// checked, without serializing them again.
 pub fn write_canonical_event(out: &mut String, record: &EventRecord<'_>, canonical_payload: &str) {
     let m = record.metadata;
+    write_event_start(out, record.aggregate_id, record.aggregate_type);
+    write_event_rest(
+        out,
+        record.event_type,
+        record.event_version,
+        |out| {
+            out.push_str("{\"actor\":");
+            write_string(out, &m.actor);
+            out.push_str(",\"actor_role\":");
+            write_string(out, &m.actor_role);
+            out.push_str(",\"command_id\":");
+            write_string(out, &m.command_id);
+            out.push_str(",\"correlation_id\":");
+            write_string(out, &m.correlation_id);
+            out.push_str(",\"event_id\":");
+            write_string(out, &m.event_id);
+            out.push_str(",\"recorded_at\":");
+            write_string(out, &m.recorded_at);
+            out.push_str(",\"source\":");
+            write_string(out, &m.source);
+            out.push('}');
+        },
+        canonical_payload,
+        record.sequence,
+    );
+}
+
+/// Appends the first members of the canonical event, which are the same for a whole stream:
+/// `{"aggregate_id":..,"aggregate_type":..` (no closing brace).
+///
+/// Canonical string literals are self-delimiting, so this text also names the stream
+/// unambiguously; the verifier uses it as its stream key.
+pub(crate) fn write_event_start(out: &mut String, aggregate_id: &str, aggregate_type: &str) {
     out.push_str("{\"aggregate_id\":");
-    write_string(out, record.aggregate_id);
+    write_string(out, aggregate_id);
     out.push_str(",\"aggregate_type\":");
-    write_string(out, record.aggregate_type);
+    write_string(out, aggregate_type);
+}
+
+/// Appends the rest of the canonical event after [`write_event_start`]; `metadata` writes the
+/// canonical metadata object without `prev_hash` and `hash`.
+pub(crate) fn write_event_rest(
+    out: &mut String,
+    event_type: &str,
+    event_version: &str,
+    metadata: impl FnOnce(&mut String),
+    canonical_payload: &str,
+    sequence: u64,
+) {
     out.push_str(",\"event_type\":");
-    write_string(out, record.event_type);
+    write_string(out, event_type);
     out.push_str(",\"event_version\":");
-    write_string(out, record.event_version);
-    out.push_str(",\"metadata\":{\"actor\":");
-    write_string(out, &m.actor);
-    out.push_str(",\"actor_role\":");
-    write_string(out, &m.actor_role);
-    out.push_str(",\"command_id\":");
-    write_string(out, &m.command_id);
-    out.push_str(",\"correlation_id\":");
-    write_string(out, &m.correlation_id);
-    out.push_str(",\"event_id\":");
-    write_string(out, &m.event_id);
-    out.push_str(",\"recorded_at\":");
-    write_string(out, &m.recorded_at);
-    out.push_str(",\"source\":");
-    write_string(out, &m.source);
-    out.push_str("},\"payload\":");
+    write_string(out, event_version);
+    out.push_str(",\"metadata\":");
+    metadata(out);
+    out.push_str(",\"payload\":");
     out.push_str(canonical_payload);
     out.push_str(",\"sequence\":");
-    out.push_str(&record.sequence.to_string());
+    push_u64(out, sequence);
     out.push('}');
 }
 
@@ -97,24 +133,48 @@ pub fn canonical_event(
 #[error("not a SHA-256 hex digest: {0:?}")]
 pub struct BadDigest(pub String);
 
-/// Decodes a 64-character hex digest.
+/// Decodes a 64-character lowercase hex digest.
 pub fn decode_digest(hex_digest: &str) -> Result<[u8; 32], BadDigest> {
-    let mut out = [0u8; 32];
-    if hex_digest.len() != 64
-        || hex_digest.bytes().any(|b| b.is_ascii_uppercase())
-        || hex::decode_to_slice(hex_digest, &mut out).is_err()
-    {
-        return Err(BadDigest(hex_digest.to_owned()));
+    digest_from_hex(hex_digest.as_bytes()).ok_or_else(|| BadDigest(hex_digest.to_owned()))
+}
+
+/// [`decode_digest`] without the error text: `None` unless exactly 64 of `0-9a-f`.
+pub(crate) fn digest_from_hex(hex_digest: &[u8]) -> Option<[u8; 32]> {
+    /// Value of each lowercase hex digit; 0xff for every other byte. A table, not a match:
+    /// digests are random, so branching on digit-or-letter would mispredict half the time.
+    const NIBBLE: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut i = 0;
+        while i < 16 {
+            table[b"0123456789abcdef"[i] as usize] = i as u8;
+            i += 1;
+        }
+        table
+    };
+    if hex_digest.len() != 64 {
+        return None;
     }
-    Ok(out)
+    let mut out = [0u8; 32];
+    let mut invalid = 0;
+    for (byte, pair) in out.iter_mut().zip(hex_digest.chunks_exact(2)) {
+        let (high, low) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = (high << 4) | (low & 0xf);
+    }
+    (invalid & 0xf0 == 0).then_some(out)
 }
 
 /// `SHA-256(prev || canonical)` as lowercase hex.
 pub fn link_hash(prev: &[u8; 32], canonical: &[u8]) -> String {
+    hex::encode(link_digest(prev, canonical))
+}
+
+/// `SHA-256(prev || canonical)`.
+pub fn link_digest(prev: &[u8; 32], canonical: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev);
     hasher.update(canonical);
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
 /// The hash of `record` when it follows `prev_hash`; the caller stores both in the metadata.
@@ -207,6 +267,7 @@ mod tests {
             first
         );
         assert!(seal(&record(2), &payload, "zz").is_err());
+        assert_eq!(decode_digest(GENESIS_HASH), Ok(GENESIS_DIGEST));
         assert!(seal(&record(2), &payload, &first.to_uppercase()).is_err());
     }
 }

@@ -7,13 +7,32 @@
 //! previous event's `hash` (the genesis hash for the first); and `hash` is the recomputed
 //! chain hash. The first failing position of each stream is reported and the rest of that
 //! stream is skipped, since everything after a break is unverifiable.
+//!
+//! Two paths, one answer. Every row first takes the fast path: the payload is checked to *be*
+//! canonical text in one pass ([`is_canonical`]), the metadata is matched against the only
+//! text canonical metadata can be (nine string members in a fixed order), and the event is
+//! hashed from slices of the stored text, with no parsed values and no allocation. A row the
+//! fast path does not accept is checked again by the reference path (`check_row`: parse,
+//! re-serialize, compare), which alone decides the fault. So the fast path only has to never
+//! accept what the reference refuses (and should accept what it accepts, or verification is
+//! merely slower); the property tests here and in `domain/tests/canonical_fast.rs` hold it to
+//! both.
+//!
+//! The verifier is single-threaded and does no I/O; a store may run several over disjoint sets
+//! of streams and combine their reports with [`VerifyReport::merge`].
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::canonical::write_value;
-use super::chain::{EventRecord, GENESIS_HASH, decode_digest, link_hash, write_canonical_event};
+use super::canonical::{is_canonical, string_end, write_value};
+// Only the tests spell the genesis out; the verifier starts streams from its digest.
+#[cfg(test)]
+use super::chain::GENESIS_HASH;
+use super::chain::{
+    EventRecord, GENESIS_DIGEST, digest_from_hex, link_digest, write_canonical_event,
+    write_event_rest, write_event_start,
+};
 use crate::provenance::EventMetadata;
 
 /// One event as stored: text columns exactly as read.
@@ -117,6 +136,30 @@ impl VerifyReport {
     pub fn is_ok(&self) -> bool {
         self.faults.is_empty()
     }
+
+    /// The report one verifier would give over all the rows of `reports`, which must each
+    /// cover a disjoint set of streams (every row of a stream went to the same verifier).
+    pub fn merge(reports: impl IntoIterator<Item = VerifyReport>) -> VerifyReport {
+        let mut merged = VerifyReport {
+            events: 0,
+            streams: 0,
+            faults: Vec::new(),
+            heads: Vec::new(),
+        };
+        for report in reports {
+            merged.events += report.events;
+            merged.streams += report.streams;
+            merged.faults.extend(report.faults);
+            merged.heads.extend(report.heads);
+        }
+        merged.faults.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
+        merged.heads.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
+        merged
+    }
 }
 
 /// The end of an intact stream.
@@ -133,19 +176,30 @@ pub struct StreamHead {
 }
 
 #[derive(Debug)]
+struct Stream {
+    aggregate_type: String,
+    aggregate_id: String,
+    state: StreamState,
+}
+
+#[derive(Debug)]
 enum StreamState {
-    Intact { next: u64, head: String },
+    Intact { next: u64, head: [u8; 32] },
     Broken,
 }
 
 /// Incremental verifier; see the module docs.
 #[derive(Debug, Default)]
 pub struct ChainVerifier {
-    streams: HashMap<(String, String), StreamState>,
+    /// Position in `streams` by the text every event of the stream starts with (see
+    /// `write_event_start`): unambiguous, and written for the hash anyway, so looking a row's
+    /// stream up costs no allocation.
+    index: HashMap<Box<str>, usize>,
+    streams: Vec<Stream>,
     faults: Vec<Fault>,
     events: u64,
-    scratch_payload: String,
-    scratch_event: String,
+    /// The canonical event being hashed, reused from row to row.
+    event: String,
 }
 
 impl ChainVerifier {
@@ -157,81 +211,106 @@ impl ChainVerifier {
     /// Checks the next stored row.
     pub fn push(&mut self, row: &StoredRow<'_>) {
         self.events += 1;
-        let key = (row.aggregate_type.to_owned(), row.aggregate_id.to_owned());
-        let state = self
-            .streams
-            .entry(key)
-            .or_insert_with(|| StreamState::Intact {
-                next: 1,
-                head: GENESIS_HASH.to_owned(),
-            });
-        let StreamState::Intact { next, head } = state else {
+        self.event.clear();
+        write_event_start(&mut self.event, row.aggregate_id, row.aggregate_type);
+        let index = match self.index.get(self.event.as_str()) {
+            Some(&index) => index,
+            None => {
+                let index = self.streams.len();
+                self.index.insert(self.event.as_str().into(), index);
+                self.streams.push(Stream {
+                    aggregate_type: row.aggregate_type.to_owned(),
+                    aggregate_id: row.aggregate_id.to_owned(),
+                    state: StreamState::Intact {
+                        next: 1,
+                        head: GENESIS_DIGEST,
+                    },
+                });
+                index
+            }
+        };
+        let stream = &mut self.streams[index];
+        let StreamState::Intact { next, head } = &mut stream.state else {
             return;
         };
         let expected = *next;
-        match check_row(
-            row,
-            expected,
-            head,
-            &mut self.scratch_payload,
-            &mut self.scratch_event,
-        ) {
+        let checked = match check_row_fast(row, expected, head, &mut self.event) {
+            Some(hash) => Ok(hash),
+            None => check_row(row, expected, head),
+        };
+        match checked {
             Ok(hash) => {
                 *next += 1;
                 *head = hash;
             }
             Err(kind) => {
                 self.faults.push(Fault {
-                    aggregate_type: row.aggregate_type.to_owned(),
-                    aggregate_id: row.aggregate_id.to_owned(),
+                    aggregate_type: stream.aggregate_type.clone(),
+                    aggregate_id: stream.aggregate_id.clone(),
                     sequence: expected,
                     kind,
                 });
-                *state = StreamState::Broken;
+                stream.state = StreamState::Broken;
             }
         }
     }
 
     /// The report over every row pushed.
     pub fn finish(self) -> VerifyReport {
-        let mut faults = self.faults;
-        faults.sort_by(|a, b| {
-            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
-        });
         let streams = self.streams.len() as u64;
-        let mut heads: Vec<StreamHead> = self
+        let heads = self
             .streams
             .into_iter()
-            .filter_map(|((aggregate_type, aggregate_id), state)| match state {
+            .filter_map(|stream| match stream.state {
                 StreamState::Intact { next, head } => Some(StreamHead {
-                    aggregate_type,
-                    aggregate_id,
+                    aggregate_type: stream.aggregate_type,
+                    aggregate_id: stream.aggregate_id,
                     sequence: next - 1,
-                    hash: head,
+                    hash: hex::encode(head),
                 }),
                 StreamState::Broken => None,
             })
             .collect();
-        heads.sort_by(|a, b| {
-            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
-        });
-        VerifyReport {
+        VerifyReport::merge([VerifyReport {
             events: self.events,
             streams,
-            faults,
+            faults: self.faults,
             heads,
-        }
+        }])
     }
 }
 
-/// Checks one row against the expected position and previous hash; returns its hash.
-fn check_row(
+/// The fast path: the row's hash if it verifies, `None` for anything else (even a row the
+/// reference path would accept). `event` holds the output of `write_event_start` for the row.
+fn check_row_fast(
     row: &StoredRow<'_>,
     expected: u64,
-    prev_hash: &str,
-    payload_buf: &mut String,
-    event_buf: &mut String,
-) -> Result<String, FaultKind> {
+    prev: &[u8; 32],
+    event: &mut String,
+) -> Option<[u8; 32]> {
+    if u64::try_from(row.sequence).ok() != Some(expected) || !is_canonical(row.payload) {
+        return None;
+    }
+    let metadata = CanonicalMetadata::parse(row.metadata)?;
+    if digest_from_hex(metadata.prev_hash.as_bytes())? != *prev {
+        return None;
+    }
+    let stored = digest_from_hex(metadata.hash.as_bytes())?;
+    write_event_rest(
+        event,
+        row.event_type,
+        row.event_version,
+        |out| metadata.write_hashed(out),
+        row.payload,
+        expected,
+    );
+    let computed = link_digest(prev, event.as_bytes());
+    (computed == stored).then_some(computed)
+}
+
+/// The reference path: checks one row against the expected position and previous hash the
+/// way the algorithm is written down (parse, re-serialize, compare); returns its hash.
+fn check_row(row: &StoredRow<'_>, expected: u64, prev: &[u8; 32]) -> Result<[u8; 32], FaultKind> {
     if u64::try_from(row.sequence).ok() != Some(expected) {
         return Err(FaultKind::SequenceBreak {
             expected,
@@ -241,9 +320,10 @@ fn check_row(
 
     let payload: Value = serde_json::from_str(row.payload)
         .map_err(|e| FaultKind::MalformedPayload(e.to_string()))?;
-    payload_buf.clear();
-    write_value(payload_buf, &payload).map_err(|e| FaultKind::MalformedPayload(e.to_string()))?;
-    if payload_buf != row.payload {
+    let mut canonical_payload = String::with_capacity(row.payload.len());
+    write_value(&mut canonical_payload, &payload)
+        .map_err(|e| FaultKind::MalformedPayload(e.to_string()))?;
+    if canonical_payload != row.payload {
         return Err(FaultKind::NonCanonicalPayload);
     }
 
@@ -253,17 +333,17 @@ fn check_row(
         return Err(FaultKind::NonCanonicalMetadata);
     }
 
+    let prev_hash = hex::encode(prev);
     if metadata.prev_hash != prev_hash {
         return Err(FaultKind::BrokenLink {
-            expected: prev_hash.to_owned(),
+            expected: prev_hash,
             stored: metadata.prev_hash,
         });
     }
-    let prev = decode_digest(prev_hash).map_err(|e| FaultKind::MalformedMetadata(e.to_string()))?;
 
-    event_buf.clear();
+    let mut event = String::with_capacity(row.payload.len() + row.metadata.len() + 128);
     write_canonical_event(
-        event_buf,
+        &mut event,
         &EventRecord {
             aggregate_type: row.aggregate_type,
             aggregate_id: row.aggregate_id,
@@ -272,22 +352,94 @@ fn check_row(
             event_version: row.event_version,
             metadata: &metadata,
         },
-        payload_buf,
+        &canonical_payload,
     );
-    let computed = link_hash(&prev, event_buf.as_bytes());
-    if computed != metadata.hash {
+    let computed = link_digest(prev, event.as_bytes());
+    if hex::encode(computed) != metadata.hash {
         return Err(FaultKind::HashMismatch {
             stored: metadata.hash,
-            computed,
+            computed: hex::encode(computed),
         });
     }
     Ok(computed)
 }
 
+/// Stored metadata text known to be canonical, as slices of that text.
+///
+/// Canonical metadata has exactly one shape: the nine members of [`EventMetadata`] in
+/// [`canonical_metadata`]'s order, each a canonical string literal, nothing else. A text of
+/// that shape parses into `EventMetadata` (all fields present, none unknown) and is what
+/// `canonical_metadata` writes for it; any other text is not canonical metadata.
+#[derive(Debug, Clone, Copy)]
+struct CanonicalMetadata<'a> {
+    text: &'a str,
+    /// Offset of the `,"hash":` member.
+    hash_member: usize,
+    /// Offset of the `,"recorded_at":` member.
+    recorded_at_member: usize,
+    /// Body of the `prev_hash` literal (no escapes if it is a digest).
+    prev_hash: &'a str,
+    /// Body of the `hash` literal.
+    hash: &'a str,
+}
+
+/// What precedes each member's value in canonical metadata, in order.
+const METADATA_MEMBERS: [&str; 9] = [
+    "{\"actor\":",
+    ",\"actor_role\":",
+    ",\"command_id\":",
+    ",\"correlation_id\":",
+    ",\"event_id\":",
+    ",\"hash\":",
+    ",\"prev_hash\":",
+    ",\"recorded_at\":",
+    ",\"source\":",
+];
+const HASH: usize = 5;
+const PREV_HASH: usize = 6;
+const RECORDED_AT: usize = 7;
+
+impl<'a> CanonicalMetadata<'a> {
+    /// `Some` exactly when `text` parses as [`EventMetadata`] and equals
+    /// [`canonical_metadata`] of it.
+    fn parse(text: &'a str) -> Option<Self> {
+        let bytes = text.as_bytes();
+        let mut pos = 0;
+        let mut members = [0usize; 9];
+        let mut bodies = [(0usize, 0usize); 9];
+        for (i, prefix) in METADATA_MEMBERS.iter().enumerate() {
+            if !bytes.get(pos..)?.starts_with(prefix.as_bytes()) {
+                return None;
+            }
+            members[i] = pos;
+            let (end, _) = string_end(bytes, pos + prefix.len())?;
+            bodies[i] = (pos + prefix.len() + 1, end - 1);
+            pos = end;
+        }
+        if bytes.get(pos..)? != b"}" {
+            return None;
+        }
+        let body = |i: usize| text.get(bodies[i].0..bodies[i].1);
+        Some(Self {
+            text,
+            hash_member: members[HASH],
+            recorded_at_member: members[RECORDED_AT],
+            prev_hash: body(PREV_HASH)?,
+            hash: body(HASH)?,
+        })
+    }
+
+    /// Appends the metadata object the chain hashes: this text without `hash` and `prev_hash`.
+    fn write_hashed(&self, out: &mut String) {
+        out.push_str(&self.text[..self.hash_member]);
+        out.push_str(&self.text[self.recorded_at_member..]);
+    }
+}
+
 /// The canonical text of stored metadata (all nine fields, sorted).
 pub fn canonical_metadata(m: &EventMetadata) -> String {
     use super::canonical::write_string;
-    let mut out = String::with_capacity(512);
+    let mut out = String::with_capacity(400);
     let fields: [(&str, &str); 9] = [
         ("actor", &m.actor),
         ("actor_role", &m.actor_role),
@@ -504,5 +656,277 @@ mod tests {
             first_fault(&rows),
             (3, FaultKind::MalformedMetadata(_))
         ));
+    }
+
+    // The fast path against the reference path. A row the fast path accepts must be one the
+    // reference accepts, with the same hash; and rows the reference accepts should take the
+    // fast path, or verification is needlessly slow.
+
+    use super::super::chain::{decode_digest, link_hash};
+    use proptest::prelude::*;
+
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let c = prop_oneof![
+            (0u32..0x20).prop_map(|c| char::from_u32(c).unwrap_or('?')),
+            prop::sample::select(vec![
+                '"',
+                '\\',
+                '/',
+                '\u{7f}',
+                'a',
+                'é',
+                '\u{ffff}',
+                '\u{1f600}'
+            ]),
+            any::<char>(),
+        ];
+        prop_oneof![
+            "[a-z0-9-]{0,12}",
+            "[0-9a-f]{64}",
+            prop::collection::vec(c, 0..8).prop_map(|cs| cs.into_iter().collect()),
+        ]
+    }
+
+    fn metadata() -> impl Strategy<Value = EventMetadata> {
+        prop::collection::vec(tricky_text(), 9).prop_map(|f| EventMetadata {
+            actor: f[0].clone(),
+            actor_role: f[1].clone(),
+            command_id: f[2].clone(),
+            correlation_id: f[3].clone(),
+            event_id: f[4].clone(),
+            hash: f[5].clone(),
+            prev_hash: f[6].clone(),
+            recorded_at: f[7].clone(),
+            source: f[8].clone(),
+        })
+    }
+
+    fn payload() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (-100i64..100).prop_map(Value::from),
+            Just(json!(1.5)),
+            tricky_text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c]{0,2}|\u{ff61}|\u{1f600}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Character-level edits, so the text stays a `&str`.
+    fn edit(text: &str, edits: &[(usize, u8, char)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for &(at, op, c) in edits {
+            let n = chars.len();
+            match op % 5 {
+                0 => chars.insert(at % (n + 1), c),
+                1 if n > 0 => chars[at % n] = c,
+                2 if n > 0 => {
+                    chars.remove(at % n);
+                }
+                // The ends are where a lax parser stops looking.
+                3 => chars.push(c),
+                4 => chars.insert(0, c),
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<(usize, u8, char)>> {
+        let c = prop_oneof![
+            prop::sample::select(vec![
+                '{', '}', ',', ':', '"', '\\', ' ', 'u', '0', '1', 'a', 'A', 'f', 'n', '-', '.',
+            ]),
+            any::<char>(),
+        ];
+        prop::collection::vec((any::<usize>(), any::<u8>(), c), 0..3)
+    }
+
+    /// Texts of the same value that are not (or may not be) canonical.
+    fn loosely(value: &impl serde::Serialize, how: u8) -> String {
+        match how % 3 {
+            0 => serde_json::to_string(value).unwrap_or_default(),
+            1 => serde_json::to_string_pretty(value).unwrap_or_default(),
+            _ => {
+                // Members reversed (metadata and payload objects are small).
+                let v = serde_json::to_value(value).unwrap_or_default();
+                match v {
+                    Value::Object(m) => {
+                        let members: Vec<String> = m
+                            .iter()
+                            .rev()
+                            .map(|(k, v)| format!("{}:{}", json!(k), v))
+                            .collect();
+                        format!("{{{}}}", members.join(","))
+                    }
+                    other => other.to_string(),
+                }
+            }
+        }
+    }
+
+    fn fast_and_reference_agree(
+        row: &StoredRow<'_>,
+        expected: u64,
+        prev: &[u8; 32],
+    ) -> Result<Option<[u8; 32]>, TestCaseError> {
+        let mut event = String::new();
+        write_event_start(&mut event, row.aggregate_id, row.aggregate_type);
+        let fast = check_row_fast(row, expected, prev, &mut event);
+        let reference = check_row(row, expected, prev).ok();
+        prop_assert_eq!(fast, reference, "row {:?}", row);
+        Ok(fast)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        #[test]
+        fn the_metadata_shape_is_exactly_canonical_metadata(
+            m in metadata(),
+            how in any::<u8>(),
+            changes in edits(),
+        ) {
+            let canonical = canonical_metadata(&m);
+            let parsed = CanonicalMetadata::parse(&canonical);
+            prop_assert!(parsed.is_some(), "refused {:?}", canonical);
+            if let Some(parsed) = parsed {
+                // The hashed object is the canonical object of the other seven members.
+                let mut hashed = String::new();
+                parsed.write_hashed(&mut hashed);
+                let mut seven = serde_json::to_value(&m).unwrap_or_default();
+                if let Value::Object(members) = &mut seven {
+                    members.remove("hash");
+                    members.remove("prev_hash");
+                }
+                prop_assert_eq!(Some(hashed), to_canonical(&seven).ok());
+            }
+            for text in [loosely(&m, how), edit(&canonical, &changes)] {
+                let reference = serde_json::from_str::<EventMetadata>(&text)
+                    .is_ok_and(|m| canonical_metadata(&m) == text);
+                prop_assert_eq!(CanonicalMetadata::parse(&text).is_some(), reference, "{:?}", text);
+            }
+        }
+
+        #[test]
+        fn the_fast_path_accepts_exactly_what_the_reference_accepts(
+            id in tricky_text(),
+            event_type in tricky_text(),
+            m in metadata(),
+            payloads in prop::collection::vec(payload(), 3),
+            victim in 0usize..3,
+            field in 0u8..6,
+            how in any::<u8>(),
+            changes in edits(),
+        ) {
+            // A sealed stream of three events, then one field of one row altered.
+            let mut prev = GENESIS_HASH.to_owned();
+            let mut rows = Vec::new();
+            for (i, payload) in payloads.iter().enumerate() {
+                let sequence = i as u64 + 1;
+                let mut m = m.clone();
+                m.prev_hash = prev.clone();
+                let record = EventRecord {
+                    aggregate_type: "Experiment",
+                    aggregate_id: &id,
+                    sequence,
+                    event_type: &event_type,
+                    event_version: "1",
+                    metadata: &m,
+                };
+                // Payloads outside the canonical domain cannot be sealed; store them anyway.
+                m.hash = seal(&record, payload, &prev).unwrap_or_default();
+                prev = m.hash.clone();
+                let payload_text =
+                    to_canonical(payload).unwrap_or_else(|_| payload.to_string());
+                rows.push((sequence as i64, event_type.clone(), payload_text, m));
+            }
+            let mut metadata_texts: Vec<String> =
+                rows.iter().map(|r| canonical_metadata(&r.3)).collect();
+            let metadata_text = &mut metadata_texts[victim];
+            let (sequence, event_type_text, payload_text, m) = &mut rows[victim];
+            match field {
+                0 => *payload_text = edit(payload_text, &changes),
+                1 => *payload_text = loosely(&payloads[victim], how),
+                2 => *metadata_text = edit(metadata_text, &changes),
+                3 => *metadata_text = loosely(m, how),
+                4 => *event_type_text = edit(event_type_text, &changes),
+                _ => *sequence += i64::from(how % 3) - 1,
+            }
+            if field < 2 && how % 2 == 0 {
+                // The attacker's best try: a hash over the payload text as stored, so only
+                // the canonical check stands between an altered text and acceptance.
+                let mut event = String::new();
+                write_canonical_event(
+                    &mut event,
+                    &EventRecord {
+                        aggregate_type: "Experiment",
+                        aggregate_id: &id,
+                        sequence: victim as u64 + 1,
+                        event_type: event_type_text,
+                        event_version: "1",
+                        metadata: m,
+                    },
+                    payload_text,
+                );
+                let prev = decode_digest(&m.prev_hash).unwrap_or_default();
+                m.hash = link_hash(&prev, event.as_bytes());
+                *metadata_text = canonical_metadata(m);
+            }
+
+            let mut head = GENESIS_DIGEST;
+            for (i, (sequence, event_type, payload, _)) in rows.iter().enumerate() {
+                let row = StoredRow {
+                    aggregate_type: "Experiment",
+                    aggregate_id: &id,
+                    sequence: *sequence,
+                    event_type,
+                    event_version: "1",
+                    payload,
+                    metadata: &metadata_texts[i],
+                };
+                match fast_and_reference_agree(&row, i as u64 + 1, &head)? {
+                    Some(hash) => head = hash,
+                    None => break,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_with_anything_around_it_is_not_canonical() {
+        let text =
+            canonical_metadata(&serde_json::from_str(&stream("a", 1)[0].metadata).expect("json"));
+        assert!(CanonicalMetadata::parse(&text).is_some());
+        for bad in [
+            format!("{text} "),
+            format!(" {text}"),
+            format!("{text}}}"),
+            format!("{text}x"),
+            text[..text.len() - 1].to_owned(),
+            text.replacen(",\"source\"", ",\"source\":\"x\",\"source\"", 1),
+        ] {
+            assert!(CanonicalMetadata::parse(&bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn merged_reports_of_disjoint_streams_equal_one_report_over_all() {
+        let mut rows = stream("a", 4);
+        rows.extend(stream("b", 3));
+        rows.extend(stream("c", 2));
+        rows[5].payload = rows[5].payload.replacen(':', ": ", 1);
+        let whole = verify(&rows);
+        let (first, second): (Vec<Owned>, Vec<Owned>) = rows.into_iter().partition(|r| r.id != "b");
+        let merged = VerifyReport::merge([verify(&second), verify(&first)]);
+        assert_eq!(merged, whole);
+        assert_eq!((whole.events, whole.streams, whole.faults.len()), (9, 3, 1));
     }
 }
