@@ -36,9 +36,6 @@ use serde_json::json;
 
 use crate::http::{AppState, router};
 
-/// How often the projector looks for new events when it has nothing to do.
-const PROJECTOR_IDLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
-
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
 #[derive(Debug, Parser)]
 #[command(name = "chaos", version)]
@@ -459,7 +456,7 @@ async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
         let stop = Arc::clone(&stop);
         std::thread::Builder::new()
             .name("projector".into())
-            .spawn(move || projector.run(&stop, PROJECTOR_IDLE_POLL, |_| {}))
+            .spawn(move || projector.run(&stop, projection_lambdas::embedded::IDLE_POLL, |_| {}))
             .map_err(|e| CliError::Task(e.to_string()))?
     };
 

@@ -61,18 +61,19 @@ async fn main() {
         "lag: {total} events at {rate}/s over {streams} experiments, projector polling every 5 ms"
     );
     let acks: Acks = Arc::default();
-    let lags = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    // When the projector's transaction holding each event committed. An event may be projected
+    // before its writer has even noted the acknowledgement: its lag counts as zero.
+    let projected: Acks = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let projector = {
         let db = db.clone();
-        let acks = Arc::clone(&acks);
-        let lags = Arc::clone(&lags);
+        let projected = Arc::clone(&projected);
         let stop = Arc::clone(&stop);
         std::thread::spawn(move || {
             let mut projector = Projector::open(&db, None).expect("projector");
             let reader = rusqlite::Connection::open(&db).expect("reader");
             let mut last = 0i64;
-            projector.run(&stop, Duration::from_millis(5), |report| {
+            projector.run(&stop, projection_lambdas::embedded::IDLE_POLL, |report| {
                 if report.position <= last {
                     return;
                 }
@@ -83,13 +84,9 @@ async fn main() {
                 let rows = statement
                     .query_map([last, report.position], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                     .expect("rows");
-                let acks = acks.lock().expect("acks");
-                let mut lags = lags.lock().expect("lags");
+                let mut projected = projected.lock().expect("projected");
                 for row in rows {
-                    let key = row.expect("row");
-                    if let Some(acked) = acks.get(&key) {
-                        lags.push(committed.saturating_duration_since(*acked));
-                    }
+                    projected.insert(row.expect("row"), committed);
                 }
                 last = report.position;
             });
@@ -144,12 +141,22 @@ async fn main() {
     // Let the projector drain, then stop it.
     let expected = acks.lock().expect("acks").len();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while lags.lock().expect("lags").len() < expected && Instant::now() < deadline {
+    while projected.lock().expect("projected").len() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.store(true, Ordering::Relaxed);
     projector.join().expect("projector thread");
-    let mut lags = std::mem::take(&mut *lags.lock().expect("lags"));
+    let projected = std::mem::take(&mut *projected.lock().expect("projected"));
+    let mut lags: Vec<Duration> = acks
+        .lock()
+        .expect("acks")
+        .iter()
+        .filter_map(|(key, acked)| {
+            projected
+                .get(key)
+                .map(|p| p.saturating_duration_since(*acked))
+        })
+        .collect();
     lags.sort_unstable();
     println!(
         "  wrote {expected} events in {:.1} s ({:.0} events/s); projected {}",

@@ -28,6 +28,9 @@ pub const PROJECTIONS: [&str; 4] = ["experiments", "results", "audit_log", "acti
 /// Name of the catch-up reader's position.
 const FEED: &str = "events";
 
+/// How often a serving projector looks for new events when it has nothing to do.
+pub const IDLE_POLL: Duration = Duration::from_millis(10);
+
 /// Activity items kept by default: the newest by event time (the audit log keeps everything).
 pub const ACTIVITY_RETAINED: i64 = 10_000;
 
