@@ -33,3 +33,7 @@ pub const MAX_GROUP_CHARS: usize = 255;
 pub const MAX_TARGET_ID_CHARS: usize = 64;
 /// Budget for one stream as stored, in bytes: half of a DynamoDB query page.
 pub const STREAM_BYTE_BUDGET: usize = 512 * 1024;
+/// Most webhook subscriptions at once.
+pub const MAX_WEBHOOKS: usize = 20;
+/// Longest webhook URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2_048;

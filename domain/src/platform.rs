@@ -8,8 +8,11 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{HARD_TARGET_CAP, MAX_PLATFORM_EVENTS};
-use crate::spec::{Problem, SpecError, parse_text};
+use std::collections::BTreeMap;
+
+use crate::experiment::ExperimentEvent;
+use crate::limits::{HARD_TARGET_CAP, MAX_PLATFORM_EVENTS, MAX_WEBHOOKS};
+use crate::spec::{Problem, SpecError, WebhookId, parse_text, parse_webhook_url};
 use crate::{BoundedStream, Timestamp};
 
 /// The id of the one platform stream.
@@ -86,6 +89,40 @@ pub enum PlatformCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Subscribe a webhook to events.
+    AddWebhook {
+        /// New subscription id (chosen at the edge).
+        id: WebhookId,
+        /// Where deliveries are POSTed (validated here).
+        url: String,
+        /// Event types delivered; empty for every event.
+        events: Vec<String>,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Remove a webhook subscription.
+    RemoveWebhook {
+        /// Its id.
+        id: WebhookId,
+        /// Now.
+        at: Timestamp,
+    },
+}
+
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Event types delivered; empty for every event.
+    pub events: Vec<String>,
+}
+
+impl Webhook {
+    /// Whether an event of this type is delivered to this webhook.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == event_type)
+    }
 }
 
 /// Facts about the platform.
@@ -110,18 +147,44 @@ pub enum PlatformEvent {
         /// When.
         at: Timestamp,
     },
+    /// A webhook was subscribed.
+    WebhookAdded {
+        /// Subscription id.
+        id: WebhookId,
+        /// Where deliveries go.
+        url: String,
+        /// Event types delivered; empty for every event.
+        events: Vec<String>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook was removed.
+    WebhookRemoved {
+        /// Subscription id.
+        id: WebhookId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 3] = ["PlatformHalted", "HaltLifted", "ConfigUpdated"];
+    pub const TYPES: [&'static str; 5] = [
+        "PlatformHalted",
+        "HaltLifted",
+        "ConfigUpdated",
+        "WebhookAdded",
+        "WebhookRemoved",
+    ];
 
     /// When the fact happened (as decided at the edge).
     pub fn at(&self) -> Timestamp {
         match self {
             PlatformEvent::PlatformHalted { at, .. }
             | PlatformEvent::HaltLifted { at }
-            | PlatformEvent::ConfigUpdated { at, .. } => *at,
+            | PlatformEvent::ConfigUpdated { at, .. }
+            | PlatformEvent::WebhookAdded { at, .. }
+            | PlatformEvent::WebhookRemoved { at, .. } => *at,
         }
     }
 }
@@ -132,6 +195,8 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::PlatformHalted { .. } => "PlatformHalted",
             PlatformEvent::HaltLifted { .. } => "HaltLifted",
             PlatformEvent::ConfigUpdated { .. } => "ConfigUpdated",
+            PlatformEvent::WebhookAdded { .. } => "WebhookAdded",
+            PlatformEvent::WebhookRemoved { .. } => "WebhookRemoved",
         }
         .to_owned()
     }
@@ -153,6 +218,18 @@ pub enum PlatformError {
         /// The bound.
         max: usize,
     },
+    /// A webhook with this id exists.
+    #[error("webhook {0} already exists")]
+    WebhookExists(WebhookId),
+    /// No webhook with this id.
+    #[error("no webhook {0}")]
+    UnknownWebhook(WebhookId),
+    /// The subscription limit is reached.
+    #[error("at most {max} webhooks")]
+    TooManyWebhooks {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Platform state.
@@ -160,6 +237,7 @@ pub enum PlatformError {
 pub struct Platform {
     halted: Option<(String, Timestamp)>,
     config: PlatformConfig,
+    webhooks: BTreeMap<WebhookId, Webhook>,
     version: usize,
 }
 
@@ -172,6 +250,11 @@ impl Platform {
     /// Current configuration.
     pub fn config(&self) -> PlatformConfig {
         self.config
+    }
+
+    /// Current webhook subscriptions.
+    pub fn webhooks(&self) -> &BTreeMap<WebhookId, Webhook> {
+        &self.webhooks
     }
 
     /// The pure decision. Halting twice or lifting an absent halt changes nothing: a kill
@@ -200,6 +283,51 @@ impl Platform {
                 } else {
                     vec![PlatformEvent::ConfigUpdated { config, at }]
                 }
+            }
+            PlatformCommand::AddWebhook {
+                id,
+                url,
+                events,
+                at,
+            } => {
+                let url = parse_webhook_url(&url)?;
+                let unknown: Vec<&String> = events
+                    .iter()
+                    .filter(|e| {
+                        !ExperimentEvent::TYPES.contains(&e.as_str())
+                            && !PlatformEvent::TYPES.contains(&e.as_str())
+                    })
+                    .collect();
+                if let Some(first) = unknown.first() {
+                    return Err(SpecError {
+                        problems: vec![Problem {
+                            field: "events".into(),
+                            message: format!("unknown event type {first:?}"),
+                        }],
+                    }
+                    .into());
+                }
+                if self.webhooks.contains_key(&id) {
+                    return Err(PlatformError::WebhookExists(id));
+                }
+                if self.webhooks.len() >= MAX_WEBHOOKS {
+                    return Err(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
+                }
+                let mut events = events;
+                events.sort();
+                events.dedup();
+                vec![PlatformEvent::WebhookAdded {
+                    id,
+                    url,
+                    events,
+                    at,
+                }]
+            }
+            PlatformCommand::RemoveWebhook { id, at } => {
+                if !self.webhooks.contains_key(&id) {
+                    return Err(PlatformError::UnknownWebhook(id));
+                }
+                vec![PlatformEvent::WebhookRemoved { id, at }]
             }
         };
         if self.version + events.len() > MAX_PLATFORM_EVENTS {
@@ -236,6 +364,14 @@ impl Aggregate for Platform {
             PlatformEvent::PlatformHalted { reason, at } => self.halted = Some((reason, at)),
             PlatformEvent::HaltLifted { .. } => self.halted = None,
             PlatformEvent::ConfigUpdated { config, .. } => self.config = config,
+            PlatformEvent::WebhookAdded {
+                id, url, events, ..
+            } => {
+                self.webhooks.insert(id, Webhook { url, events });
+            }
+            PlatformEvent::WebhookRemoved { id, .. } => {
+                self.webhooks.remove(&id);
+            }
         }
     }
 }
@@ -323,6 +459,88 @@ mod tests {
                 config: good,
                 at: at(),
             }]);
+    }
+
+    #[test]
+    fn webhooks_are_validated_added_and_removed() {
+        let id = WebhookId::parse("pager").expect("id");
+        let add = |url: &str, events: Vec<&str>| PlatformCommand::AddWebhook {
+            id: id.clone(),
+            url: url.into(),
+            events: events.into_iter().map(str::to_owned).collect(),
+            at: at(),
+        };
+        TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(add(
+                "https://hooks.example.com/chaos",
+                vec![
+                    "ExperimentFailed",
+                    "ExperimentCompleted",
+                    "ExperimentFailed",
+                ],
+            ))
+            .then_expect_events(vec![PlatformEvent::WebhookAdded {
+                id: id.clone(),
+                url: "https://hooks.example.com/chaos".into(),
+                events: vec!["ExperimentCompleted".into(), "ExperimentFailed".into()],
+                at: at(),
+            }]);
+        let added = PlatformEvent::WebhookAdded {
+            id: id.clone(),
+            url: "https://hooks.example.com/chaos".into(),
+            events: vec![],
+            at: at(),
+        };
+        TestFramework::<Platform>::with(())
+            .given(vec![added.clone()])
+            .when(add("https://other.example.com/", vec![]))
+            .then_expect_error(PlatformError::WebhookExists(id.clone()));
+        let result = TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(add("https://x.example.com/", vec!["ExperimentExploded"]))
+            .inspect_result();
+        assert!(
+            matches!(&result, Err(PlatformError::InvalidInput(e)) if e.problems[0].message.contains("ExperimentExploded")),
+            "{result:?}"
+        );
+        let result = TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(add("https://admin:pw@x.example.com/", vec![]))
+            .inspect_result();
+        assert!(
+            matches!(result, Err(PlatformError::InvalidInput(_))),
+            "{result:?}"
+        );
+        TestFramework::<Platform>::with(())
+            .given(vec![added.clone()])
+            .when(PlatformCommand::RemoveWebhook {
+                id: id.clone(),
+                at: at(),
+            })
+            .then_expect_events(vec![PlatformEvent::WebhookRemoved {
+                id: id.clone(),
+                at: at(),
+            }]);
+        TestFramework::<Platform>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::RemoveWebhook {
+                id: id.clone(),
+                at: at(),
+            })
+            .then_expect_error(PlatformError::UnknownWebhook(id.clone()));
+        let full: Vec<PlatformEvent> = (0..MAX_WEBHOOKS)
+            .map(|i| PlatformEvent::WebhookAdded {
+                id: WebhookId::parse(format!("w{i}")).expect("id"),
+                url: "https://x.example.com/".into(),
+                events: vec![],
+                at: at(),
+            })
+            .collect();
+        TestFramework::<Platform>::with(())
+            .given(full)
+            .when(add("https://x.example.com/", vec![]))
+            .then_expect_error(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
     }
 
     #[test]

@@ -147,6 +147,12 @@ id_newtype!(
     "id"
 );
 id_newtype!(
+    /// Identifies one webhook subscription. Chosen at the edge.
+    WebhookId,
+    MAX_ID_CHARS,
+    "webhook id"
+);
+id_newtype!(
     /// Identifies one target instance: an EC2 instance id or a local worker id.
     TargetId,
     MAX_TARGET_ID_CHARS,
@@ -530,6 +536,46 @@ impl ExperimentSpec {
     }
 }
 
+/// Checks a webhook URL: `http` or `https`, a host, no credentials, no whitespace.
+///
+/// Credentials in a URL would be stored in the event log in clear; a receiver that needs a
+/// secret gets it from the delivery's signature header instead.
+pub fn parse_webhook_url(url: &str) -> Result<String, SpecError> {
+    let problem = |message: &str| SpecError {
+        problems: vec![Problem {
+            field: "url".to_owned(),
+            message: message.to_owned(),
+        }],
+    };
+    if url.len() > crate::limits::MAX_URL_BYTES {
+        return Err(problem("must have at most 2048 bytes"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(problem("must not contain whitespace or control characters"));
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| problem("must start with http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(problem("must not contain credentials"));
+    }
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() {
+                host
+            } else {
+                authority
+            }
+        });
+    if host.is_empty() || host.starts_with('.') {
+        return Err(problem("must name a host"));
+    }
+    Ok(url.to_owned())
+}
+
 /// Checks a free-text field carried by a command (reason, detail).
 pub fn parse_text(field: &str, value: &str) -> Result<String, SpecError> {
     let mut p = Problems::default();
@@ -633,6 +679,21 @@ pub(crate) mod tests {
         assert_eq!(Selection::Percent(1).resolve_count(10, 10), 1);
         assert_eq!(Selection::All.resolve_count(40, 5), 5);
         assert_eq!(Selection::All.resolve_count(400, 400), HARD_TARGET_CAP);
+    }
+
+    #[test]
+    fn webhook_urls_are_checked() {
+        assert!(parse_webhook_url("https://hooks.example.com/chaos?team=sre").is_ok());
+        assert!(parse_webhook_url("http://127.0.0.1:9000/hook").is_ok());
+        for bad in [
+            "ftp://example.com/x",
+            "https://",
+            "https://user:secret@example.com/",
+            "https://exa mple.com/",
+            "example.com/hook",
+        ] {
+            assert!(parse_webhook_url(bad).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use domain::experiment::{
 use domain::platform::{PlatformConfig, PlatformEvent};
 use domain::spec::{
     ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
-    Selection, StopCondition, Target, TargetId, TargetKind,
+    Selection, StopCondition, Target, TargetId, TargetKind, WebhookId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -186,6 +186,16 @@ fn platform_samples() -> Vec<PlatformEvent> {
                 max_duration_secs: 1_800,
             },
             at: at(120_000),
+        },
+        PlatformEvent::WebhookAdded {
+            id: WebhookId::parse("sre-pager").expect("webhook id"),
+            url: "https://hooks.example.com/chaos?team=sre".into(),
+            events: vec!["ExperimentCompleted".into(), "ExperimentFailed".into()],
+            at: at(180_000),
+        },
+        PlatformEvent::WebhookRemoved {
+            id: WebhookId::parse("sre-pager").expect("webhook id"),
+            at: at(240_000),
         },
     ]
 }

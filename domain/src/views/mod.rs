@@ -258,5 +258,15 @@ fn describe_platform(e: &PlatformEvent) -> String {
             "configuration: at most {} targets and {} s per run",
             config.max_targets_per_run, config.max_duration_secs
         ),
+        PlatformEvent::WebhookAdded {
+            id, url, events, ..
+        } => {
+            if events.is_empty() {
+                format!("webhook {id} added: every event to {url}")
+            } else {
+                format!("webhook {id} added: {} to {url}", events.join(", "))
+            }
+        }
+        PlatformEvent::WebhookRemoved { id, .. } => format!("webhook {id} removed"),
     }
 }
