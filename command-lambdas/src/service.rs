@@ -11,7 +11,7 @@ use domain::Timestamp;
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, PlatformGate};
 use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, PlatformError};
 use domain::provenance::CommandContext;
-use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput, SpecError};
+use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput, SpecError, WebhookId};
 
 use crate::clock::Clock;
 use crate::store::{CommandOutcome, EventStore, Loaded, StoreError};
@@ -242,6 +242,42 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::LiftHalt { at: self.now() };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Subscribes a webhook to events (`events` empty: every event).
+    pub async fn add_webhook(
+        &self,
+        id: &str,
+        url: &str,
+        events: Vec<String>,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::AddWebhook {
+            id: WebhookId::parse(id)?,
+            url: url.to_owned(),
+            events,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Removes a webhook subscription.
+    pub async fn remove_webhook(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::RemoveWebhook {
+            id: WebhookId::parse(id)?,
+            at: self.now(),
+        };
         Ok(self
             .store
             .execute::<Platform>(PLATFORM_ID, command, context)

@@ -29,7 +29,8 @@ use domain::audit::VerifyReport;
 use domain::platform::PlatformConfig;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::spec::ExperimentSpecInput;
-use projection_lambdas::embedded::{ProjectionError, Projector};
+use projection_lambdas::embedded::{IDLE_POLL, ProjectionError, Projector};
+use projection_lambdas::notify::{DeliveryPolicy, NotifyError, Outbox, Sender, deliveries};
 use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use serde::Serialize;
 use serde_json::json;
@@ -89,6 +90,41 @@ enum Command {
     /// The read models: their state, and rebuilding them from the log.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Webhook subscriptions and their deliveries.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Subscribe a URL to events (POSTed as JSON, retried until delivered or given up).
+    Add {
+        /// Subscription id.
+        #[arg(long)]
+        id: String,
+        /// Receiver URL (http or https, no credentials).
+        #[arg(long)]
+        url: String,
+        /// Event type to deliver (repeat for several; none: every event).
+        #[arg(long = "event", value_name = "TYPE")]
+        events: Vec<String>,
+    },
+    /// Remove a subscription.
+    Remove {
+        /// Subscription id.
+        id: String,
+    },
+    /// The current subscriptions.
+    List,
+    /// Recent deliveries, newest first.
+    Deliveries {
+        /// Only PENDING, DELIVERED or FAILED.
+        #[arg(long)]
+        status: Option<String>,
+        /// Most deliveries printed.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +304,9 @@ pub enum CliError {
     /// The read models could not be brought up to date or read.
     #[error("read models: {0}")]
     Projection(#[from] ProjectionError),
+    /// Webhook notifications failed.
+    #[error("webhooks: {0}")]
+    Notify(#[from] NotifyError),
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -291,6 +330,7 @@ impl CliError {
             | CliError::Read(_)
             | CliError::Verify(_)
             | CliError::Projection(_)
+            | CliError::Notify(_)
             | CliError::Task(_)
             | CliError::Bind { .. }
             | CliError::Serve(_)
@@ -373,6 +413,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             print_json(&read_models(&db, queries::status).await?)
         }
         Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
+        Command::Webhooks(cmd) => webhooks(&db, &provenance, cmd).await,
     }
 }
 
@@ -449,16 +490,36 @@ async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
     let local = listener.local_addr().map_err(CliError::Serve)?;
     tracing::info!(db = %db.display(), "event store open");
 
-    // The read models follow the log on their own thread (SQLite work is blocking).
-    let mut projector = Projector::open(db, None)?;
+    // The read models and the webhook outbox follow the log on their own threads (SQLite work
+    // is blocking); deliveries are sent by a task, so a slow receiver holds up nothing else.
     let stop = Arc::new(AtomicBool::new(false));
-    let projecting = {
-        let stop = Arc::clone(&stop);
+    let mut projector = Projector::open(db, None)?;
+    let mut outbox = Outbox::open(db)?;
+    let sender = Sender::new(db, DeliveryPolicy::default())?;
+    let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
-            .name("projector".into())
-            .spawn(move || projector.run(&stop, projection_lambdas::embedded::IDLE_POLL, |_| {}))
-            .map_err(|e| CliError::Task(e.to_string()))?
+            .name(name.to_owned())
+            .spawn(work)
+            .map_err(|e| CliError::Task(e.to_string()))
     };
+    let threads = [
+        spawn("projector", {
+            let stop = Arc::clone(&stop);
+            Box::new(move || projector.run(&stop, IDLE_POLL, |_| {}))
+        })?,
+        spawn("webhook-outbox", {
+            let stop = Arc::clone(&stop);
+            Box::new(move || outbox.run(&stop, IDLE_POLL))
+        })?,
+    ];
+    let (stop_sending, sending_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sending = tokio::spawn(async move {
+        sender
+            .run(std::time::Duration::from_millis(200), async {
+                let _ = sending_stopped.await;
+            })
+            .await;
+    });
 
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
@@ -467,8 +528,14 @@ async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
         .await
         .map_err(CliError::Serve);
     stop.store(true, Ordering::Relaxed);
-    if projecting.join().is_err() {
-        tracing::error!("projector thread panicked");
+    let _ = stop_sending.send(());
+    if sending.await.is_err() {
+        tracing::error!("webhook sender panicked");
+    }
+    for thread in threads {
+        if thread.join().is_err() {
+            tracing::error!("a background thread panicked");
+        }
     }
     pool.close().await;
     served?;
@@ -537,6 +604,33 @@ async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Re
         }
     };
     print_json(&outcome)
+}
+
+async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    match cmd {
+        WebhooksCommand::Add { id, url, events } => {
+            print_json(&service.add_webhook(&id, &url, events, &ctx).await?)
+        }
+        WebhooksCommand::Remove { id } => print_json(&service.remove_webhook(&id, &ctx).await?),
+        WebhooksCommand::List => {
+            let platform = service.platform().await?;
+            print_json(platform.aggregate.webhooks())
+        }
+        WebhooksCommand::Deliveries { status, limit } => {
+            let path = db.to_owned();
+            let status = status.map(|s| s.to_ascii_uppercase());
+            let list = tokio::task::spawn_blocking(move || {
+                // Enqueue what the log holds first, so the list is current.
+                Outbox::open(&path)?.catch_up()?;
+                deliveries(&path, status.as_deref(), limit)
+            })
+            .await
+            .map_err(|e| CliError::Task(e.to_string()))??;
+            print_json(&list)
+        }
+    }
 }
 
 /// Brings the read models up to date with the log, then runs `query` on them.

@@ -537,3 +537,138 @@ fn read_models_answer_lists_results_analytics_and_the_audit_log() {
         3
     );
 }
+
+/// A minimal HTTP receiver on 127.0.0.1: answers 204 to every request and hands over the
+/// request bodies.
+fn webhook_receiver() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<String>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            if tx
+                .send(String::from_utf8_lossy(&body).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let spec = spec_file(dir.path());
+    let (receiver, bodies) = webhook_receiver();
+
+    let bad = chaos(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--id",
+            "x",
+            "--url",
+            "https://me:pw@hooks.example.com/",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(1), "no store yet: {}", stderr(&bad));
+    assert!(chaos(&db, &["init"]).status.success());
+    let bad = chaos(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--id",
+            "x",
+            "--url",
+            "https://me:pw@hooks.example.com/",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        stderr(&bad).contains("url: must not contain credentials"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let url = format!("http://{receiver}/hook");
+    let added = chaos(
+        &db,
+        &[
+            "webhooks",
+            "add",
+            "--id",
+            "ci",
+            "--url",
+            &url,
+            "--event",
+            "ExperimentCreated",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let listed = stdout_json(&chaos(&db, &["webhooks", "list"]));
+    assert_eq!(listed["ci"]["url"], url.as_str());
+
+    let mut server = Command::new(CHAOS)
+        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let created = chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            spec.to_str().expect("path"),
+            "--id",
+            "hooked",
+        ],
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let body = bodies.recv_timeout(Duration::from_secs(20));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    assert!(server.wait().expect("wait").success());
+
+    let body: Value =
+        serde_json::from_str(&body.expect("the server delivered the event")).expect("json");
+    assert_eq!(body["webhook_id"], "ci");
+    assert_eq!(body["event_type"], "ExperimentCreated");
+    assert_eq!(body["aggregate_id"], "hooked");
+    assert_eq!(body["actor"], "ci-bot");
+    let delivered = stdout_json(&chaos(
+        &db,
+        &["webhooks", "deliveries", "--status", "delivered"],
+    ));
+    assert_eq!(
+        delivered.as_array().expect("deliveries").len(),
+        1,
+        "{delivered}"
+    );
+    assert_eq!(delivered[0]["attempts"], 1);
+}

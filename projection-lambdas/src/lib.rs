@@ -8,10 +8,12 @@
 //!   applied in sequence order, gaps and poison records held back while other streams go on);
 //! - [`embedded`]: read models in SQLite beside the events, fed by a catch-up reader with a
 //!   durable position and per-projection, per-stream checkpoints;
-//! - [`queries`]: what the API and the CLI read from them.
+//! - [`queries`]: what the API and the CLI read from them;
+//! - [`notify`]: webhook deliveries, from an outbox fed by the log, sent at least once.
 //!
 //! Nothing here writes events: the write side (`command-lambdas`) is the only writer.
 
 pub mod embedded;
+pub mod notify;
 pub mod plan;
 pub mod queries;

@@ -1,0 +1,258 @@
+//! Webhook deliveries against a real HTTP receiver on 127.0.0.1, from a real SQLite log.
+
+#[path = "../../command-lambdas/tests/common/mod.rs"]
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use command_lambdas::SqliteStore;
+use domain::experiment::Experiment;
+use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+use domain::spec::WebhookId;
+use projection_lambdas::notify::{DeliveryPolicy, Outbox, Sender, deliveries};
+
+/// What the receiver saw: per event id, the attempts and the last body.
+#[derive(Debug, Default)]
+struct Seen {
+    requests: usize,
+    by_event: BTreeMap<String, Vec<String>>,
+    fail_first: usize,
+}
+
+async fn receive(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    headers: HeaderMap,
+    body: String,
+) -> StatusCode {
+    let mut seen = seen.lock().expect("seen");
+    seen.requests += 1;
+    let event_id = headers
+        .get("x-chaos-event-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.by_event.entry(event_id).or_default().push(body);
+    if seen.requests <= seen.fail_first {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::NO_CONTENT
+    }
+}
+
+async fn receiver(fail_first: usize) -> (SocketAddr, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen {
+        fail_first,
+        ..Seen::default()
+    }));
+    let app = axum::Router::new()
+        .route("/hook", post(receive))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, seen)
+}
+
+async fn add_webhook(store: &SqliteStore, id: &str, url: String, events: &[&str]) {
+    store
+        .execute::<Platform>(
+            PLATFORM_ID,
+            PlatformCommand::AddWebhook {
+                id: WebhookId::parse(id).expect("id"),
+                url,
+                events: events.iter().map(|e| (*e).to_owned()).collect(),
+                at: common::at(0),
+            },
+            &common::context(&format!("add-{id}")),
+        )
+        .await
+        .expect("webhook added");
+}
+
+async fn run_lifecycle(store: &SqliteStore, id: &str) {
+    for (i, command) in common::lifecycle(id, 1).into_iter().enumerate() {
+        store
+            .execute::<Experiment>(id, command, &common::context(&format!("{id}-{i}")))
+            .await
+            .expect("accepted");
+    }
+}
+
+fn fast() -> DeliveryPolicy {
+    DeliveryPolicy {
+        max_attempts: 4,
+        base_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(80),
+        timeout: Duration::from_secs(2),
+        concurrency: 8,
+    }
+}
+
+/// Sends until nothing is pending or the deadline passes.
+async fn drain(db: &Path, sender: &Sender) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        sender.send_due().await.expect("send pass");
+        let pending = deliveries(db, Some("PENDING"), 1_000).expect("deliveries");
+        if pending.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "still pending: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matching_events_are_delivered_at_least_once_with_retries_and_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let (addr, seen) = receiver(2).await;
+
+    // Before the subscription: never delivered.
+    run_lifecycle(&store, "before").await;
+    add_webhook(
+        &store,
+        "pager",
+        format!("http://{addr}/hook"),
+        &["ExperimentStarted", "ExperimentCompleted"],
+    )
+    .await;
+    run_lifecycle(&store, "after-1").await;
+    run_lifecycle(&store, "after-2").await;
+
+    let mut outbox = Outbox::open(&db).expect("outbox");
+    let step = outbox.catch_up().expect("enqueue");
+    assert_eq!(step.enqueued, 4, "started + completed for two experiments");
+    let sender = Sender::new(&db, fast()).expect("sender");
+    drain(&db, &sender).await;
+
+    let all = deliveries(&db, None, 100).expect("deliveries");
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().all(|d| d.status == "DELIVERED"), "{all:?}");
+    assert!(all.iter().all(|d| d.aggregate_id.starts_with("after-")));
+    let seen = seen.lock().expect("seen");
+    assert_eq!(seen.by_event.len(), 4, "every event reached the receiver");
+    assert_eq!(seen.requests, 4 + 2, "two refused attempts were retried");
+    let body: serde_json::Value = serde_json::from_str(
+        seen.by_event
+            .values()
+            .next()
+            .and_then(|b| b.last())
+            .expect("a body"),
+    )
+    .expect("json body");
+    assert_eq!(body["webhook_id"], "pager");
+    assert!(
+        body["event_type"] == "ExperimentStarted" || body["event_type"] == "ExperimentCompleted"
+    );
+    assert_eq!(body["hash"].as_str().map(str::len), Some(64));
+    drop(seen);
+
+    let retried: i64 = rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row(
+            "SELECT count(*) FROM notify_attempts WHERE status_code = 503",
+            [],
+            |r| r.get(0),
+        )
+        .expect("attempts");
+    assert_eq!(retried, 2, "every attempt is recorded");
+
+    // Re-reading the whole log (a lost position) enqueues nothing twice.
+    rusqlite::Connection::open(&db)
+        .expect("open")
+        .execute("DELETE FROM notify_state", [])
+        .expect("forget position");
+    let again = Outbox::open(&db)
+        .expect("outbox")
+        .catch_up()
+        .expect("enqueue");
+    assert_eq!(again.enqueued, 0);
+    assert!(again.read > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_receiver_fails_visibly_without_holding_up_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let (addr, seen) = receiver(0).await;
+    // A port nobody listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    add_webhook(
+        &store,
+        "alive",
+        format!("http://{addr}/hook"),
+        &["ExperimentCompleted"],
+    )
+    .await;
+    add_webhook(&store, "dead", format!("http://{dead}/hook"), &[]).await;
+    run_lifecycle(&store, "exp").await;
+
+    Outbox::open(&db)
+        .expect("outbox")
+        .catch_up()
+        .expect("enqueue");
+    let sender = Sender::new(&db, fast()).expect("sender");
+    drain(&db, &sender).await;
+
+    let alive = deliveries(&db, Some("DELIVERED"), 100).expect("deliveries");
+    assert_eq!(alive.len(), 1);
+    assert_eq!(alive[0].webhook_id, "alive");
+    let failed = deliveries(&db, Some("FAILED"), 100).expect("deliveries");
+    // The dead webhook wanted everything after its subscription: 11 experiment events.
+    assert_eq!(failed.len(), 11, "{failed:?}");
+    assert!(
+        failed
+            .iter()
+            .all(|d| d.attempts == 4 && d.last_error.is_some())
+    );
+    assert_eq!(seen.lock().expect("seen").requests, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_webhook_gets_nothing_after_its_removal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let (addr, _seen) = receiver(0).await;
+    add_webhook(
+        &store,
+        "temp",
+        format!("http://{addr}/hook"),
+        &["ExperimentCreated"],
+    )
+    .await;
+    run_lifecycle(&store, "one").await;
+    store
+        .execute::<Platform>(
+            PLATFORM_ID,
+            PlatformCommand::RemoveWebhook {
+                id: WebhookId::parse("temp").expect("id"),
+                at: common::at(100),
+            },
+            &common::context("remove-temp"),
+        )
+        .await
+        .expect("removed");
+    run_lifecycle(&store, "two").await;
+    let mut outbox = Outbox::open(&db).expect("outbox");
+    assert_eq!(outbox.catch_up().expect("enqueue").enqueued, 1);
+    let queued = deliveries(&db, None, 10).expect("deliveries");
+    assert_eq!(queued[0].aggregate_id, "one");
+}
