@@ -3,12 +3,14 @@
 //! - [`store`]: the event store layer every command goes through (hash chain, idempotency,
 //!   bounded retries, bounded streams), generic over the cqrs-es repository.
 //! - [`sqlite`]: the embedded backend (one SQLite file) and whole-store verification.
+//! - [`dynamo`]: the AWS backend (dynamo-es over the `Events` table) and table verification.
 //! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
 //!
 //! Workflow task handlers, target and health adapters and the Lambda entry points build on
 //! these; the domain rules themselves live in the `domain` crate and never here.
 
 pub mod clock;
+pub mod dynamo;
 pub mod service;
 pub mod sqlite;
 pub mod store;

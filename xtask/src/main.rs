@@ -56,9 +56,14 @@ fn step(what: &str) {
 
 /// Runs a command from the repository root, failing with its name when it fails.
 fn sh(program: &str, args: &[&str]) -> Result<(), String> {
-    let status = Command::new(program)
-        .args(args)
-        .current_dir(root())
+    let mut command = Command::new(program);
+    command.args(args).current_dir(root());
+    ENV.with(|env| {
+        for (name, value) in env.borrow().iter() {
+            command.env(name, value);
+        }
+    });
+    let status = command
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
@@ -66,6 +71,15 @@ fn sh(program: &str, args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!("`{program} {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// Sets a variable for the commands this process runs next (see [`sh`]).
+fn set_env(name: &str, value: &str) {
+    ENV.with(|env| env.borrow_mut().push((name.to_owned(), value.to_owned())));
+}
+
+thread_local! {
+    static ENV: std::cell::RefCell<Vec<(String, String)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
@@ -105,21 +119,68 @@ fn ensure_debian_packages(needed: &[(&str, &str)]) -> Result<(), String> {
         })
         .map(|(_, package)| *package)
         .collect();
-    if missing.is_empty() {
+    apt_install(&missing)
+}
+
+/// Installs Debian packages (nothing when `packages` is empty).
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    if packages.is_empty() {
         return Ok(());
     }
-    step(&format!("install {}", missing.join(" ")));
+    step(&format!("install {}", packages.join(" ")));
     sh("apt-get", &["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
+    args.extend(packages);
     sh("apt-get", &args)
+}
+
+/// Where tools the tests need are installed: outside the clone, so they survive it.
+fn tools_dir() -> PathBuf {
+    std::env::var("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/root"))
+        .join(".cache/chaos-platform")
+}
+
+/// Installs the moto server (a local AWS endpoint the tests talk to over the wire) into a
+/// virtual environment of its own; returns the path of its `moto_server`.
+fn ensure_moto() -> Result<PathBuf, String> {
+    let venv = tools_dir().join("moto-venv");
+    let server = venv.join("bin/moto_server");
+    if server.exists() {
+        return Ok(server);
+    }
+    step("install moto server (local AWS endpoint for the tests)");
+    let python = |args: &[&str]| sh("python3", args);
+    if python(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
+        // Debian ships venv support separately.
+        apt_install(&["python3-venv"])?;
+        let _ = std::fs::remove_dir_all(&venv);
+        python(&["-m", "venv", &venv.to_string_lossy()])?;
+    }
+    let pip = venv.join("bin/pip");
+    sh(
+        &pip.to_string_lossy(),
+        &["install", "--quiet", "moto[server]>=5.1,<6"],
+    )?;
+    if server.exists() {
+        Ok(server)
+    } else {
+        Err(format!(
+            "moto installed but {} is missing",
+            server.display()
+        ))
+    }
 }
 
 fn test() -> Result<(), String> {
     require_cargo_tool("fmt")?;
     require_cargo_tool("clippy")?;
-    // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py).
+    // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py) and
+    // the moto server that stands in for AWS.
     ensure_debian_packages(&[("python3", "python3")])?;
+    let moto = ensure_moto()?;
+    set_env("MOTO_SERVER", &moto.to_string_lossy());
     step("format");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("lints");

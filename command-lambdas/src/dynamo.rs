@@ -1,0 +1,167 @@
+//! The AWS event store: dynamo-es over the DynamoDB `Events` table, under the same
+//! [`EventStore`](crate::store::EventStore) layer (metadata, hash chain, idempotency, bounded
+//! retries) as the embedded store.
+//!
+//! The table is exactly what dynamo-es expects: partition key `AggregateTypeAndId`
+//! (`"Experiment:<id>"`), sort key `AggregateIdSequence` (number, from 1), `Payload` and
+//! `Metadata` as binary JSON (the canonical bytes the chain hashes), with Streams on
+//! (`NEW_IMAGE`) for the projection Lambdas. Each commit is one `TransactWriteItems` whose puts
+//! are conditioned on `attribute_not_exists`, so exactly one writer wins each sequence number.
+//! dynamo-es loads a stream with one `Query` (no pagination past 1 MB); the bounded streams of
+//! `domain::limits` keep every stream well under that.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use domain::audit::{ChainVerifier, StoredRow, VerifyReport};
+
+use crate::store::EventStore;
+
+/// The layer over dynamo-es.
+pub type DynamoStore = EventStore<dynamo_es::DynamoEventRepository>;
+
+/// dynamo-es's repository over `table` (its snapshot table is never used: the 0.5 snapshot
+/// stores apply events twice).
+pub fn repository(client: Client, table: &str) -> dynamo_es::DynamoEventRepository {
+    dynamo_es::DynamoEventRepository::new(client)
+        .with_tables(table, &format!("{table}-unused-snapshots"))
+}
+
+/// Why a table operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoError {
+    /// DynamoDB refused.
+    #[error("DynamoDB: {0}")]
+    Api(String),
+    /// An item lacks an attribute or has the wrong type.
+    #[error("item {key}: {problem}")]
+    BadItem {
+        /// Its key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn api<E: std::fmt::Display>(e: E) -> DynamoError {
+    DynamoError::Api(e.to_string())
+}
+
+/// Creates the events table (used by tests and local setups; in AWS the SAM template does).
+pub async fn create_events_table(client: &Client, table: &str) -> Result<(), DynamoError> {
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(api)
+    };
+    let attribute = |name: &str, kind: ScalarAttributeType| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .map_err(api)
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .key_schema(key("AggregateTypeAndId", KeyType::Hash)?)
+        .key_schema(key("AggregateIdSequence", KeyType::Range)?)
+        .attribute_definitions(attribute("AggregateTypeAndId", ScalarAttributeType::S)?)
+        .attribute_definitions(attribute("AggregateIdSequence", ScalarAttributeType::N)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .map_err(api)?,
+        )
+        .send()
+        .await
+        .map_err(|e| api(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+    Ok(())
+}
+
+/// Verifies every stream in the table: scans it whole (paginated), orders each stream by
+/// sequence, and runs the same verifier as the embedded store over the stored bytes.
+pub async fn verify_table(client: &Client, table: &str) -> Result<VerifyReport, DynamoError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    struct Row {
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        event_type: String,
+        event_version: String,
+        payload: String,
+        metadata: String,
+    }
+    let mut rows = Vec::new();
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        let item = item.map_err(|e| api(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+        let key = item
+            .get("AggregateTypeAndId")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default();
+        let bad = |problem: &str| DynamoError::BadItem {
+            key: key.clone(),
+            problem: problem.to_owned(),
+        };
+        let text = |name: &str| -> Result<String, DynamoError> {
+            match item.get(name) {
+                Some(AttributeValue::S(s)) => Ok(s.clone()),
+                Some(AttributeValue::B(b)) => String::from_utf8(b.as_ref().to_vec())
+                    .map_err(|_| bad(&format!("{name} is not UTF-8"))),
+                _ => Err(bad(&format!("{name} is missing"))),
+            }
+        };
+        let (aggregate_type, aggregate_id) = key
+            .split_once(':')
+            .map(|(t, i)| (t.to_owned(), i.to_owned()))
+            .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID"))?;
+        let sequence = item
+            .get("AggregateIdSequence")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| bad("AggregateIdSequence is not a number"))?;
+        rows.push(Row {
+            aggregate_type,
+            aggregate_id,
+            sequence,
+            event_type: text("EventType")?,
+            event_version: text("EventVersion")?,
+            payload: text("Payload")?,
+            metadata: text("Metadata")?,
+        });
+    }
+    rows.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            &b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
+    let mut verifier = ChainVerifier::new();
+    for r in &rows {
+        verifier.push(&StoredRow {
+            aggregate_type: &r.aggregate_type,
+            aggregate_id: &r.aggregate_id,
+            sequence: r.sequence,
+            event_type: &r.event_type,
+            event_version: &r.event_version,
+            payload: &r.payload,
+            metadata: &r.metadata,
+        });
+    }
+    Ok(verifier.finish())
+}

@@ -1,0 +1,121 @@
+//! A local AWS endpoint for tests: one moto server per test binary, on 127.0.0.1 and a free
+//! port, started on first use and stopped when the test process exits.
+//!
+//! The server runs under a small shell that kills it when its standard input closes, which
+//! happens when the test process ends however it ends; no moto process outlives the tests.
+//! Every SDK client points at it through its endpoint URL with static test credentials, so no
+//! request can reach a real AWS account. Tests isolate themselves with unique table names.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+
+/// The running server.
+pub struct Moto {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _child: Mutex<Child>,
+    _stdin: Mutex<ChildStdin>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// The moto executable: `MOTO_SERVER` (set by `cargo xtask test`) or `moto_server` on PATH.
+fn executable() -> String {
+    std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned())
+}
+
+fn start() -> Moto {
+    let port = free_port();
+    let script = format!(
+        "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    );
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .arg(executable())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start moto_server (install it with `cargo xtask test`)");
+    let stdin = child.stdin.take().expect("stdin");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() && answers(addr) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "moto_server exited at start ({status}); is it installed? run `cargo xtask test`"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on {addr} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        addr,
+        _child: Mutex::new(child),
+        _stdin: Mutex::new(stdin),
+    }
+}
+
+/// Whether the server answers HTTP.
+fn answers(addr: SocketAddr) -> bool {
+    use std::io::Write;
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.1")
+}
+
+/// The shared server, started on first use.
+pub fn moto() -> &'static Moto {
+    static SERVER: OnceLock<Moto> = OnceLock::new();
+    SERVER.get_or_init(start)
+}
+
+impl Moto {
+    /// Its endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// A DynamoDB client pointed at the local server.
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto().endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// A table name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
