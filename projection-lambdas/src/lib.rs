@@ -9,10 +9,13 @@
 //! - [`embedded`]: read models in SQLite beside the events, fed by a catch-up reader with a
 //!   durable position and per-projection, per-stream checkpoints;
 //! - [`queries`]: what the API and the CLI read from them;
+//! - [`dynamo_stream`]: the AWS projection Lambda over the events table's DynamoDB Stream, with
+//!   read models and conditional per-projection checkpoints in one DynamoDB table;
 //! - [`notify`]: webhook deliveries, from an outbox fed by the log, sent at least once.
 //!
 //! Nothing here writes events: the write side (`command-lambdas`) is the only writer.
 
+pub mod dynamo_stream;
 pub mod embedded;
 pub mod notify;
 pub mod plan;
