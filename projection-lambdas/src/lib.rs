@@ -11,7 +11,9 @@
 //! - [`queries`]: what the API and the CLI read from them;
 //! - [`dynamo_stream`]: the AWS projection Lambda over the events table's DynamoDB Stream, with
 //!   read models and conditional per-projection checkpoints in one DynamoDB table;
-//! - [`notify`]: webhook deliveries, from an outbox fed by the log, sent at least once.
+//! - [`notify`]: webhook deliveries, from an outbox fed by the log, sent at least once;
+//! - [`publisher`]: the AWS Lambda that puts every event on an EventBridge bus (schema in
+//!   `docs/EVENTS.md`), at least once.
 //!
 //! Nothing here writes events: the write side (`command-lambdas`) is the only writer.
 
@@ -19,4 +21,5 @@ pub mod dynamo_stream;
 pub mod embedded;
 pub mod notify;
 pub mod plan;
+pub mod publisher;
 pub mod queries;

@@ -115,6 +115,25 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
+/// A client of any AWS SDK crate pointed at the local server, as [`dynamodb`] builds one:
+/// `aws::client!(aws_sdk_eventbridge)`, `aws::client!(aws_sdk_sqs)`. A macro, so that only
+/// the test binaries that use a service need its SDK crate.
+#[allow(unused_macros)]
+macro_rules! client {
+    ($sdk:ident) => {{
+        use $sdk::config::{BehaviorVersion, Credentials, Region};
+        let config = $sdk::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url($crate::aws::moto().endpoint())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        $sdk::Client::from_conf(config)
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use client;
+
 /// A table name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())

@@ -1,0 +1,382 @@
+//! The event publisher against a local moto server: events are written through the real event
+//! store (dynamo-es), the real stream records are read back with the DynamoDB Streams API and
+//! fed to `publish` in-process as Lambda would; an EventBridge rule on a custom bus routes some
+//! detail types to an SQS queue, and the test reads what arrived there.
+
+#[path = "../../command-lambdas/tests/aws/mod.rs"]
+mod aws;
+#[path = "../../command-lambdas/tests/common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
+use aws_sdk_eventbridge::types::Target;
+use aws_sdk_sqs::types::QueueAttributeName;
+use command_lambdas::clock::{SystemClock, UuidV7};
+use command_lambdas::dynamo::{DynamoStore, create_events_table, repository};
+use common::{context, lifecycle};
+use domain::experiment::Experiment;
+use domain::views::Envelope;
+use projection_lambdas::dynamo_stream::decode_record;
+use projection_lambdas::publisher::{EventBus, SCHEMA_VERSION, SOURCE, publish};
+use serde_json::{Value, json};
+
+fn image(item: &HashMap<String, StreamValue>) -> Value {
+    let converted: HashMap<String, serde_dynamo::AttributeValue> = item
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                StreamValue::S(s) => serde_dynamo::AttributeValue::S(s.clone()),
+                StreamValue::N(n) => serde_dynamo::AttributeValue::N(n.clone()),
+                StreamValue::B(b) => serde_dynamo::AttributeValue::B(b.as_ref().to_vec()),
+                other => panic!("unexpected attribute {other:?}"),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    serde_json::to_value(serde_dynamo::Item::from(converted)).expect("image JSON")
+}
+
+/// Every record of the table's stream, read with the Streams API, as Lambda event records.
+async fn stream_records(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Value> {
+    let streams = aws::client!(aws_sdk_dynamodbstreams);
+    let arn = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("describe table")
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .expect("stream enabled");
+    let description = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("describe stream")
+        .stream_description
+        .expect("description");
+    let mut out = Vec::new();
+    for shard in description.shards() {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().expect("shard id"))
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let page = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("get records");
+            if page.records().is_empty() {
+                break;
+            }
+            for r in page.records() {
+                let d = r.dynamodb().expect("stream record");
+                out.push(json!({
+                    "eventID": r.event_id().expect("event id"),
+                    "eventName": r.event_name().expect("event name").as_str(),
+                    "eventSource": "aws:dynamodb",
+                    "eventVersion": "1.1",
+                    "awsRegion": "us-east-1",
+                    "dynamodb": {
+                        "Keys": image(d.keys().expect("keys")),
+                        "NewImage": image(d.new_image().expect("new image")),
+                        "SequenceNumber": d.sequence_number().expect("sequence number"),
+                        "SizeBytes": 100,
+                        "StreamViewType": d.stream_view_type().expect("view type").as_str(),
+                    },
+                }));
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    out
+}
+
+/// Full lifecycles of `ids` written through the event store; their stream records.
+async fn write_lifecycles(ids: &[&str]) -> Vec<Value> {
+    let client = aws::dynamodb();
+    let events = aws::unique("Events");
+    create_events_table(&client, &events)
+        .await
+        .expect("events table");
+    let store = DynamoStore::new(
+        repository(client.clone(), &events),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+    );
+    for id in ids {
+        for (i, command) in lifecycle(id, 1).into_iter().enumerate() {
+            store
+                .execute::<Experiment>(id, command, &context(&format!("{id}-{i}")))
+                .await
+                .expect("accepted");
+        }
+    }
+    let records = stream_records(&client, &events).await;
+    assert_eq!(records.len(), ids.len() * 11, "one stream record per event");
+    records
+}
+
+struct Routed {
+    bus: EventBus,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+/// A custom bus with a rule sending `detail_types` from [`SOURCE`] to a new queue.
+async fn routed(detail_types: &[&str]) -> Routed {
+    let events = aws::client!(aws_sdk_eventbridge);
+    let sqs = aws::client!(aws_sdk_sqs);
+    let bus_name = aws::unique("chaos-bus");
+    events
+        .create_event_bus()
+        .name(&bus_name)
+        .send()
+        .await
+        .expect("event bus");
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(aws::unique("chaos-events"))
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .expect("queue arn");
+    let rule = "experiment-lifecycle";
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(&bus_name)
+        .event_pattern(json!({ "source": [SOURCE], "detail-type": detail_types }).to_string())
+        .send()
+        .await
+        .expect("rule");
+    let put = events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(&bus_name)
+        .targets(
+            Target::builder()
+                .id("queue")
+                .arn(queue_arn)
+                .build()
+                .expect("target"),
+        )
+        .send()
+        .await
+        .expect("targets");
+    assert_eq!(put.failed_entry_count, 0);
+    Routed {
+        bus: EventBus::new(events, bus_name),
+        sqs,
+        queue_url,
+    }
+}
+
+/// Message bodies from the queue until `expected` arrived (then one more short look, to
+/// catch extras) or 20 s passed.
+async fn receive(routed: &Routed, expected: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut bodies = Vec::new();
+    let mut extra_look = false;
+    loop {
+        let out = routed
+            .sqs
+            .receive_message()
+            .queue_url(&routed.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
+        for m in out.messages() {
+            bodies.push(serde_json::from_str(m.body().expect("body")).expect("JSON body"));
+        }
+        if bodies.len() >= expected {
+            if extra_look && out.messages().is_empty() {
+                break;
+            }
+            extra_look = true;
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    bodies
+}
+
+fn event(records: &[Value]) -> Event {
+    serde_json::from_value(json!({ "Records": records })).expect("Lambda event")
+}
+
+async fn failures(bus: &EventBus, records: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = publish(bus, event(records))
+        .await
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier.expect("identifier"))
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The envelopes and stored payloads of the records, by event id.
+fn stored(records: &[Value]) -> HashMap<String, (Envelope, Value)> {
+    event(records)
+        .records
+        .iter()
+        .map(|r| {
+            let feed = decode_record(r).expect("decodes");
+            let envelope = Envelope::decode(feed.raw()).expect("envelope");
+            let payload: Value = serde_json::from_str(&feed.payload).expect("payload JSON");
+            (envelope.metadata.event_id.clone(), (envelope, payload))
+        })
+        .collect()
+}
+
+/// Each message is the EventBridge envelope of one stored event of `types`, with the detail
+/// schema; together they are exactly those events.
+fn assert_delivered(messages: &[Value], records: &[Value], bus: &EventBus, types: &[&str]) {
+    let stored = stored(records);
+    let mut expected: Vec<String> = stored
+        .iter()
+        .filter(|(_, (e, _))| types.contains(&e.event_type().as_str()))
+        .map(|(id, _)| id.clone())
+        .collect();
+    expected.sort();
+    let mut got = Vec::new();
+    for m in messages {
+        assert_eq!(m["source"], SOURCE);
+        let detail = &m["detail"];
+        let event_id = detail["event_id"].as_str().expect("event_id").to_owned();
+        let (envelope, payload) = stored.get(&event_id).expect("a stored event");
+        let event_type = envelope.event_type();
+        assert_eq!(m["detail-type"], event_type.as_str());
+        let meta = &envelope.metadata;
+        let hash = detail["hash"].as_str().expect("hash");
+        assert_eq!(hash.len(), 64);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(
+            *detail,
+            json!({
+                "schema_version": SCHEMA_VERSION,
+                "aggregate_type": "Experiment",
+                "aggregate_id": envelope.aggregate_id,
+                "sequence": envelope.sequence,
+                "event_type": event_type,
+                "event_version": "1",
+                "event_id": meta.event_id,
+                "command_id": meta.command_id,
+                "correlation_id": meta.correlation_id,
+                "actor": meta.actor,
+                "actor_role": meta.actor_role,
+                "source": meta.source,
+                "recorded_at": meta.recorded_at,
+                "at": envelope.at().to_string(),
+                "summary": envelope.describe(),
+                "hash": meta.hash,
+                "event": payload[&event_type],
+            }),
+            "detail of {event_type}"
+        );
+        assert!(detail["event"]["at"].is_string(), "the payload body");
+        got.push(event_id);
+    }
+    got.sort();
+    assert_eq!(got, expected, "exactly the {types:?} events, once each");
+    assert!(bus.name().starts_with("chaos-bus"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_and_completed_events_reach_the_rules_queue_with_the_schema() {
+    let types = ["ExperimentStarted", "ExperimentCompleted"];
+    let records = write_lifecycles(&["pub-a", "pub-b"]).await;
+    let routed = routed(&types).await;
+
+    assert_eq!(failures(&routed.bus, &records).await, Vec::<String>::new());
+
+    let messages = receive(&routed, 4).await;
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert_delivered(&messages, &records, &routed.bus, &types);
+    let completed = messages
+        .iter()
+        .find(|m| m["detail-type"] == "ExperimentCompleted")
+        .expect("a completed event");
+    assert_eq!(completed["detail"]["event"]["outcome"], "RECOVERED");
+    assert!(
+        completed["detail"]["summary"]
+            .as_str()
+            .expect("summary")
+            .starts_with("completed: recovered")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_record_is_reported_and_the_others_published() {
+    let types = ["ExperimentStarted", "ExperimentCompleted"];
+    let records = write_lifecycles(&["pub-p", "pub-q"]).await;
+    let routed = routed(&types).await;
+    let mut batch = records.clone();
+    // A record whose payload is JSON but no event, in the middle of the batch.
+    let mut poison = records[1].clone();
+    poison["dynamodb"]["NewImage"]["Payload"] = json!({ "B": "bm90IGpzb24=" });
+    poison["dynamodb"]["SequenceNumber"] = json!("900000000000000000001");
+    poison["eventID"] = json!("poison");
+    batch.insert(5, poison);
+    // A removal is acknowledged and ignored.
+    let mut removal = records[0].clone();
+    removal["eventName"] = json!("REMOVE");
+    removal["dynamodb"]["SequenceNumber"] = json!("900000000000000000002");
+    batch.push(removal);
+
+    assert_eq!(
+        failures(&routed.bus, &batch).await,
+        vec!["900000000000000000001".to_owned()]
+    );
+    let messages = receive(&routed, 4).await;
+    assert_eq!(messages.len(), 4, "{messages:#?}");
+    assert_delivered(&messages, &records, &routed.bus, &types);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_call_reports_every_record_of_it() {
+    let records = write_lifecycles(&["pub-x"]).await;
+    let bus = EventBus::new(aws::client!(aws_sdk_eventbridge), "no-such-bus");
+    let mut expected: Vec<String> = records
+        .iter()
+        .map(|r| {
+            r["dynamodb"]["SequenceNumber"]
+                .as_str()
+                .expect("seq")
+                .to_owned()
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(failures(&bus, &records).await, expected);
+}
