@@ -55,11 +55,13 @@ mod tests {
 
     #[test]
     fn no_placeholder_macros_in_code() {
-        let banned = ["todo!(", "unimplemented!(", "dbg!("];
+        // Spelled in pieces so that this file does not match its own rule.
+        let banned = [
+            concat!("todo", "!("),
+            concat!("unimplemented", "!("),
+            concat!("dbg", "!("),
+        ];
         for file in files("rs") {
-            if file.ends_with("xtask/src/tidy.rs") {
-                continue;
-            }
             let text = read(&file);
             for b in banned {
                 assert!(!text.contains(b), "{} contains {b}", file.display());
