@@ -4,6 +4,14 @@ use domain::audit::GENESIS_HASH;
 use domain::audit::chain::{EventRecord, canonical_event, seal};
 use domain::provenance::EventMetadata;
 use serde_json::Value;
+use std::path::PathBuf;
+
+/// This package's directory, as cargo says when it runs the tests: a build shared between
+/// two checkouts (one target directory) would otherwise point at the one that built it.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
 
 const CANONICAL_1: &str = r#"{"aggregate_id":"platform","aggregate_type":"Platform","event_type":"PlatformHalted","event_version":"1","metadata":{"actor":"alice","actor_role":"ADMIN","command_id":"cmd-0001","correlation_id":"run-7","event_id":"01a21797-f969-73d2-8bee-c31f3a196930","recorded_at":"2026-11-26T11:22:45.481Z","source":"cli"},"payload":{"PlatformHalted":{"at":"2026-11-26T11:22:45.481Z","reason":"game day"}},"sequence":1}"#;
 const HASH_1: &str = "6314f506604f4b26654f994a701499f3b0530a1d908958e9fa3b0fe38e7728cb";
@@ -67,8 +75,8 @@ fn the_documented_example_is_what_the_code_computes() {
 
 #[test]
 fn the_document_shows_these_exact_bytes() {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/AUDIT.md"))
-        .expect("docs/AUDIT.md");
+    let doc =
+        std::fs::read_to_string(manifest_dir().join("../docs/AUDIT.md")).expect("docs/AUDIT.md");
     for needle in [
         CANONICAL_1,
         HASH_1,

@@ -27,8 +27,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+/// This package's directory, as cargo says when it runs the tests: a build shared between
+/// two checkouts (one target directory) would otherwise point at the one that built it.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events")
+    manifest_dir().join("tests/fixtures/events")
 }
 
 fn updating() -> bool {

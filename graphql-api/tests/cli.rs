@@ -38,13 +38,17 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// This package's directory, as cargo says when it runs the tests: a build shared between
+/// two checkouts (one target directory) would otherwise point at the one that built it.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// A copy of the example spec documented in the README.
 fn spec_file(dir: &Path) -> PathBuf {
     let path = dir.join("spec.json");
-    let example = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/examples/kill-one-worker.json"
-    );
+    let example = manifest_dir().join("../docs/examples/kill-one-worker.json");
     std::fs::copy(example, &path).expect("copy the example spec");
     path
 }
@@ -297,7 +301,7 @@ fn sql(db: &Path, statements: &str) {
 
 /// The independent verifier in docs/audit (Python, written from docs/AUDIT.md alone).
 fn independent_verify(db: &Path) -> (Option<i32>, String) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/audit/verify_chain.py");
+    let script = manifest_dir().join("../docs/audit/verify_chain.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(db)

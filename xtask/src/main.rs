@@ -43,8 +43,12 @@ fn main() -> ExitCode {
 }
 
 /// The repository root (the parent of this crate).
+/// The repository root: the parent of this package's directory, as cargo says when it runs
+/// xtask (a build shared between two checkouts, one target directory, would otherwise point at
+/// the checkout that built it).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
