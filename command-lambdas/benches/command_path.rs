@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 use command_lambdas::sqlite::{stats, verify_file};
 use domain::experiment::Experiment;
 
+/// The allocator the `chaos` binary runs with (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

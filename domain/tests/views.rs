@@ -18,7 +18,7 @@ use domain::spec::{
 };
 use domain::views::activity::ActivityItem;
 use domain::views::analytics::{Stats, analytics, nearest_rank, stats};
-use domain::views::audit_log::AuditEntry;
+use domain::views::audit_log::{AuditEntry, AuditedEvent};
 use domain::views::experiments::ExperimentRecord;
 use domain::views::results::{RunOutcome, RunResult, RunTracker};
 use domain::views::{AnyEvent, DecodeError, Envelope, RawRecord};
@@ -1336,4 +1336,54 @@ fn a_sequence_below_one_is_refused() {
         s.decode().expect("large sequences are fine").sequence,
         i64::MAX as u64
     );
+}
+
+/// The projector describes each event once for the audit log and the activity feed, and
+/// makes audit entries again from what its read model keeps and the log's metadata: both
+/// give exactly what the plain constructors give, for every kind of event.
+#[test]
+fn entries_and_items_made_from_one_description_are_the_same() {
+    let mut envelopes: Vec<Envelope> = [
+        full_run("exp-a"),
+        dry_run("exp-b"),
+        no_targets_run("exp-c"),
+        stopped_run("exp-d"),
+        cancelled("exp-e"),
+    ]
+    .concat();
+    for (i, event) in [
+        PlatformEvent::PlatformHalted {
+            reason: "incident \"42\"\n".into(),
+            at: at(1),
+        },
+        PlatformEvent::HaltLifted { at: at(2) },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        envelopes.push(Envelope {
+            aggregate_type: "Platform".into(),
+            aggregate_id: "platform".into(),
+            sequence: i as u64 + 1,
+            metadata: metadata("root", i as u64 + 1, at(i as i64)),
+            event: AnyEvent::Platform(event),
+        });
+    }
+    for e in &envelopes {
+        let entry = AuditEntry::from_envelope(e);
+        assert_eq!(AuditEntry::described(e, e.describe()), entry);
+        let kept = AuditedEvent {
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            sequence: e.sequence,
+            event_type: e.event_type(),
+            action: e.describe(),
+            at: e.at(),
+        };
+        assert_eq!(AuditEntry::of_parts(kept, e.metadata.clone()), entry);
+        assert_eq!(
+            ActivityItem::described(e, e.describe()),
+            ActivityItem::from_envelope(e)
+        );
+    }
 }

@@ -6,33 +6,63 @@
 //! position and applies nothing twice: a re-read record is at or below its checkpoint. Records
 //! that cannot be applied yet (a poison record, or anything behind one in its stream) are
 //! parked in `projection_parked`, visible and retried on every step, while other streams go on.
+//!
+//! [`Projector::rebuild`] clears the read models and projects the log again, stream by stream
+//! rather than in log order, with decoding, writing and WAL checkpoints on three threads (see
+//! `rebuild.rs`). Its transactions are planned and checkpointed like any batch, so it gives
+//! exactly what incremental application gives, and the position moves only once every stream
+//! is done, so a rebuild killed part way is finished by the next catch-up.
+//!
+//! Each event is described once for the audit log and the activity feed both, and activity
+//! items older than what the feed's trim would keep are not written at all.
+//!
+//! Nothing here writes events; the `events` table is only read.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use domain::Timestamp;
 use domain::views::activity::ActivityItem;
-use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentRecord;
 use domain::views::results::RunTracker;
 use domain::views::{AnyEvent, Envelope};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::plan::{FeedRecord, ItemFailure, StreamBatch, StreamKey, plan};
+use crate::plan::{FeedRecord, ItemFailure, Plan, StreamBatch, StreamKey, plan};
+
+mod rebuild;
 
 /// The projections kept in embedded mode, by checkpoint name.
 pub const PROJECTIONS: [&str; 4] = ["experiments", "results", "audit_log", "activity"];
 
+/// The projector connection's page cache, in KiB (negative: SQLite's unit for a size).
+const PAGE_CACHE_KIB: i64 = -65_536;
+
 /// Name of the catch-up reader's position.
 const FEED: &str = "events";
+
+/// Version of the read models' tables this build writes and reads (in `projection_feed`).
+/// Version 2 keeps no copy of the log's metadata in the audit log.
+const READ_MODELS_VERSION: i64 = 2;
+
+/// Name of the read models' version in `projection_feed`.
+const VERSION: &str = "read_models";
+
+/// Name of the count of rebuilds started (in `projection_feed`, never cleared): a rebuild
+/// that sees it move knows another one has cleared the read models since it began.
+const REBUILDS: &str = "rebuilds";
 
 /// How often a serving projector looks for new events when it has nothing to do.
 pub const IDLE_POLL: Duration = Duration::from_millis(10);
 
 /// Activity items kept by default: the newest by event time (the audit log keeps everything).
 pub const ACTIVITY_RETAINED: i64 = 10_000;
+
+const INSERT_ITEM: &str = "INSERT INTO view_activity (aggregate_type, aggregate_id, sequence, at, item) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
@@ -96,7 +126,8 @@ CREATE TABLE IF NOT EXISTS view_audit_log (
   event_type     TEXT    NOT NULL,
   actor          TEXT    NOT NULL,
   recorded_at    TEXT    NOT NULL,
-  entry          TEXT    NOT NULL,
+  at             TEXT    NOT NULL,
+  action         TEXT    NOT NULL,
   PRIMARY KEY (aggregate_type, aggregate_id, sequence)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS view_audit_log_by_actor ON view_audit_log (actor, recorded_at);
@@ -124,6 +155,22 @@ pub enum ProjectionError {
     /// A read model row does not decode (written by another version?).
     #[error("read model row does not decode: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// A time in a read model row does not parse (written by another version?).
+    #[error("read model row holds {0:?} where a time belongs")]
+    BadTime(String),
+    /// The read models were made by a later version of this program.
+    #[error(
+        "the read models are of version {found}, made by a later release; this one reads version {supported}: run that release, or a newer one"
+    )]
+    NewerReadModels {
+        /// Version found.
+        found: i64,
+        /// Version this build reads.
+        supported: i64,
+    },
+    /// A rebuild could not start one of its threads.
+    #[error("could not start a rebuild thread: {0}")]
+    Thread(#[from] std::io::Error),
     /// A projection's checkpoint is behind the batch (a projection added without a rebuild).
     #[error(
         "projection {projection} is at sequence {at} of {stream}, batch starts at {starts}: rebuild the read models"
@@ -158,6 +205,7 @@ pub struct StepReport {
 /// The catch-up reader and writer of every embedded read model.
 pub struct Projector {
     conn: Connection,
+    path: PathBuf,
     write_lane: Option<Arc<tokio::sync::Mutex<()>>>,
     batch: usize,
     activity_retained: i64,
@@ -181,14 +229,83 @@ fn now() -> String {
 
 /// Opens a connection to the store file for read models (creating their tables).
 pub fn connect(path: &Path) -> Result<Connection, ProjectionError> {
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Room for a whole batch's pages (the default 2 MB spills a rebuild's 5,000-event chunks
+    // to the WAL before they commit), held only while the process runs.
+    conn.pragma_update(None, "cache_size", PAGE_CACHE_KIB)?;
+    // Every statement of a step stays prepared, audit inserts of each group size included.
+    conn.set_prepared_statement_cache_capacity(64);
+    if read_models_version(&conn)? != Some(READ_MODELS_VERSION) {
+        upgrade(&mut conn)?;
+    }
     conn.execute_batch(SCHEMA)?;
     Ok(conn)
+}
+
+/// The version of the read models in the store, if it has any (those of the first version
+/// do not say: they are version 1).
+fn read_models_version(conn: &Connection) -> Result<Option<i64>, ProjectionError> {
+    let made: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'projection_feed')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !made {
+        return Ok(None);
+    }
+    Ok(Some(feed_value(conn, VERSION)?.unwrap_or(1)))
+}
+
+/// Makes the read models of this version: in a new store, the tables; in a store whose read
+/// models an earlier version made, they are dropped first, and the position goes back to the
+/// start, so the next catch-up projects the whole log again (read models are derived: nothing
+/// is lost). Read models of a later version are left alone and refused.
+fn upgrade(conn: &mut Connection) -> Result<(), ProjectionError> {
+    let tx = Transaction::new(conn, TransactionBehavior::Immediate)?;
+    // Looked at again under the write lock: another process may have upgraded meanwhile.
+    match read_models_version(&tx)? {
+        Some(found) if found > READ_MODELS_VERSION => {
+            return Err(ProjectionError::NewerReadModels {
+                found,
+                supported: READ_MODELS_VERSION,
+            });
+        }
+        Some(READ_MODELS_VERSION) => return Ok(()),
+        Some(found) => {
+            tracing::warn!(
+                found,
+                version = READ_MODELS_VERSION,
+                "read models of an earlier version: dropped, to be projected again from the log"
+            );
+            tx.execute_batch(
+                "DROP TABLE IF EXISTS projection_checkpoints; DROP TABLE IF EXISTS projection_parked; \
+                 DROP TABLE IF EXISTS view_experiments; DROP TABLE IF EXISTS view_run_trackers; \
+                 DROP TABLE IF EXISTS view_results; DROP TABLE IF EXISTS view_audit_log; \
+                 DROP TABLE IF EXISTS view_activity;",
+            )?;
+            tx.execute("DELETE FROM projection_feed WHERE name = ?1", [FEED])?;
+            // As a rebuild does: one running meanwhile must not move the position for these.
+            tx.execute(
+                "INSERT INTO projection_feed (name, position) VALUES (?1, 1) \
+                 ON CONFLICT (name) DO UPDATE SET position = position + 1",
+                [REBUILDS],
+            )?;
+        }
+        None => {}
+    }
+    tx.execute_batch(SCHEMA)?;
+    tx.execute(
+        "INSERT INTO projection_feed (name, position) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        params![VERSION, READ_MODELS_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
 }
 
 impl Projector {
@@ -203,6 +320,7 @@ impl Projector {
     ) -> Result<Self, ProjectionError> {
         Ok(Self {
             conn: connect(path)?,
+            path: path.to_owned(),
             write_lane,
             batch: 1_000,
             activity_retained: ACTIVITY_RETAINED,
@@ -260,50 +378,11 @@ impl Projector {
                 ..StepReport::default()
             });
         }
-        let read = records.len();
-        let mut lookup_error = None;
-        let planned = plan(records, |key| match min_checkpoint(&tx, key) {
-            Ok(cp) => cp,
-            Err(e) => {
-                lookup_error.get_or_insert(e);
-                u64::MAX
-            }
-        });
-        if let Some(e) = lookup_error {
-            return Err(e);
-        }
-        let mut applied = 0;
-        for batch in &planned.batches {
-            applied += batch.events.len();
-            apply_stream(&tx, batch)?;
-        }
-        let failed: HashSet<i64> = planned.failures.iter().map(|f| f.id).collect();
-        for failure in &planned.failures {
-            park(&tx, failure)?;
-        }
-        for id in parked_ids.iter().filter(|id| !failed.contains(id)) {
-            tx.execute("DELETE FROM projection_parked WHERE event_rowid = ?1", [id])?;
-        }
-        tx.execute(
-            "INSERT INTO projection_feed (name, position) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-            params![FEED, end],
-        )?;
-        prune_activity(&tx, self.activity_retained)?;
+        let mut report = apply_records(&tx, records, &parked_ids, self.activity_retained)?;
+        set_position(&tx, end)?;
         tx.commit()?;
-        if !planned.failures.is_empty() {
-            tracing::warn!(
-                parked = planned.failures.len(),
-                "records parked; other streams go on"
-            );
-        }
-        Ok(StepReport {
-            read,
-            applied,
-            duplicates: planned.duplicates,
-            parked: planned.failures.len(),
-            position: end,
-        })
+        report.position = end;
+        Ok(report)
     }
 
     /// Steps until no new row is left; returns the totals.
@@ -355,33 +434,41 @@ impl Projector {
         }
     }
 
-    /// Clears every read model and checkpoint, then projects the whole log again.
+    /// Clears every read model and checkpoint, then projects the whole log again: the log as
+    /// it was when they were cleared stream by stream (see `rebuild.rs`), then what was
+    /// appended meanwhile by an ordinary catch-up.
     pub fn rebuild(&mut self) -> Result<StepReport, ProjectionError> {
-        {
-            let lane = self.write_lane.clone();
-            let _guard = lane.as_ref().map(|l| l.blocking_lock());
-            let tx = Transaction::new(&mut self.conn, TransactionBehavior::Immediate)?;
-            tx.execute_batch(
-                "DELETE FROM projection_checkpoints; DELETE FROM projection_feed; \
-                 DELETE FROM projection_parked; DELETE FROM view_experiments; \
-                 DELETE FROM view_run_trackers; DELETE FROM view_results; \
-                 DELETE FROM view_audit_log; DELETE FROM view_activity;",
-            )?;
-            tx.commit()?;
-        }
-        self.catch_up()
+        let pass = rebuild::run(self)?;
+        let rest = self.catch_up()?;
+        Ok(StepReport {
+            read: pass.read + rest.read,
+            applied: pass.applied + rest.applied,
+            duplicates: pass.duplicates + rest.duplicates,
+            // A catch-up re-reads every parked record, so it counts them all.
+            parked: rest.parked,
+            position: rest.position,
+        })
     }
 }
 
-fn position(conn: &Connection) -> Result<i64, ProjectionError> {
+fn feed_value(conn: &Connection, name: &str) -> Result<Option<i64>, ProjectionError> {
     Ok(conn
-        .query_row(
-            "SELECT position FROM projection_feed WHERE name = ?1",
-            [FEED],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0))
+        .prepare_cached("SELECT position FROM projection_feed WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+fn position(conn: &Connection) -> Result<i64, ProjectionError> {
+    Ok(feed_value(conn, FEED)?.unwrap_or(0))
+}
+
+fn set_position(tx: &Transaction<'_>, position: i64) -> Result<(), ProjectionError> {
+    tx.prepare_cached(
+        "INSERT INTO projection_feed (name, position) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+    )?
+    .execute(params![FEED, position])?;
+    Ok(())
 }
 
 fn has_work(conn: &Connection, after: i64) -> Result<bool, ProjectionError> {
@@ -474,6 +561,96 @@ fn set_checkpoint(
     Ok(())
 }
 
+/// Plans `records` against the checkpoints, then applies the plan (see [`apply_plan`]).
+fn apply_records(
+    tx: &Transaction<'_>,
+    records: Vec<FeedRecord<i64>>,
+    parked_ids: &[i64],
+    activity_retained: i64,
+) -> Result<StepReport, ProjectionError> {
+    let read = records.len();
+    let mut lookup_error = None;
+    let planned = plan(records, |key| match min_checkpoint(tx, key) {
+        Ok(cp) => cp,
+        Err(e) => {
+            lookup_error.get_or_insert(e);
+            u64::MAX
+        }
+    });
+    if let Some(e) = lookup_error {
+        return Err(e);
+    }
+    let mut report = apply_plan(
+        tx,
+        &planned,
+        parked_ids,
+        &HashMap::new(),
+        Activity::Feed(activity_retained),
+    )?;
+    report.read = read;
+    Ok(report)
+}
+
+/// Where the activity items of a transaction go.
+#[derive(Debug)]
+enum Activity<'a> {
+    /// Into the feed, which is then trimmed to this many items.
+    Feed(i64),
+    /// Into a rebuild's selection of the newest items, written when its pass is over; the
+    /// activity checkpoints move then, not in this transaction.
+    Newest(&'a mut NewestItems),
+}
+
+/// Applies what `planned` says can be applied, parks what cannot be applied yet, releases the
+/// `parked` rows that applied, and trims the activity feed (or hands its items to a rebuild,
+/// see [`Activity`]). `written` holds events' audit log rows made ahead of time, by rowid
+/// (what is missing is made here).
+fn apply_plan(
+    tx: &Transaction<'_>,
+    planned: &Plan<i64>,
+    parked_ids: &[i64],
+    written: &HashMap<i64, LogRow>,
+    mut activity: Activity<'_>,
+) -> Result<StepReport, ProjectionError> {
+    let floor = match activity {
+        Activity::Feed(retained) => activity_floor(tx, retained)?,
+        Activity::Newest(_) => None,
+    };
+    let mut applied = 0;
+    for batch in &planned.batches {
+        applied += batch.events.len();
+        let newest = match &mut activity {
+            Activity::Feed(_) => None,
+            Activity::Newest(newest) => Some(&mut **newest),
+        };
+        apply_stream(tx, batch, floor.as_ref(), newest, written)?;
+    }
+    let failed: HashSet<i64> = planned.failures.iter().map(|f| f.id).collect();
+    for failure in &planned.failures {
+        park(tx, failure)?;
+    }
+    for id in parked_ids.iter().filter(|id| !failed.contains(id)) {
+        tx.prepare_cached("DELETE FROM projection_parked WHERE event_rowid = ?1")?
+            .execute([id])?;
+    }
+    if let Activity::Feed(retained) = activity {
+        prune_activity(tx, retained)?;
+    }
+    if !planned.failures.is_empty() {
+        tracing::warn!(
+            parked = planned.failures.len(),
+            "records parked; other streams go on"
+        );
+    }
+    Ok(StepReport {
+        read: 0,
+        applied,
+        duplicates: planned.duplicates,
+        parked: planned.failures.len(),
+        position: 0,
+    })
+}
+
 fn park(tx: &Transaction<'_>, failure: &ItemFailure<i64>) -> Result<(), ProjectionError> {
     let at = now();
     tx.prepare_cached(
@@ -494,21 +671,160 @@ fn park(tx: &Transaction<'_>, failure: &ItemFailure<i64>) -> Result<(), Projecti
     Ok(())
 }
 
+/// Where an activity item sorts: by event time, then stream and sequence (as the feed is
+/// trimmed and indexed; `at` as stored, compared as SQLite compares text: byte by byte).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ActivityKey {
+    at: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+}
+
+impl ActivityKey {
+    fn get(&self) -> (&str, &str, &str, i64) {
+        (
+            &self.at,
+            &self.aggregate_type,
+            &self.aggregate_id,
+            self.sequence,
+        )
+    }
+}
+
+/// The oldest item the activity feed can still keep, when it holds `retained` items or more:
+/// after the trim at the end of the transaction, the feed is the newest `retained` of what it
+/// held and what was added, so an item older than the `retained`-th newest held now is
+/// deleted again. Not writing it (and not serializing it) leaves the same feed.
+fn activity_floor(
+    tx: &Transaction<'_>,
+    retained: i64,
+) -> Result<Option<ActivityKey>, ProjectionError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT at, aggregate_type, aggregate_id, sequence FROM view_activity \
+             ORDER BY at DESC, aggregate_type DESC, aggregate_id DESC, sequence DESC \
+             LIMIT 1 OFFSET ?1",
+        )?
+        .query_row([retained.saturating_sub(1)], |r| {
+            Ok(ActivityKey {
+                at: r.get(0)?,
+                aggregate_type: r.get(1)?,
+                aggregate_id: r.get(2)?,
+                sequence: r.get(3)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A rebuild pass's newest activity items, at most `capacity`, with the events each stream
+/// offered. Written and trimmed chunk after chunk, most items of a rebuild would be deleted
+/// again a few chunks later; kept here, only the newest are written, once, by [`Self::write`].
+#[derive(Debug)]
+struct NewestItems {
+    capacity: usize,
+    /// The items (key and stored text), oldest on top.
+    items: BinaryHeap<Reverse<(ActivityKey, String)>>,
+    /// Per stream, the first and last sequence whose items were offered.
+    offered: Vec<(StreamKey, u64, u64)>,
+}
+
+impl NewestItems {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            items: BinaryHeap::new(),
+            offered: Vec::new(),
+        }
+    }
+
+    /// Whether an item with this key would be kept (so it is worth making).
+    fn takes(&self, key: (&str, &str, &str, i64)) -> bool {
+        self.items.len() < self.capacity
+            || self
+                .items
+                .peek()
+                .is_some_and(|Reverse((oldest, _))| key > oldest.get())
+    }
+
+    fn offer(&mut self, key: ActivityKey, item: String) {
+        if self.items.len() >= self.capacity {
+            self.items.pop();
+        }
+        self.items.push(Reverse((key, item)));
+    }
+
+    fn offered(&mut self, stream: &StreamKey, first: u64, last: u64) {
+        self.offered.push((stream.clone(), first, last));
+    }
+
+    /// Puts the items in the feed and moves the streams' activity checkpoints, as one batch of
+    /// all the events offered would: what another projector applied meanwhile (its items are in
+    /// the feed already, its checkpoint further on) is skipped, and the feed is trimmed. An
+    /// item of the newest `capacity` offered is in the newest `retained` of everything applied
+    /// or it would not be: an item left out had `capacity` newer ones offered.
+    fn write(self, tx: &Transaction<'_>, retained: i64) -> Result<(), ProjectionError> {
+        let floor = activity_floor(tx, retained)?;
+        let mut items: Vec<(ActivityKey, String)> =
+            self.items.into_iter().map(|Reverse(item)| item).collect();
+        items.sort_by(|(a, _), (b, _)| {
+            (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+                &b.aggregate_type,
+                &b.aggregate_id,
+                b.sequence,
+            ))
+        });
+        let mut insert = tx.prepare_cached(INSERT_ITEM)?;
+        for (stream, first, last) in &self.offered {
+            let at = checkpoint(tx, "activity", stream)?;
+            if at >= *last {
+                continue;
+            }
+            if at + 1 < *first {
+                return Err(ProjectionError::Behind {
+                    projection: "activity",
+                    stream: format!("{}/{}", stream.aggregate_type, stream.aggregate_id),
+                    at,
+                    starts: *first,
+                });
+            }
+            let from = items.partition_point(|(key, _)| {
+                (key.aggregate_type.as_str(), key.aggregate_id.as_str())
+                    < (stream.aggregate_type.as_str(), stream.aggregate_id.as_str())
+            });
+            let after = i64::try_from(at).unwrap_or(i64::MAX);
+            for (key, item) in items[from..].iter().take_while(|(key, _)| {
+                key.aggregate_type == stream.aggregate_type
+                    && key.aggregate_id == stream.aggregate_id
+            }) {
+                if key.sequence > after && floor.as_ref().is_none_or(|floor| key >= floor) {
+                    insert.execute(params![
+                        key.aggregate_type,
+                        key.aggregate_id,
+                        key.sequence,
+                        key.at,
+                        item,
+                    ])?;
+                }
+            }
+            set_checkpoint(tx, "activity", stream, *last)?;
+        }
+        prune_activity(tx, retained)
+    }
+}
+
 /// Keeps the newest `retained` items by (event time, stream, sequence). That order does not
 /// depend on how the log was batched, and trimming to the newest N after every batch keeps the
-/// newest N of everything seen, so a rebuild keeps exactly the same items.
+/// newest N of everything seen, so a rebuild keeps exactly the same items. (With `retained`
+/// items or fewer, the subquery finds no row, and nothing compares below no row.)
 fn prune_activity(tx: &Transaction<'_>, retained: i64) -> Result<(), ProjectionError> {
-    let count: i64 = tx.query_row("SELECT count(*) FROM view_activity", [], |r| r.get(0))?;
-    if count <= retained {
-        return Ok(());
-    }
-    tx.execute(
+    tx.prepare_cached(
         "DELETE FROM view_activity WHERE (at, aggregate_type, aggregate_id, sequence) <= \
          (SELECT at, aggregate_type, aggregate_id, sequence FROM view_activity \
           ORDER BY at DESC, aggregate_type DESC, aggregate_id DESC, sequence DESC \
           LIMIT 1 OFFSET ?1)",
-        [retained],
-    )?;
+    )?
+    .execute([retained])?;
     Ok(())
 }
 
@@ -525,20 +841,28 @@ fn serde_name<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError>
 }
 
 /// Applies one stream's contiguous events to every projection still behind them.
-fn apply_stream(tx: &Transaction<'_>, batch: &StreamBatch<i64>) -> Result<(), ProjectionError> {
+///
+/// `activity_floor` is the oldest activity item that can still be kept (see
+/// [`activity_floor`]): items older than it are not written, as the trim would delete them.
+/// With `newest`, activity items go there instead (see [`Activity::Newest`]). `written` holds
+/// audit log rows made ahead of time (see [`apply_plan`]).
+fn apply_stream(
+    tx: &Transaction<'_>,
+    batch: &StreamBatch<i64>,
+    activity_floor: Option<&ActivityKey>,
+    mut newest: Option<&mut NewestItems>,
+    written: &HashMap<i64, LogRow>,
+) -> Result<(), ProjectionError> {
     let key = &batch.key;
-    for projection in PROJECTIONS {
+    // Per projection, the events it has not applied yet (they must follow its checkpoint).
+    let mut pending: [&[(i64, Envelope)]; 4] = [&[]; 4];
+    for (i, projection) in PROJECTIONS.into_iter().enumerate() {
         let at = checkpoint(tx, projection, key)?;
-        let pending: Vec<&Envelope> = batch
-            .events
-            .iter()
-            .map(|(_, e)| e)
-            .filter(|e| e.sequence > at)
-            .collect();
-        let Some(first) = pending.first() else {
-            continue;
-        };
-        if first.sequence != at + 1 {
+        let from = batch.events.partition_point(|(_, e)| e.sequence <= at);
+        let rest = &batch.events[from..];
+        if let Some((_, first)) = rest.first()
+            && first.sequence != at + 1
+        {
             return Err(ProjectionError::Behind {
                 projection,
                 stream: format!("{}/{}", key.aggregate_type, key.aggregate_id),
@@ -546,23 +870,38 @@ fn apply_stream(tx: &Transaction<'_>, batch: &StreamBatch<i64>) -> Result<(), Pr
                 starts: first.sequence,
             });
         }
-        match projection {
-            "experiments" => project_experiments(tx, key, &pending)?,
-            "results" => project_results(tx, key, &pending)?,
-            "audit_log" => project_audit_log(tx, &pending)?,
-            _ => project_activity(tx, &pending)?,
+        pending[i] = rest;
+    }
+    let [experiments, results, audit_log, activity] = pending;
+    project_experiments(tx, key, experiments)?;
+    project_results(tx, key, results)?;
+    project_log(
+        tx,
+        audit_log,
+        activity,
+        activity_floor,
+        newest.as_deref_mut(),
+        written,
+    )?;
+    for (projection, events) in PROJECTIONS.into_iter().zip(pending) {
+        let (Some((_, first)), Some((_, last))) = (events.first(), events.last()) else {
+            continue;
+        };
+        match &mut newest {
+            Some(newest) if projection == "activity" => {
+                newest.offered(key, first.sequence, last.sequence);
+            }
+            _ => set_checkpoint(tx, projection, key, last.sequence)?,
         }
-        let last = pending.last().map_or(at, |e| e.sequence);
-        set_checkpoint(tx, projection, key, last)?;
     }
     Ok(())
 }
 
-fn experiment_events<'a>(
-    pending: &'a [&'a Envelope],
-) -> impl Iterator<Item = (&'a Envelope, &'a domain::experiment::ExperimentEvent)> {
-    pending.iter().filter_map(|e| match &e.event {
-        AnyEvent::Experiment(ev) => Some((*e, ev)),
+fn experiment_events(
+    pending: &[(i64, Envelope)],
+) -> impl Iterator<Item = (&Envelope, &domain::experiment::ExperimentEvent)> {
+    pending.iter().filter_map(|(_, e)| match &e.event {
+        AnyEvent::Experiment(ev) => Some((e, ev)),
         AnyEvent::Platform(_) => None,
     })
 }
@@ -570,7 +909,7 @@ fn experiment_events<'a>(
 fn project_experiments(
     tx: &Transaction<'_>,
     key: &StreamKey,
-    pending: &[&Envelope],
+    pending: &[(i64, Envelope)],
 ) -> Result<(), ProjectionError> {
     let mut events = experiment_events(pending).peekable();
     if events.peek().is_none() {
@@ -620,7 +959,7 @@ fn project_experiments(
 fn project_results(
     tx: &Transaction<'_>,
     key: &StreamKey,
-    pending: &[&Envelope],
+    pending: &[(i64, Envelope)],
 ) -> Result<(), ProjectionError> {
     let mut events = experiment_events(pending).peekable();
     if events.peek().is_none() {
@@ -660,39 +999,136 @@ fn project_results(
     Ok(())
 }
 
-fn project_audit_log(tx: &Transaction<'_>, pending: &[&Envelope]) -> Result<(), ProjectionError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO view_audit_log (aggregate_type, aggregate_id, sequence, event_type, actor, recorded_at, entry) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for envelope in pending {
-        let entry = AuditEntry::from_envelope(envelope);
-        insert.execute(params![
-            entry.aggregate_type,
-            entry.aggregate_id,
-            i64::try_from(entry.sequence).unwrap_or(i64::MAX),
-            entry.event_type,
-            entry.actor,
-            entry.recorded_at,
-            text(&entry)?,
-        ])?;
+/// Audit log rows written by one statement (a stream's rows go in groups of this many).
+const AUDIT_ROWS_PER_INSERT: usize = 16;
+
+/// The statement inserting `rows` audit log rows.
+fn insert_audit_rows(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO view_audit_log (aggregate_type, aggregate_id, sequence, event_type, actor, recorded_at, at, action) VALUES ",
+    );
+    for row in 0..rows {
+        let n = row * 8;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8
+        ));
     }
-    Ok(())
+    sql
 }
 
-fn project_activity(tx: &Transaction<'_>, pending: &[&Envelope]) -> Result<(), ProjectionError> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO view_activity (aggregate_type, aggregate_id, sequence, at, item) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for envelope in pending {
-        let item = ActivityItem::from_envelope(envelope);
-        insert.execute(params![
-            item.aggregate_type,
-            item.aggregate_id,
-            i64::try_from(item.sequence).unwrap_or(i64::MAX),
-            item.at.to_string(),
-            text(&item)?,
-        ])?;
+/// What the audit log and the activity feed store of one event that takes describing: its
+/// type and description, and its time as both store it. A pure function of the event, so it
+/// may be made ahead of time, on another thread (the rebuild's reader does).
+#[derive(Debug)]
+struct LogRow {
+    event_type: String,
+    action: String,
+    at: String,
+}
+
+impl LogRow {
+    fn of(envelope: &Envelope) -> Self {
+        Self {
+            event_type: envelope.event_type(),
+            action: envelope.describe(),
+            at: envelope.at().to_string(),
+        }
+    }
+}
+
+/// The audit log and the activity feed, in one pass over the stream's events: the audit log
+/// gets `audit_log` (the events after its checkpoint), the feed `activity` (after its own),
+/// normally the same events, so each is described once for both. An event's rows are taken
+/// from `written` when there, made here otherwise.
+fn project_log(
+    tx: &Transaction<'_>,
+    audit_log: &[(i64, Envelope)],
+    activity: &[(i64, Envelope)],
+    activity_floor: Option<&ActivityKey>,
+    mut newest: Option<&mut NewestItems>,
+    written: &HashMap<i64, LogRow>,
+) -> Result<(), ProjectionError> {
+    let mut entries: Vec<(&Envelope, i64, &str, &str, &str)> = Vec::with_capacity(audit_log.len());
+    let mut made_rows = Vec::new();
+    let mut insert_item = tx.prepare_cached(INSERT_ITEM)?;
+    let audit_from = audit_log.first().map_or(u64::MAX, |(_, e)| e.sequence);
+    let activity_from = activity.first().map_or(u64::MAX, |(_, e)| e.sequence);
+    // The longer of the two lists holds the other's events (both end at the batch's end).
+    let events = if audit_log.len() >= activity.len() {
+        audit_log
+    } else {
+        activity
+    };
+    if events.iter().any(|(rowid, _)| !written.contains_key(rowid)) {
+        made_rows = events.iter().map(|(_, e)| LogRow::of(e)).collect();
+    }
+    for (i, (rowid, e)) in events.iter().enumerate() {
+        let row = match written.get(rowid) {
+            Some(row) => row,
+            None => &made_rows[i],
+        };
+        let sequence = i64::try_from(e.sequence).unwrap_or(i64::MAX);
+        let key = (
+            row.at.as_str(),
+            e.aggregate_type.as_str(),
+            e.aggregate_id.as_str(),
+            sequence,
+        );
+        if e.sequence >= activity_from {
+            match newest.as_deref_mut() {
+                Some(newest) if newest.takes(key) => {
+                    let item = text(&ActivityItem::described(e, row.action.clone()))?;
+                    let key = ActivityKey {
+                        at: row.at.clone(),
+                        aggregate_type: e.aggregate_type.clone(),
+                        aggregate_id: e.aggregate_id.clone(),
+                        sequence,
+                    };
+                    newest.offer(key, item);
+                }
+                Some(_) => {}
+                None if activity_floor.is_none_or(|floor| key >= floor.get()) => {
+                    let item = ActivityItem::described(e, row.action.clone());
+                    insert_item.execute(params![
+                        e.aggregate_type,
+                        e.aggregate_id,
+                        sequence,
+                        row.at,
+                        text(&item)?,
+                    ])?;
+                }
+                None => {}
+            }
+        }
+        if e.sequence >= audit_from {
+            entries.push((e, sequence, &row.event_type, &row.at, &row.action));
+        }
+    }
+    for group in entries.chunks(AUDIT_ROWS_PER_INSERT) {
+        let mut insert = tx.prepare_cached(&insert_audit_rows(group.len()))?;
+        for (i, (e, sequence, event_type, at, action)) in group.iter().enumerate() {
+            let n = i * 8;
+            insert.raw_bind_parameter(n + 1, &e.aggregate_type)?;
+            insert.raw_bind_parameter(n + 2, &e.aggregate_id)?;
+            insert.raw_bind_parameter(n + 3, sequence)?;
+            insert.raw_bind_parameter(n + 4, event_type)?;
+            insert.raw_bind_parameter(n + 5, &e.metadata.actor)?;
+            insert.raw_bind_parameter(n + 6, &e.metadata.recorded_at)?;
+            insert.raw_bind_parameter(n + 7, at)?;
+            insert.raw_bind_parameter(n + 8, action)?;
+        }
+        insert.raw_execute()?;
     }
     Ok(())
 }

@@ -11,6 +11,10 @@
 //!   stream's later ones fail and are retried later, never skipped over;
 //! - a **poison** record (undecodable) stops its stream the same way, while other streams
 //!   proceed.
+//!
+//! [`plan`] decodes the records it applies; [`plan_decoded`] takes records decoded beforehand
+//! (the embedded rebuild decodes on another thread than the one that writes) and decides the
+//! same.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +61,54 @@ impl<Id> FeedRecord<Id> {
             aggregate_type: self.aggregate_type.clone(),
             aggregate_id: self.aggregate_id.clone(),
         }
+    }
+}
+
+/// A stored event decoded ahead of planning, with the feed's own id for it (its stream is
+/// the one [`plan_decoded`] finds it under).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded<Id> {
+    /// The feed's id.
+    pub id: Id,
+    /// Stored sequence.
+    pub sequence: i64,
+    /// [`Envelope::decode`] of the record.
+    pub event: Result<Envelope, DecodeError>,
+}
+
+/// A record as the planner takes it, once sorted into its stream: [`FeedRecord`] is decoded
+/// only if it is to be applied, [`Decoded`] was decoded before.
+trait Delivery {
+    type Id;
+    fn sequence(&self) -> i64;
+    fn into_id(self) -> Self::Id;
+    fn decode(self) -> (Self::Id, Result<Envelope, DecodeError>);
+}
+
+impl<Id> Delivery for FeedRecord<Id> {
+    type Id = Id;
+    fn sequence(&self) -> i64 {
+        self.sequence
+    }
+    fn into_id(self) -> Id {
+        self.id
+    }
+    fn decode(self) -> (Id, Result<Envelope, DecodeError>) {
+        let event = Envelope::decode(self.raw());
+        (self.id, event)
+    }
+}
+
+impl<Id> Delivery for Decoded<Id> {
+    type Id = Id;
+    fn sequence(&self) -> i64 {
+        self.sequence
+    }
+    fn into_id(self) -> Id {
+        self.id
+    }
+    fn decode(self) -> (Id, Result<Envelope, DecodeError>) {
+        (self.id, self.event)
     }
 }
 
@@ -126,12 +178,28 @@ pub struct Plan<Id> {
 /// Plans a delivered batch against each stream's checkpoint (see the module docs).
 pub fn plan<Id: Clone>(
     records: Vec<FeedRecord<Id>>,
-    mut checkpoint: impl FnMut(&StreamKey) -> u64,
+    checkpoint: impl FnMut(&StreamKey) -> u64,
 ) -> Plan<Id> {
     let mut by_stream: BTreeMap<StreamKey, Vec<FeedRecord<Id>>> = BTreeMap::new();
     for record in records {
         by_stream.entry(record.key()).or_default().push(record);
     }
+    plan_streams(by_stream, checkpoint)
+}
+
+/// [`plan`] for records decoded beforehand and already sorted into their streams: the same
+/// decisions, the same failures.
+pub fn plan_decoded<Id>(
+    streams: BTreeMap<StreamKey, Vec<Decoded<Id>>>,
+    checkpoint: impl FnMut(&StreamKey) -> u64,
+) -> Plan<Id> {
+    plan_streams(streams, checkpoint)
+}
+
+fn plan_streams<D: Delivery>(
+    by_stream: BTreeMap<StreamKey, Vec<D>>,
+    mut checkpoint: impl FnMut(&StreamKey) -> u64,
+) -> Plan<D::Id> {
     let mut out = Plan {
         batches: Vec::new(),
         duplicates: 0,
@@ -139,44 +207,50 @@ pub fn plan<Id: Clone>(
     };
     for (key, mut records) in by_stream {
         // Stable: of two deliveries of one sequence, the first delivered is kept.
-        records.sort_by_key(|r| r.sequence);
+        records.sort_by_key(|r| r.sequence());
         let after = checkpoint(&key);
         // Saturating: a checkpoint lookup that failed answers u64::MAX (everything is skipped).
         let mut next = after.saturating_add(1);
-        let mut events = Vec::new();
+        let mut events = Vec::with_capacity(records.len());
         let mut blocked_at: Option<i64> = None;
         let mut last_failed: Option<i64> = None;
         for record in records {
-            let seq = record.sequence;
+            let seq = record.sequence();
             // A second delivery of a record that failed (the one that blocked the stream or
             // one blocked behind it): it is failed once.
             if last_failed == Some(seq) {
                 out.duplicates += 1;
                 continue;
             }
-            let reason = match blocked_at {
-                Some(at) => NotApplied::Blocked(u64::try_from(at).unwrap_or(0)),
+            let (id, reason) = match blocked_at {
+                Some(at) => (
+                    record.into_id(),
+                    NotApplied::Blocked(u64::try_from(at).unwrap_or(0)),
+                ),
                 None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s < next) => {
                     out.duplicates += 1;
                     continue;
                 }
-                None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s > next) => NotApplied::Gap {
-                    expected: next,
-                    found: seq,
-                },
-                None => match Envelope::decode(record.raw()) {
-                    Ok(envelope) => {
-                        events.push((record.id, envelope));
+                None if seq > 0 && u64::try_from(seq).is_ok_and(|s| s > next) => (
+                    record.into_id(),
+                    NotApplied::Gap {
+                        expected: next,
+                        found: seq,
+                    },
+                ),
+                None => match record.decode() {
+                    (id, Ok(envelope)) => {
+                        events.push((id, envelope));
                         next += 1;
                         continue;
                     }
-                    Err(e) => NotApplied::Poison(e),
+                    (id, Err(e)) => (id, NotApplied::Poison(e)),
                 },
             };
             blocked_at.get_or_insert(seq);
             last_failed = Some(seq);
             out.failures.push(ItemFailure {
-                id: record.id,
+                id,
                 key: key.clone(),
                 sequence: seq,
                 reason,

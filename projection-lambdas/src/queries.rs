@@ -4,7 +4,7 @@
 //! so pages stay stable while new events land.
 
 use domain::views::analytics::{Analytics, analytics};
-use domain::views::audit_log::AuditEntry;
+use domain::views::audit_log::{AuditEntry, AuditedEvent};
 use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
 use domain::views::results::RunResult;
 use rusqlite::types::Value as SqlValue;
@@ -194,36 +194,46 @@ pub fn audit_log(
     after: Option<(&str, &str, u64)>,
     limit: usize,
 ) -> Result<Vec<AuditEntry>, ProjectionError> {
-    let mut sql = String::from("SELECT entry FROM view_audit_log WHERE 1 = 1");
+    // The entry's metadata (ids, role, source, chain hashes) is read from the log itself, not
+    // copied into the read model: what an entry shows of the chain is what the log holds.
+    let mut sql = String::from(
+        "SELECT a.aggregate_type, a.aggregate_id, a.sequence, a.event_type, a.action, a.at, e.metadata \
+         FROM view_audit_log a JOIN events e ON e.aggregate_type = a.aggregate_type \
+         AND e.aggregate_id = a.aggregate_id AND e.sequence = a.sequence WHERE 1 = 1",
+    );
     let mut args: Vec<SqlValue> = Vec::new();
     let mut push = |sql: &mut String, clause: &str, value: SqlValue| {
         args.push(value);
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
     if let Some(actor) = &filter.actor {
-        push(&mut sql, " AND actor = ?", SqlValue::Text(actor.clone()));
+        push(&mut sql, " AND a.actor = ?", SqlValue::Text(actor.clone()));
     }
     if let Some(id) = &filter.aggregate_id {
         push(
             &mut sql,
-            " AND aggregate_id = ?",
+            " AND a.aggregate_id = ?",
             SqlValue::Text(id.clone()),
         );
     }
     if let Some(from) = &filter.from {
         push(
             &mut sql,
-            " AND recorded_at >= ?",
+            " AND a.recorded_at >= ?",
             SqlValue::Text(from.clone()),
         );
     }
     if let Some(to) = &filter.to {
-        push(&mut sql, " AND recorded_at < ?", SqlValue::Text(to.clone()));
+        push(
+            &mut sql,
+            " AND a.recorded_at < ?",
+            SqlValue::Text(to.clone()),
+        );
     }
     if let Some((recorded_at, id, sequence)) = after {
         push(
             &mut sql,
-            " AND (recorded_at, aggregate_id, sequence) > (?",
+            " AND (a.recorded_at, a.aggregate_id, a.sequence) > (?",
             SqlValue::Text(recorded_at.to_owned()),
         );
         push(&mut sql, ", ?", SqlValue::Text(id.to_owned()));
@@ -233,19 +243,55 @@ pub fn audit_log(
             SqlValue::Integer(i64::try_from(sequence).unwrap_or(i64::MAX)),
         );
     }
-    sql.push_str(" ORDER BY recorded_at, aggregate_id, sequence");
+    sql.push_str(" ORDER BY a.recorded_at, a.aggregate_id, a.sequence");
     if limit != usize::MAX {
         sql.push_str(&format!(" LIMIT {limit}"));
     }
     let mut statement = conn.prepare(&sql)?;
     let rows = statement.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        r.get::<_, String>(0)
+        Ok((
+            AuditedRow {
+                aggregate_type: r.get(0)?,
+                aggregate_id: r.get(1)?,
+                sequence: r.get(2)?,
+                event_type: r.get(3)?,
+                action: r.get(4)?,
+                at: r.get(5)?,
+            },
+            r.get::<_, String>(6)?,
+        ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        out.push(serde_json::from_str(&row?)?);
+        let (row, metadata) = row?;
+        let at = row
+            .at
+            .parse()
+            .map_err(|_| ProjectionError::BadTime(row.at.clone()))?;
+        let event = AuditedEvent {
+            aggregate_type: row.aggregate_type,
+            aggregate_id: row.aggregate_id,
+            sequence: u64::try_from(row.sequence).unwrap_or(0),
+            event_type: row.event_type,
+            action: row.action,
+            at,
+        };
+        out.push(AuditEntry::of_parts(
+            event,
+            serde_json::from_str(&metadata)?,
+        ));
     }
     Ok(out)
+}
+
+/// An audit log row as stored.
+struct AuditedRow {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    action: String,
+    at: String,
 }
 
 /// A record the projector could not apply yet.

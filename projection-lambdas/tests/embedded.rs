@@ -1463,11 +1463,7 @@ async fn activity_retention_does_not_depend_on_batching() {
     assert_eq!(incremental.len(), 25);
     let newest_in_log: String = small
         .connection()
-        .query_row(
-            "SELECT max(json_extract(entry, '$.at')) FROM view_audit_log",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT max(at) FROM view_audit_log", [], |r| r.get(0))
         .expect("max");
     assert_eq!(incremental.last().map(|k| k.2.clone()), Some(newest_in_log));
 
@@ -1477,4 +1473,377 @@ async fn activity_retention_does_not_depend_on_batching() {
         .with_activity_retained(25);
     big.rebuild().expect("rebuild");
     assert_eq!(kept(big.connection()), incremental);
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) Rebuilding stream by stream, with other writers about
+// ---------------------------------------------------------------------------------------------
+
+fn parked_rows(conn: &Connection) -> Vec<(i64, String, i64, String)> {
+    queries::parked(conn)
+        .expect("parked")
+        .into_iter()
+        .map(|p| (p.event_rowid, p.aggregate_id, p.sequence, p.reason))
+        .collect()
+}
+
+/// A rebuild reads each stream whole, in key order, yet parks a poison record and what
+/// queues behind it exactly as incremental application in log order does; and once the
+/// record is repaired, a step applies them.
+#[tokio::test]
+async fn a_rebuild_parks_a_poison_record_as_incremental_application_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (db, _scratch) = poisoned_store(dir.path()).await;
+    let mut incremental = Projector::open(&db, None).expect("projector").with_batch(4);
+    incremental.catch_up().expect("catch up");
+    let parked = parked_rows(incremental.connection());
+    assert_eq!(parked.len(), 12);
+    let stepped = dump(incremental.connection());
+
+    for batch in [3, 5, 1_000] {
+        let mut rebuilding = Projector::open(&db, None)
+            .expect("projector")
+            .with_batch(batch);
+        let report = rebuilding.rebuild().expect("rebuild");
+        assert_eq!(report.parked, 12, "batch {batch}");
+        let conn = rebuilding.connection();
+        assert_eq!(parked_rows(conn), parked, "batch {batch}");
+        let rebuilt = dump(conn);
+        for table in stepped.keys().filter(|t| **t != "projection_parked") {
+            assert_eq!(stepped[table], rebuilt[table], "{table}, batch {batch}");
+        }
+        assert_eq!(queries::status(conn).expect("status").behind, 0);
+    }
+}
+
+/// A rebuild while a serving projector steps and commands keep landing: nothing is lost,
+/// nothing is applied twice, and the result is what a rebuild on a quiet store gives.
+#[test]
+fn a_rebuild_amid_commands_and_a_serving_projector_loses_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = runtime.block_on(store_at(&db));
+    let store = Arc::new(store);
+    let write = |from: i64, to: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            for n in from..to {
+                let id = format!("exp-{n:03}");
+                write_all(
+                    &store,
+                    &id,
+                    script(&id, "amid", "web", n * 100, Run::Full(2)),
+                    "alice",
+                )
+                .await;
+            }
+        }
+    };
+    runtime.block_on(write(0, 40));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let serving = {
+        let db = db.clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut projector = Projector::open(&db, None)
+                .expect("serving projector")
+                .with_batch(7);
+            projector.run(&stop, Duration::from_millis(1), |_| {});
+        })
+    };
+    let writing = runtime.spawn(write(40, 60));
+    for batch in [13, 50] {
+        let mut rebuilding = Projector::open(&db, None)
+            .expect("rebuilding projector")
+            .with_batch(batch);
+        rebuilding.rebuild().expect("rebuild");
+    }
+    runtime.block_on(writing).expect("writer");
+    stop.store(true, Ordering::Relaxed);
+    serving.join().expect("serving projector");
+
+    let mut projector = Projector::open(&db, None).expect("projector");
+    projector.catch_up().expect("catch up");
+    let conn = projector.connection();
+    let total = 60 * 12;
+    assert_eq!(head(conn), total);
+    assert_eq!(projector.position().expect("position"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_audit_log"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_activity"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_results"), 60);
+    let amid = dump(conn);
+    projector.rebuild().expect("quiet rebuild");
+    assert_dumps_equal(&amid, &dump(projector.connection()));
+}
+
+/// Two rebuilds at once: the one that cleared last owns the read models, the other one
+/// stops without moving the position for it; both end with every event applied once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rebuilds_at_once_apply_each_event_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
+    for n in 0..30i64 {
+        let id = format!("exp-{n:02}");
+        write_all(
+            &store,
+            &id,
+            script(&id, "twice", "web", n * 100, Run::Full(1)),
+            "alice",
+        )
+        .await;
+    }
+    let total = 30 * 11;
+    let rebuilds: Vec<_> = [4usize, 9]
+        .into_iter()
+        .map(|batch| {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                let mut projector = Projector::open(&db, None)
+                    .expect("projector")
+                    .with_batch(batch);
+                for _ in 0..3 {
+                    projector.rebuild().expect("rebuild");
+                }
+                projector.position().expect("position")
+            })
+        })
+        .collect();
+    for r in rebuilds {
+        let position = tokio::task::spawn_blocking(move || r.join().expect("rebuild thread"))
+            .await
+            .expect("joined");
+        assert_eq!(position, total);
+    }
+    let mut projector = Projector::open(&db, None).expect("projector");
+    let report = projector.catch_up().expect("catch up");
+    assert_eq!(report.applied, 0, "the rebuilds left nothing to do");
+    let conn = projector.connection();
+    assert_eq!(count(conn, "SELECT count(*) FROM view_audit_log"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_activity"), total);
+    let raced = dump(conn);
+    projector.rebuild().expect("rebuild");
+    assert_dumps_equal(&raced, &dump(projector.connection()));
+}
+
+const REBUILD_CHILD_ENV: &str = "PROJECTION_TEST_REBUILD_CHILD_DB";
+
+/// A rebuild process is SIGKILLed in the middle of its pass (the read models part rebuilt,
+/// the position still at zero): a later catch-up finishes it, applying nothing twice.
+#[test]
+fn a_rebuild_killed_part_way_is_finished_by_a_catch_up() {
+    if let Ok(db) = std::env::var(REBUILD_CHILD_ENV) {
+        let mut projector = Projector::open(Path::new(&db), None)
+            .expect("child projector")
+            .with_batch(11);
+        let mut out = std::io::stdout().lock();
+        loop {
+            projector.rebuild().expect("child rebuild");
+            writeln!(out, "REBUILT").expect("stdout");
+            out.flush().expect("flush");
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let total = runtime.block_on(async {
+        let (store, _pool) = store_at(&db).await;
+        for n in 0..80i64 {
+            let id = format!("exp-{n:02}");
+            write_all(
+                &store,
+                &id,
+                script(&id, "kill drill", "web", n * 100, Run::Full(3)),
+                "alice",
+            )
+            .await;
+        }
+        80 * 13
+    });
+
+    let mut killed_part_way = false;
+    for attempt in 0..40u64 {
+        let mut child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "a_rebuild_killed_part_way_is_finished_by_a_catch_up",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(REBUILD_CHILD_ENV, &db)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("child keeps rebuilding")
+                .expect("child output");
+            if line == "REBUILT" {
+                break;
+            }
+        }
+        // At a varying moment of a later rebuild.
+        std::thread::sleep(Duration::from_micros(2_000 + 1_500 * (attempt % 12)));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reaped");
+
+        let conn = Connection::open(&db).expect("raw connection");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        let position: i64 = conn
+            .query_row(
+                "SELECT coalesce((SELECT position FROM projection_feed WHERE name = 'events'), 0)",
+                [],
+                |r| r.get(0),
+            )
+            .expect("position");
+        let entries = count(&conn, "SELECT count(*) FROM view_audit_log");
+        if position == 0 && entries > 0 && entries < total {
+            killed_part_way = true;
+            break;
+        }
+    }
+    assert!(killed_part_way, "no kill landed in the middle of a rebuild");
+
+    let mut projector = Projector::open(&db, None).expect("projector after the kill");
+    let report = projector.catch_up().expect("catch up");
+    let conn = projector.connection();
+    assert_eq!(report.position, total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_audit_log"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_activity"), total);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_results"), 80);
+    let finished = dump(conn);
+    projector.rebuild().expect("rebuild");
+    assert_dumps_equal(&finished, &dump(projector.connection()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) Read models of another version
+// ---------------------------------------------------------------------------------------------
+
+/// The first version's audit log table: a copy of each event's metadata in every row.
+const VERSION_1_AUDIT_LOG: &str = "
+CREATE TABLE view_audit_log (
+  aggregate_type TEXT    NOT NULL,
+  aggregate_id   TEXT    NOT NULL,
+  sequence       INTEGER NOT NULL,
+  event_type     TEXT    NOT NULL,
+  actor          TEXT    NOT NULL,
+  recorded_at    TEXT    NOT NULL,
+  entry          TEXT    NOT NULL,
+  PRIMARY KEY (aggregate_type, aggregate_id, sequence)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX view_audit_log_by_actor ON view_audit_log (actor, recorded_at);
+CREATE INDEX view_audit_log_by_time ON view_audit_log (recorded_at);
+";
+
+/// A store whose read models the first version made (they did not say their version) is
+/// upgraded when a projector opens it: the old tables are dropped, the position goes back to
+/// the start, and a catch-up projects the whole log again, so the read models come out as a
+/// rebuild makes them. The webhook outbox, which is not a read model, is left alone.
+#[tokio::test]
+async fn read_models_of_the_first_version_are_made_again_from_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
+    for n in 0..6i64 {
+        let id = format!("exp-{n}");
+        write_all(
+            &store,
+            &id,
+            script(&id, "old", "web", n * 100, Run::Full(2)),
+            "alice",
+        )
+        .await;
+    }
+    let expected = {
+        let mut projector = Projector::open(&db, None).expect("projector");
+        projector.rebuild().expect("rebuild");
+        dump(projector.connection())
+    };
+    let total = 6 * 12;
+    {
+        let conn = Connection::open(&db).expect("raw connection");
+        conn.execute_batch(&format!(
+            "DROP TABLE view_audit_log; {VERSION_1_AUDIT_LOG}
+             DELETE FROM projection_feed WHERE name = 'read_models';
+             INSERT INTO view_audit_log VALUES ('Experiment', 'exp-0', 1, 'ExperimentCreated', 'alice', 'then', '{{}}');
+             CREATE TABLE webhook_outbox_probe (kept INTEGER);"
+        ))
+        .expect("version 1 read models");
+    }
+
+    let mut projector = Projector::open(&db, None).expect("projector opens the old store");
+    assert_eq!(projector.position().expect("position"), 0);
+    let conn = projector.connection();
+    assert_eq!(count(conn, "SELECT count(*) FROM view_audit_log"), 0);
+    assert_eq!(count(conn, "SELECT count(*) FROM view_experiments"), 0);
+    assert_eq!(
+        count(
+            conn,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'webhook_outbox_probe'"
+        ),
+        1
+    );
+    let report = projector.catch_up().expect("catch up");
+    assert_eq!(report.applied, total);
+    assert_dumps_equal(&expected, &dump(projector.connection()));
+    let entries = queries::audit_log(
+        projector.connection(),
+        &AuditFilter::default(),
+        None,
+        usize::MAX,
+    )
+    .expect("audit log");
+    assert_eq!(entries.len(), total);
+
+    // Opening it again changes nothing.
+    drop(projector);
+    let again = Projector::open(&db, None).expect("projector");
+    assert_eq!(again.position().expect("position"), total as i64);
+    assert_dumps_equal(&expected, &dump(again.connection()));
+}
+
+/// Read models a later release made are refused, with what to do, and left as they are.
+#[tokio::test]
+async fn read_models_of_a_later_version_are_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = store_at(&db).await;
+    write_all(
+        &store,
+        "exp-0",
+        script("exp-0", "new", "web", 0, Run::Full(1)),
+        "alice",
+    )
+    .await;
+    let before = {
+        let mut projector = Projector::open(&db, None).expect("projector");
+        projector.catch_up().expect("catch up");
+        projector
+            .connection()
+            .execute(
+                "UPDATE projection_feed SET position = 99 WHERE name = 'read_models'",
+                [],
+            )
+            .expect("a later version");
+        dump(projector.connection())
+    };
+    let Err(e) = Projector::open(&db, None) else {
+        panic!("read models of a later version were opened");
+    };
+    let message = e.to_string();
+    assert!(message.contains("version 99"), "{message}");
+    assert!(message.contains("later release"), "{message}");
+    let conn = Connection::open(&db).expect("raw connection");
+    assert_dumps_equal(&before, &dump(&conn));
 }

@@ -17,7 +17,9 @@ use domain::experiment::Experiment;
 use domain::platform::PlatformEvent;
 use domain::provenance::EventMetadata;
 use domain::views::{AnyEvent, Envelope};
-use projection_lambdas::plan::{FeedRecord, NotApplied, Plan, StreamKey, plan};
+use projection_lambdas::plan::{
+    Decoded, FeedRecord, NotApplied, Plan, StreamKey, plan, plan_decoded,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
@@ -497,6 +499,96 @@ proptest! {
     #[test]
     fn hostile_delivery_applies_every_stream_exactly_once_in_order(s in scenario()) {
         run(&s)?;
+    }
+}
+
+/// What a plan decided, in comparable form.
+type Decisions = (
+    Vec<(StreamKey, u64, Vec<(u64, Envelope)>)>,
+    usize,
+    Vec<(u64, StreamKey, i64, NotApplied)>,
+);
+
+fn decisions(planned: Plan<u64>) -> Decisions {
+    (
+        planned
+            .batches
+            .into_iter()
+            .map(|b| (b.key, b.after, b.events))
+            .collect(),
+        planned.duplicates,
+        planned
+            .failures
+            .into_iter()
+            .map(|f| (f.id, f.key, f.sequence, f.reason))
+            .collect(),
+    )
+}
+
+/// The embedded rebuild decodes on one thread and plans on another: planning records decoded
+/// beforehand, sorted into their streams in delivery order, decides exactly what planning the
+/// raw records does, whatever the batch (poisoned, shuffled, duplicated) and the checkpoints.
+fn decoded_plans_alike(s: &Scenario, checkpoints: &[Index]) -> Result<(), TestCaseError> {
+    let feed = Feed::new(s);
+    let spec = s.rounds.first().cloned().unwrap_or(Round {
+        keep: vec![true],
+        dups: Vec::new(),
+        swaps: Vec::new(),
+    });
+    let all: Vec<u64> = feed.records.iter().map(|r| r.id).collect();
+    let mut ids: Vec<u64> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| spec.keep[i % spec.keep.len()])
+        .map(|(_, id)| *id)
+        .collect();
+    ids.extend(spec.dups.iter().map(|d| all[d.index(all.len())]));
+    if !ids.is_empty() {
+        for (a, b) in &spec.swaps {
+            let (a, b) = (a.index(ids.len()), b.index(ids.len()));
+            ids.swap(a, b);
+        }
+    }
+    let batch: Vec<Record> = ids.iter().map(|id| feed.deliver(*id, Some(0))).collect();
+    let mut lengths: BTreeMap<StreamKey, usize> = BTreeMap::new();
+    for r in &feed.records {
+        *lengths.entry(r.key()).or_default() += 1;
+    }
+    let at: BTreeMap<StreamKey, u64> = lengths
+        .into_iter()
+        .zip(checkpoints.iter().cycle())
+        .map(|((key, n), i)| (key, i.index(n + 2) as u64))
+        .collect();
+    let checkpoint = |k: &StreamKey| at.get(k).copied().unwrap_or(0);
+
+    let mut streams: BTreeMap<StreamKey, Vec<Decoded<u64>>> = BTreeMap::new();
+    for r in &batch {
+        streams.entry(r.key()).or_default().push(Decoded {
+            id: r.id,
+            sequence: r.sequence,
+            event: Envelope::decode(r.raw()),
+        });
+    }
+    prop_assert_eq!(
+        decisions(plan_decoded(streams, checkpoint)),
+        decisions(plan(batch, checkpoint))
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn records_decoded_beforehand_are_planned_alike(
+        s in scenario(),
+        checkpoints in prop::collection::vec(any::<Index>(), 1..6),
+    ) {
+        decoded_plans_alike(&s, &checkpoints)?;
     }
 }
 

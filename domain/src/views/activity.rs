@@ -27,12 +27,18 @@ pub struct ActivityItem {
 impl ActivityItem {
     /// The item for one event.
     pub fn from_envelope(e: &Envelope) -> Self {
+        Self::described(e, e.describe())
+    }
+
+    /// The item for one event whose description (`e.describe()`) is already made: the same
+    /// as [`Self::from_envelope`], without describing the event again.
+    pub fn described(e: &Envelope, summary: String) -> Self {
         Self {
             aggregate_type: e.aggregate_type.clone(),
             aggregate_id: e.aggregate_id.clone(),
             sequence: e.sequence,
             event_type: e.event_type(),
-            summary: e.describe(),
+            summary,
             at: e.at(),
             actor: e.metadata.actor.clone(),
         }
