@@ -77,7 +77,8 @@ async fn lag(db: &std::path::Path, store: &Store, rate: usize, seconds: usize) {
     let total = rate * seconds;
     let streams = (total / 50).max(1);
     println!(
-        "lag: {total} events at {rate}/s over {streams} experiments, projector polling every 5 ms"
+        "lag: {total} events at {rate}/s over {streams} experiments, projector polling every {} ms when idle",
+        projection_lambdas::embedded::IDLE_POLL.as_millis()
     );
     let acks: Acks = Arc::default();
     // When the projector's transaction holding each event committed. An event may be projected
@@ -235,9 +236,14 @@ async fn rebuild(
     for t in tasks {
         t.await.expect("writer");
     }
-    let mut projector = Projector::open(db, None)
-        .expect("projector")
-        .with_batch(knob("BENCH_BATCH", 5_000));
+    // As `chaos projections rebuild` runs it, unless BENCH_BATCH says otherwise.
+    let mut projector = Projector::open(db, None).expect("projector");
+    if let Some(batch) = std::env::var("BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        projector = projector.with_batch(batch);
+    }
     let mut times = Vec::new();
     let mut applied = 0;
     for _ in 0..rebuilds {

@@ -55,6 +55,11 @@ const VERSION: &str = "read_models";
 /// that sees it move knows another one has cleared the read models since it began.
 const REBUILDS: &str = "rebuilds";
 
+/// Rows a rebuild reads per chunk (one transaction) by default: fewer, larger transactions
+/// rewrite the audit log's index pages into the WAL fewer times (10,000 rebuilt 100,000
+/// events about 12 % faster than 5,000 here; 40,000 was slower again).
+const REBUILD_CHUNK: usize = 10_000;
+
 /// How often a serving projector looks for new events when it has nothing to do.
 pub const IDLE_POLL: Duration = Duration::from_millis(10);
 
@@ -208,6 +213,7 @@ pub struct Projector {
     path: PathBuf,
     write_lane: Option<Arc<tokio::sync::Mutex<()>>>,
     batch: usize,
+    rebuild_chunk: usize,
     activity_retained: i64,
 }
 
@@ -323,6 +329,7 @@ impl Projector {
             path: path.to_owned(),
             write_lane,
             batch: 1_000,
+            rebuild_chunk: REBUILD_CHUNK,
             activity_retained: ACTIVITY_RETAINED,
         })
     }
@@ -333,9 +340,11 @@ impl Projector {
         self
     }
 
-    /// Sets the most rows read per step.
+    /// Sets the most rows read per step, and per chunk of a rebuild (about: a chunk ends with
+    /// a whole stream).
     pub fn with_batch(mut self, rows: usize) -> Self {
         self.batch = rows.max(1);
+        self.rebuild_chunk = self.batch;
         self
     }
 

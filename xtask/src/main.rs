@@ -243,5 +243,14 @@ fn bench() -> Result<(), String> {
         "command-lambdas",
         "--bench",
         "command_path",
+    ])?;
+    step("projection lag and rebuild (embedded read models)");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "projection-lambdas",
+        "--bench",
+        "projection",
     ])
 }

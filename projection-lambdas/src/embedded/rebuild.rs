@@ -105,7 +105,7 @@ pub(super) fn run(projector: &mut Projector) -> Result<StepReport, ProjectionErr
         .path()
         .map_or_else(|| projector.path.clone(), PathBuf::from);
     let path = path.as_path();
-    let batch = projector.batch;
+    let batch = projector.rebuild_chunk;
     let autocheckpoint: i64 =
         projector
             .conn
