@@ -5,13 +5,20 @@
 //! - [`sqlite`]: the embedded backend (one SQLite file) and whole-store verification.
 //! - [`dynamo`]: the AWS backend (dynamo-es over the `Events` table) and table verification.
 //! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
+//! - [`adapters`]: the traits the workflow acts and observes through (targets, health,
+//!   stop-condition alarms, the workflow engine); on AWS: [`asg`] (EC2 Auto Scaling groups),
+//!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions).
 //!
-//! Workflow task handlers, target and health adapters and the Lambda entry points build on
-//! these; the domain rules themselves live in the `domain` crate and never here.
+//! Workflow task handlers and the Lambda entry points build on these; the domain rules
+//! themselves live in the `domain` crate and never here.
 
+pub mod adapters;
+pub mod asg;
 pub mod clock;
+pub mod cloudwatch;
 pub mod dynamo;
 pub mod service;
+pub mod sfn;
 pub mod sqlite;
 pub mod store;
 

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::limits::{
     HARD_TARGET_CAP, MAX_DESCRIPTION_CHARS, MAX_GROUP_CHARS, MAX_HEALTH_SAMPLES, MAX_ID_CHARS,
@@ -217,6 +218,35 @@ impl Selection {
         };
         wanted.min(cap).min(HARD_TARGET_CAP)
     }
+
+    /// Which of `candidates` a run hits: [`Self::resolve_count`] of them, the same ones for
+    /// the same candidates and `seed` (the experiment id) whatever order they were listed
+    /// in, so a dry run names exactly what a real run would hit. Candidates are ranked by
+    /// SHA-256 of seed and id, which spreads runs of different experiments over the group
+    /// instead of always hitting its first instance. Duplicates count once. The result is in
+    /// id order.
+    pub fn choose(self, candidates: &[TargetId], cap: u32, seed: &str) -> Vec<TargetId> {
+        let distinct: BTreeSet<&TargetId> = candidates.iter().collect();
+        let count = self.resolve_count(u32::try_from(distinct.len()).unwrap_or(u32::MAX), cap);
+        let mut ranked: Vec<([u8; 32], &TargetId)> = distinct
+            .into_iter()
+            .map(|id| {
+                let mut hasher = Sha256::new();
+                hasher.update(seed.as_bytes());
+                hasher.update([0u8]);
+                hasher.update(id.as_str().as_bytes());
+                (hasher.finalize().into(), id)
+            })
+            .collect();
+        ranked.sort();
+        let mut chosen: Vec<TargetId> = ranked
+            .into_iter()
+            .take(usize::try_from(count).unwrap_or(usize::MAX))
+            .map(|(_, id)| id.clone())
+            .collect();
+        chosen.sort();
+        chosen
+    }
 }
 
 /// The failure injected into each selected target.
@@ -253,6 +283,26 @@ pub enum StopCondition {
         /// Threshold, 1..=100.
         percent: u32,
     },
+}
+
+impl StopCondition {
+    /// What breaches this condition in one health sample, if anything: an error rate above
+    /// the threshold. An alarm is never decided here; its state is looked up at the edge.
+    pub fn breached_by(&self, health: &crate::experiment::HealthSnapshot) -> Option<String> {
+        match self {
+            StopCondition::MaxErrorRate { percent } => {
+                let limit_bp = percent.saturating_mul(100);
+                (health.error_rate_bp > limit_bp).then(|| {
+                    format!(
+                        "error rate {}.{:02} % above the {percent} % limit",
+                        health.error_rate_bp / 100,
+                        health.error_rate_bp % 100
+                    )
+                })
+            }
+            StopCondition::Alarm { .. } => None,
+        }
+    }
 }
 
 /// Safety limits of one run.
@@ -668,6 +718,50 @@ pub(crate) mod tests {
         json["colour"] = "red".into();
         let err = serde_json::from_value::<ExperimentSpecInput>(json).expect_err("refused");
         assert!(err.to_string().contains("unknown field `colour`"));
+    }
+
+    #[test]
+    fn an_error_rate_above_its_limit_breaches_and_an_alarm_is_left_to_the_edge() {
+        use crate::experiment::HealthSnapshot;
+        let health = |error_rate_bp| HealthSnapshot {
+            healthy: 3,
+            total: 3,
+            latency_p95_ms: 20,
+            error_rate_bp,
+        };
+        let limit = StopCondition::MaxErrorRate { percent: 5 };
+        assert_eq!(limit.breached_by(&health(500)), None);
+        assert_eq!(
+            limit.breached_by(&health(501)).as_deref(),
+            Some("error rate 5.01 % above the 5 % limit")
+        );
+        let alarm = StopCondition::Alarm {
+            alarm_name: "high-errors".into(),
+        };
+        assert_eq!(alarm.breached_by(&health(10_000)), None);
+    }
+
+    #[test]
+    fn choosing_is_deterministic_bounded_and_order_free() {
+        let ids: Vec<TargetId> = (0..10)
+            .map(|n| TargetId::parse(format!("i-{n:02}")).expect("id"))
+            .collect();
+        let mut shuffled = ids.clone();
+        shuffled.reverse();
+        shuffled.push(ids[3].clone());
+        let chosen = Selection::Count(3).choose(&ids, 5, "exp-1");
+        assert_eq!(chosen.len(), 3);
+        assert_eq!(Selection::Count(3).choose(&shuffled, 5, "exp-1"), chosen);
+        assert!(chosen.windows(2).all(|w| w[0] < w[1]));
+        assert!(chosen.iter().all(|c| ids.contains(c)));
+        assert_eq!(Selection::All.choose(&ids, 4, "exp-1").len(), 4);
+        assert_eq!(Selection::Percent(25).choose(&ids, 10, "exp-1").len(), 3);
+        assert!(Selection::All.choose(&[], 4, "exp-1").is_empty());
+        // Different experiments do not all hit the same instance.
+        let firsts: BTreeSet<TargetId> = (0..20)
+            .map(|n| Selection::Count(1).choose(&ids, 1, &format!("exp-{n}"))[0].clone())
+            .collect();
+        assert!(firsts.len() > 3, "{firsts:?}");
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! What the workflow acts on and observes, behind traits: the target fleet, its health, the
+//! stop-condition alarms and the workflow engine. The task handlers take these traits, so the
+//! same handlers run against AWS (EC2 Auto Scaling, CloudWatch, Step Functions: [`crate::asg`],
+//! [`crate::cloudwatch`], [`crate::sfn`]) and against the embedded demo fleet.
+//!
+//! Errors say whether trying again may help ([`AdapterError::is_retryable`]): the workflow
+//! retries throttling and outages, and goes straight to rollback on a refusal.
+
+use std::future::Future;
+
+use domain::experiment::HealthSnapshot;
+use domain::spec::{FailureType, StopCondition, Target, TargetId};
+
+/// Why an adapter call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The target group does not exist (or this adapter does not serve its kind).
+    #[error("target group {0} does not exist")]
+    NoSuchGroup(String),
+    /// The fleet cannot inject or undo this failure.
+    #[error("{kind} targets cannot {action}")]
+    Unsupported {
+        /// The fleet kind.
+        kind: &'static str,
+        /// What was asked.
+        action: String,
+    },
+    /// The service refused the request as made (access denied, invalid parameter): asking
+    /// again the same way fails again.
+    #[error("{service} refused: {message}")]
+    Refused {
+        /// The service.
+        service: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// The service could not answer now (throttled, unavailable, timed out, network).
+    #[error("{service} unavailable: {message}")]
+    Unavailable {
+        /// The service.
+        service: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl AdapterError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, AdapterError::Unavailable { .. })
+    }
+}
+
+/// What an injection did, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injected {
+    /// The targets acted on, in order.
+    pub targets: Vec<TargetId>,
+    /// What was done, in words.
+    pub detail: String,
+}
+
+/// The fleet an experiment acts on.
+pub trait TargetProvider: Send + Sync {
+    /// The instances a run may hit now: members of the group that are in service. Listed in
+    /// any order; an unknown group is an error, an empty one is not (the run fails on it).
+    fn candidates(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Vec<TargetId>, AdapterError>> + Send;
+
+    /// Injects `failure` into `ids`, members of `target`. Never called by a dry run.
+    fn inject(
+        &self,
+        target: &Target,
+        ids: &[TargetId],
+        failure: FailureType,
+    ) -> impl Future<Output = Result<Injected, AdapterError>> + Send;
+
+    /// Undoes what [`Self::inject`] did where that is an action (resuming paused processes);
+    /// says what it did. A terminated instance has nothing to undo: its group replaces it.
+    fn rollback(
+        &self,
+        target: &Target,
+        ids: &[TargetId],
+        failure: FailureType,
+    ) -> impl Future<Output = Result<String, AdapterError>> + Send;
+}
+
+/// How healthy a target group is now.
+pub trait HealthProbe: Send + Sync {
+    /// One sample: healthy and expected instances, latency and error rate over the probe's
+    /// window.
+    fn sample(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<HealthSnapshot, AdapterError>> + Send;
+}
+
+/// A stop condition found to hold, with what was observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tripped {
+    /// The condition.
+    pub condition: StopCondition,
+    /// What was observed.
+    pub detail: String,
+}
+
+/// The state of stop-condition alarms.
+pub trait AlarmSource: Send + Sync {
+    /// The first of `conditions` that holds, judging alarms only (error-rate limits are judged
+    /// on health samples: [`StopCondition::breached_by`]). Fails closed: an alarm in any state
+    /// but OK, or one that does not exist, holds.
+    fn first_tripped(
+        &self,
+        conditions: &[StopCondition],
+    ) -> impl Future<Output = Result<Option<Tripped>, AdapterError>> + Send;
+}
+
+/// Whether a start began a run of the workflow or found one already there. Two starts racing
+/// may both hear `New` for the same execution (Step Functions answers a start identical to a
+/// running one with that execution); there is still one execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// A new execution.
+    New {
+        /// Its id (ARN on AWS).
+        execution: String,
+    },
+    /// An execution of this experiment existed already; nothing was started.
+    Existing {
+        /// Its id.
+        execution: String,
+    },
+}
+
+/// The engine that runs the experiment workflow.
+pub trait WorkflowStarter: Send + Sync {
+    /// Starts the workflow for an experiment, at most once per experiment: the execution is
+    /// named by the experiment id, so a repeated or concurrent start finds the first one.
+    fn start(
+        &self,
+        experiment_id: &str,
+        input: &serde_json::Value,
+    ) -> impl Future<Output = Result<Started, AdapterError>> + Send;
+
+    /// Stops the experiment's execution, if one is running.
+    fn stop(
+        &self,
+        experiment_id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+}
