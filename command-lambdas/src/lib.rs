@@ -9,18 +9,27 @@
 //!   stop-condition alarms, the workflow engine); on AWS: [`asg`] (EC2 Auto Scaling groups),
 //!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions).
 //!
-//! Workflow task handlers and the Lambda entry points build on these; the domain rules
-//! themselves live in the `domain` crate and never here.
+//! - [`tasks`]: the workflow's tasks (resolve targets, baseline, inject, check health,
+//!   finish, roll back) over the event store and the adapters.
+//! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
+//! - [`lambda`]: what the Lambda binaries (`src/bin/`) share: configuration, clients, error
+//!   names.
+//!
+//! The Lambda entry points are thin over these; the domain rules themselves live in the
+//! `domain` crate and never here.
 
 pub mod adapters;
 pub mod asg;
 pub mod clock;
 pub mod cloudwatch;
+pub mod command;
 pub mod dynamo;
+pub mod lambda;
 pub mod service;
 pub mod sfn;
 pub mod sqlite;
 pub mod store;
+pub mod tasks;
 
 pub use store::{CommandOutcome, EventStore, StoreError};
 

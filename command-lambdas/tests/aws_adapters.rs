@@ -95,9 +95,20 @@ async fn group(capacity: i32, load_balancer: Option<&str>) -> String {
     name
 }
 
-/// Every instance of the account with its state.
-async fn instance_states() -> BTreeMap<String, String> {
-    let out = ec2().describe_instances().send().await.expect("instances");
+/// Every instance of the group (terminated ones too) with its state: tests run at once
+/// on one server, so the account holds other groups' instances.
+async fn instance_states(group: &str) -> BTreeMap<String, String> {
+    let out = ec2()
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:aws:autoscaling:groupName")
+                .values(group)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("instances");
     out.reservations()
         .iter()
         .flat_map(|r| r.instances())
@@ -138,8 +149,8 @@ async fn a_terminated_member_is_replaced_and_health_sees_the_group_whole_again()
     assert_eq!(injected.targets, chosen);
     assert!(injected.detail.contains(chosen[0].as_str()));
 
-    let states = instance_states().await;
-    let state = states[chosen[0].as_str()].as_str();
+    let state = state_of(chosen[0].as_str()).await;
+    let state = state.as_str();
     assert!(state == "terminated" || state == "shutting-down", "{state}");
     let after = provider.candidates(&target).await.expect("candidates");
     assert_eq!(after.len(), 3, "the group replaced its member: {after:?}");
@@ -209,13 +220,17 @@ async fn a_dry_run_resolves_what_a_real_run_would_and_leaves_every_instance_as_i
     let name = group(4, None).await;
     let target = group_target(&name);
     let provider = targets();
-    let before = instance_states().await;
+    let before = instance_states(&name).await;
     let dry = Selection::Percent(50).choose(
         &provider.candidates(&target).await.expect("candidates"),
         10,
         "exp-dry",
     );
-    assert_eq!(instance_states().await, before, "a dry run changed nothing");
+    assert_eq!(
+        instance_states(&name).await,
+        before,
+        "a dry run changed nothing"
+    );
     // The real run of the same experiment picks exactly those, in whatever order EC2 lists.
     let mut listed = provider.candidates(&target).await.expect("candidates");
     listed.reverse();
@@ -242,14 +257,14 @@ async fn unknown_and_empty_groups_and_unsupported_failures_are_told_apart() {
     let name = group(1, None).await;
     let target = group_target(&name);
     let ids = provider.candidates(&target).await.expect("candidates");
-    let before = instance_states().await;
+    let before = instance_states(&name).await;
     let refused = provider
         .inject(&target, &ids, FailureType::Pause { duration_secs: 5 })
         .await
         .expect_err("pausing an EC2 instance is not offered");
     assert!(matches!(refused, AdapterError::Unsupported { .. }));
     assert!(!refused.is_retryable());
-    assert_eq!(instance_states().await, before);
+    assert_eq!(instance_states(&name).await, before);
     let local = Target {
         kind: TargetKind::LocalFleet,
         group: name,
@@ -415,4 +430,19 @@ async fn two_concurrent_starts_of_one_experiment_make_one_execution() {
         .stop(&uuid::Uuid::now_v7().to_string(), "nothing to stop")
         .await
         .expect("no execution, nothing to stop");
+}
+
+/// The state of one instance, however it left its group.
+async fn state_of(id: &str) -> String {
+    aws::client!(aws_sdk_ec2)
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("instance")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))
+        .expect("the instance is still described")
 }

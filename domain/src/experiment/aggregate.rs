@@ -150,6 +150,20 @@ impl Experiment {
     pub fn targets(&self) -> Option<&[TargetId]> {
         self.targets.as_deref()
     }
+    /// The baseline, once recorded.
+    pub fn baseline(&self) -> Option<&HealthSnapshot> {
+        self.baseline.as_ref()
+    }
+    /// When the failure was injected and into which targets.
+    pub fn injected(&self) -> Option<(Timestamp, &[TargetId])> {
+        self.injected
+            .as_ref()
+            .map(|(at, targets, _)| (*at, targets.as_slice()))
+    }
+    /// Whether a rollback was recorded.
+    pub fn is_rolled_back(&self) -> bool {
+        self.rolled_back
+    }
     /// Health samples recorded.
     pub fn health_samples(&self) -> u32 {
         self.health_samples

@@ -1,0 +1,382 @@
+//! The command entry point: one JSON command in, its outcome out. The `command` Lambda serves
+//! it to the API and to scripts; the caller has authenticated the actor, whose role is
+//! checked here again (a viewer changes nothing; halting is for admins).
+//!
+//! ```json
+//! {"command": "start", "experimentId": "0193...", "commandId": "ci-4711-start",
+//!  "actor": {"id": "ci", "role": "OPERATOR"}, "source": "api"}
+//! ```
+//!
+//! A start fails closed: it is refused, with nothing written, while any of the experiment's
+//! stop-condition alarms is not OK. Once the start is recorded (or found recorded, on a
+//! retry), the workflow is started under the experiment's id, so a repeated start never
+//! runs it twice. Every refusal has a stable `code` and says whether a retry may help.
+
+use cqrs_es::persist::PersistedEventRepository;
+use domain::Timestamp;
+use domain::experiment::ExperimentError;
+use domain::provenance::{Actor, CommandContext, Role, Source};
+use domain::spec::ExperimentSpecInput;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::{AlarmSource, Started, WorkflowStarter};
+use crate::service::{ExperimentService, ServiceError};
+use crate::store::{CommandOutcome, StoreError};
+
+/// What to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "command",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum Command {
+    /// Create an experiment from a spec.
+    Create {
+        /// New experiment id.
+        experiment_id: String,
+        /// The spec, validated here.
+        spec: ExperimentSpecInput,
+    },
+    /// Start it now (fails closed on stop-condition alarms), then run the workflow.
+    Start {
+        /// The experiment.
+        experiment_id: String,
+    },
+    /// Plan its start.
+    Schedule {
+        /// The experiment.
+        experiment_id: String,
+        /// When (RFC 3339).
+        start_at: Timestamp,
+    },
+    /// Ask a running experiment to stop (the workflow rolls back and ends it).
+    Stop {
+        /// The experiment.
+        experiment_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Abandon it before it starts.
+    Cancel {
+        /// The experiment.
+        experiment_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Archive it.
+    Archive {
+        /// The experiment.
+        experiment_id: String,
+    },
+    /// Halt every experiment and block starts.
+    Halt {
+        /// Why.
+        reason: String,
+    },
+    /// Lift the halt.
+    Unhalt,
+}
+
+/// A command with its provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    /// The command.
+    #[serde(flatten)]
+    pub command: Command,
+    /// Idempotency key: the same command sent again with it is answered, not repeated.
+    pub command_id: String,
+    /// Correlation id (defaults to the command id).
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// Who, as authenticated by the caller.
+    pub actor: Actor,
+    /// Through which interface.
+    pub source: Source,
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Response {
+    /// Whether the command was carried out (or had been, for a repeat).
+    pub ok: bool,
+    /// What was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    /// The workflow execution a start runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// What a carried-out command recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// The stream.
+    pub aggregate_id: String,
+    /// Its version after the command.
+    pub version: usize,
+    /// The types of the events recorded.
+    pub events: Vec<String>,
+    /// True when the command had been recorded already and nothing was appended now.
+    pub deduplicated: bool,
+}
+
+/// A refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Stable code: `INVALID_INPUT`, `FORBIDDEN`, `NOT_FOUND`, `REJECTED`,
+    /// `STOP_CONDITION`, `CONFLICT`, `UNAVAILABLE`, `CORRUPT`.
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// Whether sending the same request again may succeed.
+    pub retryable: bool,
+}
+
+impl Response {
+    /// The answer to a request that does not parse: what is wrong with it.
+    pub fn malformed(e: &serde_json::Error) -> Self {
+        Self::refused("INVALID_INPUT", format!("malformed request: {e}"), false)
+    }
+
+    fn refused(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            ok: false,
+            outcome: None,
+            execution: None,
+            error: Some(ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+                retryable,
+            }),
+        }
+    }
+
+    fn from_service(e: &ServiceError) -> Self {
+        Self::refused(e.code(), e.to_string(), e.is_retryable())
+    }
+
+    fn done(outcome: &CommandOutcome) -> Self {
+        Self {
+            ok: true,
+            outcome: Some(Outcome {
+                aggregate_id: outcome.aggregate_id.clone(),
+                version: outcome.version,
+                events: outcome
+                    .events
+                    .iter()
+                    .map(|e| e.event_type.clone())
+                    .collect(),
+                deduplicated: outcome.deduplicated,
+            }),
+            execution: None,
+            error: None,
+        }
+    }
+}
+
+/// The least role each command needs.
+fn required_role(command: &Command) -> Role {
+    match command {
+        Command::Halt { .. } | Command::Unhalt => Role::Admin,
+        _ => Role::Operator,
+    }
+}
+
+/// Carries out one request. Never fails: every problem is an answer with a code.
+pub async fn handle<R, A, W>(
+    service: &ExperimentService<R>,
+    alarms: &A,
+    workflow: &W,
+    request: Request,
+) -> Response
+where
+    R: PersistedEventRepository,
+    A: AlarmSource,
+    W: WorkflowStarter,
+{
+    let needed = required_role(&request.command);
+    if request.actor.role < needed {
+        return Response::refused(
+            "FORBIDDEN",
+            format!(
+                "{} {} may not {}: it takes {}",
+                request.actor.role.as_str(),
+                request.actor.id,
+                command_name(&request.command),
+                needed.as_str()
+            ),
+            false,
+        );
+    }
+    let correlation = request
+        .correlation_id
+        .clone()
+        .unwrap_or_else(|| request.command_id.clone());
+    let context = match CommandContext::new(
+        request.command_id.clone(),
+        correlation,
+        request.actor.clone(),
+        request.source,
+    ) {
+        Ok(context) => context,
+        Err(e) => return Response::refused("INVALID_INPUT", e.to_string(), false),
+    };
+    let result = match request.command {
+        Command::Create {
+            experiment_id,
+            spec,
+        } => service.create(&experiment_id, spec, &context).await,
+        Command::Start { experiment_id } => {
+            return start(service, alarms, workflow, &experiment_id, &context).await;
+        }
+        Command::Schedule {
+            experiment_id,
+            start_at,
+        } => service.schedule(&experiment_id, start_at, &context).await,
+        Command::Stop {
+            experiment_id,
+            reason,
+        } => service.stop(&experiment_id, &reason, &context).await,
+        Command::Cancel {
+            experiment_id,
+            reason,
+        } => service.cancel(&experiment_id, &reason, &context).await,
+        Command::Archive { experiment_id } => service.archive(&experiment_id, &context).await,
+        Command::Halt { reason } => service.halt(&reason, &context).await,
+        Command::Unhalt => service.lift_halt(&context).await,
+    };
+    match result {
+        Ok(outcome) => Response::done(&outcome),
+        Err(e) => Response::from_service(&e),
+    }
+}
+
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Create { .. } => "create experiments",
+        Command::Start { .. } => "start experiments",
+        Command::Schedule { .. } => "schedule experiments",
+        Command::Stop { .. } => "stop experiments",
+        Command::Cancel { .. } => "cancel experiments",
+        Command::Archive { .. } => "archive experiments",
+        Command::Halt { .. } => "halt the platform",
+        Command::Unhalt => "lift a halt",
+    }
+}
+
+async fn start<R, A, W>(
+    service: &ExperimentService<R>,
+    alarms: &A,
+    workflow: &W,
+    id: &str,
+    context: &CommandContext,
+) -> Response
+where
+    R: PersistedEventRepository,
+    A: AlarmSource,
+    W: WorkflowStarter,
+{
+    let loaded = match service.load(id).await {
+        Ok(loaded) => loaded,
+        Err(e) => return Response::from_service(&e),
+    };
+    let experiment = &loaded.aggregate;
+    let Some(spec) = experiment.spec() else {
+        return Response::from_service(&ServiceError::Experiment(StoreError::Rejected(
+            ExperimentError::NotFound,
+        )));
+    };
+    // Fail closed before anything is written; a start already recorded (a retry) goes on to
+    // make sure its workflow runs.
+    let already = loaded
+        .events
+        .iter()
+        .any(|e| e.metadata.command_id == context.command_id());
+    if !already {
+        match alarms
+            .first_tripped(&spec.guardrails().stop_conditions)
+            .await
+        {
+            Ok(None) => {}
+            Ok(Some(tripped)) => {
+                return Response::refused(
+                    "STOP_CONDITION",
+                    format!("not started: {}", tripped.detail),
+                    false,
+                );
+            }
+            Err(e) => {
+                return Response::refused(
+                    "UNAVAILABLE",
+                    format!("not started: stop conditions could not be checked: {e}"),
+                    true,
+                );
+            }
+        }
+    }
+    let mut response = match service.start(id, context).await {
+        Ok(outcome) => Response::done(&outcome),
+        Err(e) => return Response::from_service(&e),
+    };
+    let input = serde_json::json!({ "experimentId": id });
+    match workflow.start(id, &input).await {
+        Ok(Started::New { execution } | Started::Existing { execution }) => {
+            response.execution = Some(execution);
+            response
+        }
+        Err(e) => {
+            // The start is recorded; sending the same request again starts the workflow.
+            let retryable = e.is_retryable();
+            let mut refused = Response::refused(
+                "UNAVAILABLE",
+                format!(
+                    "started, but the workflow did not start: {e}; send the same request again"
+                ),
+                retryable,
+            );
+            refused.outcome = response.outcome;
+            refused
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_does_not_parse_is_answered_with_what_is_wrong() {
+        for (request, says) in [
+            (
+                serde_json::json!({"command": "explode", "commandId": "c", "actor": {"id": "a", "role": "ADMIN"}, "source": "api"}),
+                "unknown variant `explode`",
+            ),
+            (
+                serde_json::json!({"command": "start", "commandId": "c", "actor": {"id": "a", "role": "ADMIN"}, "source": "api"}),
+                "missing field `experimentId`",
+            ),
+            (
+                serde_json::json!({"command": "unhalt", "commandId": "c", "actor": {"id": "a", "role": "ROOT"}, "source": "api"}),
+                "unknown variant `ROOT`",
+            ),
+        ] {
+            let Err(e) = serde_json::from_value::<Request>(request) else {
+                panic!("parsed");
+            };
+            let response = Response::malformed(&e);
+            assert!(!response.ok);
+            let error = response.error.expect("error");
+            assert_eq!(error.code, "INVALID_INPUT");
+            assert!(error.message.contains(says), "{}", error.message);
+            assert!(!error.retryable);
+        }
+    }
+}

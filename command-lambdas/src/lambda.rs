@@ -1,0 +1,156 @@
+//! What the Lambda binaries share: configuration from the environment, SDK clients built once
+//! per process, and the mapping of task errors to the error names the workflow's `Retry` and
+//! `Catch` match (`Chaos.Retryable`, `Chaos.Failed`).
+//!
+//! Environment: `EVENTS_TABLE` (the dynamo-es events table), `STATE_MACHINE_ARN` (the
+//! experiment workflow; the command Lambda only), `HEALTH_WINDOW_SECS` (default 60) and
+//! `HEALTH_LATENCY_STAT` (default `p95`); credentials and region as every Lambda has them.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
+
+use crate::asg::AsgTargets;
+use crate::clock::{SystemClock, UuidV7};
+use crate::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
+use crate::command::{self, Request, Response};
+use crate::dynamo::{DynamoStore, repository};
+use crate::service::ExperimentService;
+use crate::sfn::StepFunctions;
+use crate::tasks::{TaskError, TaskInput, TaskOutput, Tasks};
+
+/// The workflow's tasks, one Lambda each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// [`Tasks::resolve_targets`].
+    ResolveTargets,
+    /// [`Tasks::baseline`].
+    Baseline,
+    /// [`Tasks::inject`].
+    Inject,
+    /// [`Tasks::check_health`].
+    CheckHealth,
+    /// [`Tasks::finish`].
+    Finish,
+    /// [`Tasks::rollback`].
+    Rollback,
+}
+
+/// The service over the AWS event store.
+pub type AwsService = ExperimentService<dynamo_es::DynamoEventRepository>;
+
+/// The tasks as they run on AWS.
+pub type AwsTasks =
+    Tasks<dynamo_es::DynamoEventRepository, AsgTargets, AsgHealth, CloudWatchAlarms>;
+
+fn required(name: &str, what: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set: it must name {what}").into())
+}
+
+fn service(config: &aws_config::SdkConfig) -> Result<AwsService, Error> {
+    let table = required("EVENTS_TABLE", "the events table")?;
+    let store = DynamoStore::new(
+        repository(aws_sdk_dynamodb::Client::new(config), &table),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+    );
+    Ok(ExperimentService::new(
+        Arc::new(store),
+        Arc::new(SystemClock),
+    ))
+}
+
+fn metrics() -> Result<HealthMetrics, Error> {
+    let mut metrics = HealthMetrics::default();
+    if let Ok(window) = std::env::var("HEALTH_WINDOW_SECS") {
+        metrics.window_secs = window
+            .parse()
+            .map_err(|_| format!("HEALTH_WINDOW_SECS={window:?} is not a number of seconds"))?;
+    }
+    if let Ok(stat) = std::env::var("HEALTH_LATENCY_STAT") {
+        metrics.latency_stat = stat;
+    }
+    Ok(metrics)
+}
+
+/// The tasks over clients built from `config`.
+pub fn tasks(config: &aws_config::SdkConfig) -> Result<AwsTasks, Error> {
+    let autoscaling = aws_sdk_autoscaling::Client::new(config);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(config);
+    Ok(Tasks::new(
+        service(config)?,
+        AsgTargets::new(aws_sdk_ec2::Client::new(config), autoscaling.clone()),
+        AsgHealth::new(
+            autoscaling,
+            cloudwatch.clone(),
+            metrics()?,
+            Arc::new(SystemClock),
+        ),
+        CloudWatchAlarms::new(cloudwatch),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// A task error as the workflow sees it: its name says whether `Retry` applies.
+fn diagnostic(e: &TaskError) -> Diagnostic {
+    Diagnostic {
+        error_type: e.name().to_owned(),
+        error_message: e.to_string(),
+    }
+}
+
+/// Runs one task of `tasks` on `input`, as its Lambda does.
+pub async fn run_task(
+    tasks: &AwsTasks,
+    task: Task,
+    input: &TaskInput,
+) -> Result<TaskOutput, Diagnostic> {
+    let result = match task {
+        Task::ResolveTargets => tasks.resolve_targets(input).await,
+        Task::Baseline => tasks.baseline(input).await,
+        Task::Inject => tasks.inject(input).await,
+        Task::CheckHealth => tasks.check_health(input).await,
+        Task::Finish => tasks.finish(input).await,
+        Task::Rollback => tasks.rollback(input).await,
+    };
+    result.map_err(|e| {
+        tracing::warn!(task = ?task, error = %e, retryable = e.is_retryable(), "task failed");
+        diagnostic(&e)
+    })
+}
+
+/// The main of a task Lambda.
+pub async fn serve_task(task: Task) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = aws_config::load_from_env().await;
+    let tasks = tasks(&config)?;
+    let tasks = &tasks;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<TaskInput>| async move {
+        run_task(tasks, task, &event.payload).await
+    }))
+    .await
+}
+
+/// The main of the command Lambda.
+pub async fn serve_commands() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = aws_config::load_from_env().await;
+    let service = service(&config)?;
+    let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config));
+    let workflow = StepFunctions::new(
+        aws_sdk_sfn::Client::new(&config),
+        required("STATE_MACHINE_ARN", "the experiment workflow")?,
+    );
+    let (service, alarms, workflow) = (&service, &alarms, &workflow);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // A request that does not parse is answered like any refusal, not failed.
+            let response = match serde_json::from_value::<Request>(event.payload) {
+                Ok(request) => command::handle(service, alarms, workflow, request).await,
+                Err(e) => Response::malformed(&e),
+            };
+            Ok::<_, Error>(response)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,550 @@
+//! The experiment workflow's tasks: resolve targets, baseline, inject, check health, finish and
+//! roll back. Step Functions runs each as a Lambda (one thin binary each); the embedded
+//! interpreter calls the same functions in-process.
+//!
+//! Every task takes the experiment id, loads the experiment, and first applies the guards
+//! that hold at every step: a run that has ended is left alone (`done`); a pending stop, a
+//! platform halt, a run past its `max_duration_secs`, or a stop-condition alarm that is not OK
+//! (failing closed) sends the workflow to rollback (`stop`). Only then does the task do its
+//! own step. What a task learns is recorded through the event store before the next step can
+//! depend on it; the failure is recorded before it is injected.
+//!
+//! Tasks are safe to retry. Each command a task issues carries a command id derived from the
+//! step (`workflow:inject`, `workflow:health:4`), unique in the experiment's stream, so a
+//! retried invocation whose command was stored already appends nothing; and each step looks
+//! at the state first, so a step done already is not done again (injecting acts only on
+//! targets still in service).
+//!
+//! Errors carry [`TaskError::is_retryable`], which the binaries turn into the error names the
+//! workflow's `Retry` and `Catch` tell apart.
+
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventRepository;
+use domain::Timestamp;
+use domain::experiment::{
+    Experiment, ExperimentCommand, FailureCode, FailureReason, HealthSnapshot, Outcome, Phase,
+    Status,
+};
+use domain::limits::MAX_TEXT_CHARS;
+use domain::provenance::{Actor, CommandContext, Role, Source};
+use domain::spec::{ExperimentSpec, TargetId};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::{AdapterError, AlarmSource, HealthProbe, TargetProvider};
+use crate::clock::Clock;
+use crate::service::{ExperimentService, ServiceError};
+
+/// Why a task failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// The experiment or a command was refused, or the store failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The fleet, its health or its alarms could not be read or acted on.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
+    /// The experiment is not at a step this task can take.
+    #[error("experiment {id} is {status}: {task} has nothing to do")]
+    WrongStep {
+        /// The experiment.
+        id: String,
+        /// Its status and phase.
+        status: String,
+        /// The task.
+        task: &'static str,
+    },
+}
+
+impl TaskError {
+    /// Whether the workflow may run the task again (throttling, outages, write contention).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TaskError::Service(e) => e.is_retryable(),
+            TaskError::Adapter(e) => e.is_retryable(),
+            TaskError::WrongStep { .. } => false,
+        }
+    }
+
+    /// The error name the workflow's `Retry` and `Catch` match on.
+    pub fn name(&self) -> &'static str {
+        if self.is_retryable() {
+            "Chaos.Retryable"
+        } else {
+            "Chaos.Failed"
+        }
+    }
+}
+
+/// What every task is given (the workflow's state may hold more; the rest is ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskInput {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Why the workflow is rolling back, when it got there by a caught error (the rollback
+    /// task's input): the error's name and cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<CaughtError>,
+}
+
+/// An error caught by the workflow (`ResultPath` of a `Catch`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CaughtError {
+    /// Error name.
+    #[serde(default)]
+    pub error: String,
+    /// Its cause.
+    #[serde(default)]
+    pub cause: String,
+}
+
+/// What every task answers: where the experiment is now, for the workflow's `Choice` states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOutput {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Its status.
+    pub status: Status,
+    /// Its step, while running.
+    pub phase: Option<Phase>,
+    /// The run has ended: nothing more to do.
+    pub done: bool,
+    /// A stop is pending: go to rollback.
+    pub stop: bool,
+    /// Whether this is a dry run.
+    pub dry_run: bool,
+    /// The baseline is recorded.
+    pub baseline_done: bool,
+    /// Seconds to wait before the next health check.
+    pub wait_seconds: u32,
+    /// The outcome, once completed.
+    pub outcome: Option<Outcome>,
+}
+
+/// The workflow's tasks over one event store and one fleet.
+pub struct Tasks<R, T, H, A> {
+    service: ExperimentService<R>,
+    targets: T,
+    health: H,
+    alarms: A,
+    clock: Arc<dyn Clock>,
+}
+
+impl<R, T, H, A> std::fmt::Debug for Tasks<R, T, H, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tasks").finish_non_exhaustive()
+    }
+}
+
+fn workflow_context(experiment_id: &str, step: &str) -> Result<CommandContext, ServiceError> {
+    CommandContext::new(
+        format!("workflow:{step}"),
+        experiment_id,
+        Actor {
+            id: "workflow".into(),
+            role: Role::Operator,
+        },
+        Source::Workflow,
+    )
+    .map_err(|e| {
+        ServiceError::InvalidInput(domain::spec::SpecError {
+            problems: vec![domain::spec::Problem {
+                field: "experimentId".into(),
+                message: e.to_string(),
+            }],
+        })
+    })
+}
+
+/// The spec of a loaded experiment (every created experiment has one).
+fn spec(experiment: &Experiment) -> Result<&ExperimentSpec, ServiceError> {
+    experiment.spec().ok_or_else(|| {
+        ServiceError::Experiment(crate::store::StoreError::Rejected(
+            domain::experiment::ExperimentError::NotFound,
+        ))
+    })
+}
+
+impl<R, T, H, A> Tasks<R, T, H, A>
+where
+    R: PersistedEventRepository,
+    T: TargetProvider,
+    H: HealthProbe,
+    A: AlarmSource,
+{
+    /// The tasks over `service`, acting on and observing the fleet through the adapters.
+    pub fn new(
+        service: ExperimentService<R>,
+        targets: T,
+        health: H,
+        alarms: A,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            service,
+            targets,
+            health,
+            alarms,
+            clock,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    async fn load(&self, id: &str) -> Result<Experiment, ServiceError> {
+        Ok(self.service.load(id).await?.aggregate)
+    }
+
+    async fn run(
+        &self,
+        id: &str,
+        step: &str,
+        command: ExperimentCommand,
+    ) -> Result<(), ServiceError> {
+        let context = workflow_context(id, step)?;
+        self.service.experiment(id, command, &context).await?;
+        Ok(())
+    }
+
+    fn output(&self, id: &str, experiment: &Experiment) -> TaskOutput {
+        let spec = experiment.spec();
+        TaskOutput {
+            experiment_id: id.to_owned(),
+            status: experiment.status(),
+            phase: experiment.phase(),
+            done: experiment.status().is_terminal(),
+            stop: experiment.phase() == Some(Phase::RollingBack),
+            dry_run: spec.is_some_and(ExperimentSpec::dry_run),
+            baseline_done: experiment.baseline().is_some(),
+            wait_seconds: spec.map_or(1, |s| s.recovery().poll_interval_secs.max(1)),
+            outcome: experiment.outcome(),
+        }
+    }
+
+    /// The guards of every step. Returns the experiment as it is after them, and whether the
+    /// task may go on with its own step (the run is still going and no stop is pending).
+    async fn guard(&self, id: &str) -> Result<(Experiment, bool), TaskError> {
+        let experiment = self.load(id).await?;
+        if experiment.status() != Status::Running || experiment.phase() == Some(Phase::RollingBack)
+        {
+            return Ok((experiment, false));
+        }
+        let spec = spec(&experiment)?.clone();
+        let now = self.now();
+        let platform = self.service.platform().await?.aggregate;
+        let reason = if let Some((reason, _)) = platform.halted() {
+            Some(format!("platform halted: {reason}"))
+        } else {
+            let limit_ms = u64::from(spec.guardrails().max_duration_secs) * 1_000;
+            experiment
+                .started_at()
+                .and_then(|started| now.millis_since(started))
+                .filter(|ran| *ran > limit_ms)
+                .map(|ran| {
+                    format!(
+                        "ran {} s, longer than its limit of {} s",
+                        ran / 1_000,
+                        spec.guardrails().max_duration_secs
+                    )
+                })
+        };
+        if let Some(reason) = reason {
+            self.run(
+                id,
+                "stop",
+                ExperimentCommand::RequestStop { reason, at: now },
+            )
+            .await?;
+            return Ok((self.load(id).await?, false));
+        }
+        if let Some(tripped) = self
+            .alarms
+            .first_tripped(&spec.guardrails().stop_conditions)
+            .await?
+        {
+            self.run(
+                id,
+                "stop-condition",
+                ExperimentCommand::TripStopCondition {
+                    condition: tripped.condition,
+                    detail: tripped.detail,
+                    at: now,
+                },
+            )
+            .await?;
+            return Ok((self.load(id).await?, false));
+        }
+        Ok((experiment, true))
+    }
+
+    /// Records a health sample, tripping an error-rate stop condition it breaches. Returns
+    /// whether the run may go on.
+    async fn record_sample(
+        &self,
+        id: &str,
+        experiment: &Experiment,
+        health: HealthSnapshot,
+    ) -> Result<bool, TaskError> {
+        let spec = spec(experiment)?;
+        let at = self.now();
+        let step = format!("health:{}", experiment.health_samples() + 1);
+        self.run(
+            id,
+            &step,
+            ExperimentCommand::RecordHealthCheck { health, at },
+        )
+        .await?;
+        if let Some((condition, detail)) = spec
+            .guardrails()
+            .stop_conditions
+            .iter()
+            .find_map(|c| c.breached_by(&health).map(|d| (c.clone(), d)))
+        {
+            self.run(
+                id,
+                "stop-condition",
+                ExperimentCommand::TripStopCondition {
+                    condition,
+                    detail,
+                    at,
+                },
+            )
+            .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Resolves the targets (after the start's fail-closed alarm check); a dry run ends here.
+    pub async fn resolve_targets(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let (experiment, go_on) = self.guard(id).await?;
+        if !go_on || experiment.targets().is_some() {
+            return self.finish_dry_run_if_due(id, experiment).await;
+        }
+        let spec = spec(&experiment)?;
+        let candidates = self.targets.candidates(spec.target()).await?;
+        let targets = spec.selection().choose(&candidates, spec.max_targets(), id);
+        let candidates = u32::try_from(candidates.len()).unwrap_or(u32::MAX);
+        self.run(
+            id,
+            "resolve",
+            ExperimentCommand::ResolveTargets {
+                candidates,
+                targets,
+                at: self.now(),
+            },
+        )
+        .await?;
+        let experiment = self.load(id).await?;
+        self.finish_dry_run_if_due(id, experiment).await
+    }
+
+    async fn finish_dry_run_if_due(
+        &self,
+        id: &str,
+        experiment: Experiment,
+    ) -> Result<TaskOutput, TaskError> {
+        let due = experiment.status() == Status::Running
+            && experiment.phase() != Some(Phase::RollingBack)
+            && experiment.targets().is_some()
+            && spec(&experiment)?.dry_run();
+        if !due {
+            return Ok(self.output(id, &experiment));
+        }
+        self.run(
+            id,
+            "finish-dry-run",
+            ExperimentCommand::FinishDryRun { at: self.now() },
+        )
+        .await?;
+        Ok(self.output(id, &self.load(id).await?))
+    }
+
+    /// Takes one baseline sample; once the spec's count is reached, records the baseline.
+    pub async fn baseline(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let (experiment, go_on) = self.guard(id).await?;
+        if !go_on || experiment.phase() != Some(Phase::Baseline) {
+            return Ok(self.output(id, &experiment));
+        }
+        let spec = spec(&experiment)?;
+        let health = self.health.sample(spec.target()).await?;
+        if !self.record_sample(id, &experiment, health).await? {
+            return Ok(self.output(id, &self.load(id).await?));
+        }
+        let experiment = self.load(id).await?;
+        if experiment.health_samples() >= spec.recovery().baseline_samples {
+            self.run(
+                id,
+                "baseline",
+                ExperimentCommand::RecordBaseline {
+                    health,
+                    at: self.now(),
+                },
+            )
+            .await?;
+            return Ok(self.output(id, &self.load(id).await?));
+        }
+        Ok(self.output(id, &experiment))
+    }
+
+    /// Records the injection, then injects into the resolved targets still in service.
+    pub async fn inject(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let (experiment, go_on) = self.guard(id).await?;
+        let injecting = matches!(
+            experiment.phase(),
+            Some(Phase::Injecting | Phase::ObservingRecovery)
+        );
+        if !go_on || !injecting {
+            return Ok(self.output(id, &experiment));
+        }
+        let spec = spec(&experiment)?.clone();
+        let targets: Vec<TargetId> = match experiment.injected() {
+            Some((_, targets)) => targets.to_vec(),
+            None => {
+                let targets = experiment.targets().unwrap_or_default().to_vec();
+                self.run(
+                    id,
+                    "inject",
+                    ExperimentCommand::InjectFailure {
+                        targets: targets.clone(),
+                        at: self.now(),
+                    },
+                )
+                .await?;
+                targets
+            }
+        };
+        // A retry after the action may find some targets gone already: act on the others.
+        let in_service = self.targets.candidates(spec.target()).await?;
+        let pending: Vec<TargetId> = targets
+            .into_iter()
+            .filter(|t| in_service.contains(t))
+            .collect();
+        if !pending.is_empty() {
+            let injected = self
+                .targets
+                .inject(spec.target(), &pending, spec.failure())
+                .await?;
+            tracing::info!(experiment = id, detail = %injected.detail, "failure injected");
+        }
+        Ok(self.output(id, &self.load(id).await?))
+    }
+
+    /// One health check while waiting for recovery: records recovery and completes the run
+    /// when the group is whole again, completes it as not recovered once the timeout passed,
+    /// and otherwise records the sample and asks to wait.
+    pub async fn check_health(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let (experiment, go_on) = self.guard(id).await?;
+        if !go_on || experiment.phase() != Some(Phase::ObservingRecovery) {
+            return Ok(self.output(id, &experiment));
+        }
+        let spec = spec(&experiment)?.clone();
+        let health = self.health.sample(spec.target()).await?;
+        if experiment.recovery_ms().is_none() && health.is_fully_healthy() {
+            self.run(
+                id,
+                "recovered",
+                ExperimentCommand::ObserveRecovery {
+                    health,
+                    at: self.now(),
+                },
+            )
+            .await?;
+        } else if !self.record_sample(id, &experiment, health).await? {
+            return Ok(self.output(id, &self.load(id).await?));
+        }
+        let experiment = self.load(id).await?;
+        let deadline_passed = experiment.injected().is_some_and(|(at, _)| {
+            let timeout_ms = i64::from(spec.recovery().timeout_secs) * 1_000;
+            self.now()
+                .millis_since(at.plus_millis(timeout_ms))
+                .is_some()
+        });
+        if experiment.recovery_ms().is_some() || deadline_passed {
+            return self.finish(input).await;
+        }
+        Ok(self.output(id, &experiment))
+    }
+
+    /// Ends the run: completed (recovered or not) after observation, stopped after a rollback.
+    pub async fn finish(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let experiment = self.load(id).await?;
+        if experiment.status() != Status::Running {
+            return Ok(self.output(id, &experiment));
+        }
+        let command = match experiment.phase() {
+            Some(Phase::RollingBack) => ExperimentCommand::MarkStopped { at: self.now() },
+            Some(Phase::ObservingRecovery) => {
+                ExperimentCommand::CompleteExperiment { at: self.now() }
+            }
+            _ => {
+                return Err(TaskError::WrongStep {
+                    id: id.to_owned(),
+                    status: format!("{} ({:?})", experiment.status(), experiment.phase()),
+                    task: "finish",
+                });
+            }
+        };
+        self.run(id, "finish", command).await?;
+        Ok(self.output(id, &self.load(id).await?))
+    }
+
+    /// Undoes what was injected where that is an action, records it, and ends the run:
+    /// stopped when a stop was pending, failed when the workflow got here by an error.
+    pub async fn rollback(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let experiment = self.load(id).await?;
+        if experiment.status() != Status::Running {
+            return Ok(self.output(id, &experiment));
+        }
+        let spec = spec(&experiment)?.clone();
+        if !experiment.is_rolled_back() {
+            let detail = match experiment.injected() {
+                Some((_, targets)) => {
+                    self.targets
+                        .rollback(spec.target(), targets, spec.failure())
+                        .await?
+                }
+                None => "nothing was injected".to_owned(),
+            };
+            self.run(
+                id,
+                "rollback",
+                ExperimentCommand::RecordRollback {
+                    detail,
+                    at: self.now(),
+                },
+            )
+            .await?;
+        }
+        let experiment = self.load(id).await?;
+        let command = if experiment.phase() == Some(Phase::RollingBack) {
+            ExperimentCommand::MarkStopped { at: self.now() }
+        } else {
+            let message = match &input.error {
+                Some(e) if !e.cause.is_empty() => format!("{}: {}", e.error, e.cause),
+                Some(e) => e.error.clone(),
+                None => "the workflow rolled back".to_owned(),
+            };
+            ExperimentCommand::FailExperiment {
+                reason: FailureReason {
+                    code: FailureCode::TaskError,
+                    message: message.chars().take(MAX_TEXT_CHARS).collect(),
+                },
+                at: self.now(),
+            }
+        };
+        self.run(id, "end", command).await?;
+        Ok(self.output(id, &self.load(id).await?))
+    }
+}

@@ -1,0 +1,554 @@
+//! Whole runs on AWS, spoken over the wire to a local moto server: commands through the
+//! command entry point into the DynamoDB event store, the workflow's tasks acting on an EC2
+//! Auto Scaling group, reading its health and CloudWatch alarms, and Step Functions starting
+//! one execution per experiment. The tasks are called in the order the workflow calls them.
+
+mod aws;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use command_lambdas::adapters::TargetProvider;
+use command_lambdas::asg::AsgTargets;
+use command_lambdas::clock::{SystemClock, UuidV7};
+use command_lambdas::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
+use command_lambdas::command::{Request, Response, handle};
+use command_lambdas::dynamo::{DynamoStore, create_events_table, repository, verify_table};
+use command_lambdas::lambda::{AwsTasks, Task, run_task};
+use command_lambdas::service::ExperimentService;
+use command_lambdas::sfn::StepFunctions;
+use command_lambdas::tasks::{CaughtError, TaskInput, TaskOutput, Tasks};
+use domain::experiment::{Experiment, ExperimentEvent, Outcome, Status};
+use domain::spec::{Selection, Target, TargetKind};
+use serde_json::json;
+
+type Service = ExperimentService<dynamo_es::DynamoEventRepository>;
+
+struct World {
+    service: Service,
+    tasks: AwsTasks,
+    alarms: CloudWatchAlarms,
+    workflow: StepFunctions,
+    sfn: aws_sdk_sfn::Client,
+    machine: String,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+async fn world() -> World {
+    let dynamodb = aws::dynamodb();
+    let table = aws::unique("Events");
+    create_events_table(&dynamodb, &table)
+        .await
+        .expect("events table");
+    let store = DynamoStore::new(
+        repository(dynamodb.clone(), &table),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+    );
+    let service = ExperimentService::new(Arc::new(store), Arc::new(SystemClock));
+    let autoscaling = aws::client!(aws_sdk_autoscaling);
+    let cloudwatch = aws::client!(aws_sdk_cloudwatch);
+    let alarms = CloudWatchAlarms::new(cloudwatch.clone());
+    let tasks = Tasks::new(
+        service.clone(),
+        AsgTargets::new(aws::client!(aws_sdk_ec2), autoscaling.clone()),
+        AsgHealth::new(
+            autoscaling,
+            cloudwatch,
+            // moto computes no percentiles: latency is read as the window's maximum here.
+            HealthMetrics {
+                latency_stat: "Maximum".into(),
+                ..HealthMetrics::default()
+            },
+            Arc::new(SystemClock),
+        ),
+        alarms.clone(),
+        Arc::new(SystemClock),
+    );
+    let sfn = aws::client!(aws_sdk_sfn);
+    let machine = sfn
+        .create_state_machine()
+        .name(aws::unique("experiment"))
+        .definition(
+            json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": true}}})
+                .to_string(),
+        )
+        .role_arn("arn:aws:iam::123456789012:role/chaos-workflow")
+        .send()
+        .await
+        .expect("state machine")
+        .state_machine_arn()
+        .to_owned();
+    World {
+        service,
+        tasks,
+        alarms,
+        workflow: StepFunctions::new(sfn.clone(), machine.clone()),
+        sfn,
+        machine,
+        dynamodb,
+        table,
+    }
+}
+
+impl World {
+    async fn send(&self, request: serde_json::Value) -> Response {
+        let request: Request = serde_json::from_value(request).expect("a well-formed request");
+        handle(&self.service, &self.alarms, &self.workflow, request).await
+    }
+
+    async fn create(&self, id: &str, group: &str, alarm: Option<&str>, dry_run: bool) {
+        let mut stop_conditions = vec![json!({"type": "MAX_ERROR_RATE", "percent": 50})];
+        if let Some(alarm) = alarm {
+            stop_conditions.push(json!({"type": "ALARM", "alarm_name": alarm}));
+        }
+        let response = self
+            .send(json!({
+                "command": "create",
+                "experimentId": id,
+                "spec": {
+                    "name": "terminate one web instance",
+                    "target": {"kind": "AUTO_SCALING_GROUP", "group": group},
+                    "selection": {"mode": "COUNT", "value": 1},
+                    "max_targets": 2,
+                    "failure": {"type": "TERMINATE"},
+                    "dry_run": dry_run,
+                    "guardrails": {"stop_conditions": stop_conditions, "max_duration_secs": 600},
+                    "recovery": {"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 2}
+                },
+                "commandId": format!("create-{id}"),
+                "actor": {"id": "alice", "role": "OPERATOR"},
+                "source": "api"
+            }))
+            .await;
+        assert!(response.ok, "{response:?}");
+    }
+
+    async fn start(&self, id: &str, command_id: &str) -> Response {
+        self.send(json!({
+            "command": "start",
+            "experimentId": id,
+            "commandId": command_id,
+            "actor": {"id": "ci", "role": "OPERATOR"},
+            "source": "api"
+        }))
+        .await
+    }
+
+    async fn experiment(&self, id: &str) -> Experiment {
+        self.service.load(id).await.expect("experiment").aggregate
+    }
+
+    async fn events(&self, id: &str) -> Vec<ExperimentEvent> {
+        self.service
+            .load(id)
+            .await
+            .expect("experiment")
+            .events
+            .into_iter()
+            .map(|e| e.event)
+            .collect()
+    }
+
+    async fn executions(&self) -> usize {
+        self.sfn
+            .list_executions()
+            .state_machine_arn(&self.machine)
+            .send()
+            .await
+            .expect("executions")
+            .executions()
+            .len()
+    }
+}
+
+fn input(id: &str) -> TaskInput {
+    TaskInput {
+        experiment_id: id.to_owned(),
+        error: None,
+    }
+}
+
+/// An Auto Scaling group of three, as the adapters test makes one.
+async fn group(capacity: i32) -> String {
+    let ec2 = aws::client!(aws_sdk_ec2);
+    let image = ec2
+        .describe_images()
+        .send()
+        .await
+        .expect("images")
+        .images()
+        .iter()
+        .find_map(|i| i.image_id().map(str::to_owned))
+        .expect("an image");
+    let name = aws::unique("web");
+    let autoscaling = aws::client!(aws_sdk_autoscaling);
+    autoscaling
+        .create_launch_configuration()
+        .launch_configuration_name(&name)
+        .image_id(image)
+        .instance_type("t3.micro")
+        .send()
+        .await
+        .expect("launch configuration");
+    autoscaling
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(&name)
+        .launch_configuration_name(&name)
+        .min_size(capacity)
+        .max_size(capacity + 2)
+        .desired_capacity(capacity)
+        .availability_zones("us-east-1a")
+        .send()
+        .await
+        .expect("group");
+    name
+}
+
+async fn alarm(state: StateValue) -> String {
+    let cw = aws::client!(aws_sdk_cloudwatch);
+    let name = aws::unique("errors-high");
+    cw.put_metric_alarm()
+        .alarm_name(&name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .expect("alarm");
+    set_alarm(&name, state).await;
+    name
+}
+
+async fn set_alarm(name: &str, state: StateValue) {
+    aws::client!(aws_sdk_cloudwatch)
+        .set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("test")
+        .send()
+        .await
+        .expect("alarm state");
+}
+
+/// Every instance of the group (terminated ones too) with its state: tests run at once
+/// on one server, so the account holds other groups' instances.
+async fn instance_states(group: &str) -> BTreeMap<String, String> {
+    let out = aws::client!(aws_sdk_ec2)
+        .describe_instances()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("tag:aws:autoscaling:groupName")
+                .values(group)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("instances");
+    out.reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| {
+            Some((
+                i.instance_id()?.to_owned(),
+                i.state()?.name()?.as_str().to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Runs the tasks as the workflow does, from resolving targets to the end.
+async fn run_to_the_end(w: &World, id: &str) -> TaskOutput {
+    let mut out = w.tasks.resolve_targets(&input(id)).await.expect("resolve");
+    while !out.done && !out.stop && !out.baseline_done {
+        out = w.tasks.baseline(&input(id)).await.expect("baseline");
+    }
+    if !out.done && !out.stop {
+        out = w.tasks.inject(&input(id)).await.expect("inject");
+    }
+    while !out.done && !out.stop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        out = w
+            .tasks
+            .check_health(&input(id))
+            .await
+            .expect("check health");
+    }
+    if out.stop {
+        out = w.tasks.rollback(&input(id)).await.expect("rollback");
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_terminated_instance_is_replaced_and_the_run_records_its_recovery_time() {
+    let w = world().await;
+    let group = group(3).await;
+    let ok = alarm(StateValue::Ok).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, Some(&ok), false).await;
+    let started = w.start(&id, "ci-start").await;
+    assert!(started.ok, "{started:?}");
+    assert_eq!(started.execution, Some(w.workflow.execution_arn(&id)));
+
+    let before = AsgTargets::new(aws::client!(aws_sdk_ec2), aws::client!(aws_sdk_autoscaling))
+        .candidates(&Target {
+            kind: TargetKind::AutoScalingGroup,
+            group: group.clone(),
+        })
+        .await
+        .expect("candidates");
+    let out = run_to_the_end(&w, &id).await;
+    assert!(out.done, "{out:?}");
+    assert_eq!(out.status, Status::Completed);
+    assert_eq!(out.outcome, Some(Outcome::Recovered));
+
+    let experiment = w.experiment(&id).await;
+    let chosen = Selection::Count(1).choose(&before, 2, &id);
+    assert_eq!(experiment.targets(), Some(chosen.as_slice()));
+    assert_eq!(state_of(chosen[0].as_str()).await, "terminated");
+    let recovery = experiment.recovery_ms().expect("a recovery time");
+    let (injected_at, _) = experiment.injected().expect("injected");
+    let observed_at = w
+        .events(&id)
+        .await
+        .into_iter()
+        .find_map(|e| match e {
+            ExperimentEvent::RecoveryObserved { at, .. } => Some(at),
+            _ => None,
+        })
+        .expect("recovery observed");
+    assert_eq!(Some(recovery), observed_at.millis_since(injected_at));
+    // Every event is in the chain, and the workflow's commands were each recorded once.
+    let report = verify_table(&w.dynamodb, &w.table).await.expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+    // Running the last task again changes nothing.
+    let again = w.tasks.check_health(&input(&id)).await.expect("again");
+    assert_eq!(again, out);
+}
+
+#[tokio::test]
+async fn an_alarm_in_alarm_refuses_the_start_and_one_set_during_observation_stops_the_run() {
+    let w = world().await;
+    let group = group(3).await;
+    let tripped = alarm(StateValue::Alarm).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, Some(&tripped), false).await;
+    let refused = w.start(&id, "start-1").await;
+    assert!(!refused.ok);
+    let error = refused.error.expect("an error");
+    assert_eq!(error.code, "STOP_CONDITION");
+    assert_eq!(
+        error.message,
+        format!("not started: alarm {tripped} is ALARM")
+    );
+    assert_eq!(w.experiment(&id).await.status(), Status::Draft);
+    assert_eq!(
+        w.events(&id).await.len(),
+        1,
+        "nothing written but the creation"
+    );
+    assert_eq!(w.executions().await, 0);
+
+    // Back to OK: the run starts; the alarm fires while the group recovers.
+    set_alarm(&tripped, StateValue::Ok).await;
+    assert!(w.start(&id, "start-2").await.ok);
+    let mut out = w.tasks.resolve_targets(&input(&id)).await.expect("resolve");
+    while !out.baseline_done {
+        out = w.tasks.baseline(&input(&id)).await.expect("baseline");
+    }
+    w.tasks.inject(&input(&id)).await.expect("inject");
+    set_alarm(&tripped, StateValue::Alarm).await;
+    let out = w.tasks.check_health(&input(&id)).await.expect("check");
+    assert!(out.stop, "{out:?}");
+    let out = w.tasks.rollback(&input(&id)).await.expect("rollback");
+    assert_eq!(out.status, Status::Stopped);
+    let events = w.events(&id).await;
+    assert!(events.iter().any(|e| matches!(
+        e,
+        ExperimentEvent::StopConditionTripped { detail, .. } if *detail == format!("alarm {tripped} is ALARM")
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, ExperimentEvent::RollbackPerformed { .. }))
+    );
+    assert!(matches!(
+        events.last(),
+        Some(ExperimentEvent::ExperimentStopped { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_dry_run_names_the_targets_a_real_run_would_hit_and_changes_nothing() {
+    let w = world().await;
+    let group = group(3).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, None, true).await;
+    let before = instance_states(&group).await;
+    assert!(w.start(&id, "dry-start").await.ok);
+    let out = run_to_the_end(&w, &id).await;
+    assert_eq!(out.status, Status::Completed);
+    assert_eq!(out.outcome, Some(Outcome::DryRun));
+    assert_eq!(
+        instance_states(&group).await,
+        before,
+        "every instance as it was"
+    );
+    let candidates = AsgTargets::new(aws::client!(aws_sdk_ec2), aws::client!(aws_sdk_autoscaling))
+        .candidates(&Target {
+            kind: TargetKind::AutoScalingGroup,
+            group,
+        })
+        .await
+        .expect("candidates");
+    let experiment = w.experiment(&id).await;
+    assert_eq!(
+        experiment.targets(),
+        Some(Selection::Count(1).choose(&candidates, 2, &id).as_slice())
+    );
+}
+
+#[tokio::test]
+async fn two_concurrent_starts_record_one_start_and_run_one_execution() {
+    let w = world().await;
+    let group = group(2).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, None, false).await;
+    let (a, b) = tokio::join!(w.start(&id, "click-1"), w.start(&id, "click-2"));
+    let oks = [&a, &b].iter().filter(|r| r.ok).count();
+    assert_eq!(oks, 1, "{a:?} {b:?}");
+    let loser = if a.ok { &b } else { &a };
+    assert_eq!(
+        loser.error.as_ref().map(|e| e.code.as_str()),
+        Some("REJECTED")
+    );
+    let starts = w
+        .events(&id)
+        .await
+        .iter()
+        .filter(|e| matches!(e, ExperimentEvent::ExperimentStarted { .. }))
+        .count();
+    assert_eq!(starts, 1);
+    assert_eq!(w.executions().await, 1);
+    // The winner's request sent again (a lost response) is answered, not repeated.
+    let winner = if a.ok { "click-1" } else { "click-2" };
+    let again = w.start(&id, winner).await;
+    assert!(again.ok, "{again:?}");
+    assert!(again.outcome.as_ref().is_some_and(|o| o.deduplicated));
+    assert_eq!(w.executions().await, 1);
+}
+
+#[tokio::test]
+async fn a_caught_task_error_rolls_back_and_fails_the_run_with_its_cause() {
+    let w = world().await;
+    let group = group(1).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, None, false).await;
+    assert!(w.start(&id, "start").await.ok);
+    w.tasks.resolve_targets(&input(&id)).await.expect("resolve");
+    let out = w
+        .tasks
+        .rollback(&TaskInput {
+            experiment_id: id.clone(),
+            error: Some(CaughtError {
+                error: "Chaos.Failed".into(),
+                cause: "cloudwatch refused: AccessDenied".into(),
+            }),
+        })
+        .await
+        .expect("rollback");
+    assert_eq!(out.status, Status::Failed);
+    let events = w.events(&id).await;
+    assert!(matches!(
+        events.last(),
+        Some(ExperimentEvent::ExperimentFailed { reason, .. })
+            if reason.message == "Chaos.Failed: cloudwatch refused: AccessDenied"
+    ));
+}
+
+#[tokio::test]
+async fn roles_and_malformed_requests_are_refused_with_a_code() {
+    let w = world().await;
+    let viewer = w
+        .send(json!({
+            "command": "halt", "reason": "drill", "commandId": "h1",
+            "actor": {"id": "vic", "role": "VIEWER"}, "source": "api"
+        }))
+        .await;
+    assert_eq!(viewer.error.map(|e| e.code), Some("FORBIDDEN".into()));
+    let operator = w
+        .send(json!({
+            "command": "halt", "reason": "drill", "commandId": "h2",
+            "actor": {"id": "olga", "role": "OPERATOR"}, "source": "api"
+        }))
+        .await;
+    assert_eq!(operator.error.map(|e| e.code), Some("FORBIDDEN".into()));
+    let bad_spec = w
+        .send(json!({
+            "command": "create", "experimentId": "exp-1",
+            "spec": {
+                "name": "", "target": {"kind": "AUTO_SCALING_GROUP", "group": "web"},
+                "selection": {"mode": "COUNT", "value": 1}, "max_targets": 0,
+                "failure": {"type": "TERMINATE"},
+                "guardrails": {"stop_conditions": [], "max_duration_secs": 600},
+                "recovery": {"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}
+            },
+            "commandId": "c1", "actor": {"id": "olga", "role": "OPERATOR"}, "source": "api"
+        }))
+        .await;
+    let error = bad_spec.error.expect("refused");
+    assert_eq!(error.code, "INVALID_INPUT");
+    assert!(error.message.contains("name"), "{}", error.message);
+    assert!(!error.retryable);
+    let missing = w.start("no-such-experiment", "s1").await;
+    assert_eq!(missing.error.map(|e| e.code), Some("NOT_FOUND".into()));
+}
+
+#[tokio::test]
+async fn task_errors_reach_the_workflow_named_for_retry_or_catch() {
+    let w = world().await;
+    let Err(refused) = run_task(&w.tasks, Task::Inject, &input("no-such-experiment")).await else {
+        panic!("a task on a missing experiment succeeded");
+    };
+    assert_eq!(refused.error_type, "Chaos.Failed");
+    assert!(
+        refused.error_message.contains("not found"),
+        "{}",
+        refused.error_message
+    );
+
+    let group = group(1).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, None, false).await;
+    assert!(w.start(&id, "start").await.ok);
+    let Err(wrong) = run_task(&w.tasks, Task::Finish, &input(&id)).await else {
+        panic!("finishing a run that has not injected succeeded");
+    };
+    assert_eq!(wrong.error_type, "Chaos.Failed");
+    let resolved = run_task(&w.tasks, Task::ResolveTargets, &input(&id))
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.phase, Some(domain::experiment::Phase::Baseline));
+}
+
+/// The state of one instance, however it left its group.
+async fn state_of(id: &str) -> String {
+    aws::client!(aws_sdk_ec2)
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .expect("instance")
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))
+        .expect("the instance is still described")
+}
