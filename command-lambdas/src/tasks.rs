@@ -120,6 +120,8 @@ pub struct TaskOutput {
     pub baseline_done: bool,
     /// Seconds to wait before the next health check.
     pub wait_seconds: u32,
+    /// Observing recovery is over (recovered, or the timeout passed): record the outcome.
+    pub observation_over: bool,
     /// The outcome, once completed.
     pub outcome: Option<Outcome>,
 }
@@ -222,6 +224,7 @@ where
             dry_run: spec.is_some_and(ExperimentSpec::dry_run),
             baseline_done: experiment.baseline().is_some(),
             wait_seconds: spec.map_or(1, |s| s.recovery().poll_interval_secs.max(1)),
+            observation_over: false,
             outcome: experiment.outcome(),
         }
     }
@@ -320,12 +323,13 @@ where
         Ok(true)
     }
 
-    /// Resolves the targets (after the start's fail-closed alarm check); a dry run ends here.
+    /// Resolves the targets: the spec's selection of the group's members in service. A dry
+    /// run goes to [`Self::finish`] next (`dryRun`), having changed nothing.
     pub async fn resolve_targets(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
         let id = input.experiment_id.as_str();
         let (experiment, go_on) = self.guard(id).await?;
         if !go_on || experiment.targets().is_some() {
-            return self.finish_dry_run_if_due(id, experiment).await;
+            return Ok(self.output(id, &experiment));
         }
         let spec = spec(&experiment)?;
         let candidates = self.targets.candidates(spec.target()).await?;
@@ -339,28 +343,6 @@ where
                 targets,
                 at: self.now(),
             },
-        )
-        .await?;
-        let experiment = self.load(id).await?;
-        self.finish_dry_run_if_due(id, experiment).await
-    }
-
-    async fn finish_dry_run_if_due(
-        &self,
-        id: &str,
-        experiment: Experiment,
-    ) -> Result<TaskOutput, TaskError> {
-        let due = experiment.status() == Status::Running
-            && experiment.phase() != Some(Phase::RollingBack)
-            && experiment.targets().is_some()
-            && spec(&experiment)?.dry_run();
-        if !due {
-            return Ok(self.output(id, &experiment));
-        }
-        self.run(
-            id,
-            "finish-dry-run",
-            ExperimentCommand::FinishDryRun { at: self.now() },
         )
         .await?;
         Ok(self.output(id, &self.load(id).await?))
@@ -438,18 +420,24 @@ where
         Ok(self.output(id, &self.load(id).await?))
     }
 
-    /// One health check while waiting for recovery: records recovery and completes the run
-    /// when the group is whole again, completes it as not recovered once the timeout passed,
-    /// and otherwise records the sample and asks to wait.
+    /// One health check while waiting for recovery: records the recovery when the group is
+    /// whole again, a sample otherwise; says when observing is over (recovered, or the
+    /// timeout passed), for [`Self::finish`] to record the outcome.
     pub async fn check_health(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
         let id = input.experiment_id.as_str();
         let (experiment, go_on) = self.guard(id).await?;
         if !go_on || experiment.phase() != Some(Phase::ObservingRecovery) {
             return Ok(self.output(id, &experiment));
         }
+        if experiment.recovery_ms().is_some() {
+            // Recovered already (a retry): the outcome is what is left to record.
+            let mut out = self.output(id, &experiment);
+            out.observation_over = true;
+            return Ok(out);
+        }
         let spec = spec(&experiment)?.clone();
         let health = self.health.sample(spec.target()).await?;
-        if experiment.recovery_ms().is_none() && health.is_fully_healthy() {
+        if health.is_fully_healthy() {
             self.run(
                 id,
                 "recovered",
@@ -469,21 +457,23 @@ where
                 .millis_since(at.plus_millis(timeout_ms))
                 .is_some()
         });
-        if experiment.recovery_ms().is_some() || deadline_passed {
-            return self.finish(input).await;
-        }
-        Ok(self.output(id, &experiment))
+        let mut out = self.output(id, &experiment);
+        out.observation_over = experiment.recovery_ms().is_some() || deadline_passed;
+        Ok(out)
     }
 
-    /// Ends the run: completed (recovered or not) after observation, stopped after a rollback.
+    /// Records the outcome: a dry run's once its targets are resolved, a real run's (recovered
+    /// or not) once observing is over, or stopped after a rollback.
     pub async fn finish(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
         let id = input.experiment_id.as_str();
         let experiment = self.load(id).await?;
         if experiment.status() != Status::Running {
             return Ok(self.output(id, &experiment));
         }
+        let dry_run = spec(&experiment)?.dry_run();
         let command = match experiment.phase() {
             Some(Phase::RollingBack) => ExperimentCommand::MarkStopped { at: self.now() },
+            Some(Phase::Baseline) if dry_run => ExperimentCommand::FinishDryRun { at: self.now() },
             Some(Phase::ObservingRecovery) => {
                 ExperimentCommand::CompleteExperiment { at: self.now() }
             }

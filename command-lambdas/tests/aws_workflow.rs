@@ -266,19 +266,25 @@ async fn instance_states(group: &str) -> BTreeMap<String, String> {
 /// Runs the tasks as the workflow does, from resolving targets to the end.
 async fn run_to_the_end(w: &World, id: &str) -> TaskOutput {
     let mut out = w.tasks.resolve_targets(&input(id)).await.expect("resolve");
+    if out.dry_run && !out.done && !out.stop {
+        return w.tasks.finish(&input(id)).await.expect("finish dry run");
+    }
     while !out.done && !out.stop && !out.baseline_done {
         out = w.tasks.baseline(&input(id)).await.expect("baseline");
     }
     if !out.done && !out.stop {
         out = w.tasks.inject(&input(id)).await.expect("inject");
     }
-    while !out.done && !out.stop {
+    while !out.done && !out.stop && !out.observation_over {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         out = w
             .tasks
             .check_health(&input(id))
             .await
             .expect("check health");
+    }
+    if out.observation_over {
+        out = w.tasks.finish(&input(id)).await.expect("finish");
     }
     if out.stop {
         out = w.tasks.rollback(&input(id)).await.expect("rollback");
@@ -328,9 +334,11 @@ async fn a_terminated_instance_is_replaced_and_the_run_records_its_recovery_time
     // Every event is in the chain, and the workflow's commands were each recorded once.
     let report = verify_table(&w.dynamodb, &w.table).await.expect("verify");
     assert!(report.is_ok(), "{report:?}");
-    // Running the last task again changes nothing.
-    let again = w.tasks.check_health(&input(&id)).await.expect("again");
-    assert_eq!(again, out);
+    // Running the last tasks again changes nothing.
+    let version = w.service.load(&id).await.expect("loaded").version;
+    assert_eq!(w.tasks.check_health(&input(&id)).await.expect("again"), out);
+    assert_eq!(w.tasks.finish(&input(&id)).await.expect("again"), out);
+    assert_eq!(w.service.load(&id).await.expect("loaded").version, version);
 }
 
 #[tokio::test]

@@ -177,14 +177,48 @@ fn ensure_moto() -> Result<PathBuf, String> {
     }
 }
 
+/// asl-validator (npm), which checks the workflow definition, in the tool cache.
+fn ensure_asl_validator() -> Result<PathBuf, String> {
+    let prefix = tools_dir().join("node");
+    let validator = prefix.join("node_modules/.bin/asl-validator");
+    if validator.exists() {
+        return Ok(validator);
+    }
+    step("install asl-validator (checks the Step Functions definition)");
+    std::fs::create_dir_all(&prefix)
+        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    sh(
+        "npm",
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            &prefix.to_string_lossy(),
+            "asl-validator@4.0.0",
+        ],
+    )?;
+    if validator.exists() {
+        Ok(validator)
+    } else {
+        Err(format!(
+            "asl-validator installed but {} is missing",
+            validator.display()
+        ))
+    }
+}
+
 fn test() -> Result<(), String> {
     require_cargo_tool("fmt")?;
     require_cargo_tool("clippy")?;
     // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py) and
     // the moto server that stands in for AWS.
-    ensure_debian_packages(&[("python3", "python3")])?;
+    // npm installs asl-validator, which node runs.
+    ensure_debian_packages(&[("python3", "python3"), ("node", "nodejs"), ("npm", "npm")])?;
     let moto = ensure_moto()?;
     set_env("MOTO_SERVER", &moto.to_string_lossy());
+    let validator = ensure_asl_validator()?;
+    set_env("ASL_VALIDATOR", &validator.to_string_lossy());
     step("format");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("lints");
