@@ -8,7 +8,7 @@
 //! called by a dry run except the reads in [`AsgTargets::candidates`].
 
 use aws_sdk_autoscaling::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState};
 use aws_sdk_ec2::types::Filter;
 use domain::spec::{FailureType, Target, TargetId, TargetKind};
 
@@ -50,6 +50,24 @@ where
     }
 }
 
+/// The Auto Scaling group named `group`, if there is one.
+pub(crate) async fn describe_group(
+    autoscaling: &aws_sdk_autoscaling::Client,
+    group: &str,
+) -> Result<Option<AutoScalingGroup>, AdapterError> {
+    let out = autoscaling
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .map_err(|e| sdk_error("autoscaling", e))?;
+    Ok(out
+        .auto_scaling_groups()
+        .iter()
+        .find(|g| g.auto_scaling_group_name() == Some(group))
+        .cloned())
+}
+
 /// EC2 Auto Scaling groups, through the EC2 and Auto Scaling APIs.
 #[derive(Debug, Clone)]
 pub struct AsgTargets {
@@ -72,18 +90,7 @@ impl AsgTargets {
 
     /// The group's members Auto Scaling has in service, or `None` when there is no such group.
     async fn in_service(&self, group: &str) -> Result<Option<Vec<String>>, AdapterError> {
-        let out = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(group)
-            .send()
-            .await
-            .map_err(|e| sdk_error("autoscaling", e))?;
-        let Some(found) = out
-            .auto_scaling_groups()
-            .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(group))
-        else {
+        let Some(found) = describe_group(&self.autoscaling, group).await? else {
             return Ok(None);
         };
         Ok(Some(

@@ -21,7 +21,7 @@ use domain::experiment::HealthSnapshot;
 use domain::spec::{StopCondition, Target, TargetKind};
 
 use crate::adapters::{AdapterError, AlarmSource, HealthProbe, Tripped};
-use crate::asg::sdk_error;
+use crate::asg::{describe_group, sdk_error};
 use crate::clock::Clock;
 
 /// The Auto Scaling group tag naming its load balancer's metric dimension.
@@ -167,18 +167,7 @@ impl HealthProbe for AsgHealth {
         if target.kind != TargetKind::AutoScalingGroup {
             return Err(AdapterError::NoSuchGroup(target.key()));
         }
-        let out = self
-            .autoscaling
-            .describe_auto_scaling_groups()
-            .auto_scaling_group_names(&target.group)
-            .send()
-            .await
-            .map_err(|e| sdk_error("autoscaling", e))?;
-        let Some(group) = out
-            .auto_scaling_groups()
-            .iter()
-            .find(|g| g.auto_scaling_group_name() == Some(target.group.as_str()))
-        else {
+        let Some(group) = describe_group(&self.autoscaling, &target.group).await? else {
             return Err(AdapterError::NoSuchGroup(target.key()));
         };
         let healthy = group

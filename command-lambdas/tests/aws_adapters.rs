@@ -3,20 +3,20 @@
 //! stop-condition alarms failing closed, and at most one workflow execution per experiment.
 
 mod aws;
+mod fleet;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_autoscaling::types::Tag as AsgTag;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StateValue};
 use command_lambdas::adapters::{
     AdapterError, AlarmSource, HealthProbe, Started, TargetProvider, WorkflowStarter,
 };
 use command_lambdas::asg::AsgTargets;
 use command_lambdas::clock::SystemClock;
-use command_lambdas::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics, LOAD_BALANCER_TAG};
+use command_lambdas::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
 use command_lambdas::sfn::{StepFunctions, execution_name};
 use domain::spec::{FailureType, Selection, StopCondition, Target, TargetId, TargetKind};
+use fleet::{group, instance_states, state_of};
 
 fn ec2() -> aws_sdk_ec2::Client {
     aws::client!(aws_sdk_ec2)
@@ -48,77 +48,6 @@ fn moto_metrics() -> HealthMetrics {
         latency_stat: "Maximum".into(),
         ..HealthMetrics::default()
     }
-}
-
-/// An Auto Scaling group of `capacity` instances, tagged with its load balancer's dimension.
-async fn group(capacity: i32, load_balancer: Option<&str>) -> String {
-    let ec2 = ec2();
-    let image = ec2
-        .describe_images()
-        .send()
-        .await
-        .expect("images")
-        .images()
-        .iter()
-        .find_map(|i| i.image_id().map(str::to_owned))
-        .expect("moto lists an image");
-    let name = aws::unique("web");
-    let autoscaling = autoscaling();
-    autoscaling
-        .create_launch_configuration()
-        .launch_configuration_name(&name)
-        .image_id(image)
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .expect("launch configuration");
-    let mut create = autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(&name)
-        .launch_configuration_name(&name)
-        .min_size(capacity)
-        .max_size(capacity + 2)
-        .desired_capacity(capacity)
-        .availability_zones("us-east-1a");
-    if let Some(lb) = load_balancer {
-        create = create.tags(
-            AsgTag::builder()
-                .key(LOAD_BALANCER_TAG)
-                .value(lb)
-                .resource_id(&name)
-                .resource_type("auto-scaling-group")
-                .propagate_at_launch(false)
-                .build(),
-        );
-    }
-    create.send().await.expect("auto scaling group");
-    name
-}
-
-/// Every instance of the group (terminated ones too) with its state: tests run at once
-/// on one server, so the account holds other groups' instances.
-async fn instance_states(group: &str) -> BTreeMap<String, String> {
-    let out = ec2()
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:aws:autoscaling:groupName")
-                .values(group)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("instances");
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| {
-            Some((
-                i.instance_id()?.to_owned(),
-                i.state()?.name()?.as_str().to_owned(),
-            ))
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -281,36 +210,11 @@ async fn stop_condition_alarms_fail_closed() {
     let alarm = |name: &str| StopCondition::Alarm {
         alarm_name: name.to_owned(),
     };
-    let mut names = Vec::new();
-    for state in [
-        StateValue::Ok,
-        StateValue::Alarm,
-        StateValue::InsufficientData,
-    ] {
-        let name = aws::unique(&format!("alarm-{}", state.as_str()));
-        cw.put_metric_alarm()
-            .alarm_name(&name)
-            .namespace("AWS/ApplicationELB")
-            .metric_name("HTTPCode_Target_5XX_Count")
-            .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(10.0)
-            .comparison_operator(
-                aws_sdk_cloudwatch::types::ComparisonOperator::GreaterThanThreshold,
-            )
-            .send()
-            .await
-            .expect("alarm");
-        cw.set_alarm_state()
-            .alarm_name(&name)
-            .state_value(state.clone())
-            .state_reason("test")
-            .send()
-            .await
-            .expect("state");
-        names.push(name);
-    }
+    let names = [
+        fleet::alarm(StateValue::Ok).await,
+        fleet::alarm(StateValue::Alarm).await,
+        fleet::alarm(StateValue::InsufficientData).await,
+    ];
     let (ok, in_alarm, insufficient) = (&names[0], &names[1], &names[2]);
     let alarms = CloudWatchAlarms::new(cw);
 
@@ -430,19 +334,4 @@ async fn two_concurrent_starts_of_one_experiment_make_one_execution() {
         .stop(&uuid::Uuid::now_v7().to_string(), "nothing to stop")
         .await
         .expect("no execution, nothing to stop");
-}
-
-/// The state of one instance, however it left its group.
-async fn state_of(id: &str) -> String {
-    aws::client!(aws_sdk_ec2)
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .expect("instance")
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))
-        .expect("the instance is still described")
 }

@@ -4,11 +4,11 @@
 //! one execution per experiment. The tasks are called in the order the workflow calls them.
 
 mod aws;
+mod fleet;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use aws_sdk_cloudwatch::types::{ComparisonOperator, StateValue, Statistic};
+use aws_sdk_cloudwatch::types::StateValue;
 use command_lambdas::adapters::TargetProvider;
 use command_lambdas::asg::AsgTargets;
 use command_lambdas::clock::{SystemClock, UuidV7};
@@ -21,6 +21,7 @@ use command_lambdas::sfn::StepFunctions;
 use command_lambdas::tasks::{CaughtError, TaskInput, TaskOutput, Tasks};
 use domain::experiment::{Experiment, ExperimentEvent, Outcome, Status};
 use domain::spec::{Selection, Target, TargetKind};
+use fleet::{alarm, instance_states, set_alarm, state_of};
 use serde_json::json;
 
 type Service = ExperimentService<dynamo_es::DynamoEventRepository>;
@@ -171,98 +172,6 @@ fn input(id: &str) -> TaskInput {
     }
 }
 
-/// An Auto Scaling group of three, as the adapters test makes one.
-async fn group(capacity: i32) -> String {
-    let ec2 = aws::client!(aws_sdk_ec2);
-    let image = ec2
-        .describe_images()
-        .send()
-        .await
-        .expect("images")
-        .images()
-        .iter()
-        .find_map(|i| i.image_id().map(str::to_owned))
-        .expect("an image");
-    let name = aws::unique("web");
-    let autoscaling = aws::client!(aws_sdk_autoscaling);
-    autoscaling
-        .create_launch_configuration()
-        .launch_configuration_name(&name)
-        .image_id(image)
-        .instance_type("t3.micro")
-        .send()
-        .await
-        .expect("launch configuration");
-    autoscaling
-        .create_auto_scaling_group()
-        .auto_scaling_group_name(&name)
-        .launch_configuration_name(&name)
-        .min_size(capacity)
-        .max_size(capacity + 2)
-        .desired_capacity(capacity)
-        .availability_zones("us-east-1a")
-        .send()
-        .await
-        .expect("group");
-    name
-}
-
-async fn alarm(state: StateValue) -> String {
-    let cw = aws::client!(aws_sdk_cloudwatch);
-    let name = aws::unique("errors-high");
-    cw.put_metric_alarm()
-        .alarm_name(&name)
-        .namespace("AWS/ApplicationELB")
-        .metric_name("HTTPCode_Target_5XX_Count")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(10.0)
-        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
-        .send()
-        .await
-        .expect("alarm");
-    set_alarm(&name, state).await;
-    name
-}
-
-async fn set_alarm(name: &str, state: StateValue) {
-    aws::client!(aws_sdk_cloudwatch)
-        .set_alarm_state()
-        .alarm_name(name)
-        .state_value(state)
-        .state_reason("test")
-        .send()
-        .await
-        .expect("alarm state");
-}
-
-/// Every instance of the group (terminated ones too) with its state: tests run at once
-/// on one server, so the account holds other groups' instances.
-async fn instance_states(group: &str) -> BTreeMap<String, String> {
-    let out = aws::client!(aws_sdk_ec2)
-        .describe_instances()
-        .filters(
-            aws_sdk_ec2::types::Filter::builder()
-                .name("tag:aws:autoscaling:groupName")
-                .values(group)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("instances");
-    out.reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .filter_map(|i| {
-            Some((
-                i.instance_id()?.to_owned(),
-                i.state()?.name()?.as_str().to_owned(),
-            ))
-        })
-        .collect()
-}
-
 /// Runs the tasks as the workflow does, from resolving targets to the end.
 async fn run_to_the_end(w: &World, id: &str) -> TaskOutput {
     let mut out = w.tasks.resolve_targets(&input(id)).await.expect("resolve");
@@ -295,7 +204,7 @@ async fn run_to_the_end(w: &World, id: &str) -> TaskOutput {
 #[tokio::test]
 async fn a_terminated_instance_is_replaced_and_the_run_records_its_recovery_time() {
     let w = world().await;
-    let group = group(3).await;
+    let group = fleet::group(3, None).await;
     let ok = alarm(StateValue::Ok).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, Some(&ok), false).await;
@@ -344,7 +253,7 @@ async fn a_terminated_instance_is_replaced_and_the_run_records_its_recovery_time
 #[tokio::test]
 async fn an_alarm_in_alarm_refuses_the_start_and_one_set_during_observation_stops_the_run() {
     let w = world().await;
-    let group = group(3).await;
+    let group = fleet::group(3, None).await;
     let tripped = alarm(StateValue::Alarm).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, Some(&tripped), false).await;
@@ -396,7 +305,7 @@ async fn an_alarm_in_alarm_refuses_the_start_and_one_set_during_observation_stop
 #[tokio::test]
 async fn a_dry_run_names_the_targets_a_real_run_would_hit_and_changes_nothing() {
     let w = world().await;
-    let group = group(3).await;
+    let group = fleet::group(3, None).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, None, true).await;
     let before = instance_states(&group).await;
@@ -426,7 +335,7 @@ async fn a_dry_run_names_the_targets_a_real_run_would_hit_and_changes_nothing() 
 #[tokio::test]
 async fn two_concurrent_starts_record_one_start_and_run_one_execution() {
     let w = world().await;
-    let group = group(2).await;
+    let group = fleet::group(2, None).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, None, false).await;
     let (a, b) = tokio::join!(w.start(&id, "click-1"), w.start(&id, "click-2"));
@@ -456,7 +365,7 @@ async fn two_concurrent_starts_record_one_start_and_run_one_execution() {
 #[tokio::test]
 async fn a_caught_task_error_rolls_back_and_fails_the_run_with_its_cause() {
     let w = world().await;
-    let group = group(1).await;
+    let group = fleet::group(1, None).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, None, false).await;
     assert!(w.start(&id, "start").await.ok);
@@ -532,7 +441,7 @@ async fn task_errors_reach_the_workflow_named_for_retry_or_catch() {
         refused.error_message
     );
 
-    let group = group(1).await;
+    let group = fleet::group(1, None).await;
     let id = uuid::Uuid::now_v7().to_string();
     w.create(&id, &group, None, false).await;
     assert!(w.start(&id, "start").await.ok);
@@ -544,19 +453,4 @@ async fn task_errors_reach_the_workflow_named_for_retry_or_catch() {
         .await
         .expect("resolve");
     assert_eq!(resolved.phase, Some(domain::experiment::Phase::Baseline));
-}
-
-/// The state of one instance, however it left its group.
-async fn state_of(id: &str) -> String {
-    aws::client!(aws_sdk_ec2)
-        .describe_instances()
-        .instance_ids(id)
-        .send()
-        .await
-        .expect("instance")
-        .reservations()
-        .iter()
-        .flat_map(|r| r.instances())
-        .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))
-        .expect("the instance is still described")
 }
