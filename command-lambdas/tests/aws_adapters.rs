@@ -254,28 +254,9 @@ async fn stop_condition_alarms_fail_closed() {
     );
 }
 
-async fn state_machine() -> (aws_sdk_sfn::Client, String) {
-    let client = aws::client!(aws_sdk_sfn);
-    let definition = serde_json::json!({
-        "StartAt": "Wait",
-        "States": { "Wait": { "Type": "Wait", "Seconds": 3600, "End": true } }
-    });
-    let arn = client
-        .create_state_machine()
-        .name(aws::unique("experiment"))
-        .definition(definition.to_string())
-        .role_arn("arn:aws:iam::123456789012:role/chaos-workflow")
-        .send()
-        .await
-        .expect("state machine")
-        .state_machine_arn()
-        .to_owned();
-    (client, arn)
-}
-
 #[tokio::test]
 async fn two_concurrent_starts_of_one_experiment_make_one_execution() {
-    let (client, machine) = state_machine().await;
+    let (client, machine) = fleet::state_machine().await;
     let starter = StepFunctions::new(client.clone(), machine.clone());
     let experiment = uuid::Uuid::now_v7().to_string();
     let input = serde_json::json!({ "experimentId": experiment });

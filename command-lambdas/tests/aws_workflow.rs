@@ -68,20 +68,7 @@ async fn world() -> World {
         alarms.clone(),
         Arc::new(SystemClock),
     );
-    let sfn = aws::client!(aws_sdk_sfn);
-    let machine = sfn
-        .create_state_machine()
-        .name(aws::unique("experiment"))
-        .definition(
-            json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": true}}})
-                .to_string(),
-        )
-        .role_arn("arn:aws:iam::123456789012:role/chaos-workflow")
-        .send()
-        .await
-        .expect("state machine")
-        .state_machine_arn()
-        .to_owned();
+    let (sfn, machine) = fleet::state_machine().await;
     World {
         service,
         tasks,

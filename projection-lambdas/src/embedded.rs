@@ -570,6 +570,27 @@ fn set_checkpoint(
     Ok(())
 }
 
+/// Runs `planner` against the stored checkpoints (each stream's lowest over the
+/// projections), failing with the first checkpoint lookup that failed.
+fn with_checkpoints<P>(
+    tx: &Transaction<'_>,
+    planner: impl FnOnce(&mut dyn FnMut(&StreamKey) -> u64) -> P,
+) -> Result<P, ProjectionError> {
+    let mut lookup_error = None;
+    let planned = planner(&mut |key| match min_checkpoint(tx, key) {
+        Ok(cp) => cp,
+        Err(e) => {
+            lookup_error.get_or_insert(e);
+            // Skips everything of the stream: the plan is thrown away anyway.
+            u64::MAX
+        }
+    });
+    match lookup_error {
+        Some(e) => Err(e),
+        None => Ok(planned),
+    }
+}
+
 /// Plans `records` against the checkpoints, then applies the plan (see [`apply_plan`]).
 fn apply_records(
     tx: &Transaction<'_>,
@@ -578,17 +599,7 @@ fn apply_records(
     activity_retained: i64,
 ) -> Result<StepReport, ProjectionError> {
     let read = records.len();
-    let mut lookup_error = None;
-    let planned = plan(records, |key| match min_checkpoint(tx, key) {
-        Ok(cp) => cp,
-        Err(e) => {
-            lookup_error.get_or_insert(e);
-            u64::MAX
-        }
-    });
-    if let Some(e) = lookup_error {
-        return Err(e);
-    }
+    let planned = with_checkpoints(tx, |checkpoint| plan(records, checkpoint))?;
     let mut report = apply_plan(
         tx,
         &planned,

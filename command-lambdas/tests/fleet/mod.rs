@@ -124,3 +124,23 @@ pub async fn state_of(id: &str) -> String {
         .find_map(|i| Some(i.state()?.name()?.as_str().to_owned()))
         .expect("the instance is still described")
 }
+
+/// A state machine that waits an hour (moto records its executions; tests never run it).
+pub async fn state_machine() -> (aws_sdk_sfn::Client, String) {
+    let client = crate::aws::client!(aws_sdk_sfn);
+    let definition = serde_json::json!({
+        "StartAt": "Wait",
+        "States": { "Wait": { "Type": "Wait", "Seconds": 3600, "End": true } }
+    });
+    let arn = client
+        .create_state_machine()
+        .name(crate::aws::unique("experiment"))
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/chaos-workflow")
+        .send()
+        .await
+        .expect("state machine")
+        .state_machine_arn()
+        .to_owned();
+    (client, arn)
+}

@@ -10,7 +10,7 @@
 //! are read; what is appended meanwhile is left to an ordinary catch-up afterwards.
 //!
 //! Why three threads: the writer (the projector's own connection) is the bottleneck, since
-//! SQLite admits one writer. The reader decodes each record and writes out its audit entry
+//! SQLite admits one writer. The reader decodes and describes each record
 //! (pure work, see [`LogRow`]) on its own read-only connection, a chunk ahead. Committing
 //! leaves WAL pages to copy back into the database file, with an fsync: the checkpointer does
 //! that behind the writer (the writer's own automatic checkpoints are off meanwhile), and a
@@ -38,7 +38,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior, params};
 
 use super::{
     Activity, FEED, LogRow, NewestItems, ProjectionError, Projector, REBUILDS, StepReport,
-    apply_plan, feed_value, min_checkpoint, position, set_position,
+    apply_plan, feed_value, position, set_position, with_checkpoints,
 };
 use crate::plan::{Decoded, Plan, StreamKey, plan_decoded};
 
@@ -179,17 +179,7 @@ fn write(
             return Ok(total);
         };
         let read = chunk.read;
-        let mut lookup_error = None;
-        let planned = plan_decoded(chunk.streams, |key| match min_checkpoint(&tx, key) {
-            Ok(cp) => cp,
-            Err(e) => {
-                lookup_error.get_or_insert(e);
-                u64::MAX
-            }
-        });
-        if let Some(e) = lookup_error {
-            return Err(e);
-        }
+        let planned = with_checkpoints(&tx, |checkpoint| plan_decoded(chunk.streams, checkpoint))?;
         let activity = match newest.as_mut() {
             Some(newest) => Activity::Newest(newest),
             None => Activity::Feed(retained),
