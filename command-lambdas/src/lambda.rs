@@ -17,24 +17,8 @@ use crate::command::{self, Request, Response};
 use crate::dynamo::{DynamoStore, repository};
 use crate::service::ExperimentService;
 use crate::sfn::StepFunctions;
+pub use crate::tasks::Task;
 use crate::tasks::{TaskError, TaskInput, TaskOutput, Tasks};
-
-/// The workflow's tasks, one Lambda each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// [`Tasks::resolve_targets`].
-    ResolveTargets,
-    /// [`Tasks::baseline`].
-    Baseline,
-    /// [`Tasks::inject`].
-    Inject,
-    /// [`Tasks::check_health`].
-    CheckHealth,
-    /// [`Tasks::finish`].
-    Finish,
-    /// [`Tasks::rollback`].
-    Rollback,
-}
 
 /// The service over the AWS event store.
 pub type AwsService = ExperimentService<dynamo_es::DynamoEventRepository>;
@@ -105,15 +89,7 @@ pub async fn run_task(
     task: Task,
     input: &TaskInput,
 ) -> Result<TaskOutput, Diagnostic> {
-    let result = match task {
-        Task::ResolveTargets => tasks.resolve_targets(input).await,
-        Task::Baseline => tasks.baseline(input).await,
-        Task::Inject => tasks.inject(input).await,
-        Task::CheckHealth => tasks.check_health(input).await,
-        Task::Finish => tasks.finish(input).await,
-        Task::Rollback => tasks.rollback(input).await,
-    };
-    result.map_err(|e| {
+    tasks.perform(task, input).await.map_err(|e| {
         tracing::warn!(task = ?task, error = %e, retryable = e.is_retryable(), "task failed");
         diagnostic(&e)
     })

@@ -9,6 +9,8 @@
 //!   stop-condition alarms, the workflow engine); on AWS: [`asg`] (EC2 Auto Scaling groups),
 //!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions).
 //!
+//! - [`asl`]: the States Language subset the workflow is written in, and its interpreter (the
+//!   embedded engine).
 //! - [`tasks`]: the workflow's tasks (resolve targets, baseline, inject, check health,
 //!   finish, roll back) over the event store and the adapters.
 //! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
@@ -20,6 +22,7 @@
 
 pub mod adapters;
 pub mod asg;
+pub mod asl;
 pub mod clock;
 pub mod cloudwatch;
 pub mod command;

@@ -100,6 +100,22 @@ pub struct CaughtError {
     pub cause: String,
 }
 
+impl CaughtError {
+    /// The error in words: its name, and the message of a task's error (Step Functions hands
+    /// a Lambda's error payload, `{"errorType", "errorMessage"}`, over as the cause).
+    pub fn describe(&self) -> String {
+        let message = serde_json::from_str::<serde_json::Value>(&self.cause)
+            .ok()
+            .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| self.cause.clone());
+        if message.is_empty() {
+            self.error.clone()
+        } else {
+            format!("{}: {message}", self.error)
+        }
+    }
+}
+
 /// What every task answers: where the experiment is now, for the workflow's `Choice` states.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,6 +140,54 @@ pub struct TaskOutput {
     pub observation_over: bool,
     /// The outcome, once completed.
     pub outcome: Option<Outcome>,
+}
+
+/// The workflow's tasks: one Lambda each on AWS, one `Resource` each in the definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// [`Tasks::resolve_targets`].
+    ResolveTargets,
+    /// [`Tasks::baseline`].
+    Baseline,
+    /// [`Tasks::inject`].
+    Inject,
+    /// [`Tasks::check_health`].
+    CheckHealth,
+    /// [`Tasks::finish`].
+    Finish,
+    /// [`Tasks::rollback`].
+    Rollback,
+}
+
+impl Task {
+    /// Every task.
+    pub const ALL: [Task; 6] = [
+        Task::ResolveTargets,
+        Task::Baseline,
+        Task::Inject,
+        Task::CheckHealth,
+        Task::Finish,
+        Task::Rollback,
+    ];
+
+    /// Its name in the definition's placeholders: `ResolveTargets` in
+    /// `${ResolveTargetsFunctionArn}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::ResolveTargets => "ResolveTargets",
+            Task::Baseline => "Baseline",
+            Task::Inject => "Inject",
+            Task::CheckHealth => "CheckHealth",
+            Task::Finish => "Finish",
+            Task::Rollback => "Rollback",
+        }
+    }
+
+    /// The task a definition's `Resource` placeholder names (`${BaselineFunctionArn}`).
+    pub fn from_resource(resource: &str) -> Option<Task> {
+        let name = resource.strip_prefix("${")?.strip_suffix("FunctionArn}")?;
+        Task::ALL.into_iter().find(|t| t.name() == name)
+    }
 }
 
 /// The workflow's tasks over one event store and one fleet.
@@ -321,6 +385,18 @@ where
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// Runs `task` on `input`.
+    pub async fn perform(&self, task: Task, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        match task {
+            Task::ResolveTargets => self.resolve_targets(input).await,
+            Task::Baseline => self.baseline(input).await,
+            Task::Inject => self.inject(input).await,
+            Task::CheckHealth => self.check_health(input).await,
+            Task::Finish => self.finish(input).await,
+            Task::Rollback => self.rollback(input).await,
+        }
     }
 
     /// Resolves the targets: the spec's selection of the group's members in service. A dry
@@ -522,8 +598,7 @@ where
             ExperimentCommand::MarkStopped { at: self.now() }
         } else {
             let message = match &input.error {
-                Some(e) if !e.cause.is_empty() => format!("{}: {}", e.error, e.cause),
-                Some(e) => e.error.clone(),
+                Some(e) => e.describe(),
                 None => "the workflow rolled back".to_owned(),
             };
             ExperimentCommand::FailExperiment {

@@ -30,20 +30,42 @@ fn free_port() -> u16 {
         .expect("a free port on 127.0.0.1")
 }
 
-/// The moto executable: `MOTO_SERVER` (set by `cargo xtask test`) or `moto_server` on PATH.
-fn executable() -> String {
-    std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned())
+/// The Python that has moto: the one beside `MOTO_SERVER` (set by `cargo xtask test` to the
+/// virtual environment's `moto_server`), or `python3` on PATH.
+fn python() -> String {
+    std::env::var("MOTO_SERVER")
+        .ok()
+        .and_then(|server| {
+            let python = std::path::Path::new(&server).with_file_name("python");
+            python
+                .exists()
+                .then(|| python.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// `moto_server.py` beside this file: moto's server, with canned Lambda errors (see there).
+fn server_script() -> String {
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    dir.join("tests/aws/moto_server.py")
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn start() -> Moto {
     let port = free_port();
+    // MOTO_PORT: Step Functions in moto calls its Lambda tasks back on this port.
     let script = format!(
-        "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+        "MOTO_PORT={port} \"$0\" \"$1\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
     );
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(&script)
-        .arg(executable())
+        .arg(python())
+        .arg(server_script())
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -137,4 +159,29 @@ pub(crate) use client;
 /// A table name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// POSTs JSON to the server's own API (`/moto-api/...`: configuration, canned results);
+/// panics unless it answers 2xx.
+pub fn post_json(path: &str, body: &serde_json::Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = TcpStream::connect(moto().addr).expect("connect to moto");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let status = answer.split_whitespace().nth(1).unwrap_or_default();
+    assert!(
+        status.starts_with('2'),
+        "POST {path} answered {}",
+        answer.lines().next().unwrap_or_default()
+    );
 }
