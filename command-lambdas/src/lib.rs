@@ -7,12 +7,15 @@
 //! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
 //! - [`adapters`]: the traits the workflow acts and observes through (targets, health,
 //!   stop-condition alarms, the workflow engine); on AWS: [`asg`] (EC2 Auto Scaling groups),
-//!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions).
+//!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions); embedded: [`fleet`] (the
+//!   local demo fleet of worker processes behind a load balancer).
 //!
 //! - [`asl`]: the States Language subset the workflow is written in, and its interpreter (the
 //!   embedded engine).
 //! - [`tasks`]: the workflow's tasks (resolve targets, baseline, inject, check health,
 //!   finish, roll back) over the event store and the adapters.
+//! - [`workflow`]: the embedded engine's runner: one execution of the workflow per running
+//!   experiment, resumed from the log after a restart.
 //! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
 //! - [`lambda`]: what the Lambda binaries (`src/bin/`) share: configuration, clients, error
 //!   names.
@@ -27,12 +30,14 @@ pub mod clock;
 pub mod cloudwatch;
 pub mod command;
 pub mod dynamo;
+pub mod fleet;
 pub mod lambda;
 pub mod service;
 pub mod sfn;
 pub mod sqlite;
 pub mod store;
 pub mod tasks;
+pub mod workflow;
 
 pub use store::{CommandOutcome, EventStore, StoreError};
 

@@ -26,7 +26,7 @@ use domain::experiment::{
     Experiment, ExperimentCommand, FailureCode, FailureReason, HealthSnapshot, Outcome, Phase,
     Status,
 };
-use domain::limits::MAX_TEXT_CHARS;
+use domain::limits::{MAX_HEALTH_SAMPLES, MAX_TEXT_CHARS};
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::spec::{ExperimentSpec, TargetId};
 use serde::{Deserialize, Serialize};
@@ -258,7 +258,12 @@ where
         }
     }
 
-    fn now(&self) -> Timestamp {
+    /// The service the tasks command through.
+    pub fn service(&self) -> &ExperimentService<R> {
+        &self.service
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -266,7 +271,8 @@ where
         Ok(self.service.load(id).await?.aggregate)
     }
 
-    async fn run(
+    /// Issues `command` on experiment `id` as the workflow's step `step`.
+    pub(crate) async fn command(
         &self,
         id: &str,
         step: &str,
@@ -321,7 +327,7 @@ where
                 })
         };
         if let Some(reason) = reason {
-            self.run(
+            self.command(
                 id,
                 "stop",
                 ExperimentCommand::RequestStop { reason, at: now },
@@ -334,7 +340,7 @@ where
             .first_tripped(&spec.guardrails().stop_conditions)
             .await?
         {
-            self.run(
+            self.command(
                 id,
                 "stop-condition",
                 ExperimentCommand::TripStopCondition {
@@ -359,20 +365,24 @@ where
     ) -> Result<bool, TaskError> {
         let spec = spec(experiment)?;
         let at = self.now();
-        let step = format!("health:{}", experiment.health_samples() + 1);
-        self.run(
-            id,
-            &step,
-            ExperimentCommand::RecordHealthCheck { health, at },
-        )
-        .await?;
+        // A run's samples are bounded; past the bound a sample still counts for the stop
+        // conditions but is not recorded (a run woken often must not fail for it).
+        if experiment.health_samples() < MAX_HEALTH_SAMPLES {
+            let step = format!("health:{}", experiment.health_samples() + 1);
+            self.command(
+                id,
+                &step,
+                ExperimentCommand::RecordHealthCheck { health, at },
+            )
+            .await?;
+        }
         if let Some((condition, detail)) = spec
             .guardrails()
             .stop_conditions
             .iter()
             .find_map(|c| c.breached_by(&health).map(|d| (c.clone(), d)))
         {
-            self.run(
+            self.command(
                 id,
                 "stop-condition",
                 ExperimentCommand::TripStopCondition {
@@ -411,7 +421,7 @@ where
         let candidates = self.targets.candidates(spec.target()).await?;
         let targets = spec.selection().choose(&candidates, spec.max_targets(), id);
         let candidates = u32::try_from(candidates.len()).unwrap_or(u32::MAX);
-        self.run(
+        self.command(
             id,
             "resolve",
             ExperimentCommand::ResolveTargets {
@@ -438,7 +448,7 @@ where
         }
         let experiment = self.load(id).await?;
         if experiment.health_samples() >= spec.recovery().baseline_samples {
-            self.run(
+            self.command(
                 id,
                 "baseline",
                 ExperimentCommand::RecordBaseline {
@@ -468,7 +478,7 @@ where
             Some((_, targets)) => targets.to_vec(),
             None => {
                 let targets = experiment.targets().unwrap_or_default().to_vec();
-                self.run(
+                self.command(
                     id,
                     "inject",
                     ExperimentCommand::InjectFailure {
@@ -514,7 +524,7 @@ where
         let spec = spec(&experiment)?.clone();
         let health = self.health.sample(spec.target()).await?;
         if health.is_fully_healthy() {
-            self.run(
+            self.command(
                 id,
                 "recovered",
                 ExperimentCommand::ObserveRecovery {
@@ -561,7 +571,7 @@ where
                 });
             }
         };
-        self.run(id, "finish", command).await?;
+        self.command(id, "finish", command).await?;
         Ok(self.output(id, &self.load(id).await?))
     }
 
@@ -583,7 +593,7 @@ where
                 }
                 None => "nothing was injected".to_owned(),
             };
-            self.run(
+            self.command(
                 id,
                 "rollback",
                 ExperimentCommand::RecordRollback {
@@ -609,7 +619,7 @@ where
                 at: self.now(),
             }
         };
-        self.run(id, "end", command).await?;
+        self.command(id, "end", command).await?;
         Ok(self.output(id, &self.load(id).await?))
     }
 }

@@ -35,6 +35,10 @@ use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use serde::Serialize;
 use serde_json::json;
 
+use command_lambdas::fleet::FleetError;
+use command_lambdas::workflow::WorkflowError;
+
+use crate::engine::{self, FleetArgs};
 use crate::http::{AppState, router};
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
@@ -73,7 +77,12 @@ enum Command {
         /// Address to listen on (use port 0 for any free port).
         #[arg(long, env = "CHAOS_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
+    /// The local demo fleet: worker processes behind a load balancer.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Create, run and inspect experiments.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -93,6 +102,22 @@ enum Command {
     /// Webhook subscriptions and their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Run a demo fleet on its own, in the foreground, printing its record as JSON lines.
+    Up {
+        #[command(flatten)]
+        fleet: FleetArgs,
+    },
+    /// One worker of a fleet (started by the fleet's supervisor).
+    #[command(hide = true)]
+    Worker {
+        /// The worker's id.
+        #[arg(long)]
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +338,12 @@ pub enum CliError {
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] serde_json::Error),
+    /// The demo fleet could not start.
+    #[error("demo fleet: {0}")]
+    Fleet(#[from] FleetError),
+    /// The workflow runner could not be built.
+    #[error("{0}")]
+    Workflow(#[from] WorkflowError),
 }
 
 impl CliError {
@@ -334,7 +365,9 @@ impl CliError {
             | CliError::Task(_)
             | CliError::Bind { .. }
             | CliError::Serve(_)
-            | CliError::Output(_) => 1,
+            | CliError::Output(_)
+            | CliError::Fleet(_)
+            | CliError::Workflow(_) => 1,
         }
     }
 }
@@ -342,7 +375,10 @@ impl CliError {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    init_tracing(matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Fleet(FleetCommand::Up { .. })
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -387,7 +423,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     } = cli;
     match command {
         Command::Init => init(&db).await,
-        Command::Serve { addr } => serve(&db, addr).await,
+        Command::Serve { addr, fleet } => serve(&db, addr, &fleet).await,
+        Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
+            .await
+            .map_err(CliError::Serve),
+        Command::Fleet(FleetCommand::Up { fleet }) => fleet_up(&fleet).await,
         Command::Experiment(cmd) => experiment(&db, &provenance, cmd).await,
         Command::Platform(cmd) => platform(&db, &provenance, cmd).await,
         Command::Audit(AuditCommand::Verify { json }) => verify(&db, json).await,
@@ -477,12 +517,61 @@ async fn init(db: &Path) -> Result<(), CliError> {
     print_json(&json!({ "db": db.display().to_string(), "store": stats }))
 }
 
-async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
+async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
+    let fleets = args.start(Arc::new(SystemClock)).await?;
+    for fleet in fleets.fleets() {
+        eprintln!(
+            "chaos: demo fleet {}: {} workers behind http://{}",
+            fleet.name(),
+            args.fleet_size,
+            fleet.balancer()
+        );
+    }
+    let mut printed = 0;
+    let mut changes: Vec<_> = fleets.fleets().iter().map(|f| (f, f.changes())).collect();
+    let stopped = shutdown_signal();
+    tokio::pin!(stopped);
+    loop {
+        for (fleet, _) in &changes {
+            let events = fleet.status().events;
+            for event in events.iter().skip(printed) {
+                println!("{}", serde_json::to_string(event)?);
+            }
+            printed = events.len();
+        }
+        let Some((_, first)) = changes.first_mut() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = &mut stopped => break,
+            changed = first.changed() => if changed.is_err() { break },
+        }
+    }
+    for fleet in fleets.fleets() {
+        fleet.stop();
+    }
+    Ok(())
+}
+
+async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), CliError> {
     let pool = open(db, OpenMode::CreateIfMissing).await?;
+    let clock: Arc<SystemClock> = Arc::new(SystemClock);
+    let fleets = fleet.start(clock.clone()).await?;
+    for fleet in fleets.fleets() {
+        eprintln!(
+            "chaos: demo fleet {}: {} workers behind http://{}",
+            fleet.name(),
+            fleet.status().desired,
+            fleet.balancer()
+        );
+    }
+    let service = service_over(pool.clone());
+    let workflows = engine::workflows(service.clone(), &fleets, clock)?;
     let state = AppState {
         pool: pool.clone(),
-        service: service_over(pool.clone()),
+        service,
         db_path: db.to_owned(),
+        fleets: fleets.clone(),
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -521,12 +610,28 @@ async fn serve(db: &Path, addr: SocketAddr) -> Result<(), CliError> {
             .await;
     });
 
+    // Experiments run here, whoever started them; runs left running are resumed.
+    let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
+    let following = tokio::spawn(engine::follow(
+        workflows,
+        fleets.clone(),
+        db.to_owned(),
+        following_stopped,
+    ));
+
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(CliError::Serve);
+    let _ = stop_following.send(true);
+    if following.await.is_err() {
+        tracing::error!("the workflow runner's loop panicked");
+    }
+    for fleet in fleets.fleets() {
+        fleet.stop();
+    }
     stop.store(true, Ordering::Relaxed);
     let _ = stop_sending.send(());
     if sending.await.is_err() {

@@ -1,7 +1,8 @@
 //! HTTP surface of `chaos serve`.
 //!
 //! `GET /health` reports liveness and what the store holds; it is what load balancers, the
-//! dashboard and scripts poll. Every error is JSON with a stable `code`.
+//! dashboard and scripts poll. `GET /fleet` shows the demo fleets. Every error is JSON with a
+//! stable `code`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use command_lambdas::SqliteService;
+use command_lambdas::fleet::{FleetStatus, LocalFleets};
 use command_lambdas::sqlite::{StoreStats, stats};
 use serde::Serialize;
 use sqlx::SqlitePool;
@@ -22,6 +24,8 @@ pub struct AppState {
     pub service: SqliteService,
     /// The store file (read models are read through their own connections).
     pub db_path: std::path::PathBuf,
+    /// The demo fleets this process runs.
+    pub fleets: LocalFleets,
 }
 
 /// An error as the HTTP client sees it.
@@ -118,6 +122,12 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError>
     }))
 }
 
+/// `GET /fleet`: the demo fleets: members, traffic through the balancer, and each fleet's own
+/// record of workers lost, replaced, paused and resumed.
+async fn fleet(State(state): State<AppState>) -> Json<Vec<FleetStatus>> {
+    Json(state.fleets.fleets().iter().map(|f| f.status()).collect())
+}
+
 async fn not_found() -> AppError {
     AppError::NotFound
 }
@@ -126,6 +136,7 @@ async fn not_found() -> AppError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/fleet", get(fleet))
         .fallback(not_found)
         .with_state(state)
 }
@@ -155,6 +166,7 @@ mod tests {
             pool,
             service: SqliteService::new(Arc::new(store), clock),
             db_path,
+            fleets: LocalFleets::default(),
         })
     }
 

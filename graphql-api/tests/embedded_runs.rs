@@ -1,0 +1,415 @@
+//! Whole runs in embedded mode, black box: `chaos serve` with its demo fleet on port 0, driven
+//! by the CLI as a script would. The workflow runs in the server, through the embedded
+//! interpreter, against real worker processes.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Path) -> Server {
+    let mut child = Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--fleet-size",
+            "3",
+            "--fleet-replace-after-ms",
+            "500",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chaos serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server announced its address")
+            .expect("read");
+        if let Some(addr) = line.strip_prefix("chaos: listening on http://") {
+            break addr.parse().expect("address");
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+fn chaos(db: &Path, args: &[&str]) -> Output {
+    Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("CHAOS_ACTOR", "sre-on-call")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run chaos")
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "chaos failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn get(addr: SocketAddr, path: &str) -> Value {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    // The server may answer chunked; the JSON is the one line that parses.
+    body.lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON in {answer}"))
+}
+
+fn spec(dir: &Path, name: &str, patch: Value) -> PathBuf {
+    let mut spec = json!({
+        "name": name,
+        "target": { "kind": "LOCAL_FLEET", "group": "web" },
+        "selection": { "mode": "COUNT", "value": 1 },
+        "max_targets": 3,
+        "failure": { "type": "TERMINATE" },
+        "dry_run": false,
+        "guardrails": {
+            "stop_conditions": [{ "type": "MAX_ERROR_RATE", "percent": 50 }],
+            "max_duration_secs": 300
+        },
+        "recovery": { "timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 2 }
+    });
+    if let (Some(spec), Some(patch)) = (spec.as_object_mut(), patch.as_object()) {
+        for (k, v) in patch {
+            spec.insert(k.clone(), v.clone());
+        }
+    }
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(&path, spec.to_string()).expect("write spec");
+    path
+}
+
+fn create_and_start(db: &Path, spec: &Path, id: &str) {
+    ok_json(&chaos(
+        db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            spec.to_str().expect("utf-8"),
+            "--id",
+            id,
+        ],
+    ));
+    ok_json(&chaos(db, &["experiment", "start", id]));
+}
+
+fn show(db: &Path, id: &str) -> Value {
+    ok_json(&chaos(db, &["experiment", "show", id]))
+}
+
+/// Polls `show` until `done` holds; returns the last state.
+fn wait_for(db: &Path, id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let state = show(db, id);
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "experiment {id} did not get there within {within:?}: status {}, phase {}",
+            state["status"],
+            state["phase"]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn millis(at: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(at.as_str().expect("a time"))
+        .expect("RFC 3339")
+        .timestamp_millis()
+}
+
+fn verify(db: &Path) {
+    let out = chaos(db, &["audit", "verify"]);
+    assert!(
+        out.status.success(),
+        "audit verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn killing_one_worker_measures_the_recovery_the_fleet_itself_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db);
+    create_and_start(&db, &spec(dir.path(), "kill-one", json!({})), "kill-one");
+    let done = wait_for(&db, "kill-one", Duration::from_secs(60), |s| {
+        s["status"] != "RUNNING" && s["status"] != "DRAFT"
+    });
+    assert_eq!(done["status"], "COMPLETED", "{done:#}");
+    assert_eq!(done["outcome"], "RECOVERED");
+    let recovery_ms = done["recovery_ms"].as_i64().expect("a recovery time");
+    let victim = done["targets"][0].as_str().expect("one target").to_owned();
+
+    // The fleet's own record: the victim lost, its replacement in service.
+    let fleet = &get(server.addr, "/fleet")[0];
+    let events = fleet["events"].as_array().expect("events");
+    let lost = events
+        .iter()
+        .find(|e| e["worker"] == victim.as_str() && e["kind"] == "LOST")
+        .expect("the fleet recorded the loss");
+    let replaced = events
+        .iter()
+        .find(|e| e["kind"] == "IN_SERVICE" && e["replaces"] == victim.as_str())
+        .expect("the fleet recorded the replacement");
+    let fleet_ms = millis(&replaced["at"]) - millis(&lost["at"]);
+    assert!(
+        (recovery_ms - fleet_ms).abs() <= 1_000,
+        "recorded recovery {recovery_ms} ms, the fleet's own record {fleet_ms} ms"
+    );
+    assert!(fleet_ms >= 500, "replaced after the configured delay");
+
+    // Results and analytics reflect the run.
+    let results = ok_json(&chaos(&db, &["results"]));
+    let row = results
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["experiment_id"] == "kill-one"))
+        .expect("a results row");
+    assert_eq!(row["outcome"], "RECOVERED");
+    assert_eq!(row["recovery_ms"].as_i64(), Some(recovery_ms));
+    assert_eq!(row["targets_hit"], json!([victim]));
+    assert_eq!(row["min_healthy"], 2);
+    let analytics = ok_json(&chaos(&db, &["analytics"]));
+    assert_eq!(analytics["overall"]["runs"], 1);
+    assert_eq!(analytics["overall"]["recovered"], 1);
+    assert_eq!(analytics["overall"]["mttr_ms"].as_i64(), Some(recovery_ms));
+    assert_eq!(analytics["by_target"]["fleet:web"]["runs"], 1);
+
+    // The workflow's steps are attributed to it; the start to whoever started it.
+    let timeline = done["timeline"].as_array().expect("timeline");
+    assert_eq!(timeline[1]["type"], "ExperimentStarted");
+    assert_eq!(timeline[1]["actor"], "sre-on-call");
+    assert!(
+        timeline[2..]
+            .iter()
+            .all(|e| e["actor"] == "workflow" && e["source"] == "workflow")
+    );
+    verify(&db);
+    drop(server);
+}
+
+#[test]
+fn halt_all_stops_a_running_experiment_within_two_seconds_and_blocks_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db);
+    let pause = spec(
+        dir.path(),
+        "long-pause",
+        json!({
+            "failure": { "type": "PAUSE", "duration_secs": 120 },
+            "recovery": { "timeout_secs": 120, "poll_interval_secs": 10, "baseline_samples": 1 }
+        }),
+    );
+    create_and_start(&db, &pause, "long-pause");
+    wait_for(&db, "long-pause", Duration::from_secs(30), |s| {
+        s["phase"] == "OBSERVING_RECOVERY"
+    });
+    assert_eq!(
+        get(server.addr, "/fleet")[0]["healthy"],
+        2,
+        "one worker paused"
+    );
+
+    let halted_at = Instant::now();
+    ok_json(&chaos(
+        &db,
+        &["platform", "halt", "--reason", "incident drill"],
+    ));
+    let stopped = wait_for(&db, "long-pause", Duration::from_secs(2), |s| {
+        s["status"] == "STOPPED"
+    });
+    let took = halted_at.elapsed();
+    assert!(took <= Duration::from_secs(2), "stopped after {took:?}");
+    let types: Vec<&str> = stopped["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert!(
+        types.ends_with(&["StopRequested", "RollbackPerformed", "ExperimentStopped"]),
+        "{types:?}"
+    );
+    let stop = stopped["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["type"] == "StopRequested"))
+        .expect("the stop");
+    assert!(
+        stop["event"]
+            .to_string()
+            .contains("platform halted: incident drill"),
+        "{stop}"
+    );
+    // The rollback resumed the paused worker.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(server.addr, "/fleet")[0]["healthy"] != 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the paused worker was not resumed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // While halted nothing starts; the halt is on record with its actor.
+    let next = spec(dir.path(), "while-halted", json!({}));
+    ok_json(&chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            next.to_str().expect("utf-8"),
+            "--id",
+            "while-halted",
+        ],
+    ));
+    let refused = chaos(&db, &["experiment", "start", "while-halted"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "a start while halted is refused"
+    );
+    let log = ok_json(&chaos(&db, &["audit", "log", "--experiment", "platform"]));
+    assert!(
+        log.as_array()
+            .expect("entries")
+            .iter()
+            .any(|e| e["event_type"] == "PlatformHalted" && e["actor"] == "sre-on-call"),
+        "{log:#}"
+    );
+    ok_json(&chaos(&db, &["platform", "unhalt"]));
+    ok_json(&chaos(&db, &["experiment", "start", "while-halted"]));
+    let done = wait_for(&db, "while-halted", Duration::from_secs(60), |s| {
+        s["status"] != "RUNNING"
+    });
+    assert_eq!(done["status"], "COMPLETED");
+    verify(&db);
+    drop(server);
+}
+
+#[test]
+fn a_run_cut_off_by_a_server_crash_is_resumed_by_the_next_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let first = serve(&db);
+    let pause = spec(
+        dir.path(),
+        "crash",
+        json!({
+            "failure": { "type": "PAUSE", "duration_secs": 60 },
+            "recovery": { "timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1 }
+        }),
+    );
+    create_and_start(&db, &pause, "crash");
+    wait_for(&db, "crash", Duration::from_secs(30), |s| {
+        s["phase"] == "OBSERVING_RECOVERY"
+    });
+    // SIGKILL: no shutdown of any kind. Its workers go with it.
+    drop(first);
+    assert_eq!(show(&db, "crash")["status"], "RUNNING");
+
+    let second = serve(&db);
+    let done = wait_for(&db, "crash", Duration::from_secs(30), |s| {
+        s["status"] != "RUNNING"
+    });
+    // The new fleet is whole: the resumed run observes the recovery and completes.
+    assert_eq!(done["status"], "COMPLETED", "{done:#}");
+    assert_eq!(done["outcome"], "RECOVERED");
+    verify(&db);
+    drop(second);
+}
+
+#[test]
+fn a_dry_run_names_the_targets_a_real_run_would_hit_and_touches_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db);
+    let dry = spec(
+        dir.path(),
+        "dry",
+        json!({ "dry_run": true, "selection": { "mode": "COUNT", "value": 2 } }),
+    );
+    create_and_start(&db, &dry, "dry");
+    let done = wait_for(&db, "dry", Duration::from_secs(30), |s| {
+        s["status"] != "RUNNING"
+    });
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(done["outcome"], "DRY_RUN");
+
+    let fleet = &get(server.addr, "/fleet")[0];
+    let members: Vec<String> = fleet["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    let candidates: Vec<domain::spec::TargetId> = members
+        .iter()
+        .map(|m| domain::spec::TargetId::parse(m).expect("id"))
+        .collect();
+    let expected = domain::spec::Selection::Count(2).choose(&candidates, 3, "dry");
+    let recorded: Vec<domain::spec::TargetId> =
+        serde_json::from_value(done["targets"].clone()).expect("targets");
+    assert_eq!(
+        recorded, expected,
+        "what a real run of this experiment would hit"
+    );
+    assert!(
+        fleet["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .all(|e| e["kind"] == "STARTED" || e["kind"] == "IN_SERVICE"),
+        "a dry run changed the fleet: {fleet:#}"
+    );
+    assert_eq!(fleet["healthy"], 3);
+    drop(server);
+}
