@@ -387,6 +387,7 @@ fn value_enums_have_stable_json() {
     both_ways(FailureCode::TaskError, json!("TASK_ERROR"));
     both_ways(FailureCode::RollbackFailed, json!("ROLLBACK_FAILED"));
     both_ways(FailureCode::RunnerLost, json!("RUNNER_LOST"));
+    both_ways(FailureCode::TargetBusy, json!("TARGET_BUSY"));
     both_ways(
         ExperimentEvent::ExperimentCompleted {
             outcome: Outcome::DryRun,

@@ -413,3 +413,62 @@ fn a_dry_run_names_the_targets_a_real_run_would_hit_and_touches_nothing() {
     assert_eq!(fleet["healthy"], 3);
     drop(server);
 }
+
+#[test]
+fn one_run_per_target_and_a_stop_takes_effect_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db);
+    let long = json!({
+        "failure": { "type": "PAUSE", "duration_secs": 120 },
+        "recovery": { "timeout_secs": 120, "poll_interval_secs": 10, "baseline_samples": 1 }
+    });
+    create_and_start(&db, &spec(dir.path(), "holder", long.clone()), "holder");
+    wait_for(&db, "holder", Duration::from_secs(30), |s| {
+        s["phase"] == "OBSERVING_RECOVERY"
+    });
+
+    // A second run on the same fleet fails before touching anything.
+    create_and_start(&db, &spec(dir.path(), "rival", json!({})), "rival");
+    let rival = wait_for(&db, "rival", Duration::from_secs(10), |s| {
+        s["status"] != "RUNNING"
+    });
+    assert_eq!(rival["status"], "FAILED");
+    assert!(rival["targets"].is_null(), "the rival resolved no targets");
+    let failed = rival["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .expect("an event");
+    assert_eq!(
+        failed["event"]["ExperimentFailed"]["reason"]["code"], "TARGET_BUSY",
+        "{failed}"
+    );
+    let fleet = &get(server.addr, "/fleet")[0];
+    let paused = fleet["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["kind"] != "STARTED" && e["kind"] != "IN_SERVICE")
+        .count();
+    assert_eq!(paused, 1, "only the holder acted on the fleet: {fleet:#}");
+
+    // A stop from the command line ends the holder at once, not at its next 10 s poll.
+    let asked = Instant::now();
+    ok_json(&chaos(
+        &db,
+        &["experiment", "stop", "holder", "--reason", "done watching"],
+    ));
+    wait_for(&db, "holder", Duration::from_secs(2), |s| {
+        s["status"] == "STOPPED"
+    });
+    assert!(asked.elapsed() <= Duration::from_secs(2));
+
+    // The target is free again.
+    create_and_start(&db, &spec(dir.path(), "next", json!({})), "next");
+    let next = wait_for(&db, "next", Duration::from_secs(60), |s| {
+        s["status"] != "RUNNING"
+    });
+    assert_eq!(next["status"], "COMPLETED", "{next:#}");
+    verify(&db);
+    drop(server);
+}

@@ -55,6 +55,8 @@ pub enum FailureCode {
     RollbackFailed,
     /// The process running the workflow went away and the run cannot continue.
     RunnerLost,
+    /// Another run was acting on the same target: one running experiment per target.
+    TargetBusy,
 }
 
 /// Why a run failed.
