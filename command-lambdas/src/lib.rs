@@ -16,6 +16,8 @@
 //!   finish, roll back) over the event store and the adapters.
 //! - [`workflow`]: the embedded engine's runner: one execution of the workflow per running
 //!   experiment, resumed from the log after a restart.
+//! - [`scheduler`]: the embedded scheduler (due scheduled starts, recurring schedules, blackout
+//!   windows).
 //! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
 //! - [`lambda`]: what the Lambda binaries (`src/bin/`) share: configuration, clients, error
 //!   names.
@@ -32,6 +34,7 @@ pub mod command;
 pub mod dynamo;
 pub mod fleet;
 pub mod lambda;
+pub mod scheduler;
 pub mod service;
 pub mod sfn;
 pub mod sqlite;

@@ -11,7 +11,10 @@ use domain::Timestamp;
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, PlatformGate};
 use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, PlatformError};
 use domain::provenance::CommandContext;
-use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput, SpecError, WebhookId};
+use domain::schedule::BlackoutWindow;
+use domain::spec::{
+    BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, ScheduleId, SpecError, WebhookId,
+};
 
 use crate::clock::Clock;
 use crate::store::{CommandOutcome, EventStore, Loaded, StoreError};
@@ -116,7 +119,8 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         self.experiment(id.as_str(), command, context).await
     }
 
-    /// Starts an experiment, checking the halt switch and the platform caps first.
+    /// Starts an experiment, checking the halt switch, blackout windows and the platform caps
+    /// first.
     pub async fn start(
         &self,
         id: &str,
@@ -128,7 +132,9 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             halted: platform.halted().map(|(reason, _)| reason.to_owned()),
             max_targets_per_run: config.max_targets_per_run,
             max_duration_secs: config.max_duration_secs,
-            // One running experiment per target is decided from the experiments read model.
+            blackout: platform.blackout_at(self.now()),
+            // One running experiment per target is enforced where runs execute (the workflow
+            // runner claims the target before resolving).
             busy_with: None,
         };
         let command = ExperimentCommand::StartExperiment {
@@ -276,6 +282,79 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::RemoveWebhook {
             id: WebhookId::parse(id)?,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Adds a recurring schedule: an experiment of `spec` at every time `cron` names in
+    /// `time_zone`.
+    pub async fn add_schedule(
+        &self,
+        id: &str,
+        cron: &str,
+        time_zone: &str,
+        spec: ExperimentSpecInput,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::AddSchedule {
+            id: ScheduleId::parse(id)?,
+            cron: cron.to_owned(),
+            time_zone: time_zone.to_owned(),
+            spec: ExperimentSpec::parse(spec)?,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Removes a recurring schedule.
+    pub async fn remove_schedule(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::RemoveSchedule {
+            id: ScheduleId::parse(id)?,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Adds a blackout window: nothing starts in it, and running experiments are stopped.
+    pub async fn add_blackout(
+        &self,
+        id: &str,
+        window: BlackoutWindow,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::AddBlackout {
+            id: BlackoutId::parse(id)?,
+            window,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Removes a blackout window.
+    pub async fn remove_blackout(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::RemoveBlackout {
+            id: BlackoutId::parse(id)?,
             at: self.now(),
         };
         Ok(self

@@ -4,7 +4,7 @@
 //!
 //! Every task takes the experiment id, loads the experiment, and first applies the guards
 //! that hold at every step: a run that has ended is left alone (`done`); a pending stop, a
-//! platform halt, a run past its `max_duration_secs`, or a stop-condition alarm that is not OK
+//! platform halt, a blackout window, a run past its `max_duration_secs`, or a stop-condition alarm that is not OK
 //! (failing closed) sends the workflow to rollback (`stop`). Only then does the task do its
 //! own step. What a task learns is recorded through the event store before the next step can
 //! depend on it; the failure is recorded before it is injected.
@@ -312,6 +312,8 @@ where
         let platform = self.service.platform().await?.aggregate;
         let reason = if let Some((reason, _)) = platform.halted() {
             Some(format!("platform halted: {reason}"))
+        } else if let Some(window) = platform.blackout_at(now) {
+            Some(format!("in {window}"))
         } else {
             let limit_ms = u64::from(spec.guardrails().max_duration_secs) * 1_000;
             experiment

@@ -259,6 +259,7 @@ async fn an_experiment_at_its_maximum_event_count_loads_whole() {
             halted: None,
             max_targets_per_run: HARD_TARGET_CAP,
             max_duration_secs: 14_400,
+            blackout: None,
             busy_with: None,
         },
         at: next(),

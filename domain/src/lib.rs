@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod limits;
 pub mod platform;
 pub mod provenance;
+pub mod schedule;
 pub mod spec;
 pub mod time;
 pub mod views;

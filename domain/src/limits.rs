@@ -37,3 +37,9 @@ pub const STREAM_BYTE_BUDGET: usize = 512 * 1024;
 pub const MAX_WEBHOOKS: usize = 20;
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_048;
+
+/// Recurring schedules at most (platform-wide).
+pub const MAX_RECURRING_SCHEDULES: usize = 50;
+
+/// Blackout windows at most (platform-wide).
+pub const MAX_BLACKOUTS: usize = 50;

@@ -1,7 +1,7 @@
 //! The `Platform` aggregate: platform-wide state that must be audited like everything else.
 //!
-//! One stream (id [`PLATFORM_ID`]) holds the halt switch and the configuration (server-side
-//! caps). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
+//! One stream (id [`PLATFORM_ID`]) holds the halt switch, the configuration (server-side
+//! caps), webhook subscriptions, recurring schedules and blackout windows. Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
 //! filled in at the edge from this aggregate's state.
 
 use cqrs_es::event_sink::EventSink;
@@ -11,8 +11,14 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use crate::experiment::ExperimentEvent;
-use crate::limits::{HARD_TARGET_CAP, MAX_PLATFORM_EVENTS, MAX_WEBHOOKS};
-use crate::spec::{Problem, SpecError, WebhookId, parse_text, parse_webhook_url};
+use crate::limits::{
+    HARD_TARGET_CAP, MAX_BLACKOUTS, MAX_PLATFORM_EVENTS, MAX_RECURRING_SCHEDULES, MAX_WEBHOOKS,
+};
+use crate::schedule::{Blackout, BlackoutWindow, Cron, Zone};
+use crate::spec::{
+    BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, WebhookId, parse_text,
+    parse_webhook_url,
+};
 use crate::{BoundedStream, Timestamp};
 
 /// The id of the one platform stream.
@@ -107,6 +113,72 @@ pub enum PlatformCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Run an experiment of `spec` at every time `cron` names in `time_zone`.
+    AddSchedule {
+        /// New schedule id (chosen at the edge).
+        id: ScheduleId,
+        /// Five-field cron expression (checked here).
+        cron: String,
+        /// IANA time zone name (checked here).
+        time_zone: String,
+        /// What each run does.
+        spec: ExperimentSpec,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Remove a recurring schedule.
+    RemoveSchedule {
+        /// Its id.
+        id: ScheduleId,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Add a blackout window: nothing starts in it, and runs in it are stopped.
+    AddBlackout {
+        /// New window id (chosen at the edge).
+        id: BlackoutId,
+        /// When it applies (checked here).
+        window: BlackoutWindow,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Remove a blackout window.
+    RemoveBlackout {
+        /// Its id.
+        id: BlackoutId,
+        /// Now.
+        at: Timestamp,
+    },
+}
+
+/// A recurring schedule: an experiment of `spec` at every time `cron` names in `time_zone`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecurringSchedule {
+    /// Five-field cron expression, normalized.
+    pub cron: String,
+    /// IANA time zone name.
+    pub time_zone: String,
+    /// What each run does.
+    pub spec: ExperimentSpec,
+}
+
+impl RecurringSchedule {
+    /// The first time it fires strictly after `after` (none for a stored schedule that no
+    /// longer parses, which cannot happen for one added through [`PlatformCommand`]).
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let cron = Cron::parse(&self.cron).ok()?;
+        cron.next_after(Zone::parse(&self.time_zone).ok()?, after)
+    }
+
+    /// The last time it fired at or before `at`, looking back at most `within_secs`.
+    pub fn last_at_or_before(&self, at: Timestamp, within_secs: i64) -> Option<Timestamp> {
+        let cron = Cron::parse(&self.cron).ok()?;
+        cron.last_at_or_before(
+            Zone::parse(&self.time_zone).ok()?,
+            at,
+            chrono::Duration::seconds(within_secs),
+        )
+    }
 }
 
 /// A webhook subscription.
@@ -165,16 +237,56 @@ pub enum PlatformEvent {
         /// When.
         at: Timestamp,
     },
+    /// A recurring schedule was added.
+    ScheduleAdded {
+        /// Schedule id.
+        id: ScheduleId,
+        /// Cron expression, normalized.
+        cron: String,
+        /// IANA time zone name.
+        time_zone: String,
+        /// What each run does.
+        spec: ExperimentSpec,
+        /// When.
+        at: Timestamp,
+    },
+    /// A recurring schedule was removed.
+    ScheduleRemoved {
+        /// Schedule id.
+        id: ScheduleId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A blackout window was added.
+    BlackoutAdded {
+        /// Window id.
+        id: BlackoutId,
+        /// When it applies.
+        window: BlackoutWindow,
+        /// When.
+        at: Timestamp,
+    },
+    /// A blackout window was removed.
+    BlackoutRemoved {
+        /// Window id.
+        id: BlackoutId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 5] = [
+    pub const TYPES: [&'static str; 9] = [
         "PlatformHalted",
         "HaltLifted",
         "ConfigUpdated",
         "WebhookAdded",
         "WebhookRemoved",
+        "ScheduleAdded",
+        "ScheduleRemoved",
+        "BlackoutAdded",
+        "BlackoutRemoved",
     ];
 
     /// When the fact happened (as decided at the edge).
@@ -184,7 +296,11 @@ impl PlatformEvent {
             | PlatformEvent::HaltLifted { at }
             | PlatformEvent::ConfigUpdated { at, .. }
             | PlatformEvent::WebhookAdded { at, .. }
-            | PlatformEvent::WebhookRemoved { at, .. } => *at,
+            | PlatformEvent::WebhookRemoved { at, .. }
+            | PlatformEvent::ScheduleAdded { at, .. }
+            | PlatformEvent::ScheduleRemoved { at, .. }
+            | PlatformEvent::BlackoutAdded { at, .. }
+            | PlatformEvent::BlackoutRemoved { at, .. } => *at,
         }
     }
 }
@@ -197,6 +313,10 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::ConfigUpdated { .. } => "ConfigUpdated",
             PlatformEvent::WebhookAdded { .. } => "WebhookAdded",
             PlatformEvent::WebhookRemoved { .. } => "WebhookRemoved",
+            PlatformEvent::ScheduleAdded { .. } => "ScheduleAdded",
+            PlatformEvent::ScheduleRemoved { .. } => "ScheduleRemoved",
+            PlatformEvent::BlackoutAdded { .. } => "BlackoutAdded",
+            PlatformEvent::BlackoutRemoved { .. } => "BlackoutRemoved",
         }
         .to_owned()
     }
@@ -230,6 +350,30 @@ pub enum PlatformError {
         /// The limit.
         max: usize,
     },
+    /// A schedule or blackout window with this id exists.
+    #[error("{what} {id} already exists")]
+    Exists {
+        /// Schedule or blackout window.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// No schedule or blackout window with this id.
+    #[error("no {what} {id}")]
+    Unknown {
+        /// Schedule or blackout window.
+        what: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The limit of schedules or blackout windows is reached.
+    #[error("at most {max} {what}s")]
+    TooMany {
+        /// Schedule or blackout window.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// Platform state.
@@ -238,6 +382,10 @@ pub struct Platform {
     halted: Option<(String, Timestamp)>,
     config: PlatformConfig,
     webhooks: BTreeMap<WebhookId, Webhook>,
+    #[serde(default)]
+    schedules: BTreeMap<ScheduleId, RecurringSchedule>,
+    #[serde(default)]
+    blackouts: BTreeMap<BlackoutId, BlackoutWindow>,
     version: usize,
 }
 
@@ -255,6 +403,27 @@ impl Platform {
     /// Current webhook subscriptions.
     pub fn webhooks(&self) -> &BTreeMap<WebhookId, Webhook> {
         &self.webhooks
+    }
+
+    /// Current recurring schedules.
+    pub fn schedules(&self) -> &BTreeMap<ScheduleId, RecurringSchedule> {
+        &self.schedules
+    }
+
+    /// Current blackout windows.
+    pub fn blackouts(&self) -> &BTreeMap<BlackoutId, BlackoutWindow> {
+        &self.blackouts
+    }
+
+    /// The blackout window `at` falls in, if any, in words (`id: 22:00-06:00 Europe/Berlin,
+    /// every day`).
+    pub fn blackout_at(&self, at: Timestamp) -> Option<String> {
+        self.blackouts.iter().find_map(|(id, window)| {
+            let blackout = Blackout::parse(window.clone()).ok()?;
+            blackout
+                .contains(at)
+                .then(|| format!("blackout {id} ({})", blackout.describe()))
+        })
     }
 
     /// The pure decision. Halting twice or lifting an absent halt changes nothing: a kill
@@ -329,6 +498,69 @@ impl Platform {
                 }
                 vec![PlatformEvent::WebhookRemoved { id, at }]
             }
+            PlatformCommand::AddSchedule {
+                id,
+                cron,
+                time_zone,
+                spec,
+                at,
+            } => {
+                let cron = Cron::parse(&cron)?;
+                let zone = Zone::parse(&time_zone)?;
+                if self.schedules.contains_key(&id) {
+                    return Err(PlatformError::Exists {
+                        what: "schedule",
+                        id: id.to_string(),
+                    });
+                }
+                if self.schedules.len() >= MAX_RECURRING_SCHEDULES {
+                    return Err(PlatformError::TooMany {
+                        what: "schedule",
+                        max: MAX_RECURRING_SCHEDULES,
+                    });
+                }
+                vec![PlatformEvent::ScheduleAdded {
+                    id,
+                    cron: cron.as_str().to_owned(),
+                    time_zone: zone.name().to_owned(),
+                    spec,
+                    at,
+                }]
+            }
+            PlatformCommand::RemoveSchedule { id, at } => {
+                if !self.schedules.contains_key(&id) {
+                    return Err(PlatformError::Unknown {
+                        what: "schedule",
+                        id: id.to_string(),
+                    });
+                }
+                vec![PlatformEvent::ScheduleRemoved { id, at }]
+            }
+            PlatformCommand::AddBlackout { id, window, at } => {
+                let window = Blackout::parse(window)?.window().clone();
+                if self.blackouts.contains_key(&id) {
+                    return Err(PlatformError::Exists {
+                        what: "blackout window",
+                        id: id.to_string(),
+                    });
+                }
+                if self.blackouts.len() >= MAX_BLACKOUTS {
+                    return Err(PlatformError::TooMany {
+                        what: "blackout window",
+                        max: MAX_BLACKOUTS,
+                    });
+                }
+                vec![PlatformEvent::BlackoutAdded { id, window, at }]
+            }
+            PlatformCommand::RemoveBlackout { id, at } => {
+                if !self.blackouts.contains_key(&id) {
+                    return Err(PlatformError::Unknown {
+                        what: "blackout window",
+                        id: id.to_string(),
+                    });
+                }
+                vec![PlatformEvent::BlackoutRemoved { id, at }]
+            }
         };
         if self.version + events.len() > MAX_PLATFORM_EVENTS {
             return Err(PlatformError::StreamFull {
@@ -371,6 +603,31 @@ impl Aggregate for Platform {
             }
             PlatformEvent::WebhookRemoved { id, .. } => {
                 self.webhooks.remove(&id);
+            }
+            PlatformEvent::ScheduleAdded {
+                id,
+                cron,
+                time_zone,
+                spec,
+                ..
+            } => {
+                self.schedules.insert(
+                    id,
+                    RecurringSchedule {
+                        cron,
+                        time_zone,
+                        spec,
+                    },
+                );
+            }
+            PlatformEvent::ScheduleRemoved { id, .. } => {
+                self.schedules.remove(&id);
+            }
+            PlatformEvent::BlackoutAdded { id, window, .. } => {
+                self.blackouts.insert(id, window);
+            }
+            PlatformEvent::BlackoutRemoved { id, .. } => {
+                self.blackouts.remove(&id);
             }
         }
     }

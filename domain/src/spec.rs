@@ -154,6 +154,18 @@ id_newtype!(
     "webhook id"
 );
 id_newtype!(
+    /// Identifies one recurring schedule. Chosen at the edge.
+    ScheduleId,
+    MAX_ID_CHARS,
+    "schedule id"
+);
+id_newtype!(
+    /// Identifies one blackout window. Chosen at the edge.
+    BlackoutId,
+    MAX_ID_CHARS,
+    "blackout id"
+);
+id_newtype!(
     /// Identifies one target instance: an EC2 instance id or a local worker id.
     TargetId,
     MAX_TARGET_ID_CHARS,

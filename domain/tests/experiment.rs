@@ -96,6 +96,7 @@ fn gate() -> PlatformGate {
         halted: None,
         max_targets_per_run: 10,
         max_duration_secs: 3_600,
+        blackout: None,
         busy_with: None,
     }
 }
@@ -617,6 +618,7 @@ fn start_on_a_busy_target_is_refused() {
     given(draft())
         .when(C::StartExperiment {
             gate: PlatformGate {
+                blackout: None,
                 busy_with: Some(other_id()),
                 ..gate()
             },
@@ -634,6 +636,7 @@ fn start_busy_with_itself_is_not_busy() {
     given(draft())
         .when(C::StartExperiment {
             gate: PlatformGate {
+                blackout: None,
                 busy_with: Some(id()),
                 ..gate()
             },

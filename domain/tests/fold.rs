@@ -258,6 +258,7 @@ fn command(action: Action, live: &Experiment, specs: &[ExperimentSpec], at: Time
                 halted: halted.then(|| "halted".to_owned()),
                 max_targets_per_run: max_targets,
                 max_duration_secs: max_duration,
+                blackout: None,
                 busy_with: match busy {
                     0 => Some(ExperimentId::parse("exp-other").expect("valid id")),
                     1 => Some(id()),
@@ -348,6 +349,7 @@ fn progress(
                 halted: None,
                 max_targets_per_run: 10,
                 max_duration_secs: 3_600,
+                blackout: None,
                 busy_with: None,
             },
             at,
@@ -623,6 +625,7 @@ fn worst_stream() -> (ExperimentId, Vec<E>) {
             halted: None,
             max_targets_per_run: HARD_TARGET_CAP,
             max_duration_secs: 14_400,
+            blackout: None,
             busy_with: None,
         },
         at: now(),

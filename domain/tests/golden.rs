@@ -19,9 +19,10 @@ use domain::experiment::{
     ExperimentEvent, FailureCode, FailureReason, HealthSnapshot, Outcome, RollbackPlan, StopCause,
 };
 use domain::platform::{PlatformConfig, PlatformEvent};
+use domain::schedule::BlackoutWindow;
 use domain::spec::{
-    ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
-    Selection, StopCondition, Target, TargetId, TargetKind, WebhookId,
+    BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails,
+    RecoveryPolicy, ScheduleId, Selection, StopCondition, Target, TargetId, TargetKind, WebhookId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -203,6 +204,31 @@ fn platform_samples() -> Vec<PlatformEvent> {
         PlatformEvent::WebhookRemoved {
             id: WebhookId::parse("sre-pager").expect("webhook id"),
             at: at(240_000),
+        },
+        PlatformEvent::ScheduleAdded {
+            id: ScheduleId::parse("weekday-web-kill").expect("schedule id"),
+            cron: "30 10 * * MON-FRI".into(),
+            time_zone: "Europe/Berlin".into(),
+            spec: spec(),
+            at: at(300_000),
+        },
+        PlatformEvent::ScheduleRemoved {
+            id: ScheduleId::parse("weekday-web-kill").expect("schedule id"),
+            at: at(360_000),
+        },
+        PlatformEvent::BlackoutAdded {
+            id: BlackoutId::parse("nights").expect("blackout id"),
+            window: BlackoutWindow::Daily {
+                time_zone: "Europe/Berlin".into(),
+                start: "22:00".into(),
+                end: "06:00".into(),
+                days: vec!["FRI".into(), "SAT".into()],
+            },
+            at: at(420_000),
+        },
+        PlatformEvent::BlackoutRemoved {
+            id: BlackoutId::parse("nights").expect("blackout id"),
+            at: at(480_000),
         },
     ]
 }
@@ -388,6 +414,13 @@ fn value_enums_have_stable_json() {
     both_ways(FailureCode::RollbackFailed, json!("ROLLBACK_FAILED"));
     both_ways(FailureCode::RunnerLost, json!("RUNNER_LOST"));
     both_ways(FailureCode::TargetBusy, json!("TARGET_BUSY"));
+    both_ways(
+        BlackoutWindow::Once {
+            from: at(86_400_000),
+            to: at(3 * 86_400_000),
+        },
+        json!({"kind": "ONCE", "from": "2026-11-19T11:06:40.123Z", "to": "2026-11-21T11:06:40.123Z"}),
+    );
     both_ways(
         ExperimentEvent::ExperimentCompleted {
             outcome: Outcome::DryRun,

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
-use command_lambdas::clock::{SystemClock, UuidV7, new_id};
+use command_lambdas::clock::{Clock, SystemClock, UuidV7, new_id};
 use command_lambdas::service::ServiceError;
 use command_lambdas::sqlite::{OpenError, OpenMode, open, repository, verify_file};
 use command_lambdas::{SqliteService, SqliteStore};
@@ -28,6 +28,7 @@ use domain::Timestamp;
 use domain::audit::VerifyReport;
 use domain::platform::PlatformConfig;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
+use domain::schedule::BlackoutWindow;
 use domain::spec::ExperimentSpecInput;
 use projection_lambdas::embedded::{IDLE_POLL, ProjectionError, Projector};
 use projection_lambdas::notify::{DeliveryPolicy, NotifyError, Outbox, Sender, deliveries};
@@ -102,6 +103,71 @@ enum Command {
     /// Webhook subscriptions and their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// Recurring schedules: an experiment at every time a cron expression names.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Blackout windows: nothing starts in them, and running experiments are stopped.
+    #[command(subcommand)]
+    Blackout(BlackoutCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Run an experiment of SPEC at every time CRON names in the time zone.
+    Add {
+        /// Schedule id (the runs are named `<id>-<YYYYMMDDTHHMM>Z`, in UTC).
+        #[arg(long)]
+        id: String,
+        /// Five fields: minute hour day-of-month month day-of-week (e.g. "30 10 * * MON-FRI").
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone the times are in (e.g. Europe/Berlin).
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Spec file of each run, or `-` for standard input.
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Remove a schedule (runs it started are not touched).
+    Remove {
+        /// Schedule id.
+        id: String,
+    },
+    /// The schedules, with each one's next run.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum BlackoutCommand {
+    /// Add a window: daily (--daily 22:00-06:00 --tz Europe/Berlin [--days FRI,SAT]) or once
+    /// (--from T --to T, RFC 3339).
+    Add {
+        /// Window id.
+        #[arg(long)]
+        id: String,
+        /// Daily wall-clock span START-END (END before START ends the next morning).
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        daily: Option<String>,
+        /// Time zone of a daily window.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Days of a daily window (MON..SUN, comma-separated; default every day).
+        #[arg(long, value_delimiter = ',')]
+        days: Vec<String>,
+        /// Start of a one-off window.
+        #[arg(long, requires = "to")]
+        from: Option<Timestamp>,
+        /// End of a one-off window.
+        #[arg(long, requires = "from")]
+        to: Option<Timestamp>,
+    },
+    /// Remove a window.
+    Remove {
+        /// Window id.
+        id: String,
+    },
+    /// The windows, and whether now falls in one.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -454,6 +520,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
         Command::Webhooks(cmd) => webhooks(&db, &provenance, cmd).await,
+        Command::Schedule(cmd) => schedules(&db, &provenance, cmd).await,
+        Command::Blackout(cmd) => blackouts(&db, &provenance, cmd).await,
     }
 }
 
@@ -566,7 +634,7 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
         );
     }
     let service = service_over(pool.clone());
-    let workflows = engine::workflows(service.clone(), &fleets, clock)?;
+    let workflows = engine::workflows(service.clone(), &fleets, clock.clone())?;
     let state = AppState {
         pool: pool.clone(),
         service,
@@ -616,6 +684,7 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
         workflows,
         fleets.clone(),
         db.to_owned(),
+        clock,
         following_stopped,
     ));
 
@@ -736,6 +805,96 @@ async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result
             print_json(&list)
         }
     }
+}
+
+async fn schedules(db: &Path, p: &ProvenanceArgs, cmd: ScheduleCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    match cmd {
+        ScheduleCommand::Add { id, cron, tz, spec } => {
+            let spec = read_spec(&spec)?;
+            print_json(&service.add_schedule(&id, &cron, &tz, spec, &ctx).await?)
+        }
+        ScheduleCommand::Remove { id } => print_json(&service.remove_schedule(&id, &ctx).await?),
+        ScheduleCommand::List => {
+            let platform = service.platform().await?.aggregate;
+            let now = SystemClock.now();
+            let list: Vec<serde_json::Value> = platform
+                .schedules()
+                .iter()
+                .map(|(id, s)| {
+                    let next = s.next_after(now);
+                    json!({
+                        "id": id,
+                        "cron": s.cron,
+                        "time_zone": s.time_zone,
+                        "name": s.spec.name(),
+                        "target": s.spec.target().key(),
+                        "next_run": next,
+                        "next_run_in_blackout": next.and_then(|n| platform.blackout_at(n)),
+                    })
+                })
+                .collect();
+            print_json(&list)
+        }
+    }
+}
+
+async fn blackouts(db: &Path, p: &ProvenanceArgs, cmd: BlackoutCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    match cmd {
+        BlackoutCommand::Add {
+            id,
+            daily,
+            tz,
+            days,
+            from,
+            to,
+        } => {
+            let window = match (daily, from, to) {
+                (Some(span), _, _) => {
+                    let (start, end) = span.split_once('-').ok_or_else(|| {
+                        CliError::Service(ServiceError::InvalidInput(domain::spec::SpecError {
+                            problems: vec![domain::spec::Problem {
+                                field: "daily".into(),
+                                message: format!("{span:?} is not START-END, like 22:00-06:00"),
+                            }],
+                        }))
+                    })?;
+                    BlackoutWindow::Daily {
+                        time_zone: tz,
+                        start: start.to_owned(),
+                        end: end.to_owned(),
+                        days,
+                    }
+                }
+                (None, Some(from), Some(to)) => BlackoutWindow::Once { from, to },
+                _ => unreachable_window()?,
+            };
+            print_json(&service.add_blackout(&id, window, &ctx).await?)
+        }
+        BlackoutCommand::Remove { id } => print_json(&service.remove_blackout(&id, &ctx).await?),
+        BlackoutCommand::List => {
+            let platform = service.platform().await?.aggregate;
+            print_json(&json!({
+                "windows": platform.blackouts(),
+                "now_in": platform.blackout_at(SystemClock.now()),
+            }))
+        }
+    }
+}
+
+/// clap requires `--daily` or both `--from` and `--to`; this says so if that ever slips.
+fn unreachable_window() -> Result<BlackoutWindow, CliError> {
+    Err(CliError::Service(ServiceError::InvalidInput(
+        domain::spec::SpecError {
+            problems: vec![domain::spec::Problem {
+                field: "window".into(),
+                message: "give --daily START-END, or --from and --to".into(),
+            }],
+        },
+    )))
 }
 
 /// Brings the read models up to date with the log, then runs `query` on them.

@@ -2,9 +2,10 @@
 //! the loop that keeps the runner in step with the log.
 //!
 //! Every [`FOLLOW_EVERY`], the loop reads which experiments the read models say are running
-//! and gives them to [`Workflows::reconcile`], which runs each one without an execution here
+//! and gives them to [`Workflows::reconcile`]; every second it ticks the [`Scheduler`] (due
+//! scheduled starts, recurring schedules); which runs each one without an execution here
 //! (started by the CLI, another client, or before a restart). It wakes an execution as soon
-//! as its run has a stop pending or the platform is halted, and wakes all of them when a fleet's
+//! as its run has a stop pending, the platform is halted or a blackout window begins, and wakes all of them when a fleet's
 //! membership or health changes, so stops take effect and recoveries are observed without
 //! waiting for the next poll.
 
@@ -18,6 +19,7 @@ use clap::Args;
 use command_lambdas::SqliteService;
 use command_lambdas::clock::Clock;
 use command_lambdas::fleet::{Fleet, FleetConfig, FleetError, LocalFleets, WorkerCommand};
+use command_lambdas::scheduler::Scheduler;
 use command_lambdas::sqlite::SqliteRepository;
 use command_lambdas::tasks::Tasks;
 use command_lambdas::workflow::{WorkflowError, Workflows};
@@ -30,6 +32,9 @@ pub type EmbeddedWorkflows = Workflows<SqliteRepository, LocalFleets, LocalFleet
 
 /// How often the runner is reconciled with the log.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
+/// The scheduler ticks every this many rounds (every second).
+const SCHEDULE_EVERY_TICKS: u64 = 4;
 
 /// The demo fleet `chaos serve` starts.
 #[derive(Debug, Clone, Args)]
@@ -96,12 +101,13 @@ pub fn workflows(
     ))
 }
 
-/// The experiments the read models say are running.
-fn running(
+/// The experiments the read models say are in `status`.
+fn in_status(
     conn: &rusqlite::Connection,
+    status: &str,
 ) -> Result<Vec<String>, projection_lambdas::embedded::ProjectionError> {
     let filter = ExperimentFilter {
-        status: Some("RUNNING".into()),
+        status: Some(status.into()),
         include_archived: true,
         ..ExperimentFilter::default()
     };
@@ -122,6 +128,7 @@ pub async fn follow(
     workflows: EmbeddedWorkflows,
     fleets: LocalFleets,
     db: PathBuf,
+    clock: Arc<dyn Clock>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     for fleet in fleets.fleets() {
@@ -140,33 +147,55 @@ pub async fn follow(
             return;
         }
     };
-    let mut halted = false;
+    let service = workflows.tasks().service().clone();
+    let scheduler = Scheduler::new(service.clone());
+    let mut stopping = false;
     let mut woken: HashSet<String> = HashSet::new();
+    let mut ticks: u64 = 0;
     loop {
         let read = Arc::clone(&conn);
+        let schedule_now = ticks.is_multiple_of(SCHEDULE_EVERY_TICKS);
+        ticks += 1;
         let ids = tokio::task::spawn_blocking(move || {
             let conn = read
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            running(&conn)
+            let running = in_status(&conn, "RUNNING")?;
+            let scheduled = if schedule_now {
+                Some(in_status(&conn, "SCHEDULED")?)
+            } else {
+                None
+            };
+            Ok::<_, projection_lambdas::embedded::ProjectionError>((running, scheduled))
         })
         .await;
         match ids {
-            Ok(Ok(ids)) => {
-                workflows.reconcile(&ids).await;
+            Ok(Ok((running, scheduled))) => {
+                if let Some(scheduled) = scheduled {
+                    match scheduler.tick(clock.now(), &scheduled).await {
+                        Ok(fired) => {
+                            for f in fired {
+                                tracing::info!(fired = ?f, "scheduler");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "the scheduler's tick failed"),
+                    }
+                }
+                workflows.reconcile(&running).await;
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the running experiments"),
             Err(e) => tracing::error!(error = %e, "reading the running experiments panicked"),
         }
-        let service = workflows.tasks().service();
         match service.platform().await {
             Ok(platform) => {
-                let now_halted = platform.aggregate.halted().is_some();
-                if now_halted && !halted {
-                    tracing::info!("platform halted: waking every run to stop");
+                // A halt, or a blackout window beginning: every run stops now.
+                let now_stopping = platform.aggregate.halted().is_some()
+                    || platform.aggregate.blackout_at(clock.now()).is_some();
+                if now_stopping && !stopping {
+                    tracing::info!("halted or in a blackout window: waking every run to stop");
                     workflows.wake_all();
                 }
-                halted = now_halted;
+                stopping = now_stopping;
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the halt switch"),
         }

@@ -472,3 +472,215 @@ fn one_run_per_target_and_a_stop_takes_effect_at_once() {
     verify(&db);
     drop(server);
 }
+
+fn rfc3339(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[test]
+fn scheduled_starts_happen_on_time_and_a_blackout_stops_runs_and_blocks_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db);
+
+    // A start scheduled two seconds ahead is made by the server's scheduler.
+    let soon = spec(dir.path(), "soon", json!({}));
+    ok_json(&chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            soon.to_str().expect("utf-8"),
+            "--id",
+            "soon",
+        ],
+    ));
+    let due = rfc3339(2);
+    ok_json(&chaos(
+        &db,
+        &["experiment", "schedule", "soon", "--at", &due],
+    ));
+    assert_eq!(show(&db, "soon")["status"], "SCHEDULED");
+    let done = wait_for(&db, "soon", Duration::from_secs(60), |s| {
+        s["status"] == "COMPLETED" || s["status"] == "FAILED"
+    });
+    assert_eq!(done["status"], "COMPLETED", "{done:#}");
+    let start = done["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["type"] == "ExperimentStarted"))
+        .expect("started");
+    assert_eq!(start["actor"], "scheduler");
+    assert_eq!(start["source"], "schedule");
+    assert!(
+        millis(&start["recorded_at"]) >= millis(&json!(due)),
+        "not started early"
+    );
+
+    // A blackout window that begins while a run is going stops it within two seconds.
+    let long = spec(
+        dir.path(),
+        "long",
+        json!({
+            "failure": { "type": "PAUSE", "duration_secs": 120 },
+            "recovery": { "timeout_secs": 120, "poll_interval_secs": 10, "baseline_samples": 1 }
+        }),
+    );
+    create_and_start(&db, &long, "long");
+    wait_for(&db, "long", Duration::from_secs(30), |s| {
+        s["phase"] == "OBSERVING_RECOVERY"
+    });
+    let began = Instant::now();
+    let (from, to) = (rfc3339(-60), rfc3339(600));
+    ok_json(&chaos(
+        &db,
+        &[
+            "blackout", "add", "--id", "freeze", "--from", &from, "--to", &to,
+        ],
+    ));
+    let stopped = wait_for(&db, "long", Duration::from_secs(2), |s| {
+        s["status"] == "STOPPED"
+    });
+    assert!(began.elapsed() <= Duration::from_secs(2));
+    assert!(
+        stopped["timeline"].to_string().contains("blackout freeze"),
+        "the stop says why"
+    );
+
+    // Nothing starts in the window; once it is removed, starts go through.
+    let next = spec(dir.path(), "after", json!({}));
+    ok_json(&chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            next.to_str().expect("utf-8"),
+            "--id",
+            "after",
+        ],
+    ));
+    let refused = chaos(&db, &["experiment", "start", "after"]);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("blackout freeze"));
+    let listed = ok_json(&chaos(&db, &["blackout", "list"]));
+    assert!(
+        listed["now_in"]
+            .as_str()
+            .is_some_and(|w| w.contains("freeze"))
+    );
+    ok_json(&chaos(&db, &["blackout", "remove", "freeze"]));
+    ok_json(&chaos(&db, &["experiment", "start", "after"]));
+    verify(&db);
+    drop(server);
+}
+
+#[test]
+fn recurring_schedules_are_listed_with_their_next_run_and_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let each = spec(dir.path(), "weekday", json!({}));
+    let each = each.to_str().expect("utf-8");
+    ok_json(&chaos(
+        &db,
+        &[
+            "schedule",
+            "add",
+            "--id",
+            "weekday",
+            "--cron",
+            "30 10 * * MON-FRI",
+            "--tz",
+            "Europe/Berlin",
+            "--spec",
+            each,
+        ],
+    ));
+    ok_json(&chaos(
+        &db,
+        &[
+            "blackout",
+            "add",
+            "--id",
+            "nights",
+            "--daily",
+            "22:00-06:00",
+            "--tz",
+            "Europe/Berlin",
+            "--days",
+            "FRI,SAT",
+        ],
+    ));
+    let listed = ok_json(&chaos(&db, &["schedule", "list"]));
+    let next = &listed[0]["next_run"];
+    let at = chrono::DateTime::parse_from_rfc3339(next.as_str().expect("a next run"))
+        .expect("RFC 3339")
+        .with_timezone(&chrono_tz::Europe::Berlin);
+    use chrono::{Datelike, Timelike};
+    assert_eq!(
+        (at.hour(), at.minute()),
+        (10, 30),
+        "10:30 Berlin time: {at}"
+    );
+    assert!(at.weekday().num_days_from_monday() < 5, "a weekday: {at}");
+    for (args, says) in [
+        (
+            vec![
+                "schedule",
+                "add",
+                "--id",
+                "bad",
+                "--cron",
+                "61 * * * *",
+                "--spec",
+                each,
+            ],
+            "minute",
+        ),
+        (
+            vec![
+                "schedule",
+                "add",
+                "--id",
+                "bad",
+                "--cron",
+                "0 * * * *",
+                "--tz",
+                "Moon/Base",
+                "--spec",
+                each,
+            ],
+            "time zone",
+        ),
+        (
+            vec![
+                "schedule",
+                "add",
+                "--id",
+                "weekday",
+                "--cron",
+                "0 * * * *",
+                "--spec",
+                each,
+            ],
+            "already exists",
+        ),
+        (
+            vec![
+                "blackout", "add", "--id", "bad", "--daily", "22:00", "--tz", "UTC",
+            ],
+            "START-END",
+        ),
+        (
+            vec!["blackout", "add", "--id", "bad", "--daily", "25:00-06:00"],
+            "HH:MM",
+        ),
+    ] {
+        let out = chaos(&db, &args);
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

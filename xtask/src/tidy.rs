@@ -105,6 +105,7 @@ mod tests {
             "serde_json",
             "thiserror",
             "chrono",
+            "chrono-tz",
             "sha2",
             "hex",
         ];

@@ -51,6 +51,7 @@ pub fn gate() -> PlatformGate {
         halted: None,
         max_targets_per_run: 10,
         max_duration_secs: 3_600,
+        blackout: None,
         busy_with: None,
     }
 }

@@ -536,6 +536,11 @@ impl Experiment {
                 reason: reason.clone(),
             });
         }
+        if let Some(window) = &gate.blackout {
+            return Err(ExperimentError::InBlackout {
+                window: window.clone(),
+            });
+        }
         let spec = self.spec_ref()?;
         if let Some(other) = &gate.busy_with
             && Some(other) != self.id.as_ref()

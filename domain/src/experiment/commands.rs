@@ -39,6 +39,8 @@ pub struct PlatformGate {
     pub max_duration_secs: u32,
     /// A running experiment on the same target group, if any.
     pub busy_with: Option<ExperimentId>,
+    /// The blackout window now falls in, in words, when it falls in one.
+    pub blackout: Option<String>,
 }
 
 /// Everything an experiment can be told to do.

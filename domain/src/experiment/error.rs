@@ -29,6 +29,12 @@ pub enum ExperimentError {
         /// Reason given when halting.
         reason: String,
     },
+    /// Start refused: now falls in a blackout window.
+    #[error("no experiment starts in {window}")]
+    InBlackout {
+        /// The window, in words.
+        window: String,
+    },
     /// Start refused: another experiment is running against the same target group.
     #[error("target {target} is busy with experiment {experiment}")]
     TargetBusy {

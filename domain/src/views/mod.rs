@@ -268,5 +268,23 @@ fn describe_platform(e: &PlatformEvent) -> String {
             }
         }
         PlatformEvent::WebhookRemoved { id, .. } => format!("webhook {id} removed"),
+        PlatformEvent::ScheduleAdded {
+            id,
+            cron,
+            time_zone,
+            spec,
+            ..
+        } => format!(
+            "schedule {id} added: {:?} at {cron} ({time_zone})",
+            spec.name()
+        ),
+        PlatformEvent::ScheduleRemoved { id, .. } => format!("schedule {id} removed"),
+        PlatformEvent::BlackoutAdded { id, window, .. } => {
+            match crate::schedule::Blackout::parse(window.clone()) {
+                Ok(blackout) => format!("blackout window {id} added: {}", blackout.describe()),
+                Err(_) => format!("blackout window {id} added"),
+            }
+        }
+        PlatformEvent::BlackoutRemoved { id, .. } => format!("blackout window {id} removed"),
     }
 }
