@@ -45,14 +45,20 @@ fn python() -> String {
 }
 
 /// `moto_server.py` beside this file: moto's server, with canned Lambda errors (see there).
+/// Found from the package running the tests: command-lambdas, or a sibling that includes this
+/// file by path.
 fn server_script() -> String {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
         || env!("CARGO_MANIFEST_DIR").into(),
         std::path::PathBuf::from,
     );
-    dir.join("tests/aws/moto_server.py")
-        .to_string_lossy()
-        .into_owned()
+    let script = dir.join("../command-lambdas/tests/aws/moto_server.py");
+    assert!(
+        script.exists(),
+        "the moto server script is missing: {}",
+        script.display()
+    );
+    script.to_string_lossy().into_owned()
 }
 
 fn start() -> Moto {
