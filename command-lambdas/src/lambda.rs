@@ -3,7 +3,8 @@
 //! `Catch` match (`Chaos.Retryable`, `Chaos.Failed`).
 //!
 //! Environment: `EVENTS_TABLE` (the dynamo-es events table), `STATE_MACHINE_ARN` (the
-//! experiment workflow; the command Lambda only), `HEALTH_WINDOW_SECS` (default 60) and
+//! experiment workflow; the command and housekeeping Lambdas), `VIEWS_TABLE` (the read-model
+//! table; housekeeping only), `HEALTH_WINDOW_SECS` (default 60) and
 //! `HEALTH_LATENCY_STAT` (default `p95`); credentials and region as every Lambda has them.
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::clock::{SystemClock, UuidV7};
 use crate::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
 use crate::command::{self, Request, Response};
 use crate::dynamo::{DynamoStore, repository};
+use crate::housekeeping::Housekeeping;
 use crate::service::ExperimentService;
 use crate::sfn::StepFunctions;
 pub use crate::tasks::Task;
@@ -104,6 +106,41 @@ pub async fn serve_task(task: Task) -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<TaskInput>| async move {
         run_task(tasks, task, &event.payload).await
     }))
+    .await
+}
+
+/// The main of the housekeeping Lambda (an EventBridge schedule rule invokes it every minute;
+/// the event is ignored): the scheduler's tick and the runs' reconciliation with their
+/// executions ([`crate::housekeeping`]). Also needs `VIEWS_TABLE`, the read-model table.
+pub async fn serve_housekeeping() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = aws_config::load_from_env().await;
+    let housekeeping = Housekeeping::new(
+        service(&config)?,
+        StepFunctions::new(
+            aws_sdk_sfn::Client::new(&config),
+            required("STATE_MACHINE_ARN", "the experiment workflow")?,
+        ),
+        aws_sdk_dynamodb::Client::new(&config),
+        required("VIEWS_TABLE", "the read-model table")?,
+    );
+    let housekeeping = &housekeeping;
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            let report = housekeeping
+                .run(crate::clock::Clock::now(&SystemClock))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "housekeeping failed");
+                    Diagnostic {
+                        error_type: "Chaos.Housekeeping".to_owned(),
+                        error_message: e.to_string(),
+                    }
+                })?;
+            tracing::info!(report = ?report, "housekeeping");
+            Ok::<_, Diagnostic>(report)
+        },
+    ))
     .await
 }
 

@@ -18,6 +18,8 @@
 //!   experiment, resumed from the log after a restart.
 //! - [`scheduler`]: the embedded scheduler (due scheduled starts, recurring schedules, blackout
 //!   windows).
+//! - [`housekeeping`]: the AWS counterpart of the embedded loop: the scheduler's tick and the
+//!   runs' reconciliation with their Step Functions executions, every minute.
 //! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
 //! - [`lambda`]: what the Lambda binaries (`src/bin/`) share: configuration, clients, error
 //!   names.
@@ -33,6 +35,7 @@ pub mod cloudwatch;
 pub mod command;
 pub mod dynamo;
 pub mod fleet;
+pub mod housekeeping;
 pub mod lambda;
 pub mod scheduler;
 pub mod service;

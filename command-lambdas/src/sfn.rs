@@ -35,6 +35,24 @@ pub fn execution_name(experiment_id: &str) -> String {
     format!("{readable}-{}", &digest[..16])
 }
 
+/// Where an execution is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecutionEnd {
+    /// Still running.
+    Running,
+    /// Ended successfully.
+    Succeeded,
+    /// Failed, timed out or aborted.
+    Failed {
+        /// `FAILED`, `TIMED_OUT`, `ABORTED`.
+        status: String,
+        /// Its error name.
+        error: String,
+        /// Its cause.
+        cause: String,
+    },
+}
+
 /// Starts and stops executions of one state machine.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
@@ -62,6 +80,10 @@ impl StepFunctions {
 
     /// Whether the experiment's execution exists.
     async fn exists(&self, arn: &str) -> Result<bool, AdapterError> {
+        Ok(self.describe(arn).await?.is_some())
+    }
+
+    async fn describe(&self, arn: &str) -> Result<Option<ExecutionEnd>, AdapterError> {
         match self
             .client
             .describe_execution()
@@ -69,10 +91,27 @@ impl StepFunctions {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(false),
+            Ok(out) => Ok(Some(match out.status() {
+                aws_sdk_sfn::types::ExecutionStatus::Running
+                | aws_sdk_sfn::types::ExecutionStatus::PendingRedrive => ExecutionEnd::Running,
+                aws_sdk_sfn::types::ExecutionStatus::Succeeded => ExecutionEnd::Succeeded,
+                other => ExecutionEnd::Failed {
+                    status: other.as_str().to_owned(),
+                    error: out.error().unwrap_or_default().to_owned(),
+                    cause: out.cause().unwrap_or_default().to_owned(),
+                },
+            })),
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(None),
             Err(e) => Err(sdk_error("states", e)),
         }
+    }
+
+    /// Where the experiment's execution is: none yet, running, or ended (and how).
+    pub async fn execution(
+        &self,
+        experiment_id: &str,
+    ) -> Result<Option<ExecutionEnd>, AdapterError> {
+        self.describe(&self.execution_arn(experiment_id)).await
     }
 }
 

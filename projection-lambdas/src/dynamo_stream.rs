@@ -29,6 +29,10 @@
 //! | `result` | `Result` (S, [`RunResult`] JSON), `Outcome`, `Day`, `RecoveryMs` (N, when recovered) |
 //! | `audit#{sequence:010}` | `Entry` (S, [`AuditEntry`] JSON), `EventType`, `Actor`, `At` |
 //!
+//! The index [`BY_STATUS`] (`Status`, `CreatedAt`; keys only) lists the experiments in a
+//! status, newest last: only `record` rows carry `Status`. The AWS housekeeping
+//! (`command_lambdas::housekeeping`) reads it for the scheduled and running experiments.
+//!
 //! The projections are [`PROJECTIONS`]; the activity feed and webhook outbox are not kept here.
 //! This module never writes to the events table.
 
@@ -40,8 +44,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem,
 };
 use domain::experiment::ExperimentEvent;
 use domain::views::audit_log::AuditEntry;
@@ -171,8 +175,11 @@ pub fn decode_record(record: &EventRecord) -> Result<FeedRecord<String>, StreamE
     })
 }
 
-/// Creates the read-model table (`Pk` S / `Sk` S, on demand). Tests and local setups use it;
-/// in AWS the SAM template declares the same table.
+/// The read-model table's index of experiments by status.
+pub const BY_STATUS: &str = "ByStatus";
+
+/// Creates the read-model table (`Pk` S / `Sk` S, on demand, with the [`BY_STATUS`] index).
+/// Tests and local setups use it; in AWS the SAM template declares the same table.
 pub async fn create_views_table(client: &Client, table: &str) -> Result<(), StreamError> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -195,6 +202,21 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
         .key_schema(key("Sk", KeyType::Range)?)
         .attribute_definitions(attribute("Pk")?)
         .attribute_definitions(attribute("Sk")?)
+        .attribute_definitions(attribute("Status")?)
+        .attribute_definitions(attribute("CreatedAt")?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_STATUS)
+                .key_schema(key("Status", KeyType::Hash)?)
+                .key_schema(key("CreatedAt", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .map_err(api)?,
+        )
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

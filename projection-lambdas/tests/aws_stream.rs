@@ -424,3 +424,176 @@ async fn concurrent_invocations_apply_each_event_once() {
         assert_matches_reducers(&views, &records, id).await;
     }
 }
+
+/// The AWS housekeeping reads the scheduled and running experiments from this table's
+/// `ByStatus` index: scheduled starts and recurring schedules fire once, a run whose execution
+/// was never started gets one, and a run whose execution ended is ended.
+#[tokio::test]
+async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_step() {
+    use command_lambdas::housekeeping::Housekeeping;
+    use command_lambdas::scheduler::{Fired, occurrence_id};
+    use command_lambdas::service::ExperimentService;
+    use command_lambdas::sfn::{ExecutionEnd, StepFunctions};
+    use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+    use domain::spec::ScheduleId;
+
+    let client = aws::dynamodb();
+    let events = aws::unique("Events");
+    create_events_table(&client, &events)
+        .await
+        .expect("events table");
+    let views_table = aws::unique("Views");
+    create_views_table(&client, &views_table)
+        .await
+        .expect("views table");
+    let store = Arc::new(DynamoStore::new(
+        repository(client.clone(), &events),
+        Arc::new(SystemClock),
+        Arc::new(UuidV7),
+    ));
+    let service = ExperimentService::new(store.clone(), Arc::new(SystemClock));
+    let sfn = aws::client!(aws_sdk_sfn);
+    let machine = sfn
+        .create_state_machine()
+        .name(aws::unique("experiment"))
+        .definition(
+            json!({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": true}}})
+                .to_string(),
+        )
+        .role_arn("arn:aws:iam::123456789012:role/chaos-workflow")
+        .send()
+        .await
+        .expect("state machine")
+        .state_machine_arn()
+        .to_owned();
+    let workflow = StepFunctions::new(sfn.clone(), machine);
+
+    let now = domain::Timestamp::from_datetime(chrono::Utc::now());
+    let input = || -> domain::spec::ExperimentSpecInput {
+        serde_json::from_value(serde_json::to_value(common::spec()).expect("json")).expect("input")
+    };
+    // A one-shot start due in a minute, a run never given its execution, a run whose execution
+    // was aborted, and a recurring schedule every minute.
+    for id in ["later", "orphan", "aborted"] {
+        service
+            .create(id, input(), &context(&format!("create-{id}")))
+            .await
+            .expect("create");
+    }
+    let due = domain::Timestamp::from_datetime(chrono::Utc::now() + chrono::Duration::minutes(1));
+    service
+        .schedule("later", due, &context("schedule-later"))
+        .await
+        .expect("schedule");
+    for id in ["orphan", "aborted"] {
+        service
+            .start(id, &context(&format!("start-{id}")))
+            .await
+            .expect("start");
+    }
+    use command_lambdas::adapters::WorkflowStarter;
+    workflow
+        .start("aborted", &json!({"experimentId": "aborted"}))
+        .await
+        .expect("execution");
+    sfn.stop_execution()
+        .execution_arn(workflow.execution_arn("aborted"))
+        .error("Lambda.Unknown")
+        .cause("the account ran out of concurrency")
+        .send()
+        .await
+        .expect("abort");
+    store
+        .execute::<Platform>(
+            PLATFORM_ID,
+            PlatformCommand::AddSchedule {
+                id: ScheduleId::parse("minutely").expect("id"),
+                cron: "* * * * *".into(),
+                time_zone: "UTC".into(),
+                spec: common::spec(),
+                at: now,
+            },
+            &context("add-schedule"),
+        )
+        .await
+        .expect("schedule added");
+    let views = ViewStore::new(client.clone(), &views_table);
+    assert!(
+        failures(&views, &stream_records(&client, &events).await)
+            .await
+            .is_empty()
+    );
+
+    let housekeeping = Housekeeping::new(
+        service.clone(),
+        workflow.clone(),
+        client.clone(),
+        &views_table,
+    );
+    let mut scheduled = housekeeping
+        .in_status(Status::Scheduled)
+        .await
+        .expect("index");
+    scheduled.sort();
+    assert_eq!(scheduled, ["later"]);
+    let mut running = housekeeping
+        .in_status(Status::Running)
+        .await
+        .expect("index");
+    running.sort();
+    assert_eq!(running, ["aborted", "orphan"]);
+
+    // Two minutes on: the one-shot start is due, and the schedule's minute has come.
+    let later = domain::Timestamp::from_datetime(chrono::Utc::now() + chrono::Duration::minutes(2));
+    let report = housekeeping.run(later).await.expect("housekeeping");
+    let mut started: Vec<String> = report
+        .fired
+        .iter()
+        .filter_map(|f| match f {
+            Fired::Started { experiment, .. } => Some(experiment.clone()),
+            _ => None,
+        })
+        .collect();
+    started.sort();
+    use chrono::Timelike;
+    let occurrence = later
+        .to_datetime()
+        .with_second(0)
+        .and_then(|t| t.with_nanosecond(0))
+        .expect("minute");
+    let minutely = occurrence_id("minutely", domain::Timestamp::from_datetime(occurrence));
+    assert_eq!(started, ["later".to_owned(), minutely.clone()]);
+    assert_eq!(report.started_executions, ["orphan"]);
+    assert_eq!(report.ended, ["aborted"]);
+    for id in ["later", minutely.as_str(), "orphan"] {
+        assert_eq!(
+            workflow.execution(id).await.expect("describe"),
+            Some(ExecutionEnd::Running),
+            "{id} has its execution"
+        );
+        assert_eq!(
+            service.load(id).await.expect("load").aggregate.status(),
+            Status::Running
+        );
+    }
+    let aborted = service.load("aborted").await.expect("load");
+    assert_eq!(aborted.aggregate.status(), Status::Failed);
+    let last = aborted.events.last().expect("events");
+    assert!(
+        serde_json::to_string(&last.event)
+            .expect("json")
+            .contains("RUNNER_LOST"),
+        "{:?}",
+        last.event
+    );
+
+    // Again, with the read models brought up to date: nothing more to do.
+    assert!(
+        failures(&views, &stream_records(&client, &events).await)
+            .await
+            .is_empty()
+    );
+    let again = housekeeping.run(later).await.expect("housekeeping");
+    assert!(again.fired.is_empty(), "{:?}", again.fired);
+    assert!(again.started_executions.is_empty() && again.ended.is_empty());
+}

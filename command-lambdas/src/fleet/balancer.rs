@@ -144,6 +144,8 @@ pub(crate) async fn serve<B: Backends>(
     let next = Arc::new(AtomicUsize::new(0));
     loop {
         let Ok((client, _)) = listener.accept().await else {
+            // Out of descriptors, say: wait a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let (backends, window, next) = (backends.clone(), window.clone(), next.clone());

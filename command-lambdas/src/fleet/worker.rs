@@ -28,6 +28,8 @@ pub async fn run(id: &str) -> std::io::Result<()> {
     let serving = async {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: wait a little rather than spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let id = std::sync::Arc::clone(&id);
