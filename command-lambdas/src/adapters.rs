@@ -151,3 +151,70 @@ pub trait WorkflowStarter: Send + Sync {
         reason: &str,
     ) -> impl Future<Output = Result<(), AdapterError>> + Send;
 }
+
+/// Who acts on each target: one running experiment per target. A run claims its target before
+/// resolving its instances and releases it when it ends.
+pub trait TargetClaims: Send + Sync + std::fmt::Debug {
+    /// Claims `target` for `experiment`, or takes it over from `stale` (a holder whose run is
+    /// known to be over). Returns the run holding it when that is another one.
+    fn claim<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+        stale: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, AdapterError>>;
+
+    /// Releases `target` if `experiment` holds it.
+    fn release<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), AdapterError>>;
+}
+
+/// Claims kept in this process: right when every run executes in it (embedded mode).
+#[derive(Debug, Default)]
+pub struct InProcessClaims {
+    holders: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl InProcessClaims {
+    fn holders(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.holders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl TargetClaims for InProcessClaims {
+    fn claim<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+        stale: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, AdapterError>> {
+        let mut holders = self.holders();
+        let answer = match holders.get(target) {
+            Some(holder) if holder != experiment && Some(holder.as_str()) != stale => {
+                Some(holder.clone())
+            }
+            _ => {
+                holders.insert(target.to_owned(), experiment.to_owned());
+                None
+            }
+        };
+        Box::pin(std::future::ready(Ok(answer)))
+    }
+
+    fn release<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), AdapterError>> {
+        let mut holders = self.holders();
+        if holders.get(target).map(String::as_str) == Some(experiment) {
+            holders.remove(target);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}

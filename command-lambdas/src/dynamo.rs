@@ -12,8 +12,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use domain::audit::{ChainVerifier, StoredRow, VerifyReport};
 
@@ -164,4 +164,119 @@ pub async fn verify_table(client: &Client, table: &str) -> Result<VerifyReport, 
         });
     }
     Ok(verifier.finish())
+}
+
+/// One running experiment per target on AWS: claims kept in the read-model table (`Pk`/`Sk`;
+/// never the Events table), one item per target, `Pk = "Claim#{target}"`, `Sk = "claim"`,
+/// `Holder` the experiment. Every change is a conditional write, so of two runs claiming at
+/// once exactly one wins, and a claim is taken over only from the holder the taker found stale.
+#[derive(Debug, Clone)]
+pub struct DynamoClaims {
+    client: Client,
+    table: String,
+}
+
+impl DynamoClaims {
+    /// Claims kept in `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoClaims {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn key(target: &str) -> std::collections::HashMap<String, AttributeValue> {
+        std::collections::HashMap::from([
+            (
+                "Pk".to_owned(),
+                AttributeValue::S(format!("Claim#{target}")),
+            ),
+            ("Sk".to_owned(), AttributeValue::S("claim".into())),
+        ])
+    }
+
+    async fn holder(&self, target: &str) -> Result<Option<String>, crate::adapters::AdapterError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(target)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| crate::asg::sdk_error("dynamodb", e))?;
+        Ok(out
+            .item()
+            .and_then(|i| i.get("Holder"))
+            .and_then(|v| v.as_s().ok())
+            .cloned())
+    }
+}
+
+impl crate::adapters::TargetClaims for DynamoClaims {
+    fn claim<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+        stale: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Result<Option<String>, crate::adapters::AdapterError>> {
+        Box::pin(async move {
+            let mut item = Self::key(target);
+            item.insert("Holder".into(), AttributeValue::S(experiment.to_owned()));
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .expression_attribute_names("#h", "Holder")
+                .expression_attribute_values(":me", AttributeValue::S(experiment.to_owned()));
+            put = match stale {
+                Some(stale) => put
+                    .condition_expression("attribute_not_exists(Pk) OR #h = :me OR #h = :stale")
+                    .expression_attribute_values(":stale", AttributeValue::S(stale.to_owned())),
+                None => put.condition_expression("attribute_not_exists(Pk) OR #h = :me"),
+            };
+            match put.send().await {
+                Ok(_) => Ok(None),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    // Held by another: say by whom (it may have been released meanwhile; the
+                    // caller then claims again).
+                    Ok(Some(self.holder(target).await?.unwrap_or_default()))
+                }
+                Err(e) => Err(crate::asg::sdk_error("dynamodb", e)),
+            }
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        target: &'a str,
+        experiment: &'a str,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::adapters::AdapterError>> {
+        Box::pin(async move {
+            match self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(Self::key(target)))
+                .condition_expression("#h = :me")
+                .expression_attribute_names("#h", "Holder")
+                .expression_attribute_values(":me", AttributeValue::S(experiment.to_owned()))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(crate::asg::sdk_error("dynamodb", e)),
+            }
+        })
+    }
 }

@@ -4,8 +4,9 @@
 //!
 //! Environment: `EVENTS_TABLE` (the dynamo-es events table), `STATE_MACHINE_ARN` (the
 //! experiment workflow; the command and housekeeping Lambdas), `VIEWS_TABLE` (the read-model
-//! table; housekeeping only), `HEALTH_WINDOW_SECS` (default 60) and
-//! `HEALTH_LATENCY_STAT` (default `p95`); credentials and region as every Lambda has them.
+//! table: the tasks keep their target claims there, housekeeping reads its status index),
+//! `HEALTH_WINDOW_SECS` (default 60) and `HEALTH_LATENCY_STAT` (default `p95`); credentials
+//! and region as every Lambda has them.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::asg::AsgTargets;
 use crate::clock::{SystemClock, UuidV7};
 use crate::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
 use crate::command::{self, Request, Response};
-use crate::dynamo::{DynamoStore, repository};
+use crate::dynamo::{DynamoClaims, DynamoStore, repository};
 use crate::housekeeping::Housekeeping;
 use crate::service::ExperimentService;
 use crate::sfn::StepFunctions;
@@ -74,7 +75,14 @@ pub fn tasks(config: &aws_config::SdkConfig) -> Result<AwsTasks, Error> {
         ),
         CloudWatchAlarms::new(cloudwatch),
         Arc::new(SystemClock),
-    ))
+    )
+    .with_claims(Arc::new(DynamoClaims::new(
+        aws_sdk_dynamodb::Client::new(config),
+        required(
+            "VIEWS_TABLE",
+            "the read-model table (it keeps the target claims)",
+        )?,
+    ))))
 }
 
 /// A task error as the workflow sees it: its name says whether `Retry` applies.

@@ -31,7 +31,7 @@ use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::spec::{ExperimentSpec, TargetId};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{AdapterError, AlarmSource, HealthProbe, TargetProvider};
+use crate::adapters::{AdapterError, AlarmSource, HealthProbe, TargetClaims, TargetProvider};
 use crate::clock::Clock;
 use crate::service::{ExperimentService, ServiceError};
 
@@ -197,6 +197,7 @@ pub struct Tasks<R, T, H, A> {
     health: H,
     alarms: A,
     clock: Arc<dyn Clock>,
+    claims: Option<Arc<dyn TargetClaims>>,
 }
 
 impl<R, T, H, A> std::fmt::Debug for Tasks<R, T, H, A> {
@@ -255,6 +256,64 @@ where
             health,
             alarms,
             clock,
+            claims: None,
+        }
+    }
+
+    /// The tasks with one running experiment per target, kept by `claims`: a run claims its
+    /// target before resolving, and one that finds it held by a running experiment fails with
+    /// `TARGET_BUSY`, having touched nothing.
+    pub fn with_claims(mut self, claims: Arc<dyn TargetClaims>) -> Self {
+        self.claims = Some(claims);
+        self
+    }
+
+    /// The claims on targets, when kept.
+    pub fn claims(&self) -> Option<&Arc<dyn TargetClaims>> {
+        self.claims.as_ref()
+    }
+
+    /// Claims the target of `spec` for run `id`; the running experiment holding it otherwise.
+    /// A holder whose run is over is taken over from.
+    async fn claim(&self, id: &str, spec: &ExperimentSpec) -> Result<Option<String>, TaskError> {
+        let Some(claims) = &self.claims else {
+            return Ok(None);
+        };
+        let target = spec.target().key();
+        let mut stale: Option<String> = None;
+        for _ in 0..3 {
+            let Some(holder) = claims.claim(&target, id, stale.as_deref()).await? else {
+                return Ok(None);
+            };
+            if holder.is_empty() {
+                // Released between the refusal and the look: claim again.
+                stale = None;
+                continue;
+            }
+            let running = match self.load(&holder).await {
+                Ok(experiment) => experiment.status() == Status::Running,
+                Err(e) if e.code() == "NOT_FOUND" => false,
+                Err(e) => return Err(e.into()),
+            };
+            if running {
+                return Ok(Some(holder));
+            }
+            stale = Some(holder);
+        }
+        Err(TaskError::Adapter(AdapterError::Unavailable {
+            service: "target claims",
+            message: format!("the claim on {target} kept changing hands"),
+        }))
+    }
+
+    /// Releases the target of a run that has ended (best effort: a claim left behind is taken
+    /// over, its holder's run being over).
+    async fn release(&self, id: &str, experiment: &Experiment) {
+        if let (Some(claims), Some(spec)) = (&self.claims, experiment.spec())
+            && experiment.status().is_terminal()
+            && let Err(e) = claims.release(&spec.target().key(), id).await
+        {
+            tracing::warn!(experiment = id, error = %e, "releasing the target claim failed");
         }
     }
 
@@ -420,6 +479,30 @@ where
             return Ok(self.output(id, &experiment));
         }
         let spec = spec(&experiment)?;
+        if !spec.dry_run()
+            && let Some(holder) = self.claim(id, spec).await?
+        {
+            let target = spec.target().key();
+            tracing::warn!(experiment = id, target = %target, holder = %holder, "target busy: the run fails");
+            self.command(
+                id,
+                "target-busy",
+                ExperimentCommand::FailExperiment {
+                    reason: FailureReason {
+                        code: FailureCode::TargetBusy,
+                        message: format!(
+                            "target {target} is busy with experiment {holder}: one running experiment per target"
+                        )
+                        .chars()
+                        .take(MAX_TEXT_CHARS)
+                        .collect(),
+                    },
+                    at: self.now(),
+                },
+            )
+            .await?;
+            return Ok(self.output(id, &self.load(id).await?));
+        }
         let candidates = self.targets.candidates(spec.target()).await?;
         let targets = spec.selection().choose(&candidates, spec.max_targets(), id);
         let candidates = u32::try_from(candidates.len()).unwrap_or(u32::MAX);
@@ -574,7 +657,9 @@ where
             }
         };
         self.command(id, "finish", command).await?;
-        Ok(self.output(id, &self.load(id).await?))
+        let experiment = self.load(id).await?;
+        self.release(id, &experiment).await;
+        Ok(self.output(id, &experiment))
     }
 
     /// Undoes what was injected where that is an action, records it, and ends the run:
@@ -622,6 +707,8 @@ where
             }
         };
         self.command(id, "end", command).await?;
-        Ok(self.output(id, &self.load(id).await?))
+        let experiment = self.load(id).await?;
+        self.release(id, &experiment).await;
+        Ok(self.output(id, &experiment))
     }
 }

@@ -10,10 +10,8 @@
 //!   `CheckHealth`, rolling back at `Rollback`. [`Workflows::reconcile`] is given the experiments
 //!   the log says are running, and runs every one that has no execution here; so runs started
 //!   by another process (the CLI) are picked up, and none is left running after a restart.
-//! - **One running experiment per target.** Before its targets are resolved, a run claims its
-//!   target; a run that finds it claimed by another fails (`TARGET_BUSY`) having touched
-//!   nothing. Every run executes in this process (runs started elsewhere are picked up here),
-//!   so the claims are complete; resumed runs claim their targets again.
+//! - **One running experiment per target**: the tasks' claims (in this process: every run
+//!   executes here, runs started elsewhere included); resumed runs claim their targets again.
 //! - **No run stays running forever.** An execution that ends while its experiment is still
 //!   running (its rollback failed after every retry, or the definition failed) ends the run
 //!   as failed, with the error.
@@ -73,8 +71,6 @@ struct Inner<R, T, H, A> {
     executions: Mutex<HashMap<String, Arc<Notify>>>,
     /// Runs this runner could not end after their execution ended: not run again.
     abandoned: Mutex<HashSet<String>>,
-    /// Target key → the run acting on it (one running experiment per target).
-    claims: Mutex<HashMap<String, String>>,
 }
 
 /// The embedded engine: runs experiments' workflows in this process.
@@ -107,73 +103,6 @@ fn lock<X>(m: &Mutex<X>) -> MutexGuard<'_, X> {
 /// reports a failed Lambda, its error payload (`errorType`, `errorMessage`) as the cause.
 struct InProcess<'a, R, T, H, A>(&'a Inner<R, T, H, A>);
 
-impl<R, T, H, A> Inner<R, T, H, A> {
-    /// Claims `target` for run `id`; the run holding it already, if another one does.
-    fn claim(&self, target: &str, id: &str) -> Option<String> {
-        let mut claims = lock(&self.claims);
-        match claims.get(target) {
-            Some(holder) if holder != id => Some(holder.clone()),
-            _ => {
-                claims.insert(target.to_owned(), id.to_owned());
-                None
-            }
-        }
-    }
-
-    fn release(&self, id: &str) {
-        lock(&self.claims).retain(|_, holder| holder != id);
-    }
-}
-
-impl<R, T, H, A> InProcess<'_, R, T, H, A>
-where
-    R: PersistedEventRepository,
-    T: TargetProvider,
-    H: HealthProbe,
-    A: AlarmSource,
-{
-    /// Before targets are resolved: the run claims its target, or, when another run holds it,
-    /// fails with `TARGET_BUSY` without touching anything. Dry runs touch nothing and claim
-    /// nothing.
-    async fn claim_target(&self, id: &str) -> Result<(), crate::tasks::TaskError> {
-        let tasks = &self.0.tasks;
-        let experiment = tasks.service().load(id).await?.aggregate;
-        let Some(spec) = experiment.spec() else {
-            return Ok(());
-        };
-        if experiment.status() != Status::Running
-            || experiment.targets().is_some()
-            || spec.dry_run()
-        {
-            return Ok(());
-        }
-        let target = spec.target().key();
-        let Some(holder) = self.0.claim(&target, id) else {
-            return Ok(());
-        };
-        tracing::warn!(experiment = id, target = %target, holder = %holder, "target busy: the run fails");
-        tasks
-            .command(
-                id,
-                "target-busy",
-                ExperimentCommand::FailExperiment {
-                    reason: FailureReason {
-                        code: FailureCode::TargetBusy,
-                        message: format!(
-                            "target {target} is busy with experiment {holder}: one running experiment per target"
-                        )
-                        .chars()
-                        .take(MAX_TEXT_CHARS)
-                        .collect(),
-                    },
-                    at: tasks.now(),
-                },
-            )
-            .await?;
-        Ok(())
-    }
-}
-
 impl<R, T, H, A> Resources for InProcess<'_, R, T, H, A>
 where
     R: PersistedEventRepository,
@@ -195,11 +124,6 @@ where
             .ok_or_else(|| failure("Chaos.Failed", format!("no task for resource {resource}")))?;
         let input: TaskInput = serde_json::from_value(input)
             .map_err(|e| failure("Chaos.Failed", format!("bad task input: {e}")))?;
-        if task == Task::ResolveTargets {
-            self.claim_target(&input.experiment_id)
-                .await
-                .map_err(|e| failure(e.name(), e.to_string()))?;
-        }
         match self.0.tasks.perform(task, &input).await {
             Ok(output) => {
                 serde_json::to_value(output).map_err(|e| failure("Chaos.Failed", e.to_string()))
@@ -250,7 +174,6 @@ where
                 tasks,
                 executions: Mutex::new(HashMap::new()),
                 abandoned: Mutex::new(HashSet::new()),
-                claims: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -299,7 +222,6 @@ where
         let (execution, state) = (id.to_owned(), state.to_owned());
         tokio::spawn(async move {
             this.execute(&execution, &state, notify).await;
-            this.inner.release(&execution);
             lock(&this.inner.executions).remove(&execution);
         });
         Started::New {
@@ -404,12 +326,20 @@ where
             let phase = match self.inner.tasks.service().load(id).await {
                 Ok(loaded) if loaded.aggregate.status() == Status::Running => {
                     // A run past resolving acts on its target: it holds it again.
-                    if let Some(spec) = loaded.aggregate.spec()
+                    if let (Some(claims), Some(spec)) =
+                        (self.inner.tasks.claims(), loaded.aggregate.spec())
                         && loaded.aggregate.targets().is_some()
                         && !spec.dry_run()
-                        && let Some(holder) = self.inner.claim(&spec.target().key(), id)
                     {
-                        tracing::error!(experiment = %id, holder = %holder, "two runs act on one target");
+                        match claims.claim(&spec.target().key(), id, None).await {
+                            Ok(None) => {}
+                            Ok(Some(holder)) => {
+                                tracing::error!(experiment = %id, holder = %holder, "two runs act on one target")
+                            }
+                            Err(e) => {
+                                tracing::warn!(experiment = %id, error = %e, "cannot claim the target again")
+                            }
+                        }
                     }
                     loaded.aggregate.phase()
                 }

@@ -14,7 +14,9 @@ use command_lambdas::asg::AsgTargets;
 use command_lambdas::clock::{SystemClock, UuidV7};
 use command_lambdas::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
 use command_lambdas::command::{Request, Response, handle};
-use command_lambdas::dynamo::{DynamoStore, create_events_table, repository, verify_table};
+use command_lambdas::dynamo::{
+    DynamoClaims, DynamoStore, create_events_table, repository, verify_table,
+};
 use command_lambdas::lambda::{AwsTasks, Task, run_task};
 use command_lambdas::service::ExperimentService;
 use command_lambdas::sfn::StepFunctions;
@@ -67,7 +69,11 @@ async fn world() -> World {
         ),
         alarms.clone(),
         Arc::new(SystemClock),
-    );
+    )
+    .with_claims(Arc::new(DynamoClaims::new(
+        dynamodb.clone(),
+        views_table(&dynamodb).await,
+    )));
     let (sfn, machine) = fleet::state_machine().await;
     World {
         service,
@@ -150,6 +156,37 @@ impl World {
             .executions()
             .len()
     }
+}
+
+/// A table shaped like the read-model table (`Pk`/`Sk`), where the tasks keep their claims.
+async fn views_table(dynamodb: &aws_sdk_dynamodb::Client) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let name = aws::unique("Views");
+    let mut create = dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (attribute, kind) in [("Pk", KeyType::Hash), ("Sk", KeyType::Range)] {
+        create = create
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(attribute)
+                    .key_type(kind)
+                    .build()
+                    .expect("key"),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(attribute)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute"),
+            );
+    }
+    create.send().await.expect("views table");
+    name
 }
 
 fn input(id: &str) -> TaskInput {
@@ -440,4 +477,107 @@ async fn task_errors_reach_the_workflow_named_for_retry_or_catch() {
         .await
         .expect("resolve");
     assert_eq!(resolved.phase, Some(domain::experiment::Phase::Baseline));
+}
+
+#[tokio::test]
+async fn one_running_experiment_per_group_and_a_claim_left_behind_is_taken_over() {
+    let w = world().await;
+    let group = fleet::group(2, None).await;
+    for id in ["first", "second", "third"] {
+        w.create(id, &group, None, false).await;
+    }
+    assert!(w.start("first", "start-first").await.ok);
+    assert!(w.start("second", "start-second").await.ok);
+    let first = w
+        .tasks
+        .resolve_targets(&input("first"))
+        .await
+        .expect("resolve");
+    assert!(!first.done && !first.stop, "{first:?}");
+
+    // The second run on the group fails before it touches anything.
+    let second = w
+        .tasks
+        .resolve_targets(&input("second"))
+        .await
+        .expect("resolve");
+    assert!(second.done, "{second:?}");
+    assert_eq!(second.status, Status::Failed);
+    let events = w.events("second").await;
+    assert!(
+        matches!(events.last(), Some(ExperimentEvent::ExperimentFailed { reason, .. })
+            if reason.code == domain::experiment::FailureCode::TargetBusy
+                && reason.message.contains("first")),
+        "{events:?}"
+    );
+    assert!(w.experiment("second").await.targets().is_none());
+
+    // The first ends without releasing its claim (as if its Lambda died right after): its run
+    // is over, so the third takes the claim over.
+    w.service
+        .experiment(
+            "first",
+            domain::experiment::ExperimentCommand::FailExperiment {
+                reason: domain::experiment::FailureReason {
+                    code: domain::experiment::FailureCode::RunnerLost,
+                    message: "gone".into(),
+                },
+                at: domain::Timestamp::from_datetime(chrono::Utc::now()),
+            },
+            &domain::provenance::CommandContext::new(
+                "fail-first",
+                "fail-first",
+                domain::provenance::Actor {
+                    id: "ops".into(),
+                    role: domain::provenance::Role::Admin,
+                },
+                domain::provenance::Source::Cli,
+            )
+            .expect("context"),
+        )
+        .await
+        .expect("failed");
+    assert!(w.start("third", "start-third").await.ok);
+    let out = run_to_the_end(&w, "third").await;
+    assert_eq!(out.status, Status::Completed, "{out:?}");
+}
+
+#[tokio::test]
+async fn of_two_runs_claiming_a_target_at_once_exactly_one_wins() {
+    use command_lambdas::adapters::TargetClaims;
+    let dynamodb = aws::dynamodb();
+    let claims = DynamoClaims::new(dynamodb.clone(), views_table(&dynamodb).await);
+    for round in 0..5 {
+        let target = format!("asg:contested-{round}");
+        let (a, b) = tokio::join!(
+            claims.claim(&target, "run-a", None),
+            claims.claim(&target, "run-b", None)
+        );
+        let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+        match (&a, &b) {
+            (None, Some(holder)) => assert_eq!(holder, "run-a"),
+            (Some(holder), None) => assert_eq!(holder, "run-b"),
+            _ => panic!("round {round}: {a:?} and {b:?}"),
+        }
+        // Claiming again is fine for the holder; a release by the other changes nothing.
+        let winner = if a.is_none() { "run-a" } else { "run-b" };
+        let loser = if a.is_none() { "run-b" } else { "run-a" };
+        assert_eq!(
+            claims.claim(&target, winner, None).await.expect("again"),
+            None
+        );
+        claims.release(&target, loser).await.expect("release");
+        assert_eq!(
+            claims
+                .claim(&target, loser, None)
+                .await
+                .expect("still held"),
+            Some(winner.to_owned())
+        );
+        claims.release(&target, winner).await.expect("release");
+        assert_eq!(
+            claims.claim(&target, loser, None).await.expect("free"),
+            None
+        );
+    }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use clap::Args;
 use command_lambdas::SqliteService;
+use command_lambdas::adapters::InProcessClaims;
 use command_lambdas::clock::Clock;
 use command_lambdas::fleet::{Fleet, FleetConfig, FleetError, LocalFleets, WorkerCommand};
 use command_lambdas::scheduler::Scheduler;
@@ -92,13 +93,16 @@ pub fn workflows(
     fleets: &LocalFleets,
     clock: Arc<dyn Clock>,
 ) -> Result<EmbeddedWorkflows, WorkflowError> {
-    Workflows::new(Tasks::new(
-        service,
-        fleets.clone(),
-        fleets.clone(),
-        fleets.clone(),
-        clock,
-    ))
+    Workflows::new(
+        Tasks::new(
+            service,
+            fleets.clone(),
+            fleets.clone(),
+            fleets.clone(),
+            clock,
+        )
+        .with_claims(Arc::new(InProcessClaims::default())),
+    )
 }
 
 /// The experiments the read models say are in `status`.
