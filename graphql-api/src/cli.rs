@@ -404,6 +404,9 @@ pub enum CliError {
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(#[from] serde_json::Error),
+    /// Standard output could not be written.
+    #[error("cannot write output: {0}")]
+    Write(std::io::Error),
     /// The demo fleet could not start.
     #[error("demo fleet: {0}")]
     Fleet(#[from] FleetError),
@@ -432,6 +435,7 @@ impl CliError {
             | CliError::Bind { .. }
             | CliError::Serve(_)
             | CliError::Output(_)
+            | CliError::Write(_)
             | CliError::Fleet(_)
             | CliError::Workflow(_) => 1,
         }
@@ -556,8 +560,18 @@ fn context(p: &ProvenanceArgs) -> Result<CommandContext, ContextError> {
 }
 
 fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    out(&serde_json::to_string_pretty(value)?)
+}
+
+/// Writes a line to standard output. A reader that has gone (a pipe closed early, as by
+/// `| head -1` or `| grep -q`) is not an error: the rest is simply not wanted.
+fn out(line: &str) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Write(e)),
+        _ => Ok(()),
+    }
 }
 
 fn read_spec(path: &Path) -> Result<ExperimentSpecInput, CliError> {
@@ -603,7 +617,7 @@ async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
         for (fleet, _) in &changes {
             let events = fleet.status().events;
             for event in events.iter().skip(printed) {
-                println!("{}", serde_json::to_string(event)?);
+                out(&serde_json::to_string(event)?)?;
             }
             printed = events.len();
         }
@@ -1024,7 +1038,7 @@ async fn verify(db: &Path, as_json: bool) -> Result<(), CliError> {
     if as_json {
         print_json(&report_json(&report))?;
     } else {
-        print_report(&report, elapsed);
+        print_report(&report, elapsed)?;
     }
     if report.is_ok() {
         Ok(())
@@ -1054,22 +1068,22 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
     })
 }
 
-fn print_report(report: &VerifyReport, elapsed: std::time::Duration) {
+fn print_report(report: &VerifyReport, elapsed: std::time::Duration) -> Result<(), CliError> {
     let rate = report.events as f64 / elapsed.as_secs_f64().max(1e-9);
     if report.is_ok() {
-        println!(
+        return out(&format!(
             "OK: {} events in {} streams verified ({:.0} events/s)",
             report.events, report.streams, rate
-        );
-        return;
+        ));
     }
-    println!(
+    out(&format!(
         "FAILED: {} of {} streams do not verify ({} events read)",
         report.faults.len(),
         report.streams,
         report.events
-    );
+    ))?;
     for fault in &report.faults {
-        println!("  {fault}");
+        out(&format!("  {fault}"))?;
     }
+    Ok(())
 }

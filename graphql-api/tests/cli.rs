@@ -676,3 +676,29 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
     );
     assert_eq!(delivered[0]["attempts"], 1);
 }
+
+#[test]
+fn a_reader_that_goes_away_early_is_not_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    assert!(chaos(&db, &["init"]).status.success());
+    for args in [&["platform", "show"][..], &["audit", "verify"][..]] {
+        let mut child = Command::new(CHAOS)
+            .arg("--db")
+            .arg(&db)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // The reader closes its end before anything is written, as `| grep -q` may.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
