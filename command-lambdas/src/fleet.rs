@@ -186,20 +186,9 @@ pub struct FleetStatus {
     /// Its workers.
     pub members: Vec<Member>,
     /// Traffic through the balancer over the window.
-    pub traffic: TrafficStatsView,
+    pub traffic: TrafficStats,
     /// Its record, oldest first (the newest [`RECORD_LIMIT`]).
     pub events: Vec<FleetEvent>,
-}
-
-/// [`TrafficStats`] for output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TrafficStatsView {
-    /// Requests in the window.
-    pub requests: u32,
-    /// p95 latency, ms.
-    pub latency_p95_ms: u32,
-    /// Error rate, basis points.
-    pub error_rate_bp: u32,
 }
 
 /// Entries of the fleet's record kept.
@@ -462,11 +451,7 @@ impl Fleet {
             healthy: u32::try_from(members.iter().filter(|m| m.in_service && m.healthy).count())
                 .unwrap_or(u32::MAX),
             members,
-            traffic: TrafficStatsView {
-                requests: traffic.requests,
-                latency_p95_ms: traffic.latency_p95_ms,
-                error_rate_bp: traffic.error_rate_bp,
-            },
+            traffic,
             events: state.record.iter().cloned().collect(),
         }
     }

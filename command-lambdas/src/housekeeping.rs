@@ -17,7 +17,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use domain::Timestamp;
 use domain::experiment::{ExperimentCommand, FailureCode, FailureReason, Status};
 use domain::limits::MAX_TEXT_CHARS;
-use domain::provenance::{Actor, CommandContext, Role, Source};
 use serde::Serialize;
 use serde_json::json;
 
@@ -176,23 +175,7 @@ impl<R: cqrs_es::persist::PersistedEventRepository> Housekeeping<R> {
                 "the workflow execution ended without ending the run".to_owned(),
             ),
         };
-        let context = CommandContext::new(
-            "workflow:abandon",
-            id,
-            Actor {
-                id: "workflow".into(),
-                role: Role::Operator,
-            },
-            Source::Workflow,
-        )
-        .map_err(|e| {
-            ServiceError::InvalidInput(domain::spec::SpecError {
-                problems: vec![domain::spec::Problem {
-                    field: "experimentId".into(),
-                    message: e.to_string(),
-                }],
-            })
-        })?;
+        let context = crate::tasks::workflow_context(id, "abandon")?;
         self.service
             .experiment(
                 id,

@@ -17,11 +17,11 @@ use cqrs_es::persist::PersistedEventRepository;
 use domain::Timestamp;
 use domain::experiment::{ExperimentCommand, Status};
 use domain::platform::RecurringSchedule;
-use domain::provenance::{Actor, CommandContext, Role, Source};
+use domain::provenance::{CommandContext, Source};
 use domain::spec::ExperimentId;
 use serde::Serialize;
 
-use crate::service::{ExperimentService, ServiceError};
+use crate::service::{ExperimentService, ServiceError, system_context};
 
 /// What a tick did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,23 +60,7 @@ pub struct Scheduler<R> {
 }
 
 fn context(command_id: String, correlation: &str) -> Result<CommandContext, ServiceError> {
-    CommandContext::new(
-        command_id,
-        correlation,
-        Actor {
-            id: "scheduler".into(),
-            role: Role::Operator,
-        },
-        Source::Schedule,
-    )
-    .map_err(|e| {
-        ServiceError::InvalidInput(domain::spec::SpecError {
-            problems: vec![domain::spec::Problem {
-                field: "schedule".into(),
-                message: e.to_string(),
-            }],
-        })
-    })
+    system_context(command_id, correlation, "scheduler", Source::Schedule)
 }
 
 /// The experiment id of a schedule's occurrence: `<schedule>-<YYYYMMDDTHHMM>Z`.

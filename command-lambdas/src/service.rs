@@ -10,7 +10,7 @@ use cqrs_es::persist::PersistedEventRepository;
 use domain::Timestamp;
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, PlatformGate};
 use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, PlatformError};
-use domain::provenance::CommandContext;
+use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
     BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, ScheduleId, SpecError, WebhookId,
@@ -378,4 +378,31 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             .execute::<Platform>(PLATFORM_ID, command, context)
             .await?)
     }
+}
+
+/// The context of a command the platform issues itself (the workflow, the scheduler): acting
+/// as `actor`, an operator, from `source`.
+pub(crate) fn system_context(
+    command_id: String,
+    correlation_id: &str,
+    actor: &str,
+    source: Source,
+) -> Result<CommandContext, ServiceError> {
+    CommandContext::new(
+        command_id,
+        correlation_id,
+        Actor {
+            id: actor.to_owned(),
+            role: Role::Operator,
+        },
+        source,
+    )
+    .map_err(|e| {
+        ServiceError::InvalidInput(SpecError {
+            problems: vec![domain::spec::Problem {
+                field: "context".into(),
+                message: e.to_string(),
+            }],
+        })
+    })
 }

@@ -27,13 +27,13 @@ use domain::experiment::{
     Status,
 };
 use domain::limits::{MAX_HEALTH_SAMPLES, MAX_TEXT_CHARS};
-use domain::provenance::{Actor, CommandContext, Role, Source};
+use domain::provenance::{CommandContext, Source};
 use domain::spec::{ExperimentSpec, TargetId};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{AdapterError, AlarmSource, HealthProbe, TargetClaims, TargetProvider};
 use crate::clock::Clock;
-use crate::service::{ExperimentService, ServiceError};
+use crate::service::{ExperimentService, ServiceError, system_context};
 
 /// Why a task failed.
 #[derive(Debug, thiserror::Error)]
@@ -206,24 +206,17 @@ impl<R, T, H, A> std::fmt::Debug for Tasks<R, T, H, A> {
     }
 }
 
-fn workflow_context(experiment_id: &str, step: &str) -> Result<CommandContext, ServiceError> {
-    CommandContext::new(
+/// The context of the workflow's step `step` of an experiment.
+pub(crate) fn workflow_context(
+    experiment_id: &str,
+    step: &str,
+) -> Result<CommandContext, ServiceError> {
+    system_context(
         format!("workflow:{step}"),
         experiment_id,
-        Actor {
-            id: "workflow".into(),
-            role: Role::Operator,
-        },
+        "workflow",
         Source::Workflow,
     )
-    .map_err(|e| {
-        ServiceError::InvalidInput(domain::spec::SpecError {
-            problems: vec![domain::spec::Problem {
-                field: "experimentId".into(),
-                message: e.to_string(),
-            }],
-        })
-    })
 }
 
 /// The spec of a loaded experiment (every created experiment has one).

@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -144,7 +144,7 @@ pub async fn follow(
             }
         });
     }
-    let conn = match connect(&db) {
+    let conn = match projection_lambdas::embedded::connect(&db) {
         Ok(conn) => Arc::new(Mutex::new(conn)),
         Err(e) => {
             tracing::error!(error = %e, "the workflow runner cannot read the read models; runs started elsewhere will not be picked up");
@@ -224,10 +224,4 @@ pub async fn follow(
             return;
         }
     }
-}
-
-fn connect(
-    db: &Path,
-) -> Result<rusqlite::Connection, projection_lambdas::embedded::ProjectionError> {
-    projection_lambdas::embedded::connect(db)
 }

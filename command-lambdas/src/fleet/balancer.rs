@@ -76,7 +76,7 @@ pub(crate) struct Window {
 }
 
 /// What a window says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct TrafficStats {
     /// Requests in the window.
     pub requests: u32,
