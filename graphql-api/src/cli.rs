@@ -636,6 +636,7 @@ async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
 }
 
 async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), CliError> {
+    let stopped = shutdown_signal();
     let pool = open(db, OpenMode::CreateIfMissing).await?;
     let clock: Arc<SystemClock> = Arc::new(SystemClock);
     let fleets = fleet.start(clock.clone()).await?;
@@ -705,7 +706,7 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
     let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stopped)
         .await
         .map_err(CliError::Serve);
     let _ = stop_following.send(true);
@@ -731,23 +732,26 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// A future that ends at SIGINT or SIGTERM. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal that arrives while the server is still starting
+/// stops it gracefully rather than killing it.
+fn shutdown_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+            match s {
+                Some(mut s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt.take()) => {},
+            () = wait(terminate.take()) => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 
