@@ -134,8 +134,25 @@ pub enum Started {
     },
 }
 
+/// What became of an execution asked to act on a stop now rather than at its next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hurried {
+    /// The engine acts on it now itself: its current wait is cut short and its next task sees
+    /// the stop (the embedded runner).
+    Woken,
+    /// It was waiting between steps, with no task in flight, and has been stopped there: the
+    /// step it would have taken next (the guards, then the rollback) is the caller's to take
+    /// ([`crate::tasks::Tasks::take_over`]).
+    Stopped,
+    /// It was in a step until the deadline; that step sees the stop when it ends, or the next
+    /// one does, and the workflow rolls back itself.
+    Busy,
+    /// It had ended, or there was none.
+    Ended,
+}
+
 /// The engine that runs the experiment workflow.
-pub trait WorkflowStarter: Send + Sync {
+pub trait WorkflowEngine: Send + Sync {
     /// Starts the workflow for an experiment, at most once per experiment: the execution is
     /// named by the experiment id, so a repeated or concurrent start finds the first one.
     fn start(
@@ -144,12 +161,19 @@ pub trait WorkflowStarter: Send + Sync {
         input: &serde_json::Value,
     ) -> impl Future<Output = Result<Started, AdapterError>> + Send;
 
-    /// Stops the experiment's execution, if one is running.
-    fn stop(
+    /// Makes the experiment's execution act now on a stop (or halt) already in the log, rather
+    /// than when its current wait is over, without ever cutting a task short: a task in flight
+    /// may be acting on the targets, and only the workflow may follow it. Gives up waiting for
+    /// a task to end at `deadline`.
+    fn hurry(
         &self,
         experiment_id: &str,
         reason: &str,
-    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+        deadline: std::time::Instant,
+    ) -> impl Future<Output = Result<Hurried, AdapterError>> + Send;
+
+    /// The experiments whose executions are running.
+    fn running(&self) -> impl Future<Output = Result<Vec<String>, AdapterError>> + Send;
 }
 
 /// Who acts on each target: one running experiment per target. A run claims its target before

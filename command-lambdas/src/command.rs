@@ -11,6 +11,14 @@
 //! stop-condition alarms is not OK. Once the start is recorded (or found recorded, on a
 //! retry), the workflow is started under the experiment's id, so a repeated start never
 //! runs it twice. Every refusal has a stable `code` and says whether a retry may help.
+//!
+//! A stop or a halt is recorded first, and from then on every step of the run's workflow
+//! stops it. A run between steps would otherwise only see it when its wait is over, which can
+//! be a whole poll interval: so each run it applies to whose execution is waiting is stopped
+//! there and ended here, at once (see [`WorkflowEngine::hurry`]); one in a step is left to its
+//! workflow, which rolls it back as the step ends. The answer lists both.
+
+use std::time::{Duration, Instant};
 
 use cqrs_es::persist::PersistedEventRepository;
 use domain::Timestamp;
@@ -19,9 +27,10 @@ use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::spec::ExperimentSpecInput;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{AlarmSource, Started, WorkflowStarter};
+use crate::adapters::{AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine};
 use crate::service::{ExperimentService, ServiceError};
 use crate::store::{CommandOutcome, StoreError};
+use crate::tasks::{TaskInput, Tasks};
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +117,14 @@ pub struct Response {
     /// The workflow execution a start runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<String>,
+    /// Runs a stop or halt has ended: each was waiting between steps, and is rolled back and
+    /// stopped by the time of this answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<String>,
+    /// Runs a stop or halt has not ended yet: each was in a step, and its workflow rolls it
+    /// back as that step ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stopping: Vec<String>,
     /// Why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
@@ -151,6 +168,8 @@ impl Response {
             ok: false,
             outcome: None,
             execution: None,
+            stopped: Vec::new(),
+            stopping: Vec::new(),
             error: Some(ErrorBody {
                 code: code.to_owned(),
                 message: message.into(),
@@ -177,6 +196,8 @@ impl Response {
                 deduplicated: outcome.deduplicated,
             }),
             execution: None,
+            stopped: Vec::new(),
+            stopping: Vec::new(),
             error: None,
         }
     }
@@ -191,17 +212,19 @@ fn required_role(command: &Command) -> Role {
 }
 
 /// Carries out one request. Never fails: every problem is an answer with a code.
-pub async fn handle<R, A, W>(
-    service: &ExperimentService<R>,
-    alarms: &A,
+pub async fn handle<R, T, H, A, W>(
+    tasks: &Tasks<R, T, H, A>,
     workflow: &W,
     request: Request,
 ) -> Response
 where
     R: PersistedEventRepository,
+    T: TargetProvider,
+    H: HealthProbe,
     A: AlarmSource,
-    W: WorkflowStarter,
+    W: WorkflowEngine,
 {
+    let service = tasks.service();
     let needed = required_role(&request.command);
     if request.actor.role < needed {
         return Response::refused(
@@ -235,7 +258,7 @@ where
             spec,
         } => service.create(&experiment_id, spec, &context).await,
         Command::Start { experiment_id } => {
-            return start(service, alarms, workflow, &experiment_id, &context).await;
+            return start(service, tasks.alarms(), workflow, &experiment_id, &context).await;
         }
         Command::Schedule {
             experiment_id,
@@ -244,13 +267,42 @@ where
         Command::Stop {
             experiment_id,
             reason,
-        } => service.stop(&experiment_id, &reason, &context).await,
+        } => {
+            return match service.stop(&experiment_id, &reason, &context).await {
+                Ok(outcome) => {
+                    let mut response = Response::done(&outcome);
+                    let reason = format!("stop requested: {reason}");
+                    settle(tasks, workflow, vec![experiment_id], &reason, &mut response).await;
+                    response
+                }
+                Err(e) => Response::from_service(&e),
+            };
+        }
         Command::Cancel {
             experiment_id,
             reason,
         } => service.cancel(&experiment_id, &reason, &context).await,
         Command::Archive { experiment_id } => service.archive(&experiment_id, &context).await,
-        Command::Halt { reason } => service.halt(&reason, &context).await,
+        Command::Halt { reason } => {
+            return match service.halt(&reason, &context).await {
+                Ok(outcome) => {
+                    let mut response = Response::done(&outcome);
+                    // The halt is in force: every run's next step stops it. Ending the runs
+                    // now is on top of that, so a failure to list them refuses nothing.
+                    match workflow.running().await {
+                        Ok(ids) => {
+                            let reason = format!("platform halted: {reason}");
+                            settle(tasks, workflow, ids, &reason, &mut response).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot list the running executions to stop them now")
+                        }
+                    }
+                    response
+                }
+                Err(e) => Response::from_service(&e),
+            };
+        }
         Command::Unhalt => service.lift_halt(&context).await,
     };
     match result {
@@ -272,6 +324,91 @@ fn command_name(command: &Command) -> &'static str {
     }
 }
 
+/// How long a stop or halt waits for a run's step in flight to end so that it can end the run
+/// itself; a run still in a step then is left to its workflow, which rolls it back as the
+/// step ends. Within it, a halt answers in under two seconds.
+pub const SETTLE_WITHIN: Duration = Duration::from_millis(1_500);
+
+/// Ends now, rather than when their current wait is over, the runs `ids` that a stop or a
+/// halt (in the log already) applies to, and says in `response` which ended and which are
+/// still ending. An execution is only ever stopped between steps, never during a task, and
+/// the step it would have taken next is taken here, as the workflow's.
+async fn settle<R, T, H, A, W>(
+    tasks: &Tasks<R, T, H, A>,
+    workflow: &W,
+    ids: Vec<String>,
+    reason: &str,
+    response: &mut Response,
+) where
+    R: PersistedEventRepository,
+    T: TargetProvider,
+    H: HealthProbe,
+    A: AlarmSource,
+    W: WorkflowEngine,
+{
+    let deadline = Instant::now() + SETTLE_WITHIN;
+    let ended = futures::future::join_all(
+        ids.iter()
+            .map(|id| settle_one(tasks, workflow, id, reason, deadline)),
+    )
+    .await;
+    for (id, ended) in ids.into_iter().zip(ended) {
+        if ended {
+            response.stopped.push(id);
+        } else {
+            response.stopping.push(id);
+        }
+    }
+}
+
+/// Ends one run now if its execution is between steps; whether it has ended.
+async fn settle_one<R, T, H, A, W>(
+    tasks: &Tasks<R, T, H, A>,
+    workflow: &W,
+    id: &str,
+    reason: &str,
+    deadline: Instant,
+) -> bool
+where
+    R: PersistedEventRepository,
+    T: TargetProvider,
+    H: HealthProbe,
+    A: AlarmSource,
+    W: WorkflowEngine,
+{
+    match workflow.hurry(id, reason, deadline).await {
+        Ok(Hurried::Stopped) => {
+            let input = TaskInput {
+                experiment_id: id.to_owned(),
+                error: None,
+            };
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match tasks.take_over(&input).await {
+                    Ok(out) => return out.done,
+                    Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                        tracing::warn!(experiment = id, error = %e, "ending a stopped run, again");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        // Housekeeping ends a run whose execution ended without ending it.
+                        tracing::error!(experiment = id, error = %e, "cannot end a run whose execution was stopped");
+                        return false;
+                    }
+                }
+            }
+        }
+        Ok(Hurried::Woken | Hurried::Busy | Hurried::Ended) => {
+            matches!(tasks.service().load(id).await, Ok(loaded) if loaded.aggregate.status().is_terminal())
+        }
+        Err(e) => {
+            tracing::warn!(experiment = id, error = %e, "cannot hurry a run's execution; it stops at its next step");
+            false
+        }
+    }
+}
+
 async fn start<R, A, W>(
     service: &ExperimentService<R>,
     alarms: &A,
@@ -282,7 +419,7 @@ async fn start<R, A, W>(
 where
     R: PersistedEventRepository,
     A: AlarmSource,
-    W: WorkflowStarter,
+    W: WorkflowEngine,
 {
     let loaded = match service.load(id).await {
         Ok(loaded) => loaded,

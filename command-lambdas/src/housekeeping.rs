@@ -20,7 +20,7 @@ use domain::limits::MAX_TEXT_CHARS;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::adapters::{AdapterError, WorkflowStarter};
+use crate::adapters::{AdapterError, WorkflowEngine};
 use crate::scheduler::{Fired, Scheduler};
 use crate::service::{ExperimentService, ServiceError};
 use crate::sfn::{ExecutionEnd, StepFunctions};

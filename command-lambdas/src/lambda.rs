@@ -4,7 +4,8 @@
 //!
 //! Environment: `EVENTS_TABLE` (the dynamo-es events table), `STATE_MACHINE_ARN` (the
 //! experiment workflow; the command and housekeeping Lambdas), `VIEWS_TABLE` (the read-model
-//! table: the tasks keep their target claims there, housekeeping reads its status index),
+//! table: the tasks keep their target claims there, housekeeping reads its status index; the
+//! command Lambda ends stopped runs with the tasks' rollback, so it needs it too),
 //! `HEALTH_WINDOW_SECS` (default 60) and `HEALTH_LATENCY_STAT` (default `p95`); credentials
 //! and region as every Lambda has them.
 
@@ -156,18 +157,17 @@ pub async fn serve_housekeeping() -> Result<(), Error> {
 pub async fn serve_commands() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = aws_config::load_from_env().await;
-    let service = service(&config)?;
-    let alarms = CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&config));
+    let tasks = tasks(&config)?;
     let workflow = StepFunctions::new(
         aws_sdk_sfn::Client::new(&config),
         required("STATE_MACHINE_ARN", "the experiment workflow")?,
     );
-    let (service, alarms, workflow) = (&service, &alarms, &workflow);
+    let (tasks, workflow) = (&tasks, &workflow);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             // A request that does not parse is answered like any refusal, not failed.
             let response = match serde_json::from_value::<Request>(event.payload) {
-                Ok(request) => command::handle(service, alarms, workflow, request).await,
+                Ok(request) => command::handle(tasks, workflow, request).await,
                 Err(e) => Response::malformed(&e),
             };
             Ok::<_, Error>(response)

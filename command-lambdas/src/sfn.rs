@@ -4,15 +4,33 @@
 //! Functions keeps execution names unique per state machine, so a start repeated by a retry,
 //! a double click or a second API replica starts nothing new: it is answered with the
 //! execution that exists.
+//!
+//! A `Wait` state cannot be woken, so a stop or halt that must not wait out a poll interval
+//! hurries the execution ([`WorkflowEngine::hurry`]): it is stopped when its latest history
+//! event is the entering of a `Wait` (no task in flight), and looked at again every 100 ms
+//! while it is in a task, until a deadline.
 
 use aws_sdk_sfn::error::ProvideErrorMetadata;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::{AdapterError, Started, WorkflowStarter};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::HistoryEventType;
+
+use crate::adapters::{AdapterError, Hurried, Started, WorkflowEngine};
 use crate::asg::sdk_error;
 
 /// Longest execution name Step Functions accepts.
 const MAX_NAME: usize = 80;
+
+/// Longest cause of a stop Step Functions accepts.
+const MAX_CAUSE: usize = 32_768;
+
+/// How often a hurried execution in a step is looked at again.
+const HURRY_POLL: Duration = Duration::from_millis(100);
+
+/// History events read to find an execution's latest.
+const HISTORY_PAGE: i32 = 5;
 
 /// The execution name of an experiment: its id when Step Functions accepts it as a name
 /// (ASCII letters, digits, `-` and `_`, at most 80), as UUIDv7 ids are. Otherwise the id with
@@ -53,7 +71,7 @@ pub enum ExecutionEnd {
     },
 }
 
-/// Starts and stops executions of one state machine.
+/// The executions of one state machine: started once per experiment, hurried between steps.
 #[derive(Debug, Clone)]
 pub struct StepFunctions {
     client: aws_sdk_sfn::Client,
@@ -106,6 +124,64 @@ impl StepFunctions {
         }
     }
 
+    /// Whether the execution is between steps, in a `Wait` state: its latest event is the
+    /// entering of one. The next step after each `Wait` of the definition is a task whose
+    /// guards run first, so stopping the execution there cuts no action on a target short.
+    async fn waiting(&self, arn: &str) -> Result<bool, AdapterError> {
+        let page = self
+            .client
+            .get_execution_history()
+            .execution_arn(arn)
+            .reverse_order(true)
+            .max_results(HISTORY_PAGE)
+            .send()
+            .await
+            .map_err(|e| sdk_error("states", e))?;
+        // The latest is the first in reverse order; taking the highest id also holds for an
+        // endpoint that answers in forward order.
+        Ok(page
+            .events()
+            .iter()
+            .max_by_key(|e| e.id())
+            .is_some_and(|e| e.r#type() == &HistoryEventType::WaitStateEntered))
+    }
+
+    /// Stops a waiting execution: [`Hurried::Stopped`] when it is aborted, [`Hurried::Ended`]
+    /// when it ended by itself first.
+    async fn abort(&self, arn: &str, reason: &str) -> Result<Hurried, AdapterError> {
+        match self
+            .client
+            .stop_execution()
+            .execution_arn(arn)
+            .cause(reason.chars().take(MAX_CAUSE).collect::<String>())
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code() == Some("ExecutionDoesNotExist") => return Ok(Hurried::Ended),
+            Err(e) => return Err(sdk_error("states", e)),
+        }
+        Ok(match self.describe(arn).await? {
+            Some(ExecutionEnd::Failed { status, .. }) if status == "ABORTED" => Hurried::Stopped,
+            _ => Hurried::Ended,
+        })
+    }
+
+    /// The experiment an execution runs, from its input.
+    async fn experiment_of(&self, arn: &str) -> Result<Option<String>, AdapterError> {
+        let out = self
+            .client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .map_err(|e| sdk_error("states", e))?;
+        Ok(out
+            .input()
+            .and_then(|input| serde_json::from_str::<serde_json::Value>(input).ok())
+            .and_then(|input| input.get("experimentId")?.as_str().map(str::to_owned)))
+    }
+
     /// Where the experiment's execution is: none yet, running, or ended (and how).
     pub async fn execution(
         &self,
@@ -115,7 +191,7 @@ impl StepFunctions {
     }
 }
 
-impl WorkflowStarter for StepFunctions {
+impl WorkflowEngine for StepFunctions {
     async fn start(
         &self,
         experiment_id: &str,
@@ -145,20 +221,50 @@ impl WorkflowStarter for StepFunctions {
         }
     }
 
-    async fn stop(&self, experiment_id: &str, reason: &str) -> Result<(), AdapterError> {
+    async fn hurry(
+        &self,
+        experiment_id: &str,
+        reason: &str,
+        deadline: Instant,
+    ) -> Result<Hurried, AdapterError> {
         let arn = self.execution_arn(experiment_id);
-        match self
-            .client
-            .stop_execution()
-            .execution_arn(&arn)
-            .cause(reason)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some("ExecutionDoesNotExist") => Ok(()),
-            Err(e) => Err(sdk_error("states", e)),
+        loop {
+            if self.describe(&arn).await? != Some(ExecutionEnd::Running) {
+                return Ok(Hurried::Ended);
+            }
+            if self.waiting(&arn).await? {
+                return self.abort(&arn, reason).await;
+            }
+            if Instant::now() >= deadline {
+                return Ok(Hurried::Busy);
+            }
+            tokio::time::sleep(HURRY_POLL).await;
         }
+    }
+
+    async fn running(&self) -> Result<Vec<String>, AdapterError> {
+        let mut arns = Vec::new();
+        let mut pages = self
+            .client
+            .list_executions()
+            .state_machine_arn(&self.state_machine_arn)
+            .status_filter(aws_sdk_sfn::types::ExecutionStatus::Running)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_error("states", e))?;
+            arns.extend(
+                page.executions()
+                    .iter()
+                    .map(|e| e.execution_arn().to_owned()),
+            );
+        }
+        // A name may be a sanitized id (see [`execution_name`]): the id is in the input.
+        let mut ids = Vec::with_capacity(arns.len());
+        for arn in &arns {
+            ids.extend(self.experiment_of(arn).await?);
+        }
+        Ok(ids)
     }
 }
 

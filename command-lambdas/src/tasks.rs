@@ -183,6 +183,16 @@ impl Task {
         }
     }
 
+    /// Whether the task runs the guards before anything else, so that once a stop or halt is
+    /// in the log it acts on nothing. Every `Wait` of the definition leads to one of these,
+    /// which is what lets a stop end a waiting run from outside its execution.
+    pub fn guards_first(self) -> bool {
+        match self {
+            Task::ResolveTargets | Task::Baseline | Task::Inject | Task::CheckHealth => true,
+            Task::Finish | Task::Rollback => false,
+        }
+    }
+
     /// The task a definition's `Resource` placeholder names (`${BaselineFunctionArn}`).
     pub fn from_resource(resource: &str) -> Option<Task> {
         let name = resource.strip_prefix("${")?.strip_suffix("FunctionArn}")?;
@@ -313,6 +323,11 @@ where
     /// The service the tasks command through.
     pub fn service(&self) -> &ExperimentService<R> {
         &self.service
+    }
+
+    /// The stop-condition alarms the tasks read.
+    pub fn alarms(&self) -> &A {
+        &self.alarms
     }
 
     pub(crate) fn now(&self) -> Timestamp {
@@ -652,6 +667,19 @@ where
         self.command(id, "finish", command).await?;
         let experiment = self.load(id).await?;
         self.release(id, &experiment).await;
+        Ok(self.output(id, &experiment))
+    }
+
+    /// Takes the step an execution stopped between steps would have taken next (see
+    /// [`crate::adapters::Hurried::Stopped`]): the guards, then the rollback when a stop is
+    /// pending, as the workflow's own steps.
+    pub async fn take_over(&self, input: &TaskInput) -> Result<TaskOutput, TaskError> {
+        let id = input.experiment_id.as_str();
+        let (experiment, _) = self.guard(id).await?;
+        if experiment.status() == Status::Running && experiment.phase() == Some(Phase::RollingBack)
+        {
+            return self.rollback(input).await;
+        }
         Ok(self.output(id, &experiment))
     }
 

@@ -3,7 +3,7 @@
 //! through the same [`Tasks`] the Lambdas run.
 //!
 //! - **One execution per experiment**, named by its id, like Step Functions' execution name:
-//!   a second start finds the first ([`WorkflowStarter`]).
+//!   a second start finds the first ([`WorkflowEngine`]).
 //! - **Durable through the event log.** What a run has done is in its events, so a run whose
 //!   process went away resumes where its phase says ([`resume_state`]): resolving or baseline
 //!   at `ResolveTargets` (which does nothing twice), injecting at `Inject`, observing at
@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::adapters::{
-    AdapterError, AlarmSource, HealthProbe, Started, TargetProvider, WorkflowStarter,
+    AdapterError, AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine,
 };
 use crate::asl::{Definition, DefinitionError, Event, Finished, Resources, TaskFailure, Timer};
 use crate::tasks::{Task, TaskInput, Tasks};
@@ -358,7 +358,7 @@ where
     }
 }
 
-impl<R, T, H, A> WorkflowStarter for Workflows<R, T, H, A>
+impl<R, T, H, A> WorkflowEngine for Workflows<R, T, H, A>
 where
     R: PersistedEventRepository + 'static,
     T: TargetProvider + 'static,
@@ -370,10 +370,25 @@ where
         Ok(self.launch(experiment_id, &start_at))
     }
 
-    async fn stop(&self, experiment_id: &str, _reason: &str) -> Result<(), AdapterError> {
+    async fn hurry(
+        &self,
+        experiment_id: &str,
+        _reason: &str,
+        _deadline: std::time::Instant,
+    ) -> Result<Hurried, AdapterError> {
         // The stop is in the log already; the execution's next task sees it and rolls back.
-        self.wake(experiment_id);
-        Ok(())
+        let woken = match lock(&self.inner.executions).get(experiment_id) {
+            Some(notify) => {
+                notify.notify_one();
+                Hurried::Woken
+            }
+            None => Hurried::Ended,
+        };
+        Ok(woken)
+    }
+
+    async fn running(&self) -> Result<Vec<String>, AdapterError> {
+        Ok(Workflows::running(self))
     }
 }
 

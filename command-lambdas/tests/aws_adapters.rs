@@ -6,10 +6,11 @@ mod aws;
 mod fleet;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StateValue};
 use command_lambdas::adapters::{
-    AdapterError, AlarmSource, HealthProbe, Started, TargetProvider, WorkflowStarter,
+    AdapterError, AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine,
 };
 use command_lambdas::asg::AsgTargets;
 use command_lambdas::clock::SystemClock;
@@ -107,7 +108,7 @@ async fn latency_and_error_rate_are_read_through_the_load_balancer_metrics() {
             .value(value)
             .unit(unit)
             .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from(
-                std::time::SystemTime::now() - std::time::Duration::from_secs(5),
+                std::time::SystemTime::now() - Duration::from_secs(5),
             ))
             .build()
     };
@@ -255,7 +256,7 @@ async fn stop_condition_alarms_fail_closed() {
 }
 
 #[tokio::test]
-async fn two_concurrent_starts_of_one_experiment_make_one_execution() {
+async fn two_concurrent_starts_make_one_execution_and_a_hurry_stops_it_only_between_steps() {
     let (client, machine) = fleet::state_machine().await;
     let starter = StepFunctions::new(client.clone(), machine.clone());
     let experiment = uuid::Uuid::now_v7().to_string();
@@ -296,23 +297,58 @@ async fn two_concurrent_starts_of_one_experiment_make_one_execution() {
         starter.execution_arn(&experiment)
     );
 
-    starter
-        .stop(&experiment, "stop requested by alice")
-        .await
-        .expect("stop");
-    let status = client
+    // Running and waiting (the test machine is one long Wait): a hurry stops it there.
+    assert_eq!(
+        starter.running().await.expect("running"),
+        std::slice::from_ref(&experiment)
+    );
+    let soon = || Instant::now() + Duration::from_millis(600);
+    assert_eq!(
+        starter
+            .hurry(&experiment, "stop requested by alice", soon())
+            .await
+            .expect("hurried"),
+        Hurried::Stopped
+    );
+    let described = client
         .describe_execution()
         .execution_arn(starter.execution_arn(&experiment))
         .send()
         .await
-        .expect("described")
-        .status()
-        .as_str()
-        .to_owned();
-    assert_eq!(status, "ABORTED");
-    // Stopping an experiment that never ran is not an error.
-    starter
-        .stop(&uuid::Uuid::now_v7().to_string(), "nothing to stop")
+        .expect("described");
+    assert_eq!(described.status().as_str(), "ABORTED");
+    assert!(starter.running().await.expect("running").is_empty());
+    // Hurrying one that ended, or never ran, is not an error.
+    for id in [experiment.clone(), uuid::Uuid::now_v7().to_string()] {
+        assert_eq!(
+            starter
+                .hurry(&id, "nothing to stop", soon())
+                .await
+                .expect("hurried"),
+            Hurried::Ended
+        );
+    }
+
+    // An execution in a task is never stopped: once the deadline passes it is left running.
+    let (_, busy_machine) = fleet::busy_state_machine().await;
+    let busy = StepFunctions::new(client.clone(), busy_machine);
+    let working = "team:web.kill-one";
+    busy.start(working, &serde_json::json!({ "experimentId": working }))
         .await
-        .expect("no execution, nothing to stop");
+        .expect("started");
+    // Its name is not the id; the id is read from the execution's input.
+    assert_eq!(busy.running().await.expect("running"), [working]);
+    assert_eq!(
+        busy.hurry(working, "stop requested by alice", soon())
+            .await
+            .expect("hurried"),
+        Hurried::Busy
+    );
+    let described = client
+        .describe_execution()
+        .execution_arn(busy.execution_arn(working))
+        .send()
+        .await
+        .expect("described");
+    assert_eq!(described.status().as_str(), "RUNNING");
 }

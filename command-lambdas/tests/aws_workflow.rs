@@ -31,7 +31,6 @@ type Service = ExperimentService<dynamo_es::DynamoEventRepository>;
 struct World {
     service: Service,
     tasks: AwsTasks,
-    alarms: CloudWatchAlarms,
     workflow: StepFunctions,
     sfn: aws_sdk_sfn::Client,
     machine: String,
@@ -67,7 +66,7 @@ async fn world() -> World {
             },
             Arc::new(SystemClock),
         ),
-        alarms.clone(),
+        alarms,
         Arc::new(SystemClock),
     )
     .with_claims(Arc::new(DynamoClaims::new(
@@ -78,7 +77,6 @@ async fn world() -> World {
     World {
         service,
         tasks,
-        alarms,
         workflow: StepFunctions::new(sfn.clone(), machine.clone()),
         sfn,
         machine,
@@ -90,7 +88,7 @@ async fn world() -> World {
 impl World {
     async fn send(&self, request: serde_json::Value) -> Response {
         let request: Request = serde_json::from_value(request).expect("a well-formed request");
-        handle(&self.service, &self.alarms, &self.workflow, request).await
+        handle(&self.tasks, &self.workflow, request).await
     }
 
     async fn create(&self, id: &str, group: &str, alarm: Option<&str>, dry_run: bool) {
@@ -187,6 +185,38 @@ async fn views_table(dynamodb: &aws_sdk_dynamodb::Client) -> String {
     }
     create.send().await.expect("views table");
     name
+}
+
+/// A request of `actor` (`id`, `role`): `command` with its fields.
+fn request(command: serde_json::Value, actor: (&str, &str), command_id: &str) -> Request {
+    let mut request = command;
+    request["commandId"] = json!(command_id);
+    request["actor"] = json!({"id": actor.0, "role": actor.1});
+    request["source"] = json!("api");
+    serde_json::from_value(request).expect("a well-formed request")
+}
+
+/// Runs an experiment's steps up to its first health check after the injection.
+async fn run_to_observing(w: &World, id: &str) {
+    let mut out = w.tasks.resolve_targets(&input(id)).await.expect("resolve");
+    while !out.baseline_done {
+        out = w.tasks.baseline(&input(id)).await.expect("baseline");
+    }
+    w.tasks.inject(&input(id)).await.expect("inject");
+    let out = w.tasks.check_health(&input(id)).await.expect("check");
+    assert!(!out.done && !out.stop, "{out:?}");
+}
+
+async fn execution_status(w: &World, workflow: &StepFunctions, id: &str) -> String {
+    w.sfn
+        .describe_execution()
+        .execution_arn(workflow.execution_arn(id))
+        .send()
+        .await
+        .expect("described")
+        .status()
+        .as_str()
+        .to_owned()
 }
 
 fn input(id: &str) -> TaskInput {
@@ -580,4 +610,136 @@ async fn of_two_runs_claiming_a_target_at_once_exactly_one_wins() {
             None
         );
     }
+}
+
+/// On AWS a `Wait` cannot be woken, so a halt ends the runs whose executions wait between
+/// steps itself: by the time it is answered, each is rolled back and stopped, by the steps its
+/// workflow would have taken (the stop, with the halt's reason, then the rollback), and its
+/// execution is aborted. Starts are refused until the halt is lifted.
+#[tokio::test]
+async fn a_halt_ends_the_waiting_runs_before_it_answers_and_blocks_starts() {
+    let w = world().await;
+    let group = fleet::group(2, None).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create(&id, &group, None, false).await;
+    assert!(w.start(&id, "start").await.ok);
+    run_to_observing(&w, &id).await;
+
+    let halted = handle(
+        &w.tasks,
+        &w.workflow,
+        request(
+            json!({"command": "halt", "reason": "incident 42"}),
+            ("oncall", "ADMIN"),
+            "halt-1",
+        ),
+    )
+    .await;
+    assert!(halted.ok, "{halted:?}");
+    assert_eq!(halted.stopped, [id.as_str()]);
+    assert!(halted.stopping.is_empty(), "{halted:?}");
+
+    assert_eq!(w.experiment(&id).await.status(), Status::Stopped);
+    let events = w.events(&id).await;
+    let tail: Vec<&ExperimentEvent> = events.iter().rev().take(3).rev().collect();
+    assert!(
+        matches!(
+            tail.as_slice(),
+            [
+                ExperimentEvent::StopRequested { reason, .. },
+                ExperimentEvent::RollbackPerformed { .. },
+                ExperimentEvent::ExperimentStopped { .. },
+            ] if reason == "platform halted: incident 42"
+        ),
+        "{tail:?}"
+    );
+    assert_eq!(execution_status(&w, &w.workflow, &id).await, "ABORTED");
+    let report = verify_table(&w.dynamodb, &w.table).await.expect("verify");
+    assert!(report.is_ok(), "{report:?}");
+
+    // Halted: a start is refused, with nothing written.
+    let next = uuid::Uuid::now_v7().to_string();
+    w.create(&next, &group, None, false).await;
+    let refused = w.start(&next, "start-while-halted").await;
+    assert!(!refused.ok);
+    assert_eq!(refused.error.expect("an error").code, "REJECTED");
+    assert_eq!(w.experiment(&next).await.status(), Status::Draft);
+    // Halting again finds nothing left to stop.
+    let again = handle(
+        &w.tasks,
+        &w.workflow,
+        request(
+            json!({"command": "halt", "reason": "still"}),
+            ("oncall", "ADMIN"),
+            "halt-2",
+        ),
+    )
+    .await;
+    assert!(
+        again.stopped.is_empty() && again.stopping.is_empty(),
+        "{again:?}"
+    );
+}
+
+/// A stop never cuts a task short: a run whose execution is in a task (here, one that never
+/// ends) is left to its workflow, with the stop pending, and the workflow's next step rolls
+/// it back. A run between steps is ended by the stop itself.
+#[tokio::test]
+async fn a_stop_ends_a_waiting_run_at_once_and_leaves_a_run_in_a_task_to_its_workflow() {
+    let w = world().await;
+    let stop = |id: &str| {
+        request(
+            json!({"command": "stop", "experimentId": id, "reason": "enough"}),
+            ("alice", "OPERATOR"),
+            &format!("stop-{id}"),
+        )
+    };
+
+    let waiting = uuid::Uuid::now_v7().to_string();
+    w.create(&waiting, &fleet::group(2, None).await, None, false)
+        .await;
+    assert!(w.start(&waiting, "start").await.ok);
+    run_to_observing(&w, &waiting).await;
+    let stopped = handle(&w.tasks, &w.workflow, stop(&waiting)).await;
+    assert!(stopped.ok, "{stopped:?}");
+    assert_eq!(stopped.stopped, [waiting.as_str()]);
+    assert_eq!(w.experiment(&waiting).await.status(), Status::Stopped);
+    assert_eq!(execution_status(&w, &w.workflow, &waiting).await, "ABORTED");
+
+    let (_, machine) = fleet::busy_state_machine().await;
+    let busy = StepFunctions::new(w.sfn.clone(), machine);
+    let working = uuid::Uuid::now_v7().to_string();
+    w.create(&working, &fleet::group(2, None).await, None, false)
+        .await;
+    let started = handle(
+        &w.tasks,
+        &busy,
+        request(
+            json!({"command": "start", "experimentId": working}),
+            ("ci", "OPERATOR"),
+            "start",
+        ),
+    )
+    .await;
+    assert!(started.ok, "{started:?}");
+    run_to_observing(&w, &working).await;
+    let stopping = handle(&w.tasks, &busy, stop(&working)).await;
+    assert!(stopping.ok, "{stopping:?}");
+    assert!(stopping.stopped.is_empty(), "{stopping:?}");
+    assert_eq!(stopping.stopping, [working.as_str()]);
+    let experiment = w.experiment(&working).await;
+    assert_eq!(experiment.status(), Status::Running);
+    assert!(
+        !w.events(&working)
+            .await
+            .iter()
+            .any(|e| matches!(e, ExperimentEvent::RollbackPerformed { .. })),
+        "nothing is rolled back behind the task's back"
+    );
+    assert_eq!(execution_status(&w, &busy, &working).await, "RUNNING");
+    // The task ends; the workflow's next step sees the stop and rolls back.
+    let out = w.tasks.check_health(&input(&working)).await.expect("check");
+    assert!(out.stop, "{out:?}");
+    let out = w.tasks.rollback(&input(&working)).await.expect("rollback");
+    assert_eq!(out.status, Status::Stopped);
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use command_lambdas::tasks::TaskOutput;
+use command_lambdas::tasks::{Task, TaskOutput};
 use domain::experiment::Status;
 use serde_json::Value;
 
@@ -93,6 +93,35 @@ fn every_task_state_has_its_binary_and_every_task_binary_its_state() {
         })
         .collect();
     assert_eq!(used, built);
+}
+
+/// A stop or halt ends a run whose execution is in a `Wait` by stopping the execution there
+/// and taking its next step itself (`command::settle`). That is safe only because the state
+/// after every `Wait` is a task that runs the guards first: if the wait ended in the
+/// meantime, the task that started sees the stop and acts on nothing.
+#[test]
+fn every_wait_leads_to_a_task_that_runs_the_guards_first() {
+    let definition = definition();
+    let states = states(&definition);
+    let mut waits = 0;
+    for (name, state) in states {
+        if state["Type"] != "Wait" {
+            continue;
+        }
+        waits += 1;
+        let next = state["Next"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Wait {name} has no Next"));
+        let task = states[next]["Resource"]
+            .as_str()
+            .and_then(Task::from_resource)
+            .unwrap_or_else(|| panic!("Wait {name} leads to {next}, which is not a task"));
+        assert!(
+            task.guards_first(),
+            "Wait {name} leads to {next}, which acts before its guards"
+        );
+    }
+    assert!(waits > 0, "the definition has no Wait state");
 }
 
 #[test]

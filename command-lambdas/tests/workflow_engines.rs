@@ -170,10 +170,6 @@ fn steps_of(history: &[HistoryEvent]) -> Vec<Step> {
 }
 
 async fn through_step_functions(region: &str, answers: &[Value]) -> Vec<Step> {
-    aws::post_json(
-        "/moto-api/config",
-        &json!({"stepfunctions": {"execute_state_machine": true}, "lambda": {"use_docker": false}}),
-    );
     let results: Vec<String> = answers.iter().map(Value::to_string).collect();
     aws::post_json(
         "/moto-api/static/lambda-simple/response",

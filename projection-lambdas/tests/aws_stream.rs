@@ -491,7 +491,7 @@ async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_st
             .await
             .expect("start");
     }
-    use command_lambdas::adapters::WorkflowStarter;
+    use command_lambdas::adapters::WorkflowEngine;
     workflow
         .start("aborted", &json!({"experimentId": "aborted"}))
         .await

@@ -14,6 +14,10 @@
    is answered the same way, so the workflow's error paths run in moto's Step Functions as
    they would on AWS. Every other result is answered as moto answers it.
 
+3. Step Functions executes state machines, as it does on AWS (moto only records executions
+   unless told otherwise), and Lambda answers docker-less: set once here, for every test, so
+   that no test depends on which one configured the server first.
+
 Run as moto_server is: python moto_server.py -H 127.0.0.1 -p PORT (with MOTO_PORT=PORT in the
 environment, so that Step Functions calls back into this server for its Lambda tasks).
 """
@@ -53,6 +57,11 @@ def _atomic(write):
 _DYNAMODB_WRITES = threading.RLock()
 for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
     setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+from moto.core.config import default_user_config
+
+default_user_config["stepfunctions"]["execute_state_machine"] = True
+default_user_config["lambda"]["use_docker"] = False
 
 if __name__ == "__main__":
     from moto.server import main

@@ -125,13 +125,35 @@ pub async fn state_of(id: &str) -> String {
         .expect("the instance is still described")
 }
 
-/// A state machine that waits an hour (moto records its executions; tests never run it).
+/// A state machine whose executions wait an hour, as a run between steps looks from outside.
 pub async fn state_machine() -> (aws_sdk_sfn::Client, String) {
-    let client = crate::aws::client!(aws_sdk_sfn);
-    let definition = serde_json::json!({
+    machine(serde_json::json!({
         "StartAt": "Wait",
         "States": { "Wait": { "Type": "Wait", "Seconds": 3600, "End": true } }
-    });
+    }))
+    .await
+}
+
+/// A state machine whose executions stay in a task: one that waits for a callback that never
+/// comes, as a task in flight looks from outside.
+pub async fn busy_state_machine() -> (aws_sdk_sfn::Client, String) {
+    machine(serde_json::json!({
+        "StartAt": "Work",
+        "States": { "Work": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {
+                "FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:chaos-busy",
+                "Payload": { "token.$": "$$.Task.Token" }
+            },
+            "End": true
+        } }
+    }))
+    .await
+}
+
+async fn machine(definition: serde_json::Value) -> (aws_sdk_sfn::Client, String) {
+    let client = crate::aws::client!(aws_sdk_sfn);
     let arn = client
         .create_state_machine()
         .name(crate::aws::unique("experiment"))
