@@ -146,35 +146,50 @@ fn tools_dir() -> PathBuf {
         .join(".cache/chaos-platform")
 }
 
-/// Installs the moto server (a local AWS endpoint the tests talk to over the wire) into a
-/// virtual environment of its own; returns the path of its `moto_server`.
-fn ensure_moto() -> Result<PathBuf, String> {
+/// Installs, into a virtual environment of their own, the moto server (a local AWS endpoint the
+/// tests talk to over the wire) and cfn-lint with the SAM translator (checks the SAM
+/// template offline); returns the paths of `moto_server` and `cfn-lint`.
+fn ensure_python_tools() -> Result<(PathBuf, PathBuf), String> {
     let venv = tools_dir().join("moto-venv");
     let server = venv.join("bin/moto_server");
-    if server.exists() {
-        return Ok(server);
+    let lint = venv.join("bin/cfn-lint");
+    let python = venv.join("bin/python");
+    let sam_translator = || {
+        Command::new(&python)
+            .args(["-c", "import samtranslator"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if server.exists() && lint.exists() && sam_translator() {
+        return Ok((server, lint));
     }
-    step("install moto server (local AWS endpoint for the tests)");
-    let python = |args: &[&str]| sh("python3", args);
-    if python(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
-        // Debian ships venv support separately.
-        apt_install(&["python3-venv"])?;
-        let _ = std::fs::remove_dir_all(&venv);
-        python(&["-m", "venv", &venv.to_string_lossy()])?;
+    step("install moto server (local AWS endpoint) and cfn-lint (checks the SAM template)");
+    let python3 = |args: &[&str]| sh("python3", args);
+    if !python.exists() {
+        if python3(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
+            // Debian ships venv support separately.
+            apt_install(&["python3-venv"])?;
+            let _ = std::fs::remove_dir_all(&venv);
+            python3(&["-m", "venv", &venv.to_string_lossy()])?;
+        }
     }
     let pip = venv.join("bin/pip");
     sh(
         &pip.to_string_lossy(),
-        &["install", "--quiet", "moto[server]>=5.1,<6"],
+        &[
+            "install",
+            "--quiet",
+            "moto[server]>=5.1,<6",
+            "cfn-lint>=1.20,<2",
+            "aws-sam-translator>=1.97,<2",
+        ],
     )?;
-    if server.exists() {
-        Ok(server)
-    } else {
-        Err(format!(
-            "moto installed but {} is missing",
-            server.display()
-        ))
+    for tool in [&server, &lint] {
+        if !tool.exists() {
+            return Err(format!("installed, but {} is missing", tool.display()));
+        }
     }
+    Ok((server, lint))
 }
 
 /// asl-validator (npm), which checks the workflow definition, in the tool cache.
@@ -215,8 +230,9 @@ fn test() -> Result<(), String> {
     // the moto server that stands in for AWS.
     // npm installs asl-validator, which node runs.
     ensure_debian_packages(&[("python3", "python3"), ("node", "nodejs"), ("npm", "npm")])?;
-    let moto = ensure_moto()?;
+    let (moto, cfn_lint) = ensure_python_tools()?;
     set_env("MOTO_SERVER", &moto.to_string_lossy());
+    set_env("CFN_LINT", &cfn_lint.to_string_lossy());
     let validator = ensure_asl_validator()?;
     set_env("ASL_VALIDATOR", &validator.to_string_lossy());
     step("format");

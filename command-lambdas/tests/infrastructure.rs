@@ -1,0 +1,432 @@
+//! The SAM template (`infrastructure/template.yaml`) against the code it deploys: cfn-lint
+//! accepts it; every Lambda binary of the workspace has its function and every function its
+//! binary, with the environment the binary reads; no principal may change or remove an event;
+//! only the inject task may terminate instances, and only those of groups tagged as chaos
+//! targets; the state machine is the one definition with every task substituted; the stream
+//! mappings are bounded and keep what fails; housekeeping runs every minute over the index it
+//! queries.
+//!
+//! The template is read as CloudFormation reads it: cfn-lint's own YAML loader turns the short
+//! forms (`!Ref`, `!GetAtt`, `!Sub`) into their `Fn::` objects.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use command_lambdas::housekeeping::BY_STATUS;
+use command_lambdas::tasks::Task;
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("..")
+}
+
+fn template_path() -> PathBuf {
+    root().join("infrastructure/template.yaml")
+}
+
+/// cfn-lint: `CFN_LINT` (set by `cargo xtask test`) or on PATH.
+fn cfn_lint() -> String {
+    std::env::var("CFN_LINT").unwrap_or_else(|_| "cfn-lint".into())
+}
+
+/// The Python cfn-lint runs on (beside it in its virtual environment), or `python3`.
+fn python() -> String {
+    let lint = cfn_lint();
+    let beside = Path::new(&lint).with_file_name("python");
+    if beside.exists() {
+        beside.to_string_lossy().into_owned()
+    } else {
+        "python3".into()
+    }
+}
+
+fn lint(path: &Path) -> (bool, String) {
+    let out = Command::new(cfn_lint())
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (install it with `cargo xtask test`): {e}",
+                cfn_lint()
+            )
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn template() -> Value {
+    let out = Command::new(python())
+        .args([
+            "-c",
+            "import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))",
+        ])
+        .arg(template_path())
+        .output()
+        .expect("run cfn-lint's Python");
+    assert!(
+        out.status.success(),
+        "the template does not load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn resources(template: &Value) -> &serde_json::Map<String, Value> {
+    template["Resources"].as_object().expect("Resources")
+}
+
+fn of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    resources(template)
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+/// A string or a list of strings, as IAM writes actions and resources.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every inline policy statement a function or state machine is given, with its owner.
+fn statements(template: &Value) -> Vec<(String, Value)> {
+    let mut all = Vec::new();
+    for (name, resource) in resources(template) {
+        for policy in resource["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["Statement"].as_array().into_iter().flatten() {
+                all.push((name.clone(), statement.clone()));
+            }
+        }
+    }
+    all
+}
+
+/// Whether an IAM action pattern (`dynamodb:*`, `dynamodb:Update*`) covers `action`.
+fn covers(pattern: &str, action: &str) -> bool {
+    let (pattern, action) = (pattern.to_ascii_lowercase(), action.to_ascii_lowercase());
+    match pattern.strip_suffix('*') {
+        Some(prefix) => action.starts_with(prefix),
+        None => pattern == action,
+    }
+}
+
+/// Whether a resource expression refers to `logical` (by Ref, GetAtt or inside a Sub), or is
+/// a wildcard that would match it.
+fn refers_to(resource: &Value, logical: &str) -> bool {
+    match resource {
+        Value::String(s) => s == "*" || s.contains(logical),
+        other => other.to_string().contains(logical),
+    }
+}
+
+#[test]
+fn cfn_lint_accepts_the_template_and_refuses_a_broken_one() {
+    let (ok, says) = lint(&template_path());
+    assert!(ok, "cfn-lint: {says}");
+
+    let text = std::fs::read_to_string(template_path()).expect("read the template");
+    let broken = text.replacen(
+        "BillingMode: PAY_PER_REQUEST",
+        "BillingMode: WHEN_IT_SUITS",
+        1,
+    );
+    assert_ne!(broken, text);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("template.yaml");
+    std::fs::write(&path, broken).expect("write");
+    let (ok, says) = lint(&path);
+    assert!(!ok, "an unknown billing mode passed: {says}");
+}
+
+/// The binaries of a package: `src/bin/*.rs`.
+fn binaries(package: &str) -> BTreeSet<String> {
+    std::fs::read_dir(root().join(package).join("src/bin"))
+        .expect("src/bin")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            Some(name.strip_suffix(".rs")?.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn every_lambda_binary_has_its_function_with_the_environment_it_reads() {
+    let template = template();
+    let mut deployed: BTreeMap<(String, String), (String, &Value)> = BTreeMap::new();
+    for (name, function) in of_type(&template, "AWS::Serverless::Function") {
+        assert_eq!(
+            function["Metadata"]["BuildMethod"], "rust-cargolambda",
+            "{name} is not built with cargo-lambda"
+        );
+        let binary = function["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name} names no binary"))
+            .to_owned();
+        let package = function["Properties"]["CodeUri"]
+            .as_str()
+            .and_then(|uri| uri.strip_prefix("../"))
+            .unwrap_or_else(|| panic!("{name}: CodeUri is not a package of the workspace"))
+            .to_owned();
+        let previous = deployed.insert((package.clone(), binary.clone()), (name.clone(), function));
+        assert!(previous.is_none(), "{package}/{binary} is deployed twice");
+    }
+    // The Lambda packages; the CLI and server live in graphql-api, which is no Lambda.
+    let mut built = BTreeSet::new();
+    for package in ["command-lambdas", "projection-lambdas"] {
+        for binary in binaries(package) {
+            built.insert((package.to_owned(), binary));
+        }
+    }
+    let deployed_keys: BTreeSet<(String, String)> = deployed.keys().cloned().collect();
+    assert_eq!(deployed_keys, built, "functions and binaries differ");
+
+    let globals: BTreeSet<String> = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_object()
+        .map(|vars| vars.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        template["Globals"]["Function"]["Architectures"],
+        json!(["arm64"])
+    );
+    assert_eq!(
+        template["Globals"]["Function"]["Runtime"],
+        "provided.al2023"
+    );
+    let needs = |binary: &str| -> &[&str] {
+        match binary {
+            "command" => &["EVENTS_TABLE", "STATE_MACHINE_ARN", "VIEWS_TABLE"],
+            "housekeeping" => &["EVENTS_TABLE", "STATE_MACHINE_ARN", "VIEWS_TABLE"],
+            "project-stream" => &["VIEWS_TABLE"],
+            "publish-events" => &["EVENT_BUS_NAME"],
+            task if task.starts_with("task-") => &["EVENTS_TABLE", "VIEWS_TABLE"],
+            other => panic!("no environment is known for {other}: add it here"),
+        }
+    };
+    for ((_, binary), (name, function)) in &deployed {
+        let mut has = globals.clone();
+        if let Some(vars) = function["Properties"]["Environment"]["Variables"].as_object() {
+            has.extend(vars.keys().cloned());
+        }
+        for var in needs(binary) {
+            assert!(has.contains(*var), "{name} ({binary}) lacks {var}");
+        }
+    }
+}
+
+#[test]
+fn no_principal_may_change_or_remove_an_event() {
+    let template = template();
+    let rewrites = [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+        "dynamodb:DeleteTable",
+    ];
+    for (owner, statement) in statements(&template) {
+        if statement["Effect"] != "Allow" || !refers_to(&statement["Resource"], "EventsTable") {
+            continue;
+        }
+        for pattern in strings(&statement["Action"]) {
+            for rewrite in rewrites {
+                assert!(
+                    !covers(&pattern, rewrite),
+                    "{owner} is allowed {pattern} on the events table"
+                );
+            }
+        }
+    }
+    let table = &resources(&template)["EventsTable"];
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
+    assert_eq!(
+        table["Properties"]["StreamSpecification"]["StreamViewType"],
+        "NEW_IMAGE"
+    );
+    assert_eq!(
+        table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    assert_eq!(table["Properties"]["SSESpecification"]["SSEEnabled"], true);
+    // The table's own policy refuses every principal, including administrators, whatever
+    // their identity policies allow.
+    let denied: BTreeSet<String> =
+        table["Properties"]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("the events table has a resource policy")
+            .iter()
+            .filter(|s| s["Effect"] == "Deny" && s["Principal"] == "*")
+            .flat_map(|s| strings(&s["Action"]))
+            .collect();
+    for rewrite in &rewrites[..5] {
+        assert!(denied.contains(*rewrite), "{rewrite} is not denied");
+    }
+    // The keys dynamo-es reads and writes.
+    assert_eq!(
+        table["Properties"]["KeySchema"],
+        json!([
+            {"AttributeName": "AggregateTypeAndId", "KeyType": "HASH"},
+            {"AttributeName": "AggregateIdSequence", "KeyType": "RANGE"}
+        ])
+    );
+}
+
+#[test]
+fn only_the_inject_task_may_terminate_and_only_chaos_targets() {
+    let template = template();
+    let destructive = [
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+        "ec2:TerminateInstances",
+        "ec2:StopInstances",
+        "ec2:RebootInstances",
+    ];
+    let mut granted = Vec::new();
+    for (owner, statement) in statements(&template) {
+        if statement["Effect"] != "Allow" {
+            continue;
+        }
+        let actions = strings(&statement["Action"]);
+        if !actions
+            .iter()
+            .any(|a| destructive.iter().any(|d| covers(a, d)))
+        {
+            continue;
+        }
+        granted.push(owner.clone());
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["autoscaling:ResourceTag/chaos:target"], "true",
+            "{owner} may terminate without the chaos:target tag"
+        );
+    }
+    assert_eq!(granted, ["InjectFunction"]);
+    let inject = &resources(&template)["InjectFunction"];
+    assert_eq!(
+        inject["Metadata"]["BuildProperties"]["Binary"],
+        "task-inject"
+    );
+}
+
+#[test]
+fn the_state_machine_is_the_definition_with_every_task_substituted() {
+    let template = template();
+    let machine = &resources(&template)["ExperimentStateMachine"]["Properties"];
+    assert_eq!(
+        machine["DefinitionUri"],
+        "../step-functions/experiment.asl.json"
+    );
+    let definition =
+        std::fs::read_to_string(root().join("step-functions/experiment.asl.json")).expect("read");
+    let substitutions = machine["DefinitionSubstitutions"]
+        .as_object()
+        .expect("DefinitionSubstitutions");
+    assert_eq!(substitutions.len(), Task::ALL.len());
+    for task in Task::ALL {
+        let key = format!("{}FunctionArn", task.name());
+        assert!(definition.contains(&format!("${{{key}}}")), "{key} unused");
+        let function = format!("{}Function", task.name());
+        assert_eq!(
+            substitutions[&key],
+            json!({"Fn::GetAtt": [function, "Arn"]}),
+            "{key}"
+        );
+        // ... and may invoke exactly those functions.
+        assert!(
+            machine["Policies"]
+                .as_array()
+                .expect("Policies")
+                .iter()
+                .any(|p| p["LambdaInvokePolicy"]["FunctionName"] == json!({"Ref": function})),
+            "the workflow may not invoke {function}"
+        );
+    }
+}
+
+#[test]
+fn stream_mappings_are_bounded_and_keep_what_fails() {
+    let template = template();
+    let mut mappings = 0;
+    for (name, function) in of_type(&template, "AWS::Serverless::Function") {
+        for (event, source) in function["Properties"]["Events"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            if source["Type"] != "DynamoDB" {
+                continue;
+            }
+            mappings += 1;
+            let p = &source["Properties"];
+            let at = format!("{name}.{event}");
+            assert_eq!(
+                p["Stream"],
+                json!({"Fn::GetAtt": ["EventsTable", "StreamArn"]}),
+                "{at}"
+            );
+            assert_eq!(
+                p["FunctionResponseTypes"],
+                json!(["ReportBatchItemFailures"]),
+                "{at}"
+            );
+            assert_eq!(p["BisectBatchOnFunctionError"], true, "{at}");
+            assert_eq!(p["ParallelizationFactor"], 1, "{at}");
+            let retries = p["MaximumRetryAttempts"].as_i64().expect("bounded retries");
+            assert!((0..=10_000).contains(&retries), "{at}");
+            let age = p["MaximumRecordAgeInSeconds"]
+                .as_i64()
+                .expect("bounded age");
+            assert!((60..=604_800).contains(&age), "{at}");
+            assert_eq!(p["DestinationConfig"]["OnFailure"]["Type"], "SQS", "{at}");
+        }
+    }
+    assert_eq!(mappings, 2, "project-stream and publish-events");
+}
+
+#[test]
+fn housekeeping_runs_every_minute_over_the_status_index() {
+    let template = template();
+    let function = &resources(&template)["HousekeepingFunction"];
+    assert_eq!(
+        function["Metadata"]["BuildProperties"]["Binary"],
+        "housekeeping"
+    );
+    let schedules: Vec<&Value> = function["Properties"]["Events"]
+        .as_object()
+        .expect("Events")
+        .values()
+        .filter(|e| e["Type"] == "Schedule")
+        .collect();
+    assert_eq!(schedules.len(), 1);
+    assert_eq!(schedules[0]["Properties"]["Schedule"], "rate(1 minute)");
+    // One round at a time: a round that overruns is never overlapped by the next.
+    assert_eq!(function["Properties"]["ReservedConcurrentExecutions"], 1);
+
+    let views = &resources(&template)["ViewsTable"]["Properties"];
+    let index = views["GlobalSecondaryIndexes"]
+        .as_array()
+        .expect("indexes")
+        .iter()
+        .find(|i| i["IndexName"] == BY_STATUS)
+        .expect("the status index housekeeping queries");
+    assert_eq!(
+        index["KeySchema"],
+        json!([
+            {"AttributeName": "Status", "KeyType": "HASH"},
+            {"AttributeName": "CreatedAt", "KeyType": "RANGE"}
+        ])
+    );
+}
