@@ -28,6 +28,7 @@
 //! `domain` crate and never here.
 
 pub mod adapters;
+pub mod api_keys;
 pub mod asg;
 pub mod asl;
 pub mod clock;

@@ -13,7 +13,8 @@ use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, P
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
-    BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, ScheduleId, SpecError, WebhookId,
+    ApiKeyId, BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, ScheduleId, SpecError,
+    WebhookId,
 };
 
 use crate::clock::Clock;
@@ -248,6 +249,45 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::LiftHalt { at: self.now() };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Issues an API key whose secret has the SHA-256 `secret_sha256` (see
+    /// [`crate::api_keys`]); its holder acts as `key:<id>` with `role`.
+    pub async fn issue_api_key(
+        &self,
+        id: &str,
+        name: &str,
+        role: Role,
+        secret_sha256: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::CreateApiKey {
+            id: ApiKeyId::parse(id)?,
+            name: name.to_owned(),
+            role,
+            secret_sha256: secret_sha256.to_owned(),
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Revokes an API key.
+    pub async fn revoke_api_key(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::RevokeApiKey {
+            id: ApiKeyId::parse(id)?,
+            at: self.now(),
+        };
         Ok(self
             .store
             .execute::<Platform>(PLATFORM_ID, command, context)

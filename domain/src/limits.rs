@@ -35,6 +35,9 @@ pub const MAX_TARGET_ID_CHARS: usize = 64;
 pub const STREAM_BYTE_BUDGET: usize = 512 * 1024;
 /// Most webhook subscriptions at once.
 pub const MAX_WEBHOOKS: usize = 20;
+
+/// Most API keys in force at once.
+pub const MAX_API_KEYS: usize = 100;
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_048;
 

@@ -1,7 +1,8 @@
 //! The `Platform` aggregate: platform-wide state that must be audited like everything else.
 //!
 //! One stream (id [`PLATFORM_ID`]) holds the halt switch, the configuration (server-side
-//! caps), webhook subscriptions, recurring schedules and blackout windows. Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
+//! caps), webhook subscriptions, recurring schedules, blackout windows and the API keys in
+//! force (by the SHA-256 of their secrets). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
 //! filled in at the edge from this aggregate's state.
 
 use cqrs_es::event_sink::EventSink;
@@ -12,11 +13,13 @@ use std::collections::BTreeMap;
 
 use crate::experiment::ExperimentEvent;
 use crate::limits::{
-    HARD_TARGET_CAP, MAX_BLACKOUTS, MAX_PLATFORM_EVENTS, MAX_RECURRING_SCHEDULES, MAX_WEBHOOKS,
+    HARD_TARGET_CAP, MAX_API_KEYS, MAX_BLACKOUTS, MAX_PLATFORM_EVENTS, MAX_RECURRING_SCHEDULES,
+    MAX_WEBHOOKS,
 };
+use crate::provenance::Role;
 use crate::schedule::{Blackout, BlackoutWindow, Cron, Zone};
 use crate::spec::{
-    BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, WebhookId, parse_text,
+    ApiKeyId, BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, WebhookId, parse_text,
     parse_webhook_url,
 };
 use crate::{BoundedStream, Timestamp};
@@ -149,6 +152,40 @@ pub enum PlatformCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Issue an API key: its holder acts as `key:<id>` with `role`. The secret itself never
+    /// reaches the log; only its SHA-256, which authenticates it.
+    CreateApiKey {
+        /// New key id (chosen at the edge).
+        id: ApiKeyId,
+        /// What it is for (`ci-deploy-gate`).
+        name: String,
+        /// The role its holder acts with.
+        role: Role,
+        /// SHA-256 of the secret, 64 lowercase hex digits (computed at the edge).
+        secret_sha256: String,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Revoke an API key: it authenticates nothing from now on.
+    RevokeApiKey {
+        /// Its id.
+        id: ApiKeyId,
+        /// Now.
+        at: Timestamp,
+    },
+}
+
+/// An API key in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// What it is for.
+    pub name: String,
+    /// The role its holder acts with.
+    pub role: Role,
+    /// SHA-256 of the secret (hex).
+    pub secret_sha256: String,
+    /// When it was issued.
+    pub created_at: Timestamp,
 }
 
 /// A recurring schedule: an experiment of `spec` at every time `cron` names in `time_zone`.
@@ -273,11 +310,31 @@ pub enum PlatformEvent {
         /// When.
         at: Timestamp,
     },
+    /// An API key was issued.
+    ApiKeyCreated {
+        /// Key id.
+        id: ApiKeyId,
+        /// What it is for.
+        name: String,
+        /// The role its holder acts with.
+        role: Role,
+        /// SHA-256 of the secret (hex); the secret is never recorded.
+        secret_sha256: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// Key id.
+        id: ApiKeyId,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 9] = [
+    pub const TYPES: [&'static str; 11] = [
         "PlatformHalted",
         "HaltLifted",
         "ConfigUpdated",
@@ -287,6 +344,8 @@ impl PlatformEvent {
         "ScheduleRemoved",
         "BlackoutAdded",
         "BlackoutRemoved",
+        "ApiKeyCreated",
+        "ApiKeyRevoked",
     ];
 
     /// When the fact happened (as decided at the edge).
@@ -300,7 +359,9 @@ impl PlatformEvent {
             | PlatformEvent::ScheduleAdded { at, .. }
             | PlatformEvent::ScheduleRemoved { at, .. }
             | PlatformEvent::BlackoutAdded { at, .. }
-            | PlatformEvent::BlackoutRemoved { at, .. } => *at,
+            | PlatformEvent::BlackoutRemoved { at, .. }
+            | PlatformEvent::ApiKeyCreated { at, .. }
+            | PlatformEvent::ApiKeyRevoked { at, .. } => *at,
         }
     }
 }
@@ -317,6 +378,8 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::ScheduleRemoved { .. } => "ScheduleRemoved",
             PlatformEvent::BlackoutAdded { .. } => "BlackoutAdded",
             PlatformEvent::BlackoutRemoved { .. } => "BlackoutRemoved",
+            PlatformEvent::ApiKeyCreated { .. } => "ApiKeyCreated",
+            PlatformEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
         }
         .to_owned()
     }
@@ -386,6 +449,8 @@ pub struct Platform {
     schedules: BTreeMap<ScheduleId, RecurringSchedule>,
     #[serde(default)]
     blackouts: BTreeMap<BlackoutId, BlackoutWindow>,
+    #[serde(default)]
+    api_keys: BTreeMap<ApiKeyId, ApiKey>,
     version: usize,
 }
 
@@ -413,6 +478,18 @@ impl Platform {
     /// Current blackout windows.
     pub fn blackouts(&self) -> &BTreeMap<BlackoutId, BlackoutWindow> {
         &self.blackouts
+    }
+
+    /// API keys in force.
+    pub fn api_keys(&self) -> &BTreeMap<ApiKeyId, ApiKey> {
+        &self.api_keys
+    }
+
+    /// The key in force whose secret has this SHA-256.
+    pub fn api_key_by_hash(&self, secret_sha256: &str) -> Option<(&ApiKeyId, &ApiKey)> {
+        self.api_keys
+            .iter()
+            .find(|(_, key)| key.secret_sha256 == secret_sha256)
     }
 
     /// The blackout window `at` falls in, if any, in words (`id: 22:00-06:00 Europe/Berlin,
@@ -561,6 +638,62 @@ impl Platform {
                 }
                 vec![PlatformEvent::BlackoutRemoved { id, at }]
             }
+            PlatformCommand::CreateApiKey {
+                id,
+                name,
+                role,
+                secret_sha256,
+                at,
+            } => {
+                let name = parse_text("name", &name)?;
+                let is_digest = secret_sha256.len() == 64
+                    && secret_sha256
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                if !is_digest {
+                    return Err(SpecError {
+                        problems: vec![Problem {
+                            field: "secret_sha256".into(),
+                            message: "must be 64 lowercase hex digits".into(),
+                        }],
+                    }
+                    .into());
+                }
+                if self.api_keys.contains_key(&id) {
+                    return Err(PlatformError::Exists {
+                        what: "api key",
+                        id: id.to_string(),
+                    });
+                }
+                if self.api_key_by_hash(&secret_sha256).is_some() {
+                    return Err(PlatformError::Exists {
+                        what: "api key with this secret",
+                        id: id.to_string(),
+                    });
+                }
+                if self.api_keys.len() >= MAX_API_KEYS {
+                    return Err(PlatformError::TooMany {
+                        what: "api key",
+                        max: MAX_API_KEYS,
+                    });
+                }
+                vec![PlatformEvent::ApiKeyCreated {
+                    id,
+                    name,
+                    role,
+                    secret_sha256,
+                    at,
+                }]
+            }
+            PlatformCommand::RevokeApiKey { id, at } => {
+                if !self.api_keys.contains_key(&id) {
+                    return Err(PlatformError::Unknown {
+                        what: "api key",
+                        id: id.to_string(),
+                    });
+                }
+                vec![PlatformEvent::ApiKeyRevoked { id, at }]
+            }
         };
         if self.version + events.len() > MAX_PLATFORM_EVENTS {
             return Err(PlatformError::StreamFull {
@@ -629,6 +762,26 @@ impl Aggregate for Platform {
             PlatformEvent::BlackoutRemoved { id, .. } => {
                 self.blackouts.remove(&id);
             }
+            PlatformEvent::ApiKeyCreated {
+                id,
+                name,
+                role,
+                secret_sha256,
+                at,
+            } => {
+                self.api_keys.insert(
+                    id,
+                    ApiKey {
+                        name,
+                        role,
+                        secret_sha256,
+                        created_at: at,
+                    },
+                );
+            }
+            PlatformEvent::ApiKeyRevoked { id, .. } => {
+                self.api_keys.remove(&id);
+            }
         }
     }
 }
@@ -648,6 +801,60 @@ mod tests {
 
     fn at() -> Timestamp {
         Timestamp::from_unix_millis(1_795_000_000_000)
+    }
+
+    fn create_key(id: &str, digest: &str) -> PlatformCommand {
+        PlatformCommand::CreateApiKey {
+            id: ApiKeyId::parse(id).expect("id"),
+            name: "ci".into(),
+            role: Role::Operator,
+            secret_sha256: digest.into(),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn api_keys_are_issued_by_digest_found_by_it_and_revoked() {
+        let digest = "a".repeat(64);
+        let mut platform = Platform::default();
+        let events = platform.decide(create_key("ci", &digest)).expect("issued");
+        for event in events {
+            platform.apply(event);
+        }
+        let (id, key) = platform.api_key_by_hash(&digest).expect("found");
+        assert_eq!((id.as_str(), key.role), ("ci", Role::Operator));
+        assert!(platform.api_key_by_hash(&"b".repeat(64)).is_none());
+        // Not a digest, a second key of the same id or secret: refused.
+        for (id, bad) in [
+            ("x", "A".repeat(64)),
+            ("x", "a".repeat(63)),
+            ("x", "g".repeat(64)),
+        ] {
+            assert!(matches!(
+                platform.decide(create_key(id, &bad)),
+                Err(PlatformError::InvalidInput(_))
+            ));
+        }
+        assert!(matches!(
+            platform.decide(create_key("ci", &"c".repeat(64))),
+            Err(PlatformError::Exists { .. })
+        ));
+        assert!(matches!(
+            platform.decide(create_key("other", &digest)),
+            Err(PlatformError::Exists { .. })
+        ));
+        let revoke = |id: &str| PlatformCommand::RevokeApiKey {
+            id: ApiKeyId::parse(id).expect("id"),
+            at: at(),
+        };
+        for event in platform.decide(revoke("ci")).expect("revoked") {
+            platform.apply(event);
+        }
+        assert!(platform.api_key_by_hash(&digest).is_none());
+        assert!(matches!(
+            platform.decide(revoke("ci")),
+            Err(PlatformError::Unknown { .. })
+        ));
     }
 
     #[test]

@@ -166,6 +166,12 @@ id_newtype!(
     "blackout id"
 );
 id_newtype!(
+    /// Identifies one API key (its holder acts as `key:<id>`). Chosen at the edge.
+    ApiKeyId,
+    MAX_ID_CHARS,
+    "api key id"
+);
+id_newtype!(
     /// Identifies one target instance: an EC2 instance id or a local worker id.
     TargetId,
     MAX_TARGET_ID_CHARS,

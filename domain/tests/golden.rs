@@ -19,10 +19,12 @@ use domain::experiment::{
     ExperimentEvent, FailureCode, FailureReason, HealthSnapshot, Outcome, RollbackPlan, StopCause,
 };
 use domain::platform::{PlatformConfig, PlatformEvent};
+use domain::provenance::Role;
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
-    BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails,
-    RecoveryPolicy, ScheduleId, Selection, StopCondition, Target, TargetId, TargetKind, WebhookId,
+    ApiKeyId, BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType,
+    Guardrails, RecoveryPolicy, ScheduleId, Selection, StopCondition, Target, TargetId, TargetKind,
+    WebhookId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -229,6 +231,18 @@ fn platform_samples() -> Vec<PlatformEvent> {
         PlatformEvent::BlackoutRemoved {
             id: BlackoutId::parse("nights").expect("blackout id"),
             at: at(480_000),
+        },
+        PlatformEvent::ApiKeyCreated {
+            id: ApiKeyId::parse("ci-deploy-gate").expect("api key id"),
+            name: "deploy pipeline: gate on the web kill test".into(),
+            role: Role::Operator,
+            secret_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                .into(),
+            at: at(540_000),
+        },
+        PlatformEvent::ApiKeyRevoked {
+            id: ApiKeyId::parse("ci-deploy-gate").expect("api key id"),
+            at: at(600_000),
         },
     ]
 }

@@ -103,6 +103,9 @@ enum Command {
     /// Webhook subscriptions and their deliveries.
     #[command(subcommand)]
     Webhooks(WebhooksCommand),
+    /// API keys for scripts and pipelines (the GraphQL API's credentials).
+    #[command(subcommand)]
+    Apikey(ApiKeyCommand),
     /// Recurring schedules: an experiment at every time a cron expression names.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -184,6 +187,34 @@ enum FleetCommand {
         #[arg(long)]
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApiKeyCommand {
+    /// Issue a key; prints its secret, which is not shown again.
+    Create {
+        /// What it is for (e.g. "deploy pipeline gate").
+        #[arg(long)]
+        name: String,
+        /// ADMIN, OPERATOR or VIEWER.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Key id (default: a new UUIDv7); its holder acts as `key:<id>`.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// The keys in force (never their secrets).
+    List,
+    /// Revoke a key: it authenticates nothing from the next request on.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_ascii_uppercase()))
+        .map_err(|_| format!("{text:?} is not ADMIN, OPERATOR or VIEWER"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -524,6 +555,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
         Command::Webhooks(cmd) => webhooks(&db, &provenance, cmd).await,
+        Command::Apikey(cmd) => api_keys(&db, &provenance, cmd).await,
         Command::Schedule(cmd) => schedules(&db, &provenance, cmd).await,
         Command::Blackout(cmd) => blackouts(&db, &provenance, cmd).await,
     }
@@ -655,6 +687,10 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
         service,
         db_path: db.to_owned(),
         fleets: fleets.clone(),
+        api: crate::api::Api::new(crate::api::ApiContext {
+            workflows: workflows.clone(),
+            db_path: db.to_owned(),
+        }),
     };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -796,6 +832,47 @@ async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Re
         }
     };
     print_json(&outcome)
+}
+
+async fn api_keys(db: &Path, p: &ProvenanceArgs, cmd: ApiKeyCommand) -> Result<(), CliError> {
+    let ctx = context(p)?;
+    let service = service_over(open(db, OpenMode::MustExist).await?);
+    match cmd {
+        ApiKeyCommand::Create { name, role, id } => {
+            let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+            let issued = command_lambdas::api_keys::issue(&service, &id, &name, role, &ctx)
+                .await
+                .map_err(|e| match e {
+                    command_lambdas::api_keys::KeyError::Service(e) => CliError::from(e),
+                    other => CliError::Task(other.to_string()),
+                })?;
+            print_json(&serde_json::json!({
+                "id": issued.id,
+                "actor": command_lambdas::api_keys::actor_id(&issued.id),
+                "role": role.as_str(),
+                "secret": issued.secret,
+                "note": "the secret is shown this once; send it as `Authorization: Bearer <secret>`",
+            }))
+        }
+        ApiKeyCommand::List => {
+            let platform = service.platform().await?;
+            let keys: Vec<serde_json::Value> = platform
+                .aggregate
+                .api_keys()
+                .iter()
+                .map(|(id, key)| {
+                    serde_json::json!({
+                        "id": id.as_str(),
+                        "name": key.name,
+                        "role": key.role.as_str(),
+                        "createdAt": key.created_at.to_string(),
+                    })
+                })
+                .collect();
+            print_json(&keys)
+        }
+        ApiKeyCommand::Revoke { id } => print_json(&service.revoke_api_key(&id, &ctx).await?),
+    }
 }
 
 async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result<(), CliError> {

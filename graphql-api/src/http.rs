@@ -26,6 +26,8 @@ pub struct AppState {
     pub db_path: std::path::PathBuf,
     /// The demo fleets this process runs.
     pub fleets: LocalFleets,
+    /// The GraphQL API.
+    pub api: crate::api::Api,
 }
 
 /// An error as the HTTP client sees it.
@@ -134,11 +136,13 @@ async fn not_found() -> AppError {
 
 /// The application's routes.
 pub fn router(state: AppState) -> Router {
+    let api = crate::api::routes(state.api.clone());
     Router::new()
         .route("/health", get(health))
         .route("/fleet", get(fleet))
-        .fallback(not_found)
         .with_state(state)
+        .merge(api)
+        .fallback(not_found)
 }
 
 #[cfg(test)]
@@ -162,11 +166,16 @@ mod tests {
             .expect("open");
         let clock = Arc::new(SystemClock);
         let store = SqliteStore::new(repository(pool.clone()), clock.clone(), Arc::new(UuidV7));
+        let service = SqliteService::new(Arc::new(store), clock.clone());
+        let fleets = LocalFleets::default();
+        let workflows =
+            crate::engine::workflows(service.clone(), &fleets, clock).expect("workflows");
         router(AppState {
             pool,
-            service: SqliteService::new(Arc::new(store), clock),
-            db_path,
-            fleets: LocalFleets::default(),
+            service,
+            db_path: db_path.clone(),
+            fleets,
+            api: crate::api::Api::new(crate::api::ApiContext { workflows, db_path }),
         })
     }
 

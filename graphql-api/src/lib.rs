@@ -1,5 +1,6 @@
 //! The API server and the `chaos` command line.
 //!
+//! - [`api`]: the GraphQL API (schema, identity, errors, limits) served on `/graphql`.
 //! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
 //!   exit codes; the composition root of the embedded mode.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
@@ -9,6 +10,7 @@
 //! This crate wires things together and translates errors at the edge; it decides nothing
 //! about experiments (that is `domain`) and stores nothing itself (that is `command-lambdas`).
 
+pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod http;

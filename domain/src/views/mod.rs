@@ -286,5 +286,9 @@ fn describe_platform(e: &PlatformEvent) -> String {
             }
         }
         PlatformEvent::BlackoutRemoved { id, .. } => format!("blackout window {id} removed"),
+        PlatformEvent::ApiKeyCreated { id, name, role, .. } => {
+            format!("api key {id} issued ({role}): {name}")
+        }
+        PlatformEvent::ApiKeyRevoked { id, .. } => format!("api key {id} revoked"),
     }
 }

@@ -1,0 +1,265 @@
+//! The GraphQL API: one schema, kept apart from the transport, served on `POST /graphql`
+//! (GraphiQL on `GET /graphql`).
+//!
+//! - **Identity.** A request presents an API key as `Authorization: Bearer <secret>` (or
+//!   `X-Api-Key`); [`command_lambdas::api_keys`] turns it into the actor `key:<id>` with the
+//!   key's role, read from the log on every request, so a revoked key fails at once. Every
+//!   resolver requires a role (VIEWER reads, OPERATOR runs experiments, ADMIN halts and
+//!   manages keys); an anonymous or unknown caller gets `UNAUTHENTICATED`, a weaker role
+//!   `FORBIDDEN`.
+//! - **Commands** go through [`command_lambdas::command::handle`], the same entry point the
+//!   command Lambda serves: a start fails closed on stop-condition alarms, a stop or halt ends
+//!   waiting runs at once, and every refusal has its stable code. The caller's actor is the
+//!   command's, and so lands in the event metadata.
+//! - **Errors** carry a stable `code` extension: the command codes (`INVALID_INPUT`,
+//!   `REJECTED`, `STOP_CONDITION`, ...), `UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`,
+//!   `BAD_REQUEST` (a body that is not a GraphQL request), `INVALID_QUERY` (a query that does
+//!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`.
+//! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], queries at most [`MAX_DEPTH`] deep and
+//!   [`MAX_COMPLEXITY`] complex, pages of at most [`MAX_PAGE`].
+
+mod mutation;
+mod query;
+pub mod types;
+
+use std::path::PathBuf;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::{EmptySubscription, ErrorExtensions, Schema};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use command_lambdas::api_keys;
+use domain::provenance::{Actor, Role};
+
+use crate::engine::EmbeddedWorkflows;
+pub use mutation::Mutation;
+pub use query::Query;
+
+/// The schema as served.
+pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Largest request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Deepest query.
+pub const MAX_DEPTH: usize = 12;
+/// Most complex query (each field counts one, lists their page size).
+pub const MAX_COMPLEXITY: usize = 2_000;
+/// Longest page of a list.
+pub const MAX_PAGE: usize = 200;
+
+/// What the resolvers work with.
+#[derive(Debug, Clone)]
+pub struct ApiContext {
+    /// The embedded engine: its tasks' service writes commands; it runs the workflows.
+    pub workflows: EmbeddedWorkflows,
+    /// The store file, whose read models the queries read.
+    pub db_path: PathBuf,
+}
+
+/// Who sent the request.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// No credential.
+    Anonymous,
+    /// A credential that authenticates no one: why.
+    Refused(&'static str),
+    /// An authenticated actor.
+    Actor(Actor),
+}
+
+/// The SDL of the schema (committed as `graphql-api/schema.graphql`).
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// The schema over `context`, with its limits.
+pub fn schema(context: ApiContext) -> ApiSchema {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .data(context)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// An error with its stable code.
+pub(crate) fn coded(code: &str, message: impl Into<String>) -> async_graphql::Error {
+    let code = code.to_owned();
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+/// The caller's actor, when its role is at least `needed`.
+pub(crate) fn require(
+    ctx: &async_graphql::Context<'_>,
+    needed: Role,
+) -> async_graphql::Result<Actor> {
+    match ctx.data_opt::<Identity>() {
+        Some(Identity::Actor(actor)) if actor.role >= needed => Ok(actor.clone()),
+        Some(Identity::Actor(actor)) => Err(coded(
+            "FORBIDDEN",
+            format!(
+                "{} acts as {}; this takes {}",
+                actor.id,
+                actor.role.as_str(),
+                needed.as_str()
+            ),
+        )),
+        Some(Identity::Refused(why)) => Err(coded("UNAUTHENTICATED", *why)),
+        Some(Identity::Anonymous) | None => Err(coded(
+            "UNAUTHENTICATED",
+            "no credential: send an API key as `Authorization: Bearer <secret>`",
+        )),
+    }
+}
+
+/// The credential a request presents, if any.
+fn credential(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let Ok(text) = value.to_str() else {
+            return Some(Err("the Authorization header is not text"));
+        };
+        return Some(match text.split_once(' ') {
+            Some((scheme, secret)) if scheme.eq_ignore_ascii_case("bearer") => {
+                Ok(secret.trim().to_owned())
+            }
+            _ => Err("the Authorization header must be `Bearer <secret>`"),
+        });
+    }
+    headers.get("x-api-key").map(|value| {
+        value
+            .to_str()
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| "the X-Api-Key header is not text")
+    })
+}
+
+async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity, Response> {
+    let secret = match credential(headers) {
+        None => return Ok(Identity::Anonymous),
+        Some(Err(why)) => return Ok(Identity::Refused(why)),
+        Some(Ok(secret)) => secret,
+    };
+    if !api_keys::looks_like_secret(&secret) {
+        return Ok(Identity::Refused(
+            "the API key is malformed: it is `chaos_` and 64 hex digits",
+        ));
+    }
+    match api_keys::authenticate(context.workflows.tasks().service(), &secret).await {
+        Ok(Some(actor)) => Ok(Identity::Actor(actor)),
+        Ok(None) => Ok(Identity::Refused("the API key is unknown or revoked")),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the API keys");
+            Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                &format!("credentials cannot be checked now: {e}"),
+            ))
+        }
+    }
+}
+
+/// A response in GraphQL's error shape, for a request that never reached the schema.
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{"message": message, "extensions": {"code": code}}]
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+/// A body as a GraphQL request: a JSON object with a `query` string (and optionally
+/// `variables` and `operationName`).
+fn parse_request(body: &[u8]) -> Result<async_graphql::Request, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    if !value.get("query").is_some_and(serde_json::Value::is_string) {
+        return Err("the body is not a GraphQL request: it has no `query` string".to_owned());
+    }
+    serde_json::from_value(value).map_err(|e| format!("the body is not a GraphQL request: {e}"))
+}
+
+/// The API as served: the schema, and the context it was built over.
+#[derive(Clone)]
+pub struct Api {
+    /// The schema.
+    pub schema: ApiSchema,
+    /// Its context (identities are checked against its store).
+    pub context: ApiContext,
+}
+
+impl Api {
+    /// The API over `context`.
+    pub fn new(context: ApiContext) -> Self {
+        Api {
+            schema: schema(context.clone()),
+            context,
+        }
+    }
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// `POST /graphql`.
+pub async fn serve(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (schema, context) = (&api.schema, &api.context);
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!("the body is over the limit of {MAX_BODY_BYTES} bytes")
+            } else {
+                format!("the body cannot be read: {rejection}")
+            };
+            return error_response(status, "BAD_REQUEST", &message);
+        }
+    };
+    let request = match parse_request(&body) {
+        Ok(request) => request,
+        Err(why) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &why),
+    };
+    let identity = match identify(context, &headers).await {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
+    let mut response = schema.execute(request.data(identity)).await;
+    // Errors raised before any resolver ran (parse, validation, limits) carry no code.
+    for error in &mut response.errors {
+        let coded = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !coded {
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", "INVALID_QUERY");
+        }
+    }
+    axum::Json(response).into_response()
+}
+
+/// `GET /graphql`: GraphiQL, for exploring the API in a browser.
+pub async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// The API's routes: `GET /graphql` (GraphiQL) and `POST /graphql`.
+pub fn routes(api: Api) -> axum::Router {
+    axum::Router::new()
+        .route("/graphql", axum::routing::get(graphiql).post(serve))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}

@@ -1,0 +1,251 @@
+//! Commands, each through [`command_lambdas::command::handle`] as the caller's actor: the same
+//! checks, outcomes and codes as the command Lambda. Each takes an optional `commandId`, the
+//! idempotency key: the same command sent again with it is answered, not repeated.
+
+use async_graphql::{Context, ErrorExtensions, ID, Json, Object, Result};
+use command_lambdas::api_keys;
+use command_lambdas::command::{self, Command, Request, Response};
+use domain::Timestamp;
+use domain::provenance::{CommandContext, Role, Source};
+use domain::spec::ExperimentSpecInput;
+
+use super::types::{CommandResult, IssuedApiKey};
+use super::{ApiContext, coded, require};
+
+/// The root of commands.
+#[derive(Debug, Default)]
+pub struct Mutation;
+
+/// The context of a command the API writes itself, as `actor`.
+fn context_of(actor: domain::provenance::Actor) -> Result<CommandContext> {
+    let id = fresh_id();
+    CommandContext::new(id.clone(), id, actor, Source::Api)
+        .map_err(|e| coded("INVALID_INPUT", e.to_string()))
+}
+
+/// A fresh idempotency key, for a command sent without one.
+fn fresh_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Sends `command` as the caller (who must hold `needed`).
+async fn send(
+    ctx: &Context<'_>,
+    needed: Role,
+    command: Command,
+    command_id: Option<String>,
+) -> Result<CommandResult> {
+    let actor = require(ctx, needed)?;
+    let api = ctx.data::<ApiContext>()?;
+    let request = Request {
+        command,
+        command_id: command_id.unwrap_or_else(fresh_id),
+        correlation_id: None,
+        actor,
+        source: Source::Api,
+    };
+    let response = command::handle(api.workflows.tasks(), &api.workflows, request).await;
+    answer(response)
+}
+
+/// A command's answer as the schema's result, or its refusal as a coded error.
+fn answer(response: Response) -> Result<CommandResult> {
+    if let Some(error) = &response.error {
+        let retryable = error.retryable;
+        return Err(
+            coded(&error.code, error.message.clone()).extend_with(|_, e| {
+                e.set("retryable", retryable);
+            }),
+        );
+    }
+    CommandResult::from_response(response).ok_or_else(|| {
+        coded(
+            "UNAVAILABLE",
+            "the command was carried out but said nothing",
+        )
+    })
+}
+
+#[Object]
+impl Mutation {
+    /// Creates an experiment from a spec (JSON, as `chaos experiment create` takes it). Its id
+    /// is `id` or a new UUIDv7.
+    async fn create_experiment(
+        &self,
+        ctx: &Context<'_>,
+        spec: Json<serde_json::Value>,
+        id: Option<ID>,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let spec: ExperimentSpecInput = serde_json::from_value(spec.0)
+            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
+        send(
+            ctx,
+            Role::Operator,
+            Command::Create {
+                experiment_id,
+                spec,
+            },
+            command_id,
+        )
+        .await
+    }
+
+    /// Starts an experiment now. Refused, with nothing recorded, while any of its
+    /// stop-condition alarms is not OK.
+    async fn start_experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let command = Command::Start {
+            experiment_id: id.to_string(),
+        };
+        send(ctx, Role::Operator, command, command_id).await
+    }
+
+    /// Plans an experiment's start at `startAt` (RFC 3339).
+    async fn schedule_experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        start_at: String,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let start_at: Timestamp = start_at.parse().map_err(|e| {
+            coded(
+                "INVALID_INPUT",
+                format!("startAt {start_at:?} is not an RFC 3339 time: {e}"),
+            )
+        })?;
+        let command = Command::Schedule {
+            experiment_id: id.to_string(),
+            start_at,
+        };
+        send(ctx, Role::Operator, command, command_id).await
+    }
+
+    /// Stops a running experiment: it is rolled back and ends stopped.
+    async fn stop_experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let command = Command::Stop {
+            experiment_id: id.to_string(),
+            reason,
+        };
+        send(ctx, Role::Operator, command, command_id).await
+    }
+
+    /// Cancels an experiment that has not started.
+    async fn cancel_experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        reason: String,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let command = Command::Cancel {
+            experiment_id: id.to_string(),
+            reason,
+        };
+        send(ctx, Role::Operator, command, command_id).await
+    }
+
+    /// Archives an experiment that has ended.
+    async fn archive_experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        let command = Command::Archive {
+            experiment_id: id.to_string(),
+        };
+        send(ctx, Role::Operator, command, command_id).await
+    }
+
+    /// Halts the platform (ADMIN): every running experiment is stopped and no experiment
+    /// starts until the halt is lifted.
+    async fn halt_all(
+        &self,
+        ctx: &Context<'_>,
+        reason: String,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        send(ctx, Role::Admin, Command::Halt { reason }, command_id).await
+    }
+
+    /// Lifts the halt (ADMIN).
+    async fn unhalt_all(
+        &self,
+        ctx: &Context<'_>,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        send(ctx, Role::Admin, Command::Unhalt, command_id).await
+    }
+
+    /// Issues an API key (ADMIN). The answer holds its secret, shown this once.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        role: String,
+        id: Option<ID>,
+    ) -> Result<IssuedApiKey> {
+        let actor = require(ctx, Role::Admin)?;
+        let role: Role =
+            serde_json::from_value(serde_json::Value::String(role.clone())).map_err(|_| {
+                coded(
+                    "INVALID_INPUT",
+                    format!("role {role:?} is not ADMIN, OPERATOR or VIEWER"),
+                )
+            })?;
+        let id = id.map_or_else(fresh_id, |id| id.to_string());
+        let context = context_of(actor)?;
+        let api = ctx.data::<ApiContext>()?;
+        let issued = api_keys::issue(api.workflows.tasks().service(), &id, &name, role, &context)
+            .await
+            .map_err(|e| match e {
+                api_keys::KeyError::Service(e) => coded(e.code(), e.to_string()),
+                other => coded("UNAVAILABLE", other.to_string()),
+            })?;
+        Ok(IssuedApiKey {
+            id: issued.id,
+            secret: issued.secret,
+            role: role.as_str().to_owned(),
+        })
+    }
+
+    /// Revokes an API key (ADMIN): it authenticates nothing from the next request on.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<CommandResult> {
+        let actor = require(ctx, Role::Admin)?;
+        let context = context_of(actor)?;
+        let api = ctx.data::<ApiContext>()?;
+        let outcome = api
+            .workflows
+            .tasks()
+            .service()
+            .revoke_api_key(id.as_str(), &context)
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        Ok(CommandResult {
+            aggregate_id: outcome.aggregate_id,
+            version: outcome.version as u64,
+            events: outcome
+                .events
+                .iter()
+                .map(|e| e.event_type.clone())
+                .collect(),
+            deduplicated: outcome.deduplicated,
+            execution: None,
+            stopped: Vec::new(),
+            stopping: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,215 @@
+//! Reads: the read models (experiments, their timelines, the audit log, analytics), the
+//! platform's state and the caller. Every one needs at least the VIEWER role.
+
+use async_graphql::{Context, Json, Object, Result};
+use domain::provenance::Role;
+use projection_lambdas::embedded::ProjectionError;
+use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
+use rusqlite::Connection;
+
+use super::types::{
+    ApiKeyNode, AuditEntryNode, ExperimentDetailNode, ExperimentFilterInput, ExperimentPage, Me,
+    PlatformHealth,
+};
+use super::{ApiContext, MAX_PAGE, coded, require};
+
+/// The root of reads.
+#[derive(Debug, Default)]
+pub struct Query;
+
+/// Runs `read` on a connection to the read models, off the async runtime.
+async fn read<T, F>(ctx: &Context<'_>, read: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, ProjectionError> + Send + 'static,
+{
+    let path = ctx.data::<ApiContext>()?.db_path.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let conn = projection_lambdas::embedded::connect(&path)?;
+        read(&conn)
+    })
+    .await
+    .map_err(|e| coded("UNAVAILABLE", format!("the read failed: {e}")))?;
+    done.map_err(|e| match e {
+        ProjectionError::BadCursor(cursor) => coded(
+            "INVALID_INPUT",
+            format!("cursor {cursor:?} is not one this API gave out"),
+        ),
+        other => coded(
+            "UNAVAILABLE",
+            format!("the read models cannot be read: {other}"),
+        ),
+    })
+}
+
+/// A page size: `first`, within 1..=[`MAX_PAGE`].
+fn page_size(first: i32) -> Result<usize> {
+    usize::try_from(first)
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| {
+            coded(
+                "INVALID_INPUT",
+                format!("first must be between 1 and {MAX_PAGE} (got {first})"),
+            )
+        })
+}
+
+#[Object]
+impl Query {
+    /// Who the caller is: the actor its commands are recorded with.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Me> {
+        let actor = require(ctx, Role::Viewer)?;
+        Ok(Me {
+            id: actor.id,
+            role: actor.role.as_str().to_owned(),
+        })
+    }
+
+    /// Experiments, newest first, `first` at a time after the cursor `after`.
+    async fn experiments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default)] filter: ExperimentFilterInput,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> Result<ExperimentPage> {
+        require(ctx, Role::Viewer)?;
+        let limit = page_size(first)?;
+        let filter = ExperimentFilter {
+            status: filter.status,
+            target: filter.target,
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+            search: filter.search,
+            include_archived: filter.include_archived,
+        };
+        let page = read(ctx, move |conn| {
+            queries::experiments(conn, &filter, after.as_deref(), limit)
+        })
+        .await?;
+        Ok(ExperimentPage {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next,
+        })
+    }
+
+    /// One experiment with its timeline; null when there is none of this id.
+    async fn experiment(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> Result<Option<ExperimentDetailNode>> {
+        require(ctx, Role::Viewer)?;
+        let id = id.to_string();
+        let detail = read(ctx, move |conn| queries::experiment(conn, &id)).await?;
+        Ok(detail.and_then(|d| ExperimentDetailNode::new(d.record, d.timeline)))
+    }
+
+    /// The audit log: every recorded event, oldest first, `first` at a time after the cursor
+    /// `after`; filtered by actor, stream (an experiment id, or `platform`) and time.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        actor: Option<String>,
+        experiment_id: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<Vec<AuditEntryNode>> {
+        require(ctx, Role::Viewer)?;
+        let limit = page_size(first)?;
+        let after = match after {
+            None => None,
+            Some(cursor) => Some(parse_audit_cursor(&cursor)?),
+        };
+        let filter = AuditFilter {
+            actor,
+            aggregate_id: experiment_id,
+            from,
+            to,
+        };
+        let entries = read(ctx, move |conn| {
+            let after = after
+                .as_ref()
+                .map(|(at, id, seq)| (at.as_str(), id.as_str(), *seq));
+            queries::audit_log(conn, &filter, after, limit)
+        })
+        .await?;
+        Ok(entries.into_iter().map(Into::into).collect())
+    }
+
+    /// Analytics over every finished run (JSON: counts by outcome, recovery percentiles, by
+    /// target and by failure type).
+    async fn analytics(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
+        require(ctx, Role::Viewer)?;
+        let analytics = read(ctx, queries::run_analytics).await?;
+        serde_json::to_value(analytics)
+            .map(Json)
+            .map_err(|e| coded("UNAVAILABLE", e.to_string()))
+    }
+
+    /// The halt switch and the read models' lag.
+    async fn health(&self, ctx: &Context<'_>) -> Result<PlatformHealth> {
+        require(ctx, Role::Viewer)?;
+        let service = ctx
+            .data::<ApiContext>()?
+            .workflows
+            .tasks()
+            .service()
+            .clone();
+        let platform = service
+            .platform()
+            .await
+            .map_err(|e| coded("UNAVAILABLE", e.to_string()))?
+            .aggregate;
+        let status = read(ctx, queries::status).await?;
+        Ok(PlatformHealth {
+            halted: platform.halted().is_some(),
+            halt_reason: platform.halted().map(|(reason, _)| reason.to_owned()),
+            projection_behind: status.behind,
+            projection_parked: status.parked.len() as u64,
+        })
+    }
+
+    /// The API keys in force (ADMIN; never their secrets).
+    async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKeyNode>> {
+        require(ctx, Role::Admin)?;
+        let service = ctx
+            .data::<ApiContext>()?
+            .workflows
+            .tasks()
+            .service()
+            .clone();
+        let platform = service
+            .platform()
+            .await
+            .map_err(|e| coded("UNAVAILABLE", e.to_string()))?
+            .aggregate;
+        Ok(platform
+            .api_keys()
+            .iter()
+            .map(|(id, key)| ApiKeyNode {
+                id: id.to_string(),
+                name: key.name.clone(),
+                role: key.role.as_str().to_owned(),
+                created_at: key.created_at.to_string(),
+            })
+            .collect())
+    }
+}
+
+/// An audit cursor: `recordedAt|streamId|sequence` of the last entry of the previous page.
+fn parse_audit_cursor(cursor: &str) -> Result<(String, String, u64)> {
+    let bad = || {
+        coded(
+            "INVALID_INPUT",
+            format!("cursor {cursor:?} is not `recordedAt|streamId|sequence`"),
+        )
+    };
+    let (at, rest) = cursor.split_once('|').ok_or_else(bad)?;
+    let (id, sequence) = rest.rsplit_once('|').ok_or_else(bad)?;
+    let sequence = sequence.parse().map_err(|_| bad())?;
+    Ok((at.to_owned(), id.to_owned(), sequence))
+}

@@ -1,0 +1,288 @@
+//! The schema's object types: views of the read models and of command outcomes, in the words
+//! the dashboard and scripts use. Enumerations keep the log's spelling (`RUNNING`,
+//! `RECOVERED`), as strings, so a client reads the same names in the API, the CLI and the
+//! audit log.
+
+use async_graphql::{InputObject, SimpleObject};
+use command_lambdas::command::Response;
+use domain::views::audit_log::AuditEntry;
+use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
+use serde::Serialize;
+
+/// A serde enum's name (`RUNNING`).
+pub(crate) fn name_of<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// An experiment as lists show it.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "Experiment")]
+pub struct ExperimentNode {
+    /// Its id (the event stream's).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Target key (`fleet:web`, `asg:web-prod`).
+    pub target: String,
+    /// `LOCAL_FLEET` or `AUTO_SCALING_GROUP`.
+    pub target_kind: String,
+    /// `TERMINATE` or `PAUSE`.
+    pub failure_type: String,
+    /// Whether it only resolves its targets.
+    pub dry_run: bool,
+    /// `DRAFT`, `SCHEDULED`, `RUNNING`, `COMPLETED`, `FAILED`, `STOPPED`, `CANCELLED`.
+    pub status: String,
+    /// The phase of a running experiment.
+    pub phase: Option<String>,
+    /// Whether it is archived.
+    pub archived: bool,
+    /// `RECOVERED`, `NOT_RECOVERED` or `DRY_RUN`, once completed.
+    pub outcome: Option<String>,
+    /// Milliseconds from the injection to the recovery, when observed.
+    pub recovery_ms: Option<u64>,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// Who created it.
+    pub created_by: String,
+    /// Its planned start.
+    pub start_at: Option<String>,
+    /// Its start.
+    pub started_at: Option<String>,
+    /// Its end.
+    pub ended_at: Option<String>,
+    /// When its last event happened.
+    pub updated_at: String,
+    /// Events in its stream.
+    pub version: u64,
+}
+
+impl From<ExperimentSummary> for ExperimentNode {
+    fn from(s: ExperimentSummary) -> Self {
+        ExperimentNode {
+            target_kind: name_of(&s.target_kind),
+            status: name_of(&s.status),
+            phase: s.phase.as_ref().map(name_of),
+            outcome: s.outcome.as_ref().map(name_of),
+            created_at: s.created_at.to_string(),
+            start_at: s.start_at.map(|t| t.to_string()),
+            started_at: s.started_at.map(|t| t.to_string()),
+            ended_at: s.ended_at.map(|t| t.to_string()),
+            updated_at: s.updated_at.to_string(),
+            id: s.id,
+            name: s.name,
+            target: s.target,
+            failure_type: s.failure_type,
+            dry_run: s.dry_run,
+            archived: s.archived,
+            recovery_ms: s.recovery_ms,
+            created_by: s.created_by,
+            version: s.version,
+        }
+    }
+}
+
+/// One experiment in full: its row, why it ended as it did, and its timeline.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "ExperimentDetail")]
+pub struct ExperimentDetailNode {
+    /// The experiment.
+    pub experiment: ExperimentNode,
+    /// Why it failed (`CODE: message`), when it did.
+    pub failure: Option<String>,
+    /// Why a stop was requested or tripped, when one was.
+    pub stop_reason: Option<String>,
+    /// The spec it runs, as stored (JSON).
+    pub spec: Option<async_graphql::Json<serde_json::Value>>,
+    /// Every event of the experiment, in the log's order.
+    pub timeline: Vec<AuditEntryNode>,
+}
+
+impl ExperimentDetailNode {
+    pub(crate) fn new(record: ExperimentRecord, timeline: Vec<AuditEntry>) -> Option<Self> {
+        let summary = record.summary()?;
+        Some(ExperimentDetailNode {
+            experiment: summary.into(),
+            failure: record
+                .failure
+                .as_ref()
+                .map(|f| format!("{}: {}", name_of(&f.code), f.message)),
+            stop_reason: record.stop_reason.clone(),
+            spec: record
+                .state
+                .spec()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .map(async_graphql::Json),
+            timeline: timeline.into_iter().map(AuditEntryNode::from).collect(),
+        })
+    }
+}
+
+/// One event as the audit log shows it: what happened, who did it, through what, and where
+/// it sits in its stream's hash chain.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "AuditEntry")]
+pub struct AuditEntryNode {
+    /// `Experiment` or `Platform`.
+    pub aggregate_type: String,
+    /// The stream.
+    pub aggregate_id: String,
+    /// Its position in the stream.
+    pub sequence: u64,
+    /// The event type.
+    pub event_type: String,
+    /// What happened, in words.
+    pub action: String,
+    /// Who.
+    pub actor: String,
+    /// With which role.
+    pub actor_role: String,
+    /// Through which interface.
+    pub source: String,
+    /// When it happened.
+    pub at: String,
+    /// When the store recorded it.
+    pub recorded_at: String,
+    /// The command's idempotency key.
+    pub command_id: String,
+    /// The correlation id.
+    pub correlation_id: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The previous link of the chain.
+    pub prev_hash: String,
+    /// This link.
+    pub hash: String,
+}
+
+impl From<AuditEntry> for AuditEntryNode {
+    fn from(e: AuditEntry) -> Self {
+        AuditEntryNode {
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            sequence: e.sequence,
+            event_type: e.event_type,
+            action: e.action,
+            actor: e.actor,
+            actor_role: e.actor_role,
+            source: e.source,
+            at: e.at.to_string(),
+            recorded_at: e.recorded_at,
+            command_id: e.command_id,
+            correlation_id: e.correlation_id,
+            event_id: e.event_id,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+/// A page of experiments.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ExperimentPage {
+    /// Newest first.
+    pub items: Vec<ExperimentNode>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Which experiments to list (every field optional; combined with AND).
+#[derive(Debug, Clone, Default, InputObject)]
+pub struct ExperimentFilterInput {
+    /// `RUNNING`, `COMPLETED`, ...
+    pub status: Option<String>,
+    /// Target key (`fleet:web`).
+    pub target: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created before (RFC 3339).
+    pub created_to: Option<String>,
+    /// Part of the name, any case.
+    pub search: Option<String>,
+    /// Archived experiments too.
+    #[graphql(default)]
+    pub include_archived: bool,
+}
+
+/// What a command recorded, and what became of the runs it touched.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CommandResult {
+    /// The stream written to.
+    pub aggregate_id: String,
+    /// Its version after the command.
+    pub version: u64,
+    /// The types of the events recorded.
+    pub events: Vec<String>,
+    /// True when the same command (the same `commandId`) had been carried out already.
+    pub deduplicated: bool,
+    /// The workflow execution a start runs.
+    pub execution: Option<String>,
+    /// Runs a stop or halt ended before answering.
+    pub stopped: Vec<String>,
+    /// Runs a stop or halt leaves to their workflow, which stops them as their step ends.
+    pub stopping: Vec<String>,
+}
+
+impl CommandResult {
+    pub(crate) fn from_response(response: Response) -> Option<Self> {
+        let outcome = response.outcome?;
+        Some(CommandResult {
+            aggregate_id: outcome.aggregate_id,
+            version: outcome.version as u64,
+            events: outcome.events,
+            deduplicated: outcome.deduplicated,
+            execution: response.execution,
+            stopped: response.stopped,
+            stopping: response.stopping,
+        })
+    }
+}
+
+/// An API key just issued: the only time its secret is shown.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct IssuedApiKey {
+    /// Its id; its holder acts as `key:<id>`.
+    pub id: String,
+    /// The secret, for `Authorization: Bearer <secret>`. Not shown again.
+    pub secret: String,
+    /// The role its holder acts with.
+    pub role: String,
+}
+
+/// An API key in force (never its secret).
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "ApiKey")]
+pub struct ApiKeyNode {
+    /// Its id.
+    pub id: String,
+    /// What it is for.
+    pub name: String,
+    /// The role its holder acts with.
+    pub role: String,
+    /// When it was issued.
+    pub created_at: String,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Me {
+    /// The actor id commands are recorded with.
+    pub id: String,
+    /// `ADMIN`, `OPERATOR` or `VIEWER`.
+    pub role: String,
+}
+
+/// Whether the platform is fit to run experiments.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PlatformHealth {
+    /// Whether the halt switch is on, and why.
+    pub halted: bool,
+    /// The halt's reason.
+    pub halt_reason: Option<String>,
+    /// Events the read models have not applied yet.
+    pub projection_behind: i64,
+    /// Records the read models parked (poison records and what waits behind them).
+    pub projection_parked: u64,
+}

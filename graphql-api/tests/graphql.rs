@@ -1,0 +1,503 @@
+//! The GraphQL API, black box: `chaos serve` on port 0, spoken to over real HTTP as scripts and
+//! the dashboard do, with API keys issued by `chaos apikey create`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Path, fleet: bool) -> Server {
+    let mut command = Command::new(CHAOS);
+    command
+        .arg("--db")
+        .arg(db)
+        .args(["serve", "--addr", "127.0.0.1:0"]);
+    if fleet {
+        command.args(["--fleet-size", "2", "--fleet-replace-after-ms", "300"]);
+    } else {
+        command.arg("--no-fleet");
+    }
+    let mut child = command
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chaos serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("the server announced its address")
+            .expect("read");
+        if let Some(addr) = line.strip_prefix("chaos: listening on http://") {
+            break addr.parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+fn chaos(db: &Path, args: &[&str]) -> Output {
+    Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("CHAOS_ACTOR", "admin-at-console")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run chaos")
+}
+
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "chaos failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Issues a key with `role`; returns (id, secret).
+fn key(db: &Path, id: &str, role: &str) -> String {
+    let issued = ok_json(&chaos(
+        db,
+        &["apikey", "create", "--id", id, "--name", id, "--role", role],
+    ));
+    assert_eq!(issued["actor"], format!("key:{id}"));
+    issued["secret"].as_str().expect("secret").to_owned()
+}
+
+/// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
+fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    // A server may answer (and close) before reading all of an oversized body.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json = serde_json::from_str(body)
+        .or_else(|_| {
+            body.lines()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .ok_or(())
+        })
+        .unwrap_or_else(|()| panic!("no JSON in {answer:?}"));
+    (status, json)
+}
+
+/// A GraphQL request as `secret` (none: anonymous).
+fn gql(addr: SocketAddr, secret: Option<&str>, query: &str, variables: Value) -> Value {
+    let bearer = secret.map(|s| format!("Bearer {s}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
+        .unwrap_or_default();
+    let body = json!({"query": query, "variables": variables}).to_string();
+    let (status, answer) = post_raw(addr, &headers, body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// The code of the first error, if any.
+fn code(answer: &Value) -> Option<String> {
+    answer["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn spec(name: &str, dry_run: bool) -> Value {
+    json!({
+        "name": name,
+        "target": { "kind": "LOCAL_FLEET", "group": "web" },
+        "selection": { "mode": "COUNT", "value": 1 },
+        "max_targets": 2,
+        "failure": { "type": "TERMINATE" },
+        "dry_run": dry_run,
+        "guardrails": {
+            "stop_conditions": [{ "type": "MAX_ERROR_RATE", "percent": 50 }],
+            "max_duration_secs": 120
+        },
+        "recovery": { "timeout_secs": 30, "poll_interval_secs": 1, "baseline_samples": 1 }
+    })
+}
+
+#[test]
+fn the_committed_sdl_is_the_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+    let sdl = graphql_api::api::sdl();
+    if std::env::var_os("UPDATE_SCHEMA").is_some() {
+        std::fs::write(&path, &sdl).expect("write schema.graphql");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == sdl,
+        "graphql-api/schema.graphql differs from the schema the code serves; \
+         review the change and run `UPDATE_SCHEMA=1 cargo test -p graphql-api --test graphql`"
+    );
+}
+
+/// Every mutation, for every kind of caller: anonymous, a malformed, unknown or revoked key,
+/// and each role. A caller without the role a mutation needs is refused before anything
+/// happens; one with it gets past authorization (and may still be refused by the platform for
+/// its own reasons).
+#[test]
+fn every_mutation_checks_who_calls_and_with_which_role() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let admin = key(&db, "admin-key", "ADMIN");
+    let operator = key(&db, "operator-key", "OPERATOR");
+    let viewer = key(&db, "viewer-key", "VIEWER");
+    let revoked = key(&db, "revoked-key", "ADMIN");
+    ok_json(&chaos(&db, &["apikey", "revoke", "revoked-key"]));
+    let server = serve(&db, false);
+    let addr = server.addr;
+
+    let mutations: [(&str, &str, Value); 10] = [
+        (
+            "OPERATOR",
+            "mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }",
+            json!({"spec": spec("matrix", true)}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { startExperiment(id: \"nope\") { version } }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { scheduleExperiment(id: \"nope\", startAt: \"2030-01-01T00:00:00Z\") { version } }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { stopExperiment(id: \"nope\", reason: \"r\") { version } }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { cancelExperiment(id: \"nope\", reason: \"r\") { version } }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { archiveExperiment(id: \"nope\") { version } }",
+            json!({}),
+        ),
+        (
+            "ADMIN",
+            "mutation { haltAll(reason: \"matrix\") { events } }",
+            json!({}),
+        ),
+        ("ADMIN", "mutation { unhaltAll { events } }", json!({})),
+        (
+            "ADMIN",
+            "mutation { createApiKey(name: \"x\", role: \"VIEWER\") { id secret } }",
+            json!({}),
+        ),
+        (
+            "ADMIN",
+            "mutation { revokeApiKey(id: \"nope\") { events } }",
+            json!({}),
+        ),
+    ];
+    let malformed = "chaos_not-a-key";
+    let unknown = format!("chaos_{}", "0".repeat(64));
+    let callers: [(&str, Option<&str>); 7] = [
+        ("anonymous", None),
+        ("malformed", Some(malformed)),
+        ("unknown", Some(&unknown)),
+        ("revoked", Some(&revoked)),
+        ("VIEWER", Some(&viewer)),
+        ("OPERATOR", Some(&operator)),
+        ("ADMIN", Some(&admin)),
+    ];
+    let rank = |role: &str| {
+        ["VIEWER", "OPERATOR", "ADMIN"]
+            .iter()
+            .position(|r| *r == role)
+    };
+    for (needed, query, variables) in &mutations {
+        for (caller, secret) in &callers {
+            let answer = gql(addr, *secret, query, variables.clone());
+            let got = code(&answer);
+            let expected = match rank(caller) {
+                None => Some("UNAUTHENTICATED"),
+                Some(r) if r < rank(needed).expect("a role") => Some("FORBIDDEN"),
+                Some(_) => None,
+            };
+            match expected {
+                Some(expected) => {
+                    assert_eq!(
+                        got.as_deref(),
+                        Some(expected),
+                        "{caller}: {query}: {answer}"
+                    );
+                    assert!(answer["data"].is_null(), "{caller}: {query}: {answer}");
+                }
+                None => assert!(
+                    !matches!(got.as_deref(), Some("UNAUTHENTICATED" | "FORBIDDEN")),
+                    "{caller} was refused: {query}: {answer}"
+                ),
+            }
+        }
+    }
+    // Reads need a role too.
+    let me = "{ me { id role } }";
+    assert_eq!(
+        code(&gql(addr, None, me, json!({}))).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+    assert_eq!(
+        code(&gql(addr, Some(&revoked), me, json!({}))).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+    let answer = gql(addr, Some(&viewer), me, json!({}));
+    assert_eq!(
+        answer["data"]["me"],
+        json!({"id": "key:viewer-key", "role": "VIEWER"})
+    );
+    let keys = "{ apiKeys { id role } }";
+    assert_eq!(
+        code(&gql(addr, Some(&operator), keys, json!({}))).as_deref(),
+        Some("FORBIDDEN")
+    );
+
+    // Whoever sent a command is its actor in the log.
+    let created = gql(
+        addr,
+        Some(&operator),
+        "mutation($spec: JSON!) { createExperiment(id: \"by-key\", spec: $spec, commandId: \"c-1\") { aggregateId events deduplicated } }",
+        json!({"spec": spec("by key", true)}),
+    );
+    assert_eq!(
+        created["data"]["createExperiment"],
+        json!({"aggregateId": "by-key", "events": ["ExperimentCreated"], "deduplicated": false}),
+        "{created}"
+    );
+    let again = gql(
+        addr,
+        Some(&operator),
+        "mutation($spec: JSON!) { createExperiment(id: \"by-key\", spec: $spec, commandId: \"c-1\") { deduplicated } }",
+        json!({"spec": spec("by key", true)}),
+    );
+    assert_eq!(
+        again["data"]["createExperiment"]["deduplicated"], true,
+        "{again}"
+    );
+    let shown = ok_json(&chaos(&db, &["experiment", "show", "by-key"]));
+    let first = &shown["timeline"][0];
+    assert_eq!(first["actor"], "key:operator-key", "{shown}");
+    assert_eq!(first["actor_role"], "OPERATOR", "{shown}");
+    assert_eq!(first["source"], "api", "{shown}");
+
+    // A key issued through the API works at once; revoked, it fails at once.
+    let issued = gql(
+        addr,
+        Some(&admin),
+        "mutation { createApiKey(id: \"fresh\", name: \"fresh\", role: \"VIEWER\") { id secret role } }",
+        json!({}),
+    );
+    let secret = issued["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{issued}"))
+        .to_owned();
+    assert_eq!(
+        gql(addr, Some(&secret), me, json!({}))["data"]["me"]["id"],
+        "key:fresh"
+    );
+    let listed = gql(addr, Some(&admin), keys, json!({}));
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a listing shows no secret"
+    );
+    gql(
+        addr,
+        Some(&admin),
+        "mutation { revokeApiKey(id: \"fresh\") { events } }",
+        json!({}),
+    );
+    assert_eq!(
+        code(&gql(addr, Some(&secret), me, json!({}))).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+}
+
+#[test]
+fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let viewer = key(&db, "viewer-key", "VIEWER");
+    let server = serve(&db, false);
+    let addr = server.addr;
+    let auth = format!("Bearer {viewer}");
+    let headers = [("Authorization", auth.as_str())];
+
+    // Not JSON; JSON without a query.
+    for body in [&b"{ this is not json"[..], br#"{"variables": {}}"#] {
+        let (status, answer) = post_raw(addr, &headers, body);
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(code(&answer).as_deref(), Some("BAD_REQUEST"), "{answer}");
+    }
+    // Too big.
+    let huge = json!({"query": format!("{{ me {{ id }} }} #{}", "x".repeat(400 * 1024))});
+    let (status, answer) = post_raw(addr, &headers, huge.to_string().as_bytes());
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(code(&answer).as_deref(), Some("BAD_REQUEST"));
+    // A field that does not exist; a query that does not parse.
+    for query in ["{ me { id password } }", "{ me { id "] {
+        let answer = gql(addr, Some(&viewer), query, json!({}));
+        assert_eq!(code(&answer).as_deref(), Some("INVALID_QUERY"), "{answer}");
+        assert!(
+            answer["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Too deep: the schema's own types nest as deep as one asks.
+    let mut deep = String::from("name");
+    for _ in 0..14 {
+        deep = format!("ofType {{ {deep} }}");
+    }
+    let query = format!("{{ __type(name: \"Query\") {{ fields {{ type {{ {deep} }} }} }} }}");
+    let answer = gql(addr, Some(&viewer), &query, json!({}));
+    assert_eq!(code(&answer).as_deref(), Some("INVALID_QUERY"), "{answer}");
+    // Too wide: thousands of aliases.
+    let wide: String = (0..3_000).map(|i| format!("a{i}: me {{ id }} ")).collect();
+    let answer = gql(addr, Some(&viewer), &format!("{{ {wide} }}"), json!({}));
+    assert_eq!(code(&answer).as_deref(), Some("INVALID_QUERY"), "{answer}");
+    // Bad arguments are the caller's error, with the reason.
+    let answer = gql(
+        addr,
+        Some(&viewer),
+        "{ experiments(first: 100000) { items { id } } }",
+        json!({}),
+    );
+    assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+    let answer = gql(
+        addr,
+        Some(&viewer),
+        "{ experiments(after: \"garbage\") { items { id } } }",
+        json!({}),
+    );
+    assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+
+    // Still up, still answering.
+    let answer = gql(addr, Some(&viewer), "{ me { id } }", json!({}));
+    assert_eq!(answer["data"]["me"]["id"], "key:viewer-key");
+}
+
+/// What a pipeline gating a deploy does: with an API key, create a run, start it, and wait
+/// for its outcome.
+#[test]
+fn a_script_runs_an_experiment_with_an_api_key_and_waits_for_its_outcome() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let ci = key(&db, "ci", "OPERATOR");
+    let server = serve(&db, true);
+    let addr = server.addr;
+
+    let created = gql(
+        addr,
+        Some(&ci),
+        "mutation($spec: JSON!) { createExperiment(id: \"gate-1\", spec: $spec) { aggregateId } }",
+        json!({"spec": spec("deploy gate: kill one web worker", false)}),
+    );
+    assert_eq!(
+        created["data"]["createExperiment"]["aggregateId"], "gate-1",
+        "{created}"
+    );
+    let started = gql(
+        addr,
+        Some(&ci),
+        "mutation { startExperiment(id: \"gate-1\") { events execution } }",
+        json!({}),
+    );
+    assert_eq!(
+        started["data"]["startExperiment"]["events"],
+        json!(["ExperimentStarted"]),
+        "{started}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let detail = loop {
+        let answer = gql(
+            addr,
+            Some(&ci),
+            "{ experiment(id: \"gate-1\") { experiment { status outcome recoveryMs } timeline { eventType actor } } }",
+            json!({}),
+        );
+        let detail = answer["data"]["experiment"].clone();
+        if detail["experiment"]["status"] == "COMPLETED" {
+            break detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no outcome within 60 s: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(detail["experiment"]["outcome"], "RECOVERED", "{detail}");
+    assert!(
+        detail["experiment"]["recoveryMs"].as_u64().is_some(),
+        "{detail}"
+    );
+    let timeline = detail["timeline"].as_array().expect("timeline");
+    assert_eq!(timeline[0]["actor"], "key:ci");
+    assert!(
+        timeline
+            .iter()
+            .any(|e| e["eventType"] == "FailureInjected" && e["actor"] == "workflow"),
+        "{detail}"
+    );
+    // The list shows it too.
+    let listed = gql(
+        addr,
+        Some(&ci),
+        "{ experiments(filter: {status: \"COMPLETED\"}) { items { id outcome } nextCursor } }",
+        json!({}),
+    );
+    assert_eq!(
+        listed["data"]["experiments"],
+        json!({"items": [{"id": "gate-1", "outcome": "RECOVERED"}], "nextCursor": null}),
+        "{listed}"
+    );
+}
