@@ -165,13 +165,11 @@ fn ensure_python_tools() -> Result<(PathBuf, PathBuf), String> {
     }
     step("install moto server (local AWS endpoint) and cfn-lint (checks the SAM template)");
     let python3 = |args: &[&str]| sh("python3", args);
-    if !python.exists() {
-        if python3(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
-            // Debian ships venv support separately.
-            apt_install(&["python3-venv"])?;
-            let _ = std::fs::remove_dir_all(&venv);
-            python3(&["-m", "venv", &venv.to_string_lossy()])?;
-        }
+    // Debian ships venv support separately.
+    if !python.exists() && python3(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
+        apt_install(&["python3-venv"])?;
+        let _ = std::fs::remove_dir_all(&venv);
+        python3(&["-m", "venv", &venv.to_string_lossy()])?;
     }
     let pip = venv.join("bin/pip");
     sh(

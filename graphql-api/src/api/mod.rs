@@ -45,7 +45,7 @@ pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Deepest query.
 pub const MAX_DEPTH: usize = 12;
-/// Most complex query (each field counts one, lists their page size).
+/// Most complex query (each field selected counts one).
 pub const MAX_COMPLEXITY: usize = 2_000;
 /// Longest page of a list.
 pub const MAX_PAGE: usize = 200;

@@ -8,8 +8,8 @@ use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 
 use super::types::{
-    ApiKeyNode, AuditEntryNode, ExperimentDetailNode, ExperimentFilterInput, ExperimentPage, Me,
-    PlatformHealth,
+    ApiKeyNode, AuditEntryNode, AuditFilterInput, ExperimentDetailNode, ExperimentFilterInput,
+    ExperimentPage, Me, PlatformHealth,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
 
@@ -106,15 +106,12 @@ impl Query {
         Ok(detail.and_then(|d| ExperimentDetailNode::new(d.record, d.timeline)))
     }
 
-    /// The audit log: every recorded event, oldest first, `first` at a time after the cursor
-    /// `after`; filtered by actor, stream (an experiment id, or `platform`) and time.
+    /// The audit log: every recorded event, in recording order, `first` at a time after the
+    /// cursor `after` (`recordedAt|streamId|sequence` of the last entry of the previous page).
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
-        actor: Option<String>,
-        experiment_id: Option<String>,
-        from: Option<String>,
-        to: Option<String>,
+        #[graphql(default)] filter: AuditFilterInput,
         #[graphql(default = 100)] first: i32,
         after: Option<String>,
     ) -> Result<Vec<AuditEntryNode>> {
@@ -125,10 +122,10 @@ impl Query {
             Some(cursor) => Some(parse_audit_cursor(&cursor)?),
         };
         let filter = AuditFilter {
-            actor,
-            aggregate_id: experiment_id,
-            from,
-            to,
+            actor: filter.actor,
+            aggregate_id: filter.experiment_id,
+            from: filter.from,
+            to: filter.to,
         };
         let entries = read(ctx, move |conn| {
             let after = after

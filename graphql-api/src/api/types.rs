@@ -206,6 +206,19 @@ pub struct ExperimentFilterInput {
     pub include_archived: bool,
 }
 
+/// Which audit entries to list (every field optional; combined with AND).
+#[derive(Debug, Clone, Default, InputObject)]
+pub struct AuditFilterInput {
+    /// Actor id (`key:ci`, `alice`, `workflow`).
+    pub actor: Option<String>,
+    /// The stream: an experiment id, or `platform`.
+    pub experiment_id: Option<String>,
+    /// Recorded at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Recorded before (RFC 3339).
+    pub to: Option<String>,
+}
+
 /// What a command recorded, and what became of the runs it touched.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct CommandResult {
