@@ -15,6 +15,7 @@ use std::process::Command;
 
 use command_lambdas::housekeeping::BY_STATUS;
 use command_lambdas::tasks::Task;
+use domain::provenance::Role;
 use serde_json::{Value, json};
 
 fn root() -> PathBuf {
@@ -429,4 +430,57 @@ fn housekeeping_runs_every_minute_over_the_status_index() {
             {"AttributeName": "CreatedAt", "KeyType": "RANGE"}
         ])
     );
+}
+
+#[test]
+fn cognito_groups_are_the_platforms_roles_and_every_alarm_tells_the_topic() {
+    let template = template();
+    let mut groups: Vec<(i64, String)> = of_type(&template, "AWS::Cognito::UserPoolGroup")
+        .into_iter()
+        .map(|(_, g)| {
+            (
+                g["Properties"]["Precedence"].as_i64().expect("precedence"),
+                g["Properties"]["GroupName"]
+                    .as_str()
+                    .expect("name")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    groups.sort();
+    // The strongest role first: a user in several groups acts with the strongest.
+    let roles: Vec<(i64, String)> = [Role::Admin, Role::Operator, Role::Viewer]
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i as i64, r.as_str().to_owned()))
+        .collect();
+    assert_eq!(groups, roles);
+    let pool = &resources(&template)["UserPool"]["Properties"];
+    assert_eq!(
+        pool["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"],
+        true
+    );
+    let client = &resources(&template)["DashboardClient"]["Properties"];
+    assert_eq!(client["GenerateSecret"], false, "a browser keeps no secret");
+    assert_eq!(client["EnableTokenRevocation"], true);
+
+    let alarms = of_type(&template, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 3, "{alarms:?}");
+    for (name, alarm) in alarms {
+        assert_eq!(
+            alarm["Properties"]["AlarmActions"],
+            json!([{"Ref": "NotificationTopic"}]),
+            "{name} tells no one"
+        );
+    }
+    // Both failure queues are watched.
+    for queue in ["StreamFailures", "NotificationFailures"] {
+        assert!(
+            of_type(&template, "AWS::CloudWatch::Alarm")
+                .iter()
+                .any(|(_, a)| a["Properties"]["Dimensions"][0]["Value"]
+                    == json!({"Fn::GetAtt": [queue, "QueueName"]})),
+            "no alarm watches {queue}"
+        );
+    }
 }

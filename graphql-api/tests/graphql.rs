@@ -327,6 +327,37 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     assert_eq!(first["actor_role"], "OPERATOR", "{shown}");
     assert_eq!(first["source"], "api", "{shown}");
 
+    // ... and the audit log, filtered by that actor, shows it (once the read models have it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let audited = gql(
+            addr,
+            Some(&viewer),
+            "{ auditLog(filter: {actor: \"key:operator-key\"}) { eventType aggregateId actor source } }",
+            json!({}),
+        );
+        let entries = audited["data"]["auditLog"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !entries.is_empty() || Instant::now() > deadline {
+            break entries;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["aggregateId"] == "by-key" && e["eventType"] == "ExperimentCreated"),
+        "{entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"] == "key:operator-key" && e["source"] == "api"),
+        "{entries:?}"
+    );
+
     // A key issued through the API works at once; revoked, it fails at once.
     let issued = gql(
         addr,

@@ -138,6 +138,11 @@ struct Routed {
 
 /// A custom bus with a rule sending `detail_types` from [`SOURCE`] to a new queue.
 async fn routed(detail_types: &[&str]) -> Routed {
+    routed_by(json!({ "source": [SOURCE], "detail-type": detail_types })).await
+}
+
+/// A custom bus with a rule of `pattern` sending to a new queue.
+async fn routed_by(pattern: Value) -> Routed {
     let events = aws::client!(aws_sdk_eventbridge);
     let sqs = aws::client!(aws_sdk_sqs);
     let bus_name = aws::unique("chaos-bus");
@@ -170,7 +175,7 @@ async fn routed(detail_types: &[&str]) -> Routed {
         .put_rule()
         .name(rule)
         .event_bus_name(&bus_name)
-        .event_pattern(json!({ "source": [SOURCE], "detail-type": detail_types }).to_string())
+        .event_pattern(pattern.to_string())
         .send()
         .await
         .expect("rule");
@@ -379,4 +384,119 @@ async fn a_failed_call_reports_every_record_of_it() {
         .collect();
     expected.sort();
     assert_eq!(failures(&bus, &records).await, expected);
+}
+
+/// An EventBridge rule's pattern as the SAM template writes it, read the way CloudFormation
+/// reads the template (cfn-lint's loader: `CFN_LINT`, set by `cargo xtask test`).
+fn template_rule_pattern(rule: &str) -> Value {
+    let lint = std::env::var("CFN_LINT").unwrap_or_else(|_| "cfn-lint".into());
+    let beside = std::path::Path::new(&lint).with_file_name("python");
+    let python = if beside.exists() {
+        beside.to_string_lossy().into_owned()
+    } else {
+        "python3".into()
+    };
+    let template =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infrastructure/template.yaml");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))",
+        ])
+        .arg(&template)
+        .output()
+        .expect("run cfn-lint's Python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let template: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let pattern = template["Resources"][rule]["Properties"]["EventPattern"].clone();
+    assert!(pattern.is_object(), "{rule} has no EventPattern");
+    pattern
+}
+
+/// The template's notification rule, put on a bus as written, sends its topic exactly the
+/// runs that ended badly (failed, stopped, or completed without recovering) and halts; not
+/// the runs that recovered, dry runs, starts or lifted halts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_templates_notification_rule_passes_exactly_runs_that_ended_badly_and_halts() {
+    let routed = routed_by(template_rule_pattern("RunsEndedBadlyRule")).await;
+    let at = "2026-11-18T11:06:52.123Z";
+    let cases = [
+        (
+            "ExperimentCompleted",
+            json!({"outcome": "RECOVERED", "recovery_ms": 900, "at": at}),
+            false,
+        ),
+        (
+            "ExperimentCompleted",
+            json!({"outcome": "NOT_RECOVERED", "recovery_ms": null, "at": at}),
+            true,
+        ),
+        (
+            "ExperimentCompleted",
+            json!({"outcome": "DRY_RUN", "recovery_ms": null, "at": at}),
+            false,
+        ),
+        (
+            "ExperimentFailed",
+            json!({"reason": {"code": "TASK_ERROR", "message": "x"}, "at": at}),
+            true,
+        ),
+        (
+            "ExperimentStopped",
+            json!({"cause": "REQUESTED", "at": at}),
+            true,
+        ),
+        ("ExperimentStarted", json!({"at": at}), false),
+        (
+            "PlatformHalted",
+            json!({"reason": "incident 42", "at": at}),
+            true,
+        ),
+        ("HaltLifted", json!({"at": at}), false),
+    ];
+    let client = aws::client!(aws_sdk_eventbridge);
+    for (i, (event_type, payload, _)) in cases.iter().enumerate() {
+        let detail = json!({
+            "schema_version": SCHEMA_VERSION,
+            "aggregate_id": format!("case-{i}"),
+            "event_type": event_type,
+            "event": payload,
+        });
+        let put = client
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(routed.bus.name())
+                    .source(SOURCE)
+                    .detail_type(*event_type)
+                    .detail(detail.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(put.failed_entry_count, 0);
+    }
+    let expected: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, passes))| *passes)
+        .map(|(i, _)| format!("case-{i}"))
+        .collect();
+    let messages = receive(&routed, expected.len()).await;
+    let mut got: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            m["detail"]["aggregate_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, expected, "{messages:#?}");
 }
