@@ -9,6 +9,12 @@
 //!    execution has ended while the run is still running is ended as failed, with the
 //!    execution's error, so no run stays running forever.
 //!
+//! 3. The runs still running more than [`PAST_LIMIT_GRACE_SECS`] past their
+//!    `max_duration_secs`: every workflow step stops a run past its limit, so such a run has a
+//!    workflow that is not stepping. They are counted in the report, and the Lambda publishes
+//!    the count as the CloudWatch metric `ChaosPlatform/RunsPastLimit` ([`metric_line`]),
+//!    which an alarm watches.
+//!
 //! The experiments in a status come from the read-model table's `ByStatus` index (see
 //! `projection_lambdas::dynamo_stream`), which may lag the log by a little; every decision is
 //! checked against the log itself before anything is written.
@@ -24,6 +30,13 @@ use crate::adapters::{AdapterError, WorkflowEngine};
 use crate::scheduler::{Fired, Scheduler};
 use crate::service::{ExperimentService, ServiceError};
 use crate::sfn::{ExecutionEnd, StepFunctions};
+
+/// How long past its time limit a run may still be running before it counts as stuck: a
+/// step that stops it (waiting out at most a poll interval) has had time to.
+pub const PAST_LIMIT_GRACE_SECS: u64 = 120;
+
+/// The CloudWatch namespace of the platform's own metrics.
+pub const METRIC_NAMESPACE: &str = "ChaosPlatform";
 
 /// The read-model index of experiments by status.
 pub const BY_STATUS: &str = "ByStatus";
@@ -51,6 +64,25 @@ pub struct Report {
     pub started_executions: Vec<String>,
     /// Runs ended because their execution had ended.
     pub ended: Vec<String>,
+    /// Runs still running more than [`PAST_LIMIT_GRACE_SECS`] past their time limit.
+    pub past_limit: Vec<String>,
+}
+
+/// The report's metrics as one CloudWatch embedded-metric-format line: printed to the
+/// Lambda's log, CloudWatch turns it into `ChaosPlatform/RunsPastLimit` (a count) at `now`.
+pub fn metric_line(report: &Report, now: Timestamp) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": now.unix_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": METRIC_NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "RunsPastLimit", "Unit": "Count"}]
+            }]
+        },
+        "RunsPastLimit": report.past_limit.len(),
+    })
+    .to_string()
 }
 
 /// The housekeeping of one deployment.
@@ -138,6 +170,16 @@ impl<R: cqrs_es::persist::PersistedEventRepository> Housekeeping<R> {
             if experiment.status() != Status::Running {
                 continue;
             }
+            let limit_ms = experiment.spec().map_or(u64::MAX, |spec| {
+                (u64::from(spec.guardrails().max_duration_secs) + PAST_LIMIT_GRACE_SECS) * 1_000
+            });
+            if experiment
+                .started_at()
+                .and_then(|started| now.millis_since(started))
+                .is_some_and(|ran| ran > limit_ms)
+            {
+                report.past_limit.push(id.clone());
+            }
             match self.workflow.execution(&id).await? {
                 Some(ExecutionEnd::Running) => {}
                 None => {
@@ -190,5 +232,27 @@ impl<R: cqrs_es::persist::PersistedEventRepository> Housekeeping<R> {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_metric_line_is_embedded_metric_format_with_the_count() {
+        let report = Report {
+            past_limit: vec!["a".into(), "b".into()],
+            ..Report::default()
+        };
+        let at = Timestamp::from_unix_millis(1_795_000_000_000);
+        let line: serde_json::Value =
+            serde_json::from_str(&metric_line(&report, at)).expect("JSON");
+        assert_eq!(line["RunsPastLimit"], 2);
+        assert_eq!(line["_aws"]["Timestamp"], 1_795_000_000_000_i64);
+        let metrics = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(metrics["Namespace"], METRIC_NAMESPACE);
+        assert_eq!(metrics["Metrics"][0]["Name"], "RunsPastLimit");
+        assert!(line.to_string().lines().count() == 1, "one log line");
     }
 }

@@ -136,17 +136,17 @@ pub async fn serve_housekeeping() -> Result<(), Error> {
     let housekeeping = &housekeeping;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            let report = housekeeping
-                .run(crate::clock::Clock::now(&SystemClock))
-                .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "housekeeping failed");
-                    Diagnostic {
-                        error_type: "Chaos.Housekeeping".to_owned(),
-                        error_message: e.to_string(),
-                    }
-                })?;
+            let now = crate::clock::Clock::now(&SystemClock);
+            let report = housekeeping.run(now).await.map_err(|e| {
+                tracing::error!(error = %e, "housekeeping failed");
+                Diagnostic {
+                    error_type: "Chaos.Housekeeping".to_owned(),
+                    error_message: e.to_string(),
+                }
+            })?;
             tracing::info!(report = ?report, "housekeeping");
+            // CloudWatch reads this line from the log as the RunsPastLimit metric.
+            println!("{}", crate::housekeeping::metric_line(&report, now));
             Ok::<_, Diagnostic>(report)
         },
     ))

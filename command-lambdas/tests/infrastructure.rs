@@ -416,6 +416,23 @@ fn housekeeping_runs_every_minute_over_the_status_index() {
     // One round at a time: a round that overruns is never overlapped by the next.
     assert_eq!(function["Properties"]["ReservedConcurrentExecutions"], 1);
 
+    // The metric it publishes is the one the alarm watches, and silence alarms too.
+    let alarm = &resources(&template)["RunsPastLimitAlarm"]["Properties"];
+    assert_eq!(
+        alarm["Namespace"],
+        command_lambdas::housekeeping::METRIC_NAMESPACE
+    );
+    let line: Value = serde_json::from_str(&command_lambdas::housekeeping::metric_line(
+        &command_lambdas::housekeeping::Report::default(),
+        domain::Timestamp::from_unix_millis(0),
+    ))
+    .expect("JSON");
+    assert_eq!(
+        alarm["MetricName"],
+        line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]
+    );
+    assert_eq!(alarm["TreatMissingData"], "breaching");
+
     let views = &resources(&template)["ViewsTable"]["Properties"];
     let index = views["GlobalSecondaryIndexes"]
         .as_array()

@@ -596,4 +596,23 @@ async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_st
     let again = housekeeping.run(later).await.expect("housekeeping");
     assert!(again.fired.is_empty(), "{:?}", again.fired);
     assert!(again.started_executions.is_empty() && again.ended.is_empty());
+    assert!(again.past_limit.is_empty(), "{:?}", again.past_limit);
+
+    // Hours on, with no workflow stepping: every run still running is past its time limit,
+    // and counted for the alarm.
+    let hours_on =
+        domain::Timestamp::from_datetime(chrono::Utc::now() + chrono::Duration::hours(3));
+    let stuck = housekeeping.run(hours_on).await.expect("housekeeping");
+    for id in ["later", minutely.as_str(), "orphan"] {
+        assert!(
+            stuck.past_limit.iter().any(|p| p == id),
+            "{id} is not counted: {:?}",
+            stuck.past_limit
+        );
+    }
+    let line: Value = serde_json::from_str(&command_lambdas::housekeeping::metric_line(
+        &stuck, hours_on,
+    ))
+    .expect("JSON");
+    assert_eq!(line["RunsPastLimit"], stuck.past_limit.len());
 }
