@@ -146,8 +146,8 @@ impl StepFunctions {
             .is_some_and(|e| e.r#type() == &HistoryEventType::WaitStateEntered))
     }
 
-    /// Stops a waiting execution: [`Hurried::Stopped`] when it is aborted, [`Hurried::Ended`]
-    /// when it ended by itself first.
+    /// Stops a waiting execution: [`Hurried::Stopped`] once the stop is accepted,
+    /// [`Hurried::Ended`] when it ended by itself first.
     async fn abort(&self, arn: &str, reason: &str) -> Result<Hurried, AdapterError> {
         match self
             .client
@@ -161,9 +161,12 @@ impl StepFunctions {
             Err(e) if e.code() == Some("ExecutionDoesNotExist") => return Ok(Hurried::Ended),
             Err(e) => return Err(sdk_error("states", e)),
         }
+        // Accepted: the execution takes no further step. It may still read RUNNING for a
+        // moment while it winds down; only an end of its own means it was not waiting.
         Ok(match self.describe(arn).await? {
-            Some(ExecutionEnd::Failed { status, .. }) if status == "ABORTED" => Hurried::Stopped,
-            _ => Hurried::Ended,
+            Some(ExecutionEnd::Succeeded) => Hurried::Ended,
+            Some(ExecutionEnd::Failed { status, .. }) if status != "ABORTED" => Hurried::Ended,
+            _ => Hurried::Stopped,
         })
     }
 

@@ -310,13 +310,10 @@ async fn two_concurrent_starts_make_one_execution_and_a_hurry_stops_it_only_betw
             .expect("hurried"),
         Hurried::Stopped
     );
-    let described = client
-        .describe_execution()
-        .execution_arn(starter.execution_arn(&experiment))
-        .send()
-        .await
-        .expect("described");
-    assert_eq!(described.status().as_str(), "ABORTED");
+    assert_eq!(
+        settled_status(&client, &starter.execution_arn(&experiment)).await,
+        "ABORTED"
+    );
     assert!(starter.running().await.expect("running").is_empty());
     // Hurrying one that ended, or never ran, is not an error.
     for id in [experiment.clone(), uuid::Uuid::now_v7().to_string()] {
@@ -351,4 +348,25 @@ async fn two_concurrent_starts_make_one_execution_and_a_hurry_stops_it_only_betw
         .await
         .expect("described");
     assert_eq!(described.status().as_str(), "RUNNING");
+}
+
+/// An execution's status once it is no longer RUNNING (a stopped one may take a moment to
+/// wind down), or RUNNING after 5 s.
+async fn settled_status(client: &aws_sdk_sfn::Client, arn: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("described")
+            .status()
+            .as_str()
+            .to_owned();
+        if status != "RUNNING" || Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -207,16 +207,35 @@ async fn run_to_observing(w: &World, id: &str) {
     assert!(!out.done && !out.stop, "{out:?}");
 }
 
+/// An execution's status once it is no longer RUNNING (a stopped one may take a moment to
+/// wind down), or RUNNING after `within`.
+async fn execution_status_within(
+    w: &World,
+    workflow: &StepFunctions,
+    id: &str,
+    within: std::time::Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status = w
+            .sfn
+            .describe_execution()
+            .execution_arn(workflow.execution_arn(id))
+            .send()
+            .await
+            .expect("described")
+            .status()
+            .as_str()
+            .to_owned();
+        if status != "RUNNING" || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn execution_status(w: &World, workflow: &StepFunctions, id: &str) -> String {
-    w.sfn
-        .describe_execution()
-        .execution_arn(workflow.execution_arn(id))
-        .send()
-        .await
-        .expect("described")
-        .status()
-        .as_str()
-        .to_owned()
+    execution_status_within(w, workflow, id, std::time::Duration::from_secs(5)).await
 }
 
 fn input(id: &str) -> TaskInput {
@@ -736,7 +755,10 @@ async fn a_stop_ends_a_waiting_run_at_once_and_leaves_a_run_in_a_task_to_its_wor
             .any(|e| matches!(e, ExperimentEvent::RollbackPerformed { .. })),
         "nothing is rolled back behind the task's back"
     );
-    assert_eq!(execution_status(&w, &busy, &working).await, "RUNNING");
+    assert_eq!(
+        execution_status_within(&w, &busy, &working, std::time::Duration::ZERO).await,
+        "RUNNING"
+    );
     // The task ends; the workflow's next step sees the stop and rolls back.
     let out = w.tasks.check_health(&input(&working)).await.expect("check");
     assert!(out.stop, "{out:?}");
