@@ -18,6 +18,8 @@ commands:
   test    every check and test: format, lints, repository rules, unit, integration and
           end-to-end tests (what CI runs)
   bench   the benchmarks, printing their figures
+  lambdas build every Lambda for AWS as `sam build` does (cargo-lambda, release, arm64) and
+          report each binary's size
 ";
 
 fn main() -> ExitCode {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("lambdas") => lambdas(),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -262,10 +265,7 @@ fn run(extra: &[String]) -> Result<(), String> {
         "--bin",
         "chaos",
     ])?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let chaos = target.join("release").join("chaos");
+    let chaos = target_dir().join("release").join("chaos");
     let data = root().join("chaos-data");
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     let db = data.join("chaos.db");
@@ -280,6 +280,89 @@ fn run(extra: &[String]) -> Result<(), String> {
     args.push(&db_text);
     args.extend(extra);
     sh(&chaos.to_string_lossy(), &args)
+}
+
+/// The build directory cargo uses.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"))
+}
+
+/// The Lambda binaries of a package (`src/bin/*.rs`).
+fn lambda_binaries(package: &str) -> Result<Vec<String>, String> {
+    let dir = root().join(package).join("src/bin");
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().to_string_lossy().into_owned();
+            Some(name.strip_suffix(".rs")?.to_owned())
+        })
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Builds every Lambda as `sam build` does for the template (BuildMethod rust-cargolambda):
+/// cargo-lambda, release, arm64 for `provided.al2023`, then reports each binary's size.
+fn lambdas() -> Result<(), String> {
+    let venv = tools_dir().join("lambda-venv");
+    let bin = venv.join("bin");
+    if !bin.join("cargo-lambda").exists() {
+        step("install cargo-lambda (PyPI; it brings zig to link for arm64)");
+        let venv_text = venv.to_string_lossy().into_owned();
+        if sh("python3", &["-m", "venv", &venv_text]).is_err() {
+            apt_install(&["python3-venv"])?;
+            let _ = std::fs::remove_dir_all(&venv);
+            sh("python3", &["-m", "venv", &venv_text])?;
+        }
+        sh(
+            &bin.join("pip").to_string_lossy(),
+            &["install", "--quiet", "cargo-lambda>=1.8,<2"],
+        )?;
+    }
+    step("add the arm64 standard library");
+    sh("rustup", &["target", "add", "aarch64-unknown-linux-gnu"])?;
+    let path = std::env::var("PATH").unwrap_or_default();
+    set_env("PATH", &format!("{}:{path}", bin.display()));
+    let out = target_dir().join("lambda");
+    let out_text = out.to_string_lossy().into_owned();
+    step("build every Lambda (release, arm64)");
+    cargo(&[
+        "lambda",
+        "build",
+        "--release",
+        "--arm64",
+        "--locked",
+        "-p",
+        "command-lambdas",
+        "-p",
+        "projection-lambdas",
+        "--lambda-dir",
+        &out_text,
+    ])?;
+    step("sizes");
+    let mut total = 0;
+    for package in ["command-lambdas", "projection-lambdas"] {
+        for name in lambda_binaries(package)? {
+            let bootstrap = out.join(&name).join("bootstrap");
+            let size = std::fs::metadata(&bootstrap)
+                .map_err(|e| format!("{} was not built: {e}", bootstrap.display()))?
+                .len();
+            total += size;
+            println!("{name:<22} {:>7.1} MiB  {}", mib(size), bootstrap.display());
+        }
+    }
+    println!("{:<22} {:>7.1} MiB", "total", mib(total));
+    Ok(())
+}
+
+fn mib(bytes: u64) -> f64 {
+    // Sizes stay far below 2^52 bytes, where the conversion would round.
+    #[allow(clippy::cast_precision_loss)]
+    let bytes = bytes as f64;
+    bytes / (1024.0 * 1024.0)
 }
 
 fn bench() -> Result<(), String> {
