@@ -182,7 +182,8 @@ impl Response {
         Self::refused(e.code(), e.to_string(), e.is_retryable())
     }
 
-    fn done(outcome: &CommandOutcome) -> Self {
+    /// The answer of a command carried out (or found carried out) with `outcome`.
+    pub fn done(outcome: &CommandOutcome) -> Self {
         Self {
             ok: true,
             outcome: Some(Outcome {

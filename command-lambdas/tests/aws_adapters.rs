@@ -311,7 +311,12 @@ async fn two_concurrent_starts_make_one_execution_and_a_hurry_stops_it_only_betw
         Hurried::Stopped
     );
     assert_eq!(
-        settled_status(&client, &starter.execution_arn(&experiment)).await,
+        fleet::settled_status(
+            &client,
+            &starter.execution_arn(&experiment),
+            Duration::from_secs(5)
+        )
+        .await,
         "ABORTED"
     );
     assert!(starter.running().await.expect("running").is_empty());
@@ -348,25 +353,4 @@ async fn two_concurrent_starts_make_one_execution_and_a_hurry_stops_it_only_betw
         .await
         .expect("described");
     assert_eq!(described.status().as_str(), "RUNNING");
-}
-
-/// An execution's status once it is no longer RUNNING (a stopped one may take a moment to
-/// wind down), or RUNNING after 5 s.
-async fn settled_status(client: &aws_sdk_sfn::Client, arn: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status = client
-            .describe_execution()
-            .execution_arn(arn)
-            .send()
-            .await
-            .expect("described")
-            .status()
-            .as_str()
-            .to_owned();
-        if status != "RUNNING" || Instant::now() > deadline {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

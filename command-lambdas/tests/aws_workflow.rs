@@ -207,31 +207,14 @@ async fn run_to_observing(w: &World, id: &str) {
     assert!(!out.done && !out.stop, "{out:?}");
 }
 
-/// An execution's status once it is no longer RUNNING (a stopped one may take a moment to
-/// wind down), or RUNNING after `within`.
+/// An execution's status once it is no longer RUNNING, or RUNNING after `within`.
 async fn execution_status_within(
     w: &World,
     workflow: &StepFunctions,
     id: &str,
     within: std::time::Duration,
 ) -> String {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        let status = w
-            .sfn
-            .describe_execution()
-            .execution_arn(workflow.execution_arn(id))
-            .send()
-            .await
-            .expect("described")
-            .status()
-            .as_str()
-            .to_owned();
-        if status != "RUNNING" || std::time::Instant::now() > deadline {
-            return status;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    fleet::settled_status(&w.sfn, &workflow.execution_arn(id), within).await
 }
 
 async fn execution_status(w: &World, workflow: &StepFunctions, id: &str) -> String {

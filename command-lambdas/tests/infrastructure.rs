@@ -6,78 +6,17 @@
 //! mappings are bounded and keep what fails; housekeeping runs every minute over the index it
 //! queries.
 //!
-//! The template is read as CloudFormation reads it: cfn-lint's own YAML loader turns the short
-//! forms (`!Ref`, `!GetAtt`, `!Sub`) into their `Fn::` objects.
+//! The template is read as CloudFormation reads it (see `template/mod.rs`).
+
+mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use command_lambdas::housekeeping::BY_STATUS;
 use command_lambdas::tasks::Task;
 use domain::provenance::Role;
 use serde_json::{Value, json};
-
-fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..")
-}
-
-fn template_path() -> PathBuf {
-    root().join("infrastructure/template.yaml")
-}
-
-/// cfn-lint: `CFN_LINT` (set by `cargo xtask test`) or on PATH.
-fn cfn_lint() -> String {
-    std::env::var("CFN_LINT").unwrap_or_else(|_| "cfn-lint".into())
-}
-
-/// The Python cfn-lint runs on (beside it in its virtual environment), or `python3`.
-fn python() -> String {
-    let lint = cfn_lint();
-    let beside = Path::new(&lint).with_file_name("python");
-    if beside.exists() {
-        beside.to_string_lossy().into_owned()
-    } else {
-        "python3".into()
-    }
-}
-
-fn lint(path: &Path) -> (bool, String) {
-    let out = Command::new(cfn_lint())
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "run {} (install it with `cargo xtask test`): {e}",
-                cfn_lint()
-            )
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-fn template() -> Value {
-    let out = Command::new(python())
-        .args([
-            "-c",
-            "import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))",
-        ])
-        .arg(template_path())
-        .output()
-        .expect("run cfn-lint's Python");
-    assert!(
-        out.status.success(),
-        "the template does not load: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
+use template::{lint, root, template, template_path};
 
 fn resources(template: &Value) -> &serde_json::Map<String, Value> {
     template["Resources"].as_object().expect("Resources")

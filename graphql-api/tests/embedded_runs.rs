@@ -2,80 +2,26 @@
 //! by the CLI as a script would. The workflow runs in the server, through the embedded
 //! interpreter, against real worker processes.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod server;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use server::{Server, ok_json};
 
 fn serve(db: &Path) -> Server {
-    let mut child = Command::new(CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--fleet-size",
-            "3",
-            "--fleet-replace-after-ms",
-            "500",
-        ])
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chaos serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server announced its address")
-            .expect("read");
-        if let Some(addr) = line.strip_prefix("chaos: listening on http://") {
-            break addr.parse().expect("address");
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+    server::serve(
+        db,
+        &["--fleet-size", "3", "--fleet-replace-after-ms", "500"],
+    )
 }
 
 fn chaos(db: &Path, args: &[&str]) -> Output {
-    Command::new(CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("CHAOS_ACTOR", "sre-on-call")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run chaos")
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "chaos failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    server::chaos_as(db, "sre-on-call", args)
 }
 
 fn get(addr: SocketAddr, path: &str) -> Value {

@@ -1,81 +1,33 @@
 //! The GraphQL API, black box: `chaos serve` on port 0, spoken to over real HTTP as scripts and
 //! the dashboard do, with API keys issued by `chaos apikey create`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod server;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use server::{Server, ok_json};
 
 fn serve(db: &Path, fleet: bool) -> Server {
-    let mut command = Command::new(CHAOS);
-    command
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--addr", "127.0.0.1:0"]);
     if fleet {
-        command.args(["--fleet-size", "2", "--fleet-replace-after-ms", "300"]);
+        server::serve(
+            db,
+            &["--fleet-size", "2", "--fleet-replace-after-ms", "300"],
+        )
     } else {
-        command.arg("--no-fleet");
+        server::serve(db, &["--no-fleet"])
     }
-    let mut child = command
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chaos serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("the server announced its address")
-            .expect("read");
-        if let Some(addr) = line.strip_prefix("chaos: listening on http://") {
-            break addr.parse().expect("address");
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
 }
 
 fn chaos(db: &Path, args: &[&str]) -> Output {
-    Command::new(CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("CHAOS_ACTOR", "admin-at-console")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run chaos")
+    server::chaos_as(db, "admin-at-console", args)
 }
 
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "chaos failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
-}
-
-/// Issues a key with `role`; returns (id, secret).
+/// Issues a key `id` with `role`; returns its secret.
 fn key(db: &Path, id: &str, role: &str) -> String {
     let issued = ok_json(&chaos(
         db,

@@ -7,6 +7,8 @@
 mod aws;
 #[path = "../../command-lambdas/tests/common/mod.rs"]
 mod common;
+#[path = "../../command-lambdas/tests/template/mod.rs"]
+mod template;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -386,33 +388,9 @@ async fn a_failed_call_reports_every_record_of_it() {
     assert_eq!(failures(&bus, &records).await, expected);
 }
 
-/// An EventBridge rule's pattern as the SAM template writes it, read the way CloudFormation
-/// reads the template (cfn-lint's loader: `CFN_LINT`, set by `cargo xtask test`).
+/// An EventBridge rule's pattern as the SAM template writes it.
 fn template_rule_pattern(rule: &str) -> Value {
-    let lint = std::env::var("CFN_LINT").unwrap_or_else(|_| "cfn-lint".into());
-    let beside = std::path::Path::new(&lint).with_file_name("python");
-    let python = if beside.exists() {
-        beside.to_string_lossy().into_owned()
-    } else {
-        "python3".into()
-    };
-    let template =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infrastructure/template.yaml");
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            "import json, sys\nfrom cfnlint.decode import cfn_yaml\nprint(json.dumps(cfn_yaml.load(sys.argv[1])))",
-        ])
-        .arg(&template)
-        .output()
-        .expect("run cfn-lint's Python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let template: Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let pattern = template["Resources"][rule]["Properties"]["EventPattern"].clone();
+    let pattern = template::template()["Resources"][rule]["Properties"]["EventPattern"].clone();
     assert!(pattern.is_object(), "{rule} has no EventPattern");
     pattern
 }

@@ -166,3 +166,28 @@ async fn machine(definition: serde_json::Value) -> (aws_sdk_sfn::Client, String)
         .to_owned();
     (client, arn)
 }
+
+/// An execution's status once it is no longer RUNNING (a stopped one may take a moment to
+/// wind down), or RUNNING after `within`.
+pub async fn settled_status(
+    client: &aws_sdk_sfn::Client,
+    arn: &str,
+    within: std::time::Duration,
+) -> String {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let status = client
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("described")
+            .status()
+            .as_str()
+            .to_owned();
+        if status != "RUNNING" || std::time::Instant::now() > deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

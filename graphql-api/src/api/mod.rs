@@ -31,6 +31,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use command_lambdas::SqliteService;
 use command_lambdas::api_keys;
 use domain::provenance::{Actor, Role};
 
@@ -57,6 +58,22 @@ pub struct ApiContext {
     pub workflows: EmbeddedWorkflows,
     /// The store file, whose read models the queries read.
     pub db_path: PathBuf,
+}
+
+impl ApiContext {
+    /// The service commands and loads go through.
+    pub fn service(&self) -> &SqliteService {
+        self.workflows.tasks().service()
+    }
+
+    /// The platform's state, read from the log.
+    pub(crate) async fn platform(&self) -> async_graphql::Result<domain::platform::Platform> {
+        self.service()
+            .platform()
+            .await
+            .map(|loaded| loaded.aggregate)
+            .map_err(|e| coded("UNAVAILABLE", e.to_string()))
+    }
 }
 
 /// Who sent the request.
@@ -148,7 +165,7 @@ async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity,
             "the API key is malformed: it is `chaos_` and 64 hex digits",
         ));
     }
-    match api_keys::authenticate(context.workflows.tasks().service(), &secret).await {
+    match api_keys::authenticate(context.service(), &secret).await {
         Ok(Some(actor)) => Ok(Identity::Actor(actor)),
         Ok(None) => Ok(Identity::Refused("the API key is unknown or revoked")),
         Err(e) => {

@@ -209,7 +209,7 @@ impl Mutation {
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        let issued = api_keys::issue(api.workflows.tasks().service(), &id, &name, role, &context)
+        let issued = api_keys::issue(api.service(), &id, &name, role, &context)
             .await
             .map_err(|e| match e {
                 api_keys::KeyError::Service(e) => coded(e.code(), e.to_string()),
@@ -228,24 +228,10 @@ impl Mutation {
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
         let outcome = api
-            .workflows
-            .tasks()
             .service()
             .revoke_api_key(id.as_str(), &context)
             .await
             .map_err(|e| coded(e.code(), e.to_string()))?;
-        Ok(CommandResult {
-            aggregate_id: outcome.aggregate_id,
-            version: outcome.version as u64,
-            events: outcome
-                .events
-                .iter()
-                .map(|e| e.event_type.clone())
-                .collect(),
-            deduplicated: outcome.deduplicated,
-            execution: None,
-            stopped: Vec::new(),
-            stopping: Vec::new(),
-        })
+        answer(Response::done(&outcome))
     }
 }

@@ -150,17 +150,7 @@ impl Query {
     /// The halt switch and the read models' lag.
     async fn health(&self, ctx: &Context<'_>) -> Result<PlatformHealth> {
         require(ctx, Role::Viewer)?;
-        let service = ctx
-            .data::<ApiContext>()?
-            .workflows
-            .tasks()
-            .service()
-            .clone();
-        let platform = service
-            .platform()
-            .await
-            .map_err(|e| coded("UNAVAILABLE", e.to_string()))?
-            .aggregate;
+        let platform = ctx.data::<ApiContext>()?.platform().await?;
         let status = read(ctx, queries::status).await?;
         Ok(PlatformHealth {
             halted: platform.halted().is_some(),
@@ -173,17 +163,7 @@ impl Query {
     /// The API keys in force (ADMIN; never their secrets).
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKeyNode>> {
         require(ctx, Role::Admin)?;
-        let service = ctx
-            .data::<ApiContext>()?
-            .workflows
-            .tasks()
-            .service()
-            .clone();
-        let platform = service
-            .platform()
-            .await
-            .map_err(|e| coded("UNAVAILABLE", e.to_string()))?
-            .aggregate;
+        let platform = ctx.data::<ApiContext>()?.platform().await?;
         Ok(platform
             .api_keys()
             .iter()
