@@ -38,6 +38,10 @@ pub const MAX_WEBHOOKS: usize = 20;
 
 /// Most API keys in force at once.
 pub const MAX_API_KEYS: usize = 100;
+/// Most users of the embedded identity provider at once.
+pub const MAX_USERS: usize = 200;
+/// Longest user name, in characters.
+pub const MAX_USERNAME_CHARS: usize = 64;
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_048;
 

@@ -1,8 +1,9 @@
 //! The `Platform` aggregate: platform-wide state that must be audited like everything else.
 //!
 //! One stream (id [`PLATFORM_ID`]) holds the halt switch, the configuration (server-side
-//! caps), webhook subscriptions, recurring schedules, blackout windows and the API keys in
-//! force (by the SHA-256 of their secrets). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
+//! caps), webhook subscriptions, recurring schedules, blackout windows, the API keys in
+//! force (by the SHA-256 of their secrets) and the users of the embedded identity provider
+//! with their roles (never their passwords). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
 //! filled in at the edge from this aggregate's state.
 
 use cqrs_es::event_sink::EventSink;
@@ -14,13 +15,13 @@ use std::collections::BTreeMap;
 use crate::experiment::ExperimentEvent;
 use crate::limits::{
     HARD_TARGET_CAP, MAX_API_KEYS, MAX_BLACKOUTS, MAX_PLATFORM_EVENTS, MAX_RECURRING_SCHEDULES,
-    MAX_WEBHOOKS,
+    MAX_USERS, MAX_WEBHOOKS,
 };
 use crate::provenance::Role;
 use crate::schedule::{Blackout, BlackoutWindow, Cron, Zone};
 use crate::spec::{
-    ApiKeyId, BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, WebhookId, parse_text,
-    parse_webhook_url,
+    ApiKeyId, BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, Username, WebhookId,
+    parse_text, parse_webhook_url,
 };
 use crate::{BoundedStream, Timestamp};
 
@@ -173,6 +174,41 @@ pub enum PlatformCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Add a user of the embedded identity provider, who acts as `user:<name>` with `role`.
+    /// Their password is kept apart from the log, hashed.
+    AddUser {
+        /// Their name (chosen at the edge).
+        username: Username,
+        /// The role they act with.
+        role: Role,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Give a user another role, from their next request on.
+    ChangeUserRole {
+        /// Their name.
+        username: Username,
+        /// The new role.
+        role: Role,
+        /// Now.
+        at: Timestamp,
+    },
+    /// Remove a user: they authenticate no more.
+    RemoveUser {
+        /// Their name.
+        username: Username,
+        /// Now.
+        at: Timestamp,
+    },
+}
+
+/// A user of the embedded identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// The role they act with.
+    pub role: Role,
+    /// When they were added.
+    pub added_at: Timestamp,
 }
 
 /// An API key in force.
@@ -330,11 +366,36 @@ pub enum PlatformEvent {
         /// When.
         at: Timestamp,
     },
+    /// A user was added.
+    UserAdded {
+        /// Their name.
+        username: Username,
+        /// Their role.
+        role: Role,
+        /// When.
+        at: Timestamp,
+    },
+    /// A user's role was changed.
+    UserRoleChanged {
+        /// Their name.
+        username: Username,
+        /// The new role.
+        role: Role,
+        /// When.
+        at: Timestamp,
+    },
+    /// A user was removed.
+    UserRemoved {
+        /// Their name.
+        username: Username,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 11] = [
+    pub const TYPES: [&'static str; 14] = [
         "PlatformHalted",
         "HaltLifted",
         "ConfigUpdated",
@@ -346,6 +407,9 @@ impl PlatformEvent {
         "BlackoutRemoved",
         "ApiKeyCreated",
         "ApiKeyRevoked",
+        "UserAdded",
+        "UserRoleChanged",
+        "UserRemoved",
     ];
 
     /// When the fact happened (as decided at the edge).
@@ -361,7 +425,10 @@ impl PlatformEvent {
             | PlatformEvent::BlackoutAdded { at, .. }
             | PlatformEvent::BlackoutRemoved { at, .. }
             | PlatformEvent::ApiKeyCreated { at, .. }
-            | PlatformEvent::ApiKeyRevoked { at, .. } => *at,
+            | PlatformEvent::ApiKeyRevoked { at, .. }
+            | PlatformEvent::UserAdded { at, .. }
+            | PlatformEvent::UserRoleChanged { at, .. }
+            | PlatformEvent::UserRemoved { at, .. } => *at,
         }
     }
 }
@@ -380,6 +447,9 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::BlackoutRemoved { .. } => "BlackoutRemoved",
             PlatformEvent::ApiKeyCreated { .. } => "ApiKeyCreated",
             PlatformEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            PlatformEvent::UserAdded { .. } => "UserAdded",
+            PlatformEvent::UserRoleChanged { .. } => "UserRoleChanged",
+            PlatformEvent::UserRemoved { .. } => "UserRemoved",
         }
         .to_owned()
     }
@@ -451,6 +521,8 @@ pub struct Platform {
     blackouts: BTreeMap<BlackoutId, BlackoutWindow>,
     #[serde(default)]
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
+    #[serde(default)]
+    users: BTreeMap<Username, User>,
     version: usize,
 }
 
@@ -490,6 +562,18 @@ impl Platform {
         self.api_keys
             .iter()
             .find(|(_, key)| key.secret_sha256 == secret_sha256)
+    }
+
+    /// Users of the embedded identity provider.
+    pub fn users(&self) -> &BTreeMap<Username, User> {
+        &self.users
+    }
+
+    /// The user of this name, if there is one.
+    pub fn user(&self, username: &str) -> Option<&User> {
+        Username::parse(username)
+            .ok()
+            .and_then(|name| self.users.get(&name))
     }
 
     /// The blackout window `at` falls in, if any, in words (`id: 22:00-06:00 Europe/Berlin,
@@ -694,6 +778,42 @@ impl Platform {
                 }
                 vec![PlatformEvent::ApiKeyRevoked { id, at }]
             }
+            PlatformCommand::AddUser { username, role, at } => {
+                if self.users.contains_key(&username) {
+                    return Err(PlatformError::Exists {
+                        what: "user",
+                        id: username.to_string(),
+                    });
+                }
+                if self.users.len() >= MAX_USERS {
+                    return Err(PlatformError::TooMany {
+                        what: "user",
+                        max: MAX_USERS,
+                    });
+                }
+                vec![PlatformEvent::UserAdded { username, role, at }]
+            }
+            PlatformCommand::ChangeUserRole { username, role, at } => {
+                match self.users.get(&username) {
+                    None => {
+                        return Err(PlatformError::Unknown {
+                            what: "user",
+                            id: username.to_string(),
+                        });
+                    }
+                    Some(user) if user.role == role => vec![],
+                    Some(_) => vec![PlatformEvent::UserRoleChanged { username, role, at }],
+                }
+            }
+            PlatformCommand::RemoveUser { username, at } => {
+                if !self.users.contains_key(&username) {
+                    return Err(PlatformError::Unknown {
+                        what: "user",
+                        id: username.to_string(),
+                    });
+                }
+                vec![PlatformEvent::UserRemoved { username, at }]
+            }
         };
         if self.version + events.len() > MAX_PLATFORM_EVENTS {
             return Err(PlatformError::StreamFull {
@@ -782,6 +902,17 @@ impl Aggregate for Platform {
             PlatformEvent::ApiKeyRevoked { id, .. } => {
                 self.api_keys.remove(&id);
             }
+            PlatformEvent::UserAdded { username, role, at } => {
+                self.users.insert(username, User { role, added_at: at });
+            }
+            PlatformEvent::UserRoleChanged { username, role, .. } => {
+                if let Some(user) = self.users.get_mut(&username) {
+                    user.role = role;
+                }
+            }
+            PlatformEvent::UserRemoved { username, .. } => {
+                self.users.remove(&username);
+            }
         }
     }
 }
@@ -855,6 +986,58 @@ mod tests {
             platform.decide(revoke("ci")),
             Err(PlatformError::Unknown { .. })
         ));
+    }
+
+    #[test]
+    fn users_are_added_once_change_role_and_are_removed() {
+        let name = |n: &str| Username::parse(n).expect("name");
+        let mut platform = Platform::default();
+        let mut run = |platform: &mut Platform, command| -> Result<usize, PlatformError> {
+            let events = platform.decide(command)?;
+            let n = events.len();
+            for event in events {
+                platform.apply(event);
+            }
+            Ok(n)
+        };
+        let add = |n: &str, role| PlatformCommand::AddUser {
+            username: name(n),
+            role,
+            at: at(),
+        };
+        assert_eq!(run(&mut platform, add("alice", Role::Viewer)), Ok(1));
+        assert_eq!(platform.user("alice").map(|u| u.role), Some(Role::Viewer));
+        assert!(platform.user("bob").is_none());
+        assert!(platform.user("not a name").is_none());
+        assert!(matches!(
+            run(&mut platform, add("alice", Role::Admin)),
+            Err(PlatformError::Exists { .. })
+        ));
+        let change = |n: &str, role| PlatformCommand::ChangeUserRole {
+            username: name(n),
+            role,
+            at: at(),
+        };
+        assert_eq!(run(&mut platform, change("alice", Role::Admin)), Ok(1));
+        assert_eq!(platform.user("alice").map(|u| u.role), Some(Role::Admin));
+        // The same role again records nothing.
+        assert_eq!(run(&mut platform, change("alice", Role::Admin)), Ok(0));
+        assert!(matches!(
+            run(&mut platform, change("bob", Role::Admin)),
+            Err(PlatformError::Unknown { .. })
+        ));
+        let remove = |n: &str| PlatformCommand::RemoveUser {
+            username: name(n),
+            at: at(),
+        };
+        assert_eq!(run(&mut platform, remove("alice")), Ok(1));
+        assert!(platform.user("alice").is_none());
+        assert!(matches!(
+            run(&mut platform, remove("alice")),
+            Err(PlatformError::Unknown { .. })
+        ));
+        assert!(Username::parse("no spaces").is_err());
+        assert!(Username::parse("x".repeat(65)).is_err());
     }
 
     #[test]

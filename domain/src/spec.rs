@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::limits::{
     HARD_TARGET_CAP, MAX_DESCRIPTION_CHARS, MAX_GROUP_CHARS, MAX_HEALTH_SAMPLES, MAX_ID_CHARS,
-    MAX_NAME_CHARS, MAX_STOP_CONDITIONS, MAX_TARGET_ID_CHARS, MAX_TEXT_CHARS,
+    MAX_NAME_CHARS, MAX_STOP_CONDITIONS, MAX_TARGET_ID_CHARS, MAX_TEXT_CHARS, MAX_USERNAME_CHARS,
 };
 
 /// One thing wrong with an input, and where.
@@ -170,6 +170,13 @@ id_newtype!(
     ApiKeyId,
     MAX_ID_CHARS,
     "api key id"
+);
+id_newtype!(
+    /// Names one user of the embedded identity provider (they act as `user:<name>`). Chosen
+    /// at the edge.
+    Username,
+    MAX_USERNAME_CHARS,
+    "username"
 );
 id_newtype!(
     /// Identifies one target instance: an EC2 instance id or a local worker id.

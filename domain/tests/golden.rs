@@ -24,7 +24,7 @@ use domain::schedule::BlackoutWindow;
 use domain::spec::{
     ApiKeyId, BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType,
     Guardrails, RecoveryPolicy, ScheduleId, Selection, StopCondition, Target, TargetId, TargetKind,
-    WebhookId,
+    Username, WebhookId,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -243,6 +243,20 @@ fn platform_samples() -> Vec<PlatformEvent> {
         PlatformEvent::ApiKeyRevoked {
             id: ApiKeyId::parse("ci-deploy-gate").expect("api key id"),
             at: at(600_000),
+        },
+        PlatformEvent::UserAdded {
+            username: Username::parse("alice.sre").expect("username"),
+            role: Role::Viewer,
+            at: at(660_000),
+        },
+        PlatformEvent::UserRoleChanged {
+            username: Username::parse("alice.sre").expect("username"),
+            role: Role::Operator,
+            at: at(720_000),
+        },
+        PlatformEvent::UserRemoved {
+            username: Username::parse("alice.sre").expect("username"),
+            at: at(780_000),
         },
     ]
 }

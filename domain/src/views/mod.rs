@@ -290,5 +290,12 @@ fn describe_platform(e: &PlatformEvent) -> String {
             format!("api key {id} issued ({role}): {name}")
         }
         PlatformEvent::ApiKeyRevoked { id, .. } => format!("api key {id} revoked"),
+        PlatformEvent::UserAdded { username, role, .. } => {
+            format!("user {username} added ({role})")
+        }
+        PlatformEvent::UserRoleChanged { username, role, .. } => {
+            format!("user {username} now acts as {role}")
+        }
+        PlatformEvent::UserRemoved { username, .. } => format!("user {username} removed"),
     }
 }
