@@ -14,7 +14,7 @@ use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
     ApiKeyId, BlackoutId, ExperimentId, ExperimentSpec, ExperimentSpecInput, ScheduleId, SpecError,
-    WebhookId,
+    Username, WebhookId,
 };
 
 use crate::clock::Clock;
@@ -286,6 +286,58 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::RevokeApiKey {
             id: ApiKeyId::parse(id)?,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Adds a user of the embedded identity provider, acting as `user:<name>` with `role`.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        role: Role,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::AddUser {
+            username: Username::parse(username)?,
+            role,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Gives a user another role.
+    pub async fn change_user_role(
+        &self,
+        username: &str,
+        role: Role,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::ChangeUserRole {
+            username: Username::parse(username)?,
+            role,
+            at: self.now(),
+        };
+        Ok(self
+            .store
+            .execute::<Platform>(PLATFORM_ID, command, context)
+            .await?)
+    }
+
+    /// Removes a user.
+    pub async fn remove_user(
+        &self,
+        username: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::RemoveUser {
+            username: Username::parse(username)?,
             at: self.now(),
         };
         Ok(self

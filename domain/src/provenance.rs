@@ -33,6 +33,16 @@ impl Role {
             Role::Admin => "ADMIN",
         }
     }
+
+    /// The role of this text form, if it is one (exactly `ADMIN`, `OPERATOR` or `VIEWER`).
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "VIEWER" => Some(Role::Viewer),
+            "OPERATOR" => Some(Role::Operator),
+            "ADMIN" => Some(Role::Admin),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Role {

@@ -80,6 +80,8 @@ enum Command {
         addr: SocketAddr,
         #[command(flatten)]
         fleet: FleetArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// The local demo fleet: worker processes behind a load balancer.
     #[command(subcommand)]
@@ -106,6 +108,9 @@ enum Command {
     /// API keys for scripts and pipelines (the GraphQL API's credentials).
     #[command(subcommand)]
     Apikey(ApiKeyCommand),
+    /// Users of the embedded identity provider (who sign in to the API and the dashboard).
+    #[command(subcommand)]
+    User(UserCommand),
     /// Recurring schedules: an experiment at every time a cron expression names.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -187,6 +192,66 @@ enum FleetCommand {
         #[arg(long)]
         id: String,
     },
+}
+
+/// Which credentials `chaos serve` accepts besides API keys and its own users' tokens.
+#[derive(Debug, Clone, Args)]
+struct IdentityArgs {
+    /// Life of an access token of the embedded identity provider, in seconds.
+    #[arg(long, env = "CHAOS_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    access_token_ttl_secs: u64,
+    /// Also accept tokens of this Cognito user pool (its id, e.g. eu-west-1_AbCdEf123).
+    #[arg(
+        long,
+        env = "CHAOS_COGNITO_USER_POOL_ID",
+        requires = "cognito_client_id"
+    )]
+    cognito_user_pool_id: Option<String>,
+    /// The Cognito app client whose tokens are accepted.
+    #[arg(
+        long,
+        env = "CHAOS_COGNITO_CLIENT_ID",
+        requires = "cognito_user_pool_id"
+    )]
+    cognito_client_id: Option<String>,
+    /// The user pool's region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    cognito_region: String,
+    /// Where the user pool's keys are served (default: its issuer's /.well-known/jwks.json).
+    #[arg(long, env = "CHAOS_COGNITO_JWKS_URL")]
+    cognito_jwks_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; reads their password from standard input (asked for on a terminal).
+    Add {
+        /// Their name; they act as `user:<name>`.
+        name: String,
+        /// ADMIN, OPERATOR or VIEWER.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Set a user's password (read from standard input) and end their sessions.
+    Passwd {
+        /// Their name.
+        name: String,
+    },
+    /// Give a user another role (from their next request on).
+    Role {
+        /// Their name.
+        name: String,
+        /// ADMIN, OPERATOR or VIEWER.
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+    /// Remove a user and end their sessions.
+    Remove {
+        /// Their name.
+        name: String,
+    },
+    /// The users and their roles.
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,6 +509,15 @@ pub enum CliError {
     /// The workflow runner could not be built.
     #[error("{0}")]
     Workflow(#[from] WorkflowError),
+    /// No user of this name.
+    #[error("no user {0}")]
+    NoSuchUser(String),
+    /// The identity provider failed or refused.
+    #[error("{0}")]
+    Identity(#[from] crate::identity::local::AuthError),
+    /// The Cognito configuration is unusable.
+    #[error("{0}")]
+    Cognito(#[from] crate::identity::cognito::CognitoError),
 }
 
 impl CliError {
@@ -455,7 +529,10 @@ impl CliError {
                 _ => 1,
             },
             CliError::Context(_) | CliError::Input { .. } => 2,
-            CliError::SpecJson { .. } => 3,
+            CliError::SpecJson { .. } | CliError::NoSuchUser(_) => 3,
+            CliError::Identity(crate::identity::local::AuthError::Password(
+                crate::identity::password::PasswordError::Weak(_),
+            )) => 3,
             CliError::Tampered(_) => 4,
             CliError::Open(_)
             | CliError::Read(_)
@@ -468,7 +545,9 @@ impl CliError {
             | CliError::Output(_)
             | CliError::Write(_)
             | CliError::Fleet(_)
-            | CliError::Workflow(_) => 1,
+            | CliError::Workflow(_)
+            | CliError::Identity(_)
+            | CliError::Cognito(_) => 1,
         }
     }
 }
@@ -524,7 +603,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     } = cli;
     match command {
         Command::Init => init(&db).await,
-        Command::Serve { addr, fleet } => serve(&db, addr, &fleet).await,
+        Command::Serve {
+            addr,
+            fleet,
+            identity,
+        } => serve(&db, addr, &fleet, &identity).await,
         Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
             .await
             .map_err(CliError::Serve),
@@ -556,6 +639,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Projections(ProjectionsCommand::Rebuild) => rebuild(&db).await,
         Command::Webhooks(cmd) => webhooks(&db, &provenance, cmd).await,
         Command::Apikey(cmd) => api_keys(&db, &provenance, cmd).await,
+        Command::User(cmd) => users(&db, &provenance, cmd).await,
         Command::Schedule(cmd) => schedules(&db, &provenance, cmd).await,
         Command::Blackout(cmd) => blackouts(&db, &provenance, cmd).await,
     }
@@ -667,7 +751,12 @@ async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), CliError> {
+async fn serve(
+    db: &Path,
+    addr: SocketAddr,
+    fleet: &FleetArgs,
+    identity: &IdentityArgs,
+) -> Result<(), CliError> {
     let stopped = shutdown_signal();
     let pool = open(db, OpenMode::CreateIfMissing).await?;
     let clock: Arc<SystemClock> = Arc::new(SystemClock);
@@ -682,6 +771,8 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
     }
     let service = service_over(pool.clone());
     let workflows = engine::workflows(service.clone(), &fleets, clock.clone())?;
+    let auth = identity.authenticator(pool.clone()).await?;
+    owner_only(db)?;
     let state = AppState {
         pool: pool.clone(),
         service,
@@ -690,6 +781,7 @@ async fn serve(db: &Path, addr: SocketAddr, fleet: &FleetArgs) -> Result<(), Cli
         api: crate::api::Api::new(crate::api::ApiContext {
             workflows: workflows.clone(),
             db_path: db.to_owned(),
+            auth,
         }),
     };
     let listener = tokio::net::TcpListener::bind(addr)
@@ -872,6 +964,142 @@ async fn api_keys(db: &Path, p: &ProvenanceArgs, cmd: ApiKeyCommand) -> Result<(
             print_json(&keys)
         }
         ApiKeyCommand::Revoke { id } => print_json(&service.revoke_api_key(&id, &ctx).await?),
+    }
+}
+
+/// Makes the store readable by its owner only: it holds password hashes and the token
+/// signing key (and the write-ahead log files, copies of its pages).
+fn owner_only(db: &Path) -> Result<(), CliError> {
+    use std::os::unix::fs::PermissionsExt;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut path = db.as_os_str().to_owned();
+        path.push(suffix);
+        let path = PathBuf::from(path);
+        match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(CliError::Input {
+                    path: path.display().to_string(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl IdentityArgs {
+    async fn authenticator(
+        &self,
+        pool: sqlx::SqlitePool,
+    ) -> Result<crate::identity::Authenticator, CliError> {
+        use crate::identity::cognito::{Cognito, CognitoConfig};
+        use crate::identity::local::{LocalIssuer, TokenPolicy};
+        let policy = TokenPolicy {
+            access_ttl: std::time::Duration::from_secs(self.access_token_ttl_secs.max(1)),
+            ..TokenPolicy::default()
+        };
+        let local = LocalIssuer::open(pool, policy).await?;
+        let cognito = match (&self.cognito_user_pool_id, &self.cognito_client_id) {
+            (Some(user_pool_id), Some(client_id)) => {
+                let cognito = Cognito::new(&CognitoConfig {
+                    user_pool_id: user_pool_id.clone(),
+                    region: self.cognito_region.clone(),
+                    client_id: client_id.clone(),
+                    jwks_url: self.cognito_jwks_url.clone(),
+                })?;
+                tracing::info!(issuer = cognito.issuer(), "accepting Cognito tokens");
+                Some(Arc::new(cognito))
+            }
+            _ => None,
+        };
+        Ok(crate::identity::Authenticator { local, cognito })
+    }
+}
+
+/// A password from standard input: asked for without echo on a terminal, else the first line.
+fn read_password(name: &str) -> Result<String, CliError> {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let input = |source| CliError::Input {
+        path: "standard input".to_owned(),
+        source,
+    };
+    let mut line = String::new();
+    if stdin.is_terminal() {
+        use nix::sys::termios::{LocalFlags, SetArg, tcgetattr, tcsetattr};
+        eprint!("password for {name}: ");
+        let saved = tcgetattr(&stdin).map_err(|e| input(e.into()))?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).map_err(|e| input(e.into()))?;
+        let read = stdin.lock().read_line(&mut line);
+        let restored = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+        read.map_err(input)?;
+        restored.map_err(|e| input(e.into()))?;
+    } else {
+        stdin.lock().read_line(&mut line).map_err(input)?;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_owned())
+}
+
+async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), CliError> {
+    use crate::identity::local::{LocalIssuer, TokenPolicy};
+    use crate::identity::password;
+    let ctx = context(p)?;
+    let pool = open(db, OpenMode::MustExist).await?;
+    let service = service_over(pool.clone());
+    let issuer = LocalIssuer::open(pool, TokenPolicy::default()).await?;
+    owner_only(db)?;
+    let weak = |e| CliError::Identity(crate::identity::local::AuthError::Password(e));
+    match cmd {
+        UserCommand::Add { name, role } => {
+            let secret = read_password(&name)?;
+            password::check_policy(&secret).map_err(weak)?;
+            let outcome = service.add_user(&name, role, &ctx).await?;
+            issuer.set_password(&name, &secret).await?;
+            print_json(&json!({
+                "user": name,
+                "actor": crate::identity::user_actor(&name),
+                "role": role.as_str(),
+                "recorded": outcome,
+            }))
+        }
+        UserCommand::Passwd { name } => {
+            if service.platform().await?.aggregate.user(&name).is_none() {
+                return Err(CliError::NoSuchUser(name));
+            }
+            let secret = read_password(&name)?;
+            issuer.set_password(&name, &secret).await?;
+            print_json(&json!({ "user": name, "password": "changed", "sessions": "ended" }))
+        }
+        UserCommand::Role { name, role } => {
+            print_json(&service.change_user_role(&name, role, &ctx).await?)
+        }
+        UserCommand::Remove { name } => {
+            let outcome = service.remove_user(&name, &ctx).await?;
+            issuer.forget(&name).await?;
+            print_json(&outcome)
+        }
+        UserCommand::List => {
+            let platform = service.platform().await?;
+            let users: Vec<serde_json::Value> = platform
+                .aggregate
+                .users()
+                .iter()
+                .map(|(name, user)| {
+                    json!({
+                        "user": name.as_str(),
+                        "actor": crate::identity::user_actor(name.as_str()),
+                        "role": user.role.as_str(),
+                        "addedAt": user.added_at.to_string(),
+                    })
+                })
+                .collect();
+            print_json(&users)
+        }
     }
 }
 

@@ -170,12 +170,26 @@ mod tests {
         let fleets = LocalFleets::default();
         let workflows =
             crate::engine::workflows(service.clone(), &fleets, clock).expect("workflows");
+        let local = crate::identity::local::LocalIssuer::open(
+            pool.clone(),
+            crate::identity::local::TokenPolicy::default(),
+        )
+        .await
+        .expect("identity");
+        let auth = crate::identity::Authenticator {
+            local,
+            cognito: None,
+        };
         router(AppState {
             pool,
             service,
             db_path: db_path.clone(),
             fleets,
-            api: crate::api::Api::new(crate::api::ApiContext { workflows, db_path }),
+            api: crate::api::Api::new(crate::api::ApiContext {
+                workflows,
+                db_path,
+                auth,
+            }),
         })
     }
 

@@ -6,11 +6,16 @@
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
 //!   with the log.
 //! - [`http`]: the axum router served by `chaos serve`.
+//! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
+//!   passwords, sessions, tokens), Cognito tokens.
 //!
 //! This crate wires things together and translates errors at the edge; it decides nothing
-//! about experiments (that is `domain`) and stores nothing itself (that is `command-lambdas`).
+//! about experiments (that is `domain`), and stores nothing of them itself (that is
+//! `command-lambdas`); the only state it keeps is the embedded identity provider's
+//! credentials, which must never reach the log.
 
 pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod http;
+pub mod identity;

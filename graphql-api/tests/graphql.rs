@@ -1,5 +1,6 @@
 //! The GraphQL API, black box: `chaos serve` on port 0, spoken to over real HTTP as scripts and
-//! the dashboard do, with API keys issued by `chaos apikey create`.
+//! the dashboard do, with API keys issued by `chaos apikey create` and users added by
+//! `chaos user add`.
 
 mod server;
 
@@ -35,6 +36,89 @@ fn key(db: &Path, id: &str, role: &str) -> String {
     ));
     assert_eq!(issued["actor"], format!("key:{id}"));
     issued["secret"].as_str().expect("secret").to_owned()
+}
+
+/// Adds user `name` with `role` and `password` through `chaos user add` (password on stdin).
+fn add_user(db: &Path, name: &str, role: &str, password: &str) -> Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(server::CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(["user", "add", name, "--role", role])
+        .env("CHAOS_ACTOR", "admin-at-console")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chaos user add");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    child.wait_with_output().expect("chaos user add")
+}
+
+/// Signs `name` in through the API: the `login` answer.
+fn login(addr: SocketAddr, name: &str, password: &str) -> Value {
+    gql(
+        addr,
+        None,
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken accessTokenExpiresAt refreshToken refreshTokenExpiresAt user { id role } } }",
+        json!({"u": name, "p": password}),
+    )
+}
+
+/// The access token of a successful sign-in.
+fn access_token(answer: &Value) -> String {
+    answer["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not signed in: {answer}"))
+        .to_owned()
+}
+
+/// Tokens the embedded issuer would never hand out, each made from a real one: expired,
+/// signed with another key, unsigned (`alg: none`), from another issuer, signed HS512.
+fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let conn = rusqlite::Connection::open(db).expect("open store");
+    let key: Vec<u8> = conn
+        .query_row("SELECT secret FROM identity_signing_key", [], |row| {
+            row.get(0)
+        })
+        .expect("the signing key");
+    let payload = genuine.split('.').nth(1).expect("claims");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json");
+    let now = claims["iat"].as_i64().expect("iat");
+    let sign = |claims: &Value, alg: Algorithm, key: &[u8]| {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key))
+            .expect("sign")
+    };
+    let mut expired = claims.clone();
+    expired["iat"] = json!(now - 1_000);
+    expired["exp"] = json!(now - 120);
+    let mut elsewhere = claims.clone();
+    elsewhere["iss"] = json!("https://issuer.invalid");
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        payload
+    );
+    vec![
+        ("expired token", sign(&expired, Algorithm::HS256, &key)),
+        (
+            "forged signature",
+            sign(&claims, Algorithm::HS256, &[7u8; 32]),
+        ),
+        ("alg none", unsigned),
+        ("wrong issuer", sign(&elsewhere, Algorithm::HS256, &key)),
+        ("HS512", sign(&claims, Algorithm::HS512, &key)),
+    ]
 }
 
 /// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
@@ -124,10 +208,11 @@ fn the_committed_sdl_is_the_schema() {
     );
 }
 
-/// Every mutation, for every kind of caller: anonymous, a malformed, unknown or revoked key,
-/// and each role. A caller without the role a mutation needs is refused before anything
-/// happens; one with it gets past authorization (and may still be refused by the platform for
-/// its own reasons).
+/// Every mutation, for every kind of caller: anonymous; a malformed, unknown or revoked key;
+/// an expired, forged, unsigned, foreign or wrongly signed token; a signed-out user's token;
+/// and each role, both as an API key and as a signed-in user. A caller without the role a
+/// mutation needs is refused before anything happens; one with it gets past authorization
+/// (and may still be refused by the platform for its own reasons).
 #[test]
 fn every_mutation_checks_who_calls_and_with_which_role() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -138,8 +223,23 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     let viewer = key(&db, "viewer-key", "VIEWER");
     let revoked = key(&db, "revoked-key", "ADMIN");
     ok_json(&chaos(&db, &["apikey", "revoke", "revoked-key"]));
+    for (name, role) in [("ada", "ADMIN"), ("otto", "OPERATOR"), ("vera", "VIEWER")] {
+        ok_json(&add_user(
+            &db,
+            name,
+            role,
+            &format!("{name} has a long password"),
+        ));
+    }
     let server = serve(&db, false);
     let addr = server.addr;
+    let user_token =
+        |name: &str| access_token(&login(addr, name, &format!("{name} has a long password")));
+    let (ada, otto, vera) = (user_token("ada"), user_token("otto"), user_token("vera"));
+    let signed_out = user_token("ada");
+    let out = gql(addr, Some(&signed_out), "mutation { logout }", json!({}));
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    let bad = bad_tokens(&db, &ada);
 
     let mutations: [(&str, &str, Value); 10] = [
         (
@@ -191,15 +291,23 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     ];
     let malformed = "chaos_not-a-key";
     let unknown = format!("chaos_{}", "0".repeat(64));
-    let callers: [(&str, Option<&str>); 7] = [
+    let mut callers: Vec<(&str, Option<&str>)> = vec![
         ("anonymous", None),
         ("malformed", Some(malformed)),
         ("unknown", Some(&unknown)),
         ("revoked", Some(&revoked)),
+        ("signed out", Some(&signed_out)),
         ("VIEWER", Some(&viewer)),
         ("OPERATOR", Some(&operator)),
         ("ADMIN", Some(&admin)),
+        ("VIEWER", Some(&vera)),
+        ("OPERATOR", Some(&otto)),
+        ("ADMIN", Some(&ada)),
     ];
+    callers.extend(
+        bad.iter()
+            .map(|(what, token)| (*what, Some(token.as_str()))),
+    );
     let rank = |role: &str| {
         ["VIEWER", "OPERATOR", "ADMIN"]
             .iter()
@@ -245,6 +353,24 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
         answer["data"]["me"],
         json!({"id": "key:viewer-key", "role": "VIEWER"})
     );
+    let answer = gql(addr, Some(&otto), me, json!({}));
+    assert_eq!(
+        answer["data"]["me"],
+        json!({"id": "user:otto", "role": "OPERATOR"})
+    );
+    // Each refused token is told why.
+    for (what, token) in &bad {
+        let answer = gql(addr, Some(token), me, json!({}));
+        let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+        let expected = match *what {
+            "expired token" => "expired",
+            "forged signature" => "signature",
+            "alg none" | "HS512" => "only HS256",
+            "wrong issuer" => "not trusted",
+            _ => unreachable!(),
+        };
+        assert!(message.contains(expected), "{what}: {answer}");
+    }
     let keys = "{ apiKeys { id role } }";
     assert_eq!(
         code(&gql(addr, Some(&operator), keys, json!({}))).as_deref(),
@@ -278,6 +404,15 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     assert_eq!(first["actor"], "key:operator-key", "{shown}");
     assert_eq!(first["actor_role"], "OPERATOR", "{shown}");
     assert_eq!(first["source"], "api", "{shown}");
+    gql(
+        addr,
+        Some(&otto),
+        "mutation($spec: JSON!) { createExperiment(id: \"by-user\", spec: $spec) { version } }",
+        json!({"spec": spec("by user", true)}),
+    );
+    let shown = ok_json(&chaos(&db, &["experiment", "show", "by-user"]));
+    assert_eq!(shown["timeline"][0]["actor"], "user:otto", "{shown}");
+    assert_eq!(shown["timeline"][0]["actor_role"], "OPERATOR", "{shown}");
 
     // ... and the audit log, filtered by that actor, shows it (once the read models have it).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -339,6 +474,161 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     assert_eq!(
         code(&gql(addr, Some(&secret), me, json!({}))).as_deref(),
         Some("UNAUTHENTICATED")
+    );
+}
+
+/// The embedded identity provider: sign-in, rotating refresh tokens, a replayed refresh
+/// token ending its session, logout, and role changes and removals holding from the next
+/// request on.
+#[test]
+fn users_sign_in_refresh_once_and_sign_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let password = "correct horse battery staple";
+    let added = ok_json(&add_user(&db, "sam", "VIEWER", password));
+    assert_eq!(added["actor"], "user:sam", "{added}");
+    // A weak password, a taken name: refused, nothing recorded.
+    let weak = add_user(&db, "tim", "VIEWER", "short");
+    assert_eq!(weak.status.code(), Some(3), "{weak:?}");
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("at least 12"),
+        "{weak:?}"
+    );
+    let taken = add_user(&db, "sam", "ADMIN", password);
+    assert_eq!(taken.status.code(), Some(3), "{taken:?}");
+    let users = ok_json(&chaos(&db, &["user", "list"]));
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
+    // The store, which holds password hashes, is its owner's only; the log has the user and
+    // the role, never the password.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&db).expect("store").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let log = std::fs::read(&db).expect("store");
+    assert!(
+        !log.windows(password.len())
+            .any(|w| w == password.as_bytes()),
+        "the password is not stored in clear"
+    );
+
+    let server = serve(&db, false);
+    let addr = server.addr;
+    let me = "{ me { id role } }";
+
+    // A wrong password and an unknown user are refused alike.
+    let wrong = login(addr, "sam", "not the password at all");
+    let nobody = login(addr, "nobody", password);
+    assert_eq!(code(&wrong).as_deref(), Some("UNAUTHENTICATED"), "{wrong}");
+    assert_eq!(
+        wrong["errors"][0]["message"],
+        nobody["errors"][0]["message"]
+    );
+
+    let first = login(addr, "sam", password);
+    assert_eq!(
+        first["data"]["login"]["user"],
+        json!({"id": "user:sam", "role": "VIEWER"}),
+        "{first}"
+    );
+    let token = access_token(&first);
+    assert_eq!(
+        gql(addr, Some(&token), me, json!({}))["data"]["me"]["id"],
+        "user:sam"
+    );
+
+    // A refresh token is traded once for a new pair.
+    let refresh = |token: &str| {
+        gql(
+            addr,
+            None,
+            "mutation($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken user { role } } }",
+            json!({"t": token}),
+        )
+    };
+    let spent = first["data"]["login"]["refreshToken"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let second = refresh(&spent);
+    let renewed = second["data"]["refreshSession"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{second}"))
+        .to_owned();
+    let next = second["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .expect("next refresh token")
+        .to_owned();
+    assert_ne!(next, spent);
+    assert_eq!(
+        gql(addr, Some(&renewed), me, json!({}))["data"]["me"]["id"],
+        "user:sam"
+    );
+    // Presented again, the spent one ends the session: every token of it is refused.
+    let replayed = refresh(&spent);
+    assert_eq!(
+        code(&replayed).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{replayed}"
+    );
+    for token in [&token, &renewed] {
+        let answer = gql(addr, Some(token), me, json!({}));
+        assert_eq!(
+            code(&answer).as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{answer}"
+        );
+    }
+    assert_eq!(code(&refresh(&next)).as_deref(), Some("UNAUTHENTICATED"));
+
+    // Logout with the refresh token (when the access token has expired) ends the session.
+    let third = login(addr, "sam", password);
+    let token = access_token(&third);
+    let refresh_token = third["data"]["login"]["refreshToken"].as_str().expect("rt");
+    let out = gql(
+        addr,
+        None,
+        "mutation($t: String) { logout(refreshToken: $t) }",
+        json!({"t": refresh_token}),
+    );
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    assert_eq!(
+        code(&gql(addr, Some(&token), me, json!({}))).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+    assert_eq!(
+        code(&refresh(refresh_token)).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+
+    // A role change holds from the next request; a removal refuses the user's tokens.
+    let token = access_token(&login(addr, "sam", password));
+    ok_json(&chaos(&db, &["user", "role", "sam", "OPERATOR"]));
+    assert_eq!(
+        gql(addr, Some(&token), me, json!({}))["data"]["me"]["role"],
+        "OPERATOR"
+    );
+    ok_json(&chaos(&db, &["user", "remove", "sam"]));
+    let answer = gql(addr, Some(&token), me, json!({}));
+    assert_eq!(
+        code(&answer).as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{answer}"
+    );
+    assert_eq!(
+        code(&login(addr, "sam", password)).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+    // The log has the history of the account.
+    let entries = ok_json(&chaos(&db, &["audit", "log", "--experiment", "platform"]));
+    let kinds: Vec<&str> = entries
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["event_type"].as_str().or_else(|| e["eventType"].as_str()))
+        .collect();
+    assert!(
+        kinds.ends_with(&["UserAdded", "UserRoleChanged", "UserRemoved"]),
+        "{entries}"
     );
 }
 

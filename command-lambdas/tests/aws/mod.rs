@@ -32,7 +32,7 @@ fn free_port() -> u16 {
 
 /// The Python that has moto: the one beside `MOTO_SERVER` (set by `cargo xtask test` to the
 /// virtual environment's `moto_server`), or `python3` on PATH.
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("MOTO_SERVER")
         .ok()
         .and_then(|server| {

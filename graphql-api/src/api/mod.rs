@@ -1,12 +1,13 @@
 //! The GraphQL API: one schema, kept apart from the transport, served on `POST /graphql`
 //! (GraphiQL on `GET /graphql`).
 //!
-//! - **Identity.** A request presents an API key as `Authorization: Bearer <secret>` (or
-//!   `X-Api-Key`); [`command_lambdas::api_keys`] turns it into the actor `key:<id>` with the
-//!   key's role, read from the log on every request, so a revoked key fails at once. Every
-//!   resolver requires a role (VIEWER reads, OPERATOR runs experiments, ADMIN halts and
-//!   manages keys); an anonymous or unknown caller gets `UNAUTHENTICATED`, a weaker role
-//!   `FORBIDDEN`.
+//! - **Identity** ([`crate::identity`]). A request presents an API key, an access token of
+//!   the embedded identity provider (from the `login` mutation) or a Cognito token, as
+//!   `Authorization: Bearer <credential>` (an API key also as `X-Api-Key`). Roles are read
+//!   from the log on every request, so a revoked key, a removed user or a demotion holds at
+//!   once. Every resolver requires a role (VIEWER reads, OPERATOR runs experiments, ADMIN
+//!   halts and manages keys); an anonymous caller or a refused credential gets
+//!   `UNAUTHENTICATED` (saying why), a weaker role `FORBIDDEN`.
 //! - **Commands** go through [`command_lambdas::command::handle`], the same entry point the
 //!   command Lambda serves: a start fails closed on stop-condition alarms, a stop or halt ends
 //!   waiting runs at once, and every refusal has its stable code. The caller's actor is the
@@ -32,10 +33,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use command_lambdas::SqliteService;
-use command_lambdas::api_keys;
 use domain::provenance::{Actor, Role};
 
 use crate::engine::EmbeddedWorkflows;
+use crate::identity::{Authenticator, Verdict};
 pub use mutation::Mutation;
 pub use query::Query;
 
@@ -58,6 +59,8 @@ pub struct ApiContext {
     pub workflows: EmbeddedWorkflows,
     /// The store file, whose read models the queries read.
     pub db_path: PathBuf,
+    /// The credentials the server trusts, and the embedded identity provider.
+    pub auth: Authenticator,
 }
 
 impl ApiContext {
@@ -82,9 +85,26 @@ pub enum Identity {
     /// No credential.
     Anonymous,
     /// A credential that authenticates no one: why.
-    Refused(&'static str),
+    Refused(String),
     /// An authenticated actor.
     Actor(Actor),
+    /// A user of the embedded identity provider, signed in with `session`.
+    User {
+        /// Who, with their current role.
+        actor: Actor,
+        /// Their sign-in session.
+        session: String,
+    },
+}
+
+impl Identity {
+    /// The authenticated actor, if any.
+    pub fn actor(&self) -> Option<&Actor> {
+        match self {
+            Identity::Actor(actor) | Identity::User { actor, .. } => Some(actor),
+            Identity::Anonymous | Identity::Refused(_) => None,
+        }
+    }
 }
 
 /// The SDL of the schema (committed as `graphql-api/schema.graphql`).
@@ -114,9 +134,10 @@ pub(crate) fn require(
     ctx: &async_graphql::Context<'_>,
     needed: Role,
 ) -> async_graphql::Result<Actor> {
-    match ctx.data_opt::<Identity>() {
-        Some(Identity::Actor(actor)) if actor.role >= needed => Ok(actor.clone()),
-        Some(Identity::Actor(actor)) => Err(coded(
+    let identity = ctx.data_opt::<Identity>().unwrap_or(&Identity::Anonymous);
+    match (identity.actor(), identity) {
+        (Some(actor), _) if actor.role >= needed => Ok(actor.clone()),
+        (Some(actor), _) => Err(coded(
             "FORBIDDEN",
             format!(
                 "{} acts as {}; this takes {}",
@@ -125,10 +146,10 @@ pub(crate) fn require(
                 needed.as_str()
             ),
         )),
-        Some(Identity::Refused(why)) => Err(coded("UNAUTHENTICATED", *why)),
-        Some(Identity::Anonymous) | None => Err(coded(
+        (None, Identity::Refused(why)) => Err(coded("UNAUTHENTICATED", why.clone())),
+        (None, _) => Err(coded(
             "UNAUTHENTICATED",
-            "no credential: send an API key as `Authorization: Bearer <secret>`",
+            "no credential: sign in (the `login` mutation) or send an API key, as `Authorization: Bearer <credential>`",
         )),
     }
 }
@@ -157,19 +178,21 @@ fn credential(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
 async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity, Response> {
     let secret = match credential(headers) {
         None => return Ok(Identity::Anonymous),
-        Some(Err(why)) => return Ok(Identity::Refused(why)),
+        Some(Err(why)) => return Ok(Identity::Refused(why.to_owned())),
         Some(Ok(secret)) => secret,
     };
-    if !api_keys::looks_like_secret(&secret) {
-        return Ok(Identity::Refused(
-            "the API key is malformed: it is `chaos_` and 64 hex digits",
-        ));
-    }
-    match api_keys::authenticate(context.service(), &secret).await {
-        Ok(Some(actor)) => Ok(Identity::Actor(actor)),
-        Ok(None) => Ok(Identity::Refused("the API key is unknown or revoked")),
+    match context.auth.identify(context.service(), &secret).await {
+        Ok(Verdict::Actor {
+            actor,
+            session: Some(session),
+        }) => Ok(Identity::User { actor, session }),
+        Ok(Verdict::Actor {
+            actor,
+            session: None,
+        }) => Ok(Identity::Actor(actor)),
+        Ok(Verdict::Refused(why)) => Ok(Identity::Refused(why)),
         Err(e) => {
-            tracing::error!(error = %e, "cannot read the API keys");
+            tracing::error!(error = %e, "cannot check a credential");
             Err(error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "UNAVAILABLE",

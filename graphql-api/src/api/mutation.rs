@@ -9,8 +9,10 @@ use domain::Timestamp;
 use domain::provenance::{CommandContext, Role, Source};
 use domain::spec::ExperimentSpecInput;
 
-use super::types::{CommandResult, IssuedApiKey};
-use super::{ApiContext, coded, require};
+use super::types::{CommandResult, IssuedApiKey, Me, Session};
+use super::{ApiContext, Identity, coded, require};
+use crate::identity::local::{AuthError, Tokens};
+use crate::identity::user_actor;
 
 /// The root of commands.
 #[derive(Debug, Default)]
@@ -66,8 +68,113 @@ fn answer(response: Response) -> Result<CommandResult> {
     })
 }
 
+/// Unix seconds as RFC 3339.
+fn rfc3339(secs: i64) -> String {
+    Timestamp::from_unix_millis(secs.saturating_mul(1_000)).to_string()
+}
+
+/// A session's tokens as the schema's answer.
+fn session(username: &str, role: Role, tokens: Tokens) -> Session {
+    Session {
+        access_token: tokens.access_token,
+        access_token_expires_at: rfc3339(tokens.access_expires_at),
+        refresh_token: tokens.refresh_token,
+        refresh_token_expires_at: rfc3339(tokens.refresh_expires_at),
+        user: Me {
+            id: user_actor(username),
+            role: role.as_str().to_owned(),
+        },
+    }
+}
+
+/// An identity-provider failure as a coded error.
+fn auth_error(e: AuthError) -> async_graphql::Error {
+    match e {
+        AuthError::BadCredentials | AuthError::Refused(_) => {
+            coded("UNAUTHENTICATED", e.to_string())
+        }
+        AuthError::Password(_) => coded("INVALID_INPUT", e.to_string()),
+        AuthError::Store(_) | AuthError::Issue(_) => {
+            tracing::error!(error = %e, "the identity provider failed");
+            coded("UNAVAILABLE", e.to_string())
+        }
+    }
+}
+
 #[Object]
 impl Mutation {
+    /// Signs in a user of the embedded identity provider (added with `chaos user add`). Open
+    /// to anyone; a wrong name and a wrong password are refused alike (`UNAUTHENTICATED`).
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        password: String,
+    ) -> Result<Session> {
+        let api = ctx.data::<ApiContext>()?;
+        let platform = api.platform().await?;
+        let user = platform.user(&username).cloned();
+        let tokens = api
+            .auth
+            .local
+            .login(&username, &password, user.is_some())
+            .await
+            .map_err(auth_error)?;
+        let role = user.map_or(Role::Viewer, |u| u.role);
+        Ok(session(&username, role, tokens))
+    }
+
+    /// Trades a refresh token for a new access token and refresh token. Each refresh token
+    /// works once: presented again, it ends its session.
+    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> Result<Session> {
+        let api = ctx.data::<ApiContext>()?;
+        let platform = api.platform().await?;
+        let (username, tokens) = api
+            .auth
+            .local
+            .refresh(&refresh_token, |name| platform.user(name).is_some())
+            .await
+            .map_err(auth_error)?;
+        let role = platform.user(&username).map_or(Role::Viewer, |u| u.role);
+        Ok(session(&username, role, tokens))
+    }
+
+    /// Signs out: ends the caller's session (signed in with a token), or the session of
+    /// `refreshToken`. Its access and refresh tokens are refused from now on. True when a
+    /// session was named.
+    async fn logout(&self, ctx: &Context<'_>, refresh_token: Option<String>) -> Result<bool> {
+        let api = ctx.data::<ApiContext>()?;
+        let mut session = match ctx.data_opt::<Identity>() {
+            Some(Identity::User { session, .. }) => Some(session.clone()),
+            _ => None,
+        };
+        if let Some(token) = refresh_token {
+            session = match api
+                .auth
+                .local
+                .session_of_refresh(&token)
+                .await
+                .map_err(auth_error)?
+            {
+                Some(found) => Some(found),
+                None if session.is_some() => session,
+                None => return Err(coded("UNAUTHENTICATED", "the refresh token is unknown")),
+            };
+        }
+        let Some(session) = session else {
+            return Err(coded(
+                "UNAUTHENTICATED",
+                "no session: send the access token, or the refresh token to end",
+            ));
+        };
+        api.auth
+            .local
+            .revoke_session(&session, "signed out")
+            .await
+            .map_err(auth_error)?;
+        Ok(true)
+    }
+
     /// Creates an experiment from a spec (JSON, as `chaos experiment create` takes it). Its id
     /// is `id` or a new UUIDv7.
     async fn create_experiment(

@@ -299,3 +299,19 @@ pub struct PlatformHealth {
     /// Records the read models parked (poison records and what waits behind them).
     pub projection_parked: u64,
 }
+
+/// A signed-in session of the embedded identity provider.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Session {
+    /// The bearer token for requests (`Authorization: Bearer <accessToken>`); short-lived.
+    pub access_token: String,
+    /// When it expires (RFC 3339).
+    pub access_token_expires_at: String,
+    /// The one-use token that gets the next pair (`refreshSession`); using it twice ends the
+    /// session.
+    pub refresh_token: String,
+    /// When it expires unused (RFC 3339).
+    pub refresh_token_expires_at: String,
+    /// Who is signed in.
+    pub user: Me,
+}

@@ -1,0 +1,446 @@
+//! The embedded identity provider: users added with `chaos user add`, who sign in with a
+//! password and get a short-lived access token and a rotating refresh token.
+//!
+//! - **Users and roles** are platform facts in the log (`UserAdded`, `UserRoleChanged`,
+//!   `UserRemoved`); a token carries no role, the role is read from the platform at every
+//!   request, so a demotion or removal holds from the next request on.
+//! - **Passwords** are kept apart from the log, Argon2id-hashed, in the store file's
+//!   `identity_passwords` table (see [`super::password`]).
+//! - **Access tokens** are JWTs signed HS256 with a 256-bit key drawn once per store
+//!   (`identity_signing_key`): issuer [`ISSUER`], audience [`AUDIENCE`], the user as `sub`,
+//!   their sign-in session as `sid`, valid for [`TokenPolicy::access_ttl`]. Only HS256 is
+//!   accepted for them, with no leeway.
+//! - **Sessions and refresh tokens.** A sign-in opens a session (`identity_sessions`) with an
+//!   absolute lifetime; each refresh token (`identity_refresh_tokens`, stored as its
+//!   SHA-256) can be used once and is replaced by a new one. A refresh token used a second
+//!   time means it was copied: the whole session is revoked. Logout revokes the session, and
+//!   an access token of a revoked session is refused at once, not at its expiry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+
+use super::password::{self, PasswordError};
+
+/// The `iss` of every token this provider signs.
+pub const ISSUER: &str = "urn:chaos-platform:embedded";
+/// The `aud` of every token this provider signs: this API.
+pub const AUDIENCE: &str = "chaos-api";
+/// What every refresh token starts with.
+pub const REFRESH_PREFIX: &str = "chaosr_";
+
+/// How long tokens and sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenPolicy {
+    /// An access token's life.
+    pub access_ttl: Duration,
+    /// A refresh token's life when unused (a session idle longer ends).
+    pub refresh_ttl: Duration,
+    /// A session's life, however often it is refreshed.
+    pub session_ttl: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            access_ttl: Duration::from_secs(15 * 60),
+            refresh_ttl: Duration::from_secs(24 * 3_600),
+            session_ttl: Duration::from_secs(7 * 24 * 3_600),
+        }
+    }
+}
+
+/// Why a sign-in, refresh or token was refused, or could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong name or password (which one is not said).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// A token or refresh token that authenticates no one: why.
+    #[error("{0}")]
+    Refused(String),
+    /// A password that breaks the policy, or could not be hashed.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// The store failed.
+    #[error("the identity store failed: {0}")]
+    Store(#[from] sqlx::Error),
+    /// Signing failed, or the random source did.
+    #[error("tokens cannot be issued: {0}")]
+    Issue(String),
+}
+
+/// A signed-in session's credentials.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tokens {
+    /// The bearer token for requests.
+    pub access_token: String,
+    /// When it expires (Unix seconds).
+    pub access_expires_at: i64,
+    /// The one-use token that gets the next pair.
+    pub refresh_token: String,
+    /// When it expires (Unix seconds).
+    pub refresh_expires_at: i64,
+    /// The session's id.
+    pub session_id: String,
+}
+
+/// An access token's claims.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// Issuer: [`ISSUER`].
+    pub iss: String,
+    /// Audience: [`AUDIENCE`].
+    pub aud: String,
+    /// The user's name.
+    pub sub: String,
+    /// The session.
+    pub sid: String,
+    /// Issued at (Unix seconds).
+    pub iat: i64,
+    /// Expires at (Unix seconds).
+    pub exp: i64,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// The embedded issuer over one store file.
+#[derive(Clone)]
+pub struct LocalIssuer {
+    pool: SqlitePool,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    policy: TokenPolicy,
+}
+
+impl std::fmt::Debug for LocalIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalIssuer")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS identity_signing_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    secret BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_passwords (
+    username TEXT PRIMARY KEY,
+    phc TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS identity_sessions (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER,
+    revoked_why TEXT
+);
+CREATE INDEX IF NOT EXISTS identity_sessions_by_user ON identity_sessions (username);
+CREATE TABLE IF NOT EXISTS identity_refresh_tokens (
+    sha256 TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+);
+";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn random_hex() -> Result<String, AuthError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| AuthError::Issue(format!("random source: {e}")))?;
+    Ok(hex::encode(bytes))
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+impl LocalIssuer {
+    /// The issuer over `pool`'s store: creates its tables and draws its signing key on first
+    /// use.
+    pub async fn open(pool: SqlitePool, policy: TokenPolicy) -> Result<Self, AuthError> {
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let fresh = hex::decode(random_hex()?).map_err(|e| AuthError::Issue(e.to_string()))?;
+        // Two processes opening at once both try; the first key stays.
+        sqlx::query(
+            "INSERT OR IGNORE INTO identity_signing_key (id, secret, created_at) VALUES (1, ?, ?)",
+        )
+        .bind(fresh)
+        .bind(now())
+        .execute(&pool)
+        .await?;
+        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM identity_signing_key")
+            .fetch_one(&pool)
+            .await?;
+        Ok(LocalIssuer {
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            pool,
+            policy,
+        })
+    }
+
+    /// Sets a user's password (replacing any) and ends their sessions.
+    pub async fn set_password(&self, username: &str, password: &str) -> Result<(), AuthError> {
+        let password = password.to_owned();
+        let phc = tokio::task::spawn_blocking(move || password::hash(&password))
+            .await
+            .map_err(|e| AuthError::Issue(e.to_string()))??;
+        sqlx::query(
+            "INSERT INTO identity_passwords (username, phc, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (username) DO UPDATE SET phc = excluded.phc, updated_at = excluded.updated_at",
+        )
+        .bind(username)
+        .bind(phc)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        self.revoke_user(username, "password changed").await
+    }
+
+    /// Forgets a user's password and ends their sessions (the user was removed).
+    pub async fn forget(&self, username: &str) -> Result<(), AuthError> {
+        sqlx::query("DELETE FROM identity_passwords WHERE username = ?")
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        self.revoke_user(username, "user removed").await
+    }
+
+    /// Ends every session of a user.
+    pub async fn revoke_user(&self, username: &str, why: &str) -> Result<(), AuthError> {
+        sqlx::query(
+            "UPDATE identity_sessions SET revoked_at = ?, revoked_why = ?
+             WHERE username = ? AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(why)
+        .bind(username)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Signs `username` in when `password` is theirs. `known` says whether the platform has
+    /// the user; an unknown user is refused as a wrong password is, after the same work.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        known: bool,
+    ) -> Result<Tokens, AuthError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT phc FROM identity_passwords WHERE username = ?")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+        let usable = known && stored.is_some();
+        let phc = stored.unwrap_or_else(|| password::decoy().to_owned());
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+            .await
+            .map_err(|e| AuthError::Issue(e.to_string()))?;
+        if !(usable && matches) {
+            return Err(AuthError::BadCredentials);
+        }
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let created = now();
+        let expires = created.saturating_add(secs(self.policy.session_ttl));
+        sqlx::query(
+            "INSERT INTO identity_sessions (id, username, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&session_id)
+        .bind(username)
+        .bind(created)
+        .bind(expires)
+        .execute(&self.pool)
+        .await?;
+        self.tokens(username, &session_id, expires).await
+    }
+
+    /// A new access token and refresh token for an open session.
+    async fn tokens(
+        &self,
+        username: &str,
+        session_id: &str,
+        session_expires: i64,
+    ) -> Result<Tokens, AuthError> {
+        let issued = now();
+        let claims = Claims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            sub: username.to_owned(),
+            sid: session_id.to_owned(),
+            iat: issued,
+            exp: issued
+                .saturating_add(secs(self.policy.access_ttl))
+                .min(session_expires),
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        let access_token =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .map_err(|e| AuthError::Issue(e.to_string()))?;
+        let refresh_token = format!("{REFRESH_PREFIX}{}", random_hex()?);
+        let refresh_expires = issued
+            .saturating_add(secs(self.policy.refresh_ttl))
+            .min(session_expires);
+        sqlx::query(
+            "INSERT INTO identity_refresh_tokens (sha256, session_id, expires_at) VALUES (?, ?, ?)",
+        )
+        .bind(sha256(&refresh_token))
+        .bind(session_id)
+        .bind(refresh_expires)
+        .execute(&self.pool)
+        .await?;
+        Ok(Tokens {
+            access_token,
+            access_expires_at: claims.exp,
+            refresh_token,
+            refresh_expires_at: refresh_expires,
+            session_id: session_id.to_owned(),
+        })
+    }
+
+    /// Trades a refresh token for a new pair; the old one is spent. `known` is asked whether
+    /// the session's user still exists. A spent token presented again revokes its session.
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        known: impl FnOnce(&str) -> bool,
+    ) -> Result<(String, Tokens), AuthError> {
+        let refused = |why: &str| AuthError::Refused(why.to_owned());
+        let digest = sha256(refresh_token.trim());
+        let row = sqlx::query(
+            "SELECT t.session_id, t.expires_at, t.used_at, s.username, s.expires_at AS session_expires,
+                    s.revoked_at, s.revoked_why
+             FROM identity_refresh_tokens t JOIN identity_sessions s ON s.id = t.session_id
+             WHERE t.sha256 = ?",
+        )
+        .bind(&digest)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| refused("the refresh token is unknown"))?;
+        let session_id: String = row.try_get("session_id")?;
+        let username: String = row.try_get("username")?;
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let session_expires: i64 = row.try_get("session_expires")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let revoked_why: Option<String> = row.try_get("revoked_why")?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        if revoked_at.is_some() {
+            return Err(AuthError::Refused(format!(
+                "the session has ended ({})",
+                revoked_why.as_deref().unwrap_or("revoked")
+            )));
+        }
+        if used_at.is_some() {
+            self.revoke_session(&session_id, "a spent refresh token was presented again")
+                .await?;
+            return Err(refused(
+                "the refresh token was already used: the session is revoked, sign in again",
+            ));
+        }
+        if expires_at <= now() || session_expires <= now() {
+            return Err(refused("the refresh token has expired: sign in again"));
+        }
+        if !known(&username) {
+            return Err(refused("the user no longer exists"));
+        }
+        // Spend it; of two refreshes racing with the same token, one wins.
+        let spent = sqlx::query(
+            "UPDATE identity_refresh_tokens SET used_at = ? WHERE sha256 = ? AND used_at IS NULL",
+        )
+        .bind(now())
+        .bind(&digest)
+        .execute(&self.pool)
+        .await?;
+        if spent.rows_affected() != 1 {
+            self.revoke_session(&session_id, "a spent refresh token was presented again")
+                .await?;
+            return Err(refused(
+                "the refresh token was already used: the session is revoked, sign in again",
+            ));
+        }
+        let tokens = self.tokens(&username, &session_id, session_expires).await?;
+        Ok((username, tokens))
+    }
+
+    /// Ends a session: its access and refresh tokens authenticate nothing from now on.
+    pub async fn revoke_session(&self, session_id: &str, why: &str) -> Result<(), AuthError> {
+        sqlx::query(
+            "UPDATE identity_sessions SET revoked_at = ?, revoked_why = ?
+             WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(why)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The session a refresh token belongs to, if any.
+    pub async fn session_of_refresh(
+        &self,
+        refresh_token: &str,
+    ) -> Result<Option<String>, AuthError> {
+        Ok(
+            sqlx::query_scalar("SELECT session_id FROM identity_refresh_tokens WHERE sha256 = ?")
+                .bind(sha256(refresh_token.trim()))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The claims of an access token this issuer signed, if it is valid now and its session
+    /// is open.
+    pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|e| AuthError::Refused(super::describe(&e)))?
+            .claims;
+        let row = sqlx::query(
+            "SELECT expires_at, revoked_at, revoked_why FROM identity_sessions WHERE id = ?",
+        )
+        .bind(&claims.sid)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| AuthError::Refused("the token's session is unknown".to_owned()))?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+        if revoked_at.is_some() {
+            let why: Option<String> = row.try_get("revoked_why")?;
+            return Err(AuthError::Refused(format!(
+                "the token's session has ended ({})",
+                why.as_deref().unwrap_or("revoked")
+            )));
+        }
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if expires_at <= now() {
+            return Err(AuthError::Refused(
+                "the token's session has expired".to_owned(),
+            ));
+        }
+        Ok(claims)
+    }
+}
