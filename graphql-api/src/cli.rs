@@ -782,6 +782,7 @@ async fn serve(
             workflows: workflows.clone(),
             db_path: db.to_owned(),
             auth,
+            feed: crate::feed::Feed::start(pool.clone()).await?,
         }),
     };
     let listener = tokio::net::TcpListener::bind(addr)

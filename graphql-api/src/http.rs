@@ -176,6 +176,7 @@ mod tests {
         )
         .await
         .expect("identity");
+        let feed = crate::feed::Feed::start(pool.clone()).await.expect("feed");
         let auth = crate::identity::Authenticator {
             local,
             cognito: None,
@@ -189,6 +190,7 @@ mod tests {
                 workflows,
                 db_path,
                 auth,
+                feed,
             }),
         })
     }

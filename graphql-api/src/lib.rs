@@ -5,6 +5,7 @@
 //!   exit codes; the composition root of the embedded mode.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
 //!   with the log.
+//! - [`feed`]: the log as it grows, for the API's subscriptions.
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
@@ -17,5 +18,6 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod feed;
 pub mod http;
 pub mod identity;

@@ -6,11 +6,9 @@
 mod aws;
 mod server;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,24 +16,11 @@ use serde_json::{Value, json};
 
 /// A GraphQL request with `Authorization: Bearer <token>`: the JSON answer.
 fn gql(addr: SocketAddr, token: &str, query: &str) -> Value {
-    let body = json!({ "query": query }).to_string();
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let request = format!(
-        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("no JSON in {answer:?}"))
+    server::gql(addr, Some(token), query, json!({}))
 }
 
-fn code(answer: &Value) -> Option<&str> {
-    answer["errors"][0]["extensions"]["code"].as_str()
+fn code(answer: &Value) -> Option<String> {
+    server::code(answer)
 }
 
 fn message(answer: &Value) -> &str {
@@ -119,7 +104,7 @@ fn cognito_tokens_are_verified_against_the_pools_keys_and_groups_are_roles() {
     // Roles are enforced: an operator runs experiments but does not halt.
     let halt = "mutation { haltAll(reason: \"cognito\") { events } }";
     assert_eq!(
-        code(&gql(addr, &token("otto", "access"), halt)),
+        code(&gql(addr, &token("otto", "access"), halt)).as_deref(),
         Some("FORBIDDEN")
     );
     let halted = gql(addr, &token("ada", "access"), halt);
@@ -165,10 +150,18 @@ fn cognito_tokens_are_verified_against_the_pools_keys_and_groups_are_roles() {
     ];
     for (what, token, why) in &refused {
         let answer = gql(addr, token, me);
-        assert_eq!(code(&answer), Some("UNAUTHENTICATED"), "{what}: {answer}");
+        assert_eq!(
+            code(&answer).as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{what}: {answer}"
+        );
         assert!(message(&answer).contains(why), "{what}: {answer}");
         let answer = gql(addr, token, halt);
-        assert_eq!(code(&answer), Some("UNAUTHENTICATED"), "{what}: {answer}");
+        assert_eq!(
+            code(&answer).as_deref(),
+            Some("UNAUTHENTICATED"),
+            "{what}: {answer}"
+        );
     }
 
     // Who acted is in the log: the halt was recorded as ada's, from the API.

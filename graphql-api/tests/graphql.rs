@@ -4,14 +4,14 @@
 
 mod server;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server::{Server, ok_json};
+use server::{Server, chaos, code, gql, key, ok_json, post_raw, spec};
 
 fn serve(db: &Path, fleet: bool) -> Server {
     if fleet {
@@ -22,20 +22,6 @@ fn serve(db: &Path, fleet: bool) -> Server {
     } else {
         server::serve(db, &["--no-fleet"])
     }
-}
-
-fn chaos(db: &Path, args: &[&str]) -> Output {
-    server::chaos_as(db, "admin-at-console", args)
-}
-
-/// Issues a key `id` with `role`; returns its secret.
-fn key(db: &Path, id: &str, role: &str) -> String {
-    let issued = ok_json(&chaos(
-        db,
-        &["apikey", "create", "--id", id, "--name", id, "--role", role],
-    ));
-    assert_eq!(issued["actor"], format!("key:{id}"));
-    issued["secret"].as_str().expect("secret").to_owned()
 }
 
 /// Adds user `name` with `role` and `password` through `chaos user add` (password on stdin).
@@ -119,78 +105,6 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
         ("wrong issuer", sign(&elsewhere, Algorithm::HS256, &key)),
         ("HS512", sign(&claims, Algorithm::HS512, &key)),
     ]
-}
-
-/// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
-fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut head = format!(
-        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("send head");
-    // A server may answer (and close) before reading all of an oversized body.
-    let _ = stream.write_all(body);
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {answer:?}"));
-    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let json = serde_json::from_str(body)
-        .or_else(|_| {
-            body.lines()
-                .find_map(|l| serde_json::from_str(l).ok())
-                .ok_or(())
-        })
-        .unwrap_or_else(|()| panic!("no JSON in {answer:?}"));
-    (status, json)
-}
-
-/// A GraphQL request as `secret` (none: anonymous).
-fn gql(addr: SocketAddr, secret: Option<&str>, query: &str, variables: Value) -> Value {
-    let bearer = secret.map(|s| format!("Bearer {s}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| vec![("Authorization", b)])
-        .unwrap_or_default();
-    let body = json!({"query": query, "variables": variables}).to_string();
-    let (status, answer) = post_raw(addr, &headers, body.as_bytes());
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-/// The code of the first error, if any.
-fn code(answer: &Value) -> Option<String> {
-    answer["errors"][0]["extensions"]["code"]
-        .as_str()
-        .map(str::to_owned)
-}
-
-fn spec(name: &str, dry_run: bool) -> Value {
-    json!({
-        "name": name,
-        "target": { "kind": "LOCAL_FLEET", "group": "web" },
-        "selection": { "mode": "COUNT", "value": 1 },
-        "max_targets": 2,
-        "failure": { "type": "TERMINATE" },
-        "dry_run": dry_run,
-        "guardrails": {
-            "stop_conditions": [{ "type": "MAX_ERROR_RATE", "percent": 50 }],
-            "max_duration_secs": 120
-        },
-        "recovery": { "timeout_secs": 30, "poll_interval_secs": 1, "baseline_samples": 1 }
-    })
 }
 
 #[test]

@@ -21,27 +21,37 @@
 
 mod mutation;
 mod query;
+mod subscription;
 pub mod types;
 
 use std::path::PathBuf;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql::{EmptySubscription, ErrorExtensions, Schema};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols, WsMessage};
+use async_graphql::{Data, ErrorExtensions, Schema};
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use command_lambdas::SqliteService;
 use domain::provenance::{Actor, Role};
 
+use futures::{SinkExt, StreamExt};
+
 use crate::engine::EmbeddedWorkflows;
+use crate::feed::Feed;
 use crate::identity::{Authenticator, Verdict};
 pub use mutation::Mutation;
 pub use query::Query;
+pub use subscription::Subscription;
 
 /// The schema as served.
-pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// Largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -61,6 +71,8 @@ pub struct ApiContext {
     pub db_path: PathBuf,
     /// The credentials the server trusts, and the embedded identity provider.
     pub auth: Authenticator,
+    /// The log as it grows, for subscriptions.
+    pub feed: Feed,
 }
 
 impl ApiContext {
@@ -109,14 +121,12 @@ impl Identity {
 
 /// The SDL of the schema (committed as `graphql-api/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
-        .finish()
-        .sdl()
+    Schema::build(Query, Mutation, Subscription).finish().sdl()
 }
 
 /// The schema over `context`, with its limits.
 pub fn schema(context: ApiContext) -> ApiSchema {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation, Subscription)
         .data(context)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -154,6 +164,21 @@ pub(crate) fn require(
     }
 }
 
+/// The identity a verdict stands for.
+fn identity_of(verdict: Verdict) -> Identity {
+    match verdict {
+        Verdict::Actor {
+            actor,
+            session: Some(session),
+        } => Identity::User { actor, session },
+        Verdict::Actor {
+            actor,
+            session: None,
+        } => Identity::Actor(actor),
+        Verdict::Refused(why) => Identity::Refused(why),
+    }
+}
+
 /// The credential a request presents, if any.
 fn credential(headers: &HeaderMap) -> Option<Result<String, &'static str>> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
@@ -182,15 +207,7 @@ async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity,
         Some(Ok(secret)) => secret,
     };
     match context.auth.identify(context.service(), &secret).await {
-        Ok(Verdict::Actor {
-            actor,
-            session: Some(session),
-        }) => Ok(Identity::User { actor, session }),
-        Ok(Verdict::Actor {
-            actor,
-            session: None,
-        }) => Ok(Identity::Actor(actor)),
-        Ok(Verdict::Refused(why)) => Ok(Identity::Refused(why)),
+        Ok(verdict) => Ok(identity_of(verdict)),
         Err(e) => {
             tracing::error!(error = %e, "cannot check a credential");
             Err(error_response(
@@ -274,8 +291,13 @@ pub async fn serve(
         Ok(identity) => identity,
         Err(response) => return response,
     };
-    let mut response = schema.execute(request.data(identity)).await;
-    // Errors raised before any resolver ran (parse, validation, limits) carry no code.
+    let response = schema.execute(request.data(identity)).await;
+    axum::Json(with_codes(response)).into_response()
+}
+
+/// Gives a code to the errors raised before any resolver ran (parse, validation, limits),
+/// which carry none.
+fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
     for error in &mut response.errors {
         let coded = error
             .extensions
@@ -288,18 +310,180 @@ pub async fn serve(
                 .set("code", "INVALID_QUERY");
         }
     }
-    axum::Json(response).into_response()
+    response
 }
 
-/// `GET /graphql`: GraphiQL, for exploring the API in a browser.
+/// The schema as a socket runs it: every error with its code, as over HTTP.
+#[derive(Clone)]
+struct CodedSchema(ApiSchema);
+
+impl async_graphql::Executor for CodedSchema {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        with_codes(self.0.execute(request).await)
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        self.0
+            .execute_stream_with_session_data(request, session_data.unwrap_or_default())
+            .map(with_codes)
+            .boxed()
+    }
+}
+
+/// GraphiQL, for exploring the API in a browser.
 pub async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .finish(),
+    )
 }
 
-/// The API's routes: `GET /graphql` (GraphiQL) and `POST /graphql`.
+/// `GET /graphql`: a WebSocket for subscriptions when one is asked for (subprotocol
+/// `graphql-transport-ws`, or the older `graphql-ws`), else GraphiQL.
+pub async fn upgrade_or_graphiql(
+    State(api): State<Api>,
+    request: axum::extract::Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let wants_socket = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_socket {
+        return graphiql().await.into_response();
+    }
+    let protocol = parts
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|p| WebSocketProtocols::from_str(p.trim()).ok())
+        });
+    let Some(protocol) = protocol else {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "a subscription socket needs the subprotocol graphql-transport-ws",
+        );
+    };
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return error_response(rejection.status(), "BAD_REQUEST", &rejection.body_text());
+        }
+    };
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| subscriptions(api, socket, protocol))
+}
+
+/// The identity a socket's `connection_init` payload presents: `{"Authorization": "Bearer
+/// <credential>"}` (or `{"token": "<credential>"}`). A socket without a good one is closed
+/// (4403, with the reason); `refused` records that it was.
+async fn connection_identity(
+    context: ApiContext,
+    payload: serde_json::Value,
+    refused: Arc<AtomicBool>,
+) -> async_graphql::Result<Data> {
+    let identity = socket_identity(&context, &payload).await;
+    if identity.is_err() {
+        refused.store(true, Ordering::SeqCst);
+    }
+    identity
+}
+
+async fn socket_identity(
+    context: &ApiContext,
+    payload: &serde_json::Value,
+) -> async_graphql::Result<Data> {
+    let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
+    let credential = field("Authorization")
+        .or_else(|| field("authorization"))
+        .map(|value| match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+            _ => value.trim(),
+        })
+        .or_else(|| field("token"));
+    let Some(credential) = credential else {
+        return Err(async_graphql::Error::new(
+            "no credential: send {\"Authorization\": \"Bearer <credential>\"} in connection_init",
+        ));
+    };
+    let verdict = context
+        .auth
+        .identify(context.service(), credential)
+        .await
+        .map_err(|e| {
+            async_graphql::Error::new(format!("credentials cannot be checked now: {e}"))
+        })?;
+    match identity_of(verdict) {
+        Identity::Refused(why) => Err(async_graphql::Error::new(why)),
+        identity => {
+            let mut data = Data::default();
+            data.insert(identity);
+            Ok(data)
+        }
+    }
+}
+
+/// Serves one subscription socket until either side closes it.
+async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols) {
+    let (mut sink, stream) = socket.split();
+    let input = stream
+        .take_while(|message| futures::future::ready(message.is_ok()))
+        .filter_map(|message| {
+            futures::future::ready(match message {
+                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
+                _ => None,
+            })
+        });
+    let context = api.context.clone();
+    let refused = Arc::new(AtomicBool::new(false));
+    let init_refused = Arc::clone(&refused);
+    let outgoing =
+        async_graphql::http::WebSocket::new(CodedSchema(api.schema.clone()), input, protocol)
+            .on_connection_init(move |payload| connection_identity(context, payload, init_refused))
+            .map(move |message| match message {
+                WsMessage::Text(text) => Message::Text(text.into()),
+                WsMessage::Close(code, reason) => {
+                    // graphql-transport-ws: 4403 for a refused connection_init, 4401 for a
+                    // subscription before it (async-graphql says 1002 and 1011).
+                    let code = match code {
+                        1002 if refused.load(Ordering::SeqCst) => 4403,
+                        1011 => 4401,
+                        other => other,
+                    };
+                    Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    }))
+                }
+            });
+    futures::pin_mut!(outgoing);
+    while let Some(message) = outgoing.next().await {
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// The API's routes: `GET /graphql` (GraphiQL, or the subscription socket) and
+/// `POST /graphql`.
 pub fn routes(api: Api) -> axum::Router {
     axum::Router::new()
-        .route("/graphql", axum::routing::get(graphiql).post(serve))
+        .route(
+            "/graphql",
+            axum::routing::get(upgrade_or_graphiql).post(serve),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }

@@ -7,7 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
 
 /// The binary under test.
 pub const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
@@ -75,4 +79,90 @@ pub fn ok_json(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+pub fn chaos(db: &Path, args: &[&str]) -> Output {
+    chaos_as(db, "admin-at-console", args)
+}
+
+/// Issues a key `id` with `role`; returns its secret.
+pub fn key(db: &Path, id: &str, role: &str) -> String {
+    let issued = ok_json(&chaos(
+        db,
+        &["apikey", "create", "--id", id, "--name", id, "--role", role],
+    ));
+    assert_eq!(issued["actor"], format!("key:{id}"));
+    issued["secret"].as_str().expect("secret").to_owned()
+}
+
+/// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
+pub fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).expect("send head");
+    // A server may answer (and close) before reading all of an oversized body.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"));
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json = serde_json::from_str(body)
+        .or_else(|_| {
+            body.lines()
+                .find_map(|l| serde_json::from_str(l).ok())
+                .ok_or(())
+        })
+        .unwrap_or_else(|()| panic!("no JSON in {answer:?}"));
+    (status, json)
+}
+
+/// A GraphQL request as `secret` (none: anonymous).
+pub fn gql(addr: SocketAddr, secret: Option<&str>, query: &str, variables: Value) -> Value {
+    let bearer = secret.map(|s| format!("Bearer {s}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .as_deref()
+        .map(|b| vec![("Authorization", b)])
+        .unwrap_or_default();
+    let body = json!({"query": query, "variables": variables}).to_string();
+    let (status, answer) = post_raw(addr, &headers, body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// The code of the first error, if any.
+pub fn code(answer: &Value) -> Option<String> {
+    answer["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+pub fn spec(name: &str, dry_run: bool) -> Value {
+    json!({
+        "name": name,
+        "target": { "kind": "LOCAL_FLEET", "group": "web" },
+        "selection": { "mode": "COUNT", "value": 1 },
+        "max_targets": 2,
+        "failure": { "type": "TERMINATE" },
+        "dry_run": dry_run,
+        "guardrails": {
+            "stop_conditions": [{ "type": "MAX_ERROR_RATE", "percent": 50 }],
+            "max_duration_secs": 120
+        },
+        "recovery": { "timeout_secs": 30, "poll_interval_secs": 1, "baseline_samples": 1 }
+    })
 }

@@ -1,0 +1,233 @@
+//! Live updates over WebSocket (`graphql-transport-ws`, on `/graphql`): one experiment's
+//! events, and the platform's activity. Both come from the log through [`crate::feed`]: in
+//! order, each once, with no gap, and resumable from a known position.
+
+use async_graphql::{Context, ID, Json, Result, SimpleObject, Subscription};
+use cqrs_es::Aggregate;
+use domain::experiment::Experiment;
+use domain::provenance::Role;
+use domain::views::{AnyEvent, Envelope};
+use futures::{Stream, StreamExt};
+
+use super::{ApiContext, coded, require};
+use crate::feed::{FeedItem, Filter};
+
+/// The root of subscriptions.
+#[derive(Debug, Default)]
+pub struct Subscription;
+
+/// One event of an experiment, with the experiment's state after it.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ExperimentUpdate {
+    /// The experiment.
+    pub experiment_id: ID,
+    /// The event's position in the experiment's stream (from 1, no gaps).
+    pub sequence: i64,
+    /// Its type (`FailureInjected`, ...).
+    pub event_type: String,
+    /// What happened, in words.
+    pub summary: String,
+    /// When (RFC 3339).
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// The experiment's status after it (`RUNNING`, `COMPLETED`, ...).
+    pub status: String,
+    /// Its phase while running (`INJECTING`, ...).
+    pub phase: Option<String>,
+    /// Whether the run has ended with it: no update follows but archiving.
+    pub ended: bool,
+    /// The event as stored (its payload).
+    pub event: Json<serde_json::Value>,
+}
+
+/// One event anywhere on the platform.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct ActivityUpdate {
+    /// Its position in the log: resume after it with `platformActivity(after: ...)`.
+    pub position: String,
+    /// `Experiment` or `Platform`.
+    pub stream_type: String,
+    /// The stream: an experiment id, or `platform`.
+    pub stream_id: String,
+    /// The event's position in its stream.
+    pub sequence: i64,
+    /// Its type.
+    pub event_type: String,
+    /// What happened, in words (or why the stored record cannot be read).
+    pub summary: String,
+    /// When (RFC 3339), if the record can be read.
+    pub at: Option<String>,
+    /// Who, if the record can be read.
+    pub actor: Option<String>,
+}
+
+fn upper(value: impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+        .to_uppercase()
+}
+
+fn activity(item: &FeedItem) -> ActivityUpdate {
+    let (summary, at, actor) = match &item.decoded {
+        Ok(envelope) => (
+            envelope.describe(),
+            Some(envelope.at().to_string()),
+            Some(envelope.metadata.actor.clone()),
+        ),
+        Err(why) => (
+            format!("the stored record cannot be read: {why}"),
+            None,
+            None,
+        ),
+    };
+    ActivityUpdate {
+        position: item.position.to_string(),
+        stream_type: item.aggregate_type.clone(),
+        stream_id: item.aggregate_id.clone(),
+        sequence: item.sequence,
+        event_type: item.event_type.clone(),
+        summary,
+        at,
+        actor,
+    }
+}
+
+fn update(id: &str, envelope: &Envelope, state: &Experiment) -> ExperimentUpdate {
+    let event = match &envelope.event {
+        AnyEvent::Experiment(e) => serde_json::to_value(e).unwrap_or_default(),
+        AnyEvent::Platform(e) => serde_json::to_value(e).unwrap_or_default(),
+    };
+    ExperimentUpdate {
+        experiment_id: ID(id.to_owned()),
+        sequence: i64::try_from(envelope.sequence).unwrap_or(i64::MAX),
+        event_type: envelope.event_type(),
+        summary: envelope.describe(),
+        at: envelope.at().to_string(),
+        actor: envelope.metadata.actor.clone(),
+        status: upper(state.status()),
+        phase: state.phase().map(upper),
+        ended: state.status().is_terminal(),
+        event: Json(event),
+    }
+}
+
+#[Subscription]
+impl Subscription {
+    /// One experiment's events as they are recorded, each with the experiment's state after
+    /// it. With `afterSequence`, the events after that one come first (0: all of them), so a
+    /// client that read the experiment at version N misses nothing by subscribing after N.
+    /// Ends after the run ends (at once if it had ended and nothing is to be replayed).
+    async fn experiment_updates(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        after_sequence: Option<i64>,
+    ) -> Result<impl Stream<Item = Result<ExperimentUpdate>> + use<>> {
+        require(ctx, Role::Viewer)?;
+        let api = ctx.data::<ApiContext>()?;
+        let feed = api.feed.clone();
+        let filter = Filter::Stream {
+            aggregate_type: Experiment::TYPE.to_owned(),
+            aggregate_id: id.to_string(),
+        };
+        let unavailable =
+            |e: sqlx::Error| coded("UNAVAILABLE", format!("the log cannot be read: {e}"));
+        // The stream so far (bounded by design), folded to the current state.
+        let stored = feed
+            .read_after(0, &filter, i64::MAX)
+            .await
+            .map_err(unavailable)?;
+        if stored.is_empty() {
+            return Err(coded("NOT_FOUND", format!("no experiment {}", id.as_str())));
+        }
+        let end = stored.last().map_or(0, |item| item.position);
+        let after = after_sequence.unwrap_or(i64::MAX);
+        let mut state = Experiment::default();
+        let mut replay = Vec::new();
+        for item in stored {
+            let envelope = item.decoded.map_err(|why| {
+                coded(
+                    "CORRUPT",
+                    format!(
+                        "event {} of {} cannot be read: {why}",
+                        item.sequence,
+                        id.as_str()
+                    ),
+                )
+            })?;
+            if let AnyEvent::Experiment(e) = &envelope.event {
+                state.apply(e.clone());
+            }
+            if item.sequence > after {
+                replay.push(Ok(update(id.as_str(), &envelope, &state)));
+            }
+        }
+        let ended = state.status().is_terminal();
+        let experiment_id = id.to_string();
+        // Follows the log until the run ends: the update that ends it is the last.
+        let live = futures::stream::unfold(
+            (Box::pin(feed.follow(end, filter)), state, ended),
+            move |(mut items, mut state, ended)| {
+                let experiment_id = experiment_id.clone();
+                async move {
+                    if ended {
+                        return None;
+                    }
+                    let next = match items.next().await? {
+                        Err(e) => Err(coded("UNAVAILABLE", format!("the log cannot be read: {e}"))),
+                        Ok(item) => match item.decoded {
+                            Err(why) => Err(coded(
+                                "CORRUPT",
+                                format!("event {} cannot be read: {why}", item.sequence),
+                            )),
+                            Ok(envelope) => {
+                                if let AnyEvent::Experiment(e) = &envelope.event {
+                                    state.apply(e.clone());
+                                }
+                                Ok(update(&experiment_id, &envelope, &state))
+                            }
+                        },
+                    };
+                    let ended = state.status().is_terminal() || next.is_err();
+                    Some((next, (items, state, ended)))
+                }
+            },
+        );
+        Ok(futures::stream::iter(replay).chain(live))
+    }
+
+    /// Every event on the platform as it is recorded: experiments' and the platform's own.
+    /// With `after` (a `position` from an earlier update, or "0" for the whole log), the
+    /// events after it come first.
+    async fn platform_activity(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Result<ActivityUpdate>> + use<>> {
+        require(ctx, Role::Viewer)?;
+        let feed = ctx.data::<ApiContext>()?.feed.clone();
+        let position = match after {
+            Some(text) => text
+                .parse::<i64>()
+                .ok()
+                .filter(|p| *p >= 0)
+                .ok_or_else(|| {
+                    coded(
+                        "INVALID_INPUT",
+                        format!("after {text:?} is not a position this API gave out"),
+                    )
+                })?,
+            None => feed
+                .end()
+                .await
+                .map_err(|e| coded("UNAVAILABLE", format!("the log cannot be read: {e}")))?,
+        };
+        Ok(feed.follow(position, Filter::All).map(|item| {
+            item.map(|item| activity(&item))
+                .map_err(|e| coded("UNAVAILABLE", format!("the log cannot be read: {e}")))
+        }))
+    }
+}

@@ -1,0 +1,298 @@
+//! Subscriptions, black box: `chaos serve` on port 0, real WebSockets speaking
+//! `graphql-transport-ws`, a real experiment against the demo fleet.
+
+mod server;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use server::{chaos, gql, key, ok_json, spec};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+type Socket = WebSocket<MaybeTlsStream<TcpStream>>;
+
+/// A socket to `/graphql` with the subprotocol, before `connection_init`.
+fn open(addr: SocketAddr) -> Socket {
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    let (mut socket, response) = tungstenite::connect(request).expect("connect");
+    assert_eq!(
+        response
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
+    if let MaybeTlsStream::Plain(stream) = socket.get_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+    }
+    socket
+}
+
+fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .expect("send");
+}
+
+/// The next protocol message (pings answered), or the close frame's code and reason.
+fn next(socket: &mut Socket) -> Result<Value, (u16, String)> {
+    loop {
+        match socket.read() {
+            Ok(Message::Text(text)) => {
+                let message: Value = serde_json::from_str(&text).expect("JSON message");
+                if message["type"] == "ping" {
+                    send(socket, json!({"type": "pong"}));
+                    continue;
+                }
+                return Ok(message);
+            }
+            Ok(Message::Close(frame)) => {
+                return Err(frame.map_or((1005, String::new()), |f| {
+                    (u16::from(f.code), f.reason.to_string())
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => return Err((0, e.to_string())),
+        }
+    }
+}
+
+/// A socket past `connection_init` with `credential`.
+fn connect(addr: SocketAddr, credential: &str) -> Socket {
+    let mut socket = open(addr);
+    send(
+        &mut socket,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {credential}")}}),
+    );
+    assert_eq!(next(&mut socket).expect("ack")["type"], "connection_ack");
+    socket
+}
+
+/// Every `next` payload of subscription `id` until it completes.
+fn collect(socket: &mut Socket, id: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    loop {
+        let message = next(socket).expect("a message");
+        assert_eq!(message["id"], id, "{message}");
+        match message["type"].as_str() {
+            Some("next") => {
+                assert!(message["payload"]["errors"].is_null(), "{message}");
+                items.push(message["payload"]["data"].clone());
+            }
+            Some("complete") => return items,
+            other => panic!("unexpected {other:?}: {message}"),
+        }
+    }
+}
+
+const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { experimentId sequence eventType status phase ended actor summary } }";
+
+#[test]
+fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let operator = key(&db, "ops", "OPERATOR");
+    let viewer = key(&db, "watcher", "VIEWER");
+    let server = server::serve(
+        &db,
+        &["--fleet-size", "2", "--fleet-replace-after-ms", "300"],
+    );
+    let addr = server.addr;
+
+    let created = gql(
+        addr,
+        Some(&operator),
+        "mutation($spec: JSON!) { createExperiment(id: \"live-1\", spec: $spec) { version } }",
+        json!({"spec": spec("watched: kill one web worker", false)}),
+    );
+    assert_eq!(
+        created["data"]["createExperiment"]["version"], 1,
+        "{created}"
+    );
+
+    // A viewer follows it live (from what comes next), another socket follows the platform.
+    let mut live = connect(addr, &viewer);
+    send(
+        &mut live,
+        json!({"id": "u", "type": "subscribe", "payload": {"query": UPDATES, "variables": {"id": "live-1"}}}),
+    );
+    let mut activity = connect(addr, &viewer);
+    send(
+        &mut activity,
+        json!({"id": "a", "type": "subscribe", "payload": {"query": "subscription { platformActivity { position streamId sequence eventType actor } }"}}),
+    );
+    // Give both subscriptions a moment to be in place before the run starts.
+    std::thread::sleep(Duration::from_millis(300));
+    let started = gql(
+        addr,
+        Some(&operator),
+        "mutation { startExperiment(id: \"live-1\") { events } }",
+        json!({}),
+    );
+    assert!(started["errors"].is_null(), "{started}");
+
+    let updates: Vec<Value> = collect(&mut live, "u")
+        .into_iter()
+        .map(|data| data["experimentUpdates"].clone())
+        .collect();
+    // From the start (sequence 2, after the creation) to the outcome, each once, in order.
+    let sequences: Vec<i64> = updates
+        .iter()
+        .map(|u| u["sequence"].as_i64().expect("sequence"))
+        .collect();
+    let expected: Vec<i64> = (2..2 + i64::try_from(updates.len()).expect("len")).collect();
+    assert_eq!(sequences, expected, "{updates:#?}");
+    assert_eq!(updates[0]["eventType"], "ExperimentStarted");
+    assert_eq!(updates[0]["actor"], "key:ops");
+    assert_eq!(updates[0]["status"], "RUNNING");
+    let last = updates.last().expect("an update");
+    assert_eq!(last["eventType"], "ExperimentCompleted", "{updates:#?}");
+    assert_eq!(
+        (&last["status"], &last["ended"]),
+        (&json!("COMPLETED"), &json!(true))
+    );
+    assert!(
+        updates[..updates.len() - 1]
+            .iter()
+            .all(|u| u["ended"] == false)
+    );
+    for kind in [
+        "TargetsResolved",
+        "BaselineRecorded",
+        "FailureInjected",
+        "RecoveryObserved",
+    ] {
+        assert!(
+            updates.iter().any(|u| u["eventType"] == kind),
+            "no {kind}: {updates:#?}"
+        );
+    }
+    // The same events as the log holds.
+    let shown = ok_json(&chaos(&db, &["experiment", "show", "live-1"]));
+    let logged: Vec<&str> = shown["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .skip(1)
+        .map(|e| e["type"].as_str().expect("type"))
+        .collect();
+    let delivered: Vec<&str> = updates
+        .iter()
+        .map(|u| u["eventType"].as_str().expect("type"))
+        .collect();
+    assert_eq!(delivered, logged);
+
+    // A late subscriber asking from the start gets the whole run, then the end.
+    let mut late = connect(addr, &viewer);
+    send(
+        &mut late,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": UPDATES, "variables": {"id": "live-1", "after": 0}}}),
+    );
+    let replayed = collect(&mut late, "r");
+    assert_eq!(replayed.len(), updates.len() + 1);
+    assert_eq!(
+        replayed[0]["experimentUpdates"]["eventType"],
+        "ExperimentCreated"
+    );
+
+    // The platform feed had every event of the run, in log order.
+    let mut seen = Vec::new();
+    while seen.len() < updates.len() {
+        let message = next(&mut activity).expect("activity");
+        assert_eq!(message["type"], "next", "{message}");
+        let item = message["payload"]["data"]["platformActivity"].clone();
+        if item["streamId"] == "live-1" {
+            seen.push(item["sequence"].as_i64().expect("sequence"));
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn a_socket_without_a_good_credential_is_closed_and_roles_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db: &Path = &dir.path().join("chaos.db");
+    ok_json(&chaos(db, &["init"]));
+    let viewer = key(db, "watcher", "VIEWER");
+    let server = server::serve(db, &["--no-fleet"]);
+    let addr = server.addr;
+
+    for payload in [
+        json!({}),
+        json!({"Authorization": "Bearer chaos_nope"}),
+        json!({"Authorization": format!("Bearer chaos_{}", "0".repeat(64))}),
+        json!({"Authorization": "Bearer a.b.c"}),
+    ] {
+        let mut socket = open(addr);
+        send(
+            &mut socket,
+            json!({"type": "connection_init", "payload": payload}),
+        );
+        let (code, reason) = next(&mut socket).expect_err("closed");
+        assert_eq!(code, 4403, "{payload}: {reason}");
+        assert!(!reason.is_empty(), "{payload}: the reason is given");
+    }
+    // Subscribing before connection_init breaks the protocol: closed.
+    let mut socket = open(addr);
+    send(
+        &mut socket,
+        json!({"id": "x", "type": "subscribe", "payload": {"query": "subscription { platformActivity { position } }"}}),
+    );
+    assert!(next(&mut socket).is_err());
+
+    // A viewer's socket: an unknown experiment and a bad query are errors on that
+    // subscription only; the socket stays usable.
+    let mut socket = connect(addr, &viewer);
+    send(
+        &mut socket,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": UPDATES, "variables": {"id": "nope"}}}),
+    );
+    let answer = next(&mut socket).expect("answer");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{answer}"
+    );
+    assert_eq!(next(&mut socket).expect("complete")["type"], "complete");
+    send(
+        &mut socket,
+        json!({"id": "2", "type": "subscribe", "payload": {"query": "subscription { nothing }"}}),
+    );
+    let answer = next(&mut socket).expect("answer");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "INVALID_QUERY",
+        "{answer}"
+    );
+    assert_eq!(next(&mut socket).expect("complete")["type"], "complete");
+    // Commands over the socket keep their roles: a viewer cannot halt.
+    send(
+        &mut socket,
+        json!({"id": "3", "type": "subscribe", "payload": {"query": "mutation { haltAll(reason: \"ws\") { events } }"}}),
+    );
+    let answer = next(&mut socket).expect("answer");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{answer}"
+    );
+    // A plain GET is still GraphiQL; a socket without the subprotocol is refused.
+    let started = Instant::now();
+    let mut request = format!("ws://{addr}/graphql")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().remove("Sec-WebSocket-Protocol");
+    let refused = tungstenite::connect(request);
+    assert!(refused.is_err(), "no subprotocol, no socket");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
