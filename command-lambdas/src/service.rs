@@ -53,7 +53,18 @@ impl ServiceError {
                 e,
                 matches!(e, StoreError::Rejected(ExperimentError::NotFound)),
             ),
-            ServiceError::Platform(e) => store_code(e, false),
+            ServiceError::Platform(StoreError::Rejected(PlatformError::InvalidInput(_))) => {
+                "INVALID_INPUT"
+            }
+            ServiceError::Platform(e) => store_code(
+                e,
+                matches!(
+                    e,
+                    StoreError::Rejected(
+                        PlatformError::Unknown { .. } | PlatformError::UnknownWebhook(_)
+                    )
+                ),
+            ),
         }
     }
 

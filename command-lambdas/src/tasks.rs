@@ -238,6 +238,15 @@ fn spec(experiment: &Experiment) -> Result<&ExperimentSpec, ServiceError> {
     })
 }
 
+/// What a selector would hit now ([`Tasks::preview`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetPreview {
+    /// The group's members in service, in id order.
+    pub candidates: Vec<TargetId>,
+    /// The ones the run would hit, in id order.
+    pub would_hit: Vec<TargetId>,
+}
+
 impl<R, T, H, A> Tasks<R, T, H, A>
 where
     R: PersistedEventRepository,
@@ -318,6 +327,26 @@ where
         {
             tracing::warn!(experiment = id, error = %e, "releasing the target claim failed");
         }
+    }
+
+    /// What a run of `spec` with id `seed` would hit if it resolved its targets now, without
+    /// recording or touching anything: the same choice the run makes from the same members.
+    pub async fn preview(
+        &self,
+        spec: &ExperimentSpec,
+        seed: &str,
+    ) -> Result<TargetPreview, TaskError> {
+        let candidates = self.targets.candidates(spec.target()).await?;
+        let would_hit = spec
+            .selection()
+            .choose(&candidates, spec.max_targets(), seed);
+        let mut candidates = candidates;
+        candidates.sort();
+        candidates.dedup();
+        Ok(TargetPreview {
+            candidates,
+            would_hit,
+        })
     }
 
     /// The service the tasks command through.

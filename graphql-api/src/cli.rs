@@ -509,6 +509,9 @@ pub enum CliError {
     /// The workflow runner could not be built.
     #[error("{0}")]
     Workflow(#[from] WorkflowError),
+    /// Templates or preferences failed.
+    #[error("{0}")]
+    Settings(#[from] crate::settings::SettingsError),
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),
@@ -547,6 +550,7 @@ impl CliError {
             | CliError::Fleet(_)
             | CliError::Workflow(_)
             | CliError::Identity(_)
+            | CliError::Settings(_)
             | CliError::Cognito(_) => 1,
         }
     }
@@ -783,6 +787,7 @@ async fn serve(
             db_path: db.to_owned(),
             auth,
             feed: crate::feed::Feed::start(pool.clone()).await?,
+            settings: crate::settings::Settings::open(pool.clone()).await?,
         }),
     };
     let listener = tokio::net::TcpListener::bind(addr)

@@ -177,6 +177,9 @@ mod tests {
         .await
         .expect("identity");
         let feed = crate::feed::Feed::start(pool.clone()).await.expect("feed");
+        let settings = crate::settings::Settings::open(pool.clone())
+            .await
+            .expect("settings");
         let auth = crate::identity::Authenticator {
             local,
             cognito: None,
@@ -191,6 +194,7 @@ mod tests {
                 db_path,
                 auth,
                 feed,
+                settings,
             }),
         })
     }

@@ -9,11 +9,12 @@
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
+//! - [`settings`]: experiment templates and users' preferences, kept beside the log.
 //!
 //! This crate wires things together and translates errors at the edge; it decides nothing
 //! about experiments (that is `domain`), and stores nothing of them itself (that is
-//! `command-lambdas`); the only state it keeps is the embedded identity provider's
-//! credentials, which must never reach the log.
+//! `command-lambdas`); the only state it keeps is what must not or need not reach the
+//! log: the embedded identity provider's credentials, templates and preferences.
 
 pub mod api;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod settings;

@@ -155,7 +155,7 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     assert_eq!(out["data"]["logout"], true, "{out}");
     let bad = bad_tokens(&db, &ada);
 
-    let mutations: [(&str, &str, Value); 10] = [
+    let mutations: Vec<(&str, &str, Value)> = vec![
         (
             "OPERATOR",
             "mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }",
@@ -200,6 +200,41 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
         (
             "ADMIN",
             "mutation { revokeApiKey(id: \"nope\") { events } }",
+            json!({}),
+        ),
+        (
+            "ADMIN",
+            "mutation { updateConfig(maxTargetsPerRun: 10, maxDurationSecs: 3600) { events } }",
+            json!({}),
+        ),
+        (
+            "ADMIN",
+            "mutation { addWebhook(url: \"http://127.0.0.1:9/hook\") { events } }",
+            json!({}),
+        ),
+        (
+            "ADMIN",
+            "mutation { removeWebhook(id: \"nope\") { events } }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation($spec: JSON!) { saveTemplate(name: \"t\", spec: $spec) { id } }",
+            json!({"spec": spec("from a template", true)}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { deleteTemplate(id: \"nope\") }",
+            json!({}),
+        ),
+        (
+            "OPERATOR",
+            "mutation { createExperimentFromTemplate(templateId: \"nope\") { version } }",
+            json!({}),
+        ),
+        (
+            "VIEWER",
+            "mutation { updatePreferences(preferences: {notifyOn: [\"FAILED\"], timeZone: \"UTC\", pageSize: 50}) { timeZone } }",
             json!({}),
         ),
     ];
@@ -388,6 +423,215 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
     assert_eq!(
         code(&gql(addr, Some(&secret), me, json!({}))).as_deref(),
         Some("UNAUTHENTICATED")
+    );
+}
+
+/// The platform's configuration, templates, preferences and the target preview, as the
+/// dashboard's settings and run pages use them.
+#[test]
+fn settings_templates_preferences_and_a_target_preview_that_holds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let admin = key(&db, "admin", "ADMIN");
+    let operator = key(&db, "operator", "OPERATOR");
+    let viewer = key(&db, "viewer", "VIEWER");
+    let server = serve(&db, true);
+    let addr = server.addr;
+    let ok = |secret: &str, query: &str, variables: Value| {
+        let answer = gql(addr, Some(secret), query, variables);
+        assert!(answer["errors"].is_null(), "{query}: {answer}");
+        answer["data"].clone()
+    };
+
+    // Configuration: read by all, changed by admins, refused when out of bounds.
+    let config = "{ config { maxTargetsPerRun maxDurationSecs halted } }";
+    assert_eq!(
+        ok(&viewer, config, json!({}))["config"],
+        json!({"maxTargetsPerRun": 10, "maxDurationSecs": 3600, "halted": false})
+    );
+    ok(
+        &admin,
+        "mutation { updateConfig(maxTargetsPerRun: 5, maxDurationSecs: 900) { events } }",
+        json!({}),
+    );
+    assert_eq!(
+        ok(&viewer, config, json!({}))["config"]["maxTargetsPerRun"],
+        5
+    );
+    let too_many = gql(
+        addr,
+        Some(&admin),
+        "mutation { updateConfig(maxTargetsPerRun: 100000, maxDurationSecs: 900) { events } }",
+        json!({}),
+    );
+    assert_eq!(
+        code(&too_many).as_deref(),
+        Some("INVALID_INPUT"),
+        "{too_many}"
+    );
+
+    // Webhooks: admins only, URLs checked.
+    ok(
+        &admin,
+        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos\", events: [\"ExperimentFailed\"]) { events } }",
+        json!({}),
+    );
+    assert_eq!(
+        ok(&admin, "{ webhooks { id url events } }", json!({}))["webhooks"],
+        json!([{"id": "ops", "url": "https://hooks.example/chaos", "events": ["ExperimentFailed"]}])
+    );
+    let bad_url = gql(
+        addr,
+        Some(&admin),
+        "mutation { addWebhook(url: \"not a url\") { events } }",
+        json!({}),
+    );
+    assert_eq!(
+        code(&bad_url).as_deref(),
+        Some("INVALID_INPUT"),
+        "{bad_url}"
+    );
+    assert_eq!(
+        code(&gql(addr, Some(&viewer), "{ webhooks { id } }", json!({}))).as_deref(),
+        Some("FORBIDDEN")
+    );
+
+    // Templates: a valid spec is saved; an experiment started from one records the whole spec.
+    let saved = ok(
+        &operator,
+        "mutation($spec: JSON!) { saveTemplate(id: \"kill-one\", name: \"Kill one web worker\", spec: $spec) { id name savedBy } }",
+        json!({"spec": spec("kill one", true)}),
+    );
+    assert_eq!(
+        saved["saveTemplate"],
+        json!({"id": "kill-one", "name": "Kill one web worker", "savedBy": "key:operator"})
+    );
+    let mut broken = spec("broken", true);
+    broken["max_targets"] = json!(0);
+    let refused = gql(
+        addr,
+        Some(&operator),
+        "mutation($spec: JSON!) { saveTemplate(name: \"broken\", spec: $spec) { id } }",
+        json!({"spec": broken}),
+    );
+    assert_eq!(
+        code(&refused).as_deref(),
+        Some("INVALID_INPUT"),
+        "{refused}"
+    );
+    let listed = ok(&viewer, "{ templates { id name spec } }", json!({}));
+    assert_eq!(
+        listed["templates"][0]["spec"]["name"], "kill one",
+        "{listed}"
+    );
+    ok(
+        &operator,
+        "mutation { createExperimentFromTemplate(templateId: \"kill-one\", id: \"from-t\", name: \"kill one, Tuesday\") { version } }",
+        json!({}),
+    );
+    ok(
+        &operator,
+        "mutation { deleteTemplate(id: \"kill-one\") }",
+        json!({}),
+    );
+    assert_eq!(
+        ok(&viewer, "{ templates { id } }", json!({}))["templates"],
+        json!([])
+    );
+    let shown = ok_json(&chaos(&db, &["experiment", "show", "from-t"]));
+    assert_eq!(shown["spec"]["name"], "kill one, Tuesday", "{shown}");
+
+    // Preferences: each caller's own, checked.
+    let prefs = "{ preferences { notifyOn timeZone pageSize } }";
+    assert_eq!(
+        ok(&viewer, prefs, json!({}))["preferences"]["timeZone"],
+        "UTC"
+    );
+    ok(
+        &viewer,
+        "mutation { updatePreferences(preferences: {notifyOn: [\"FAILED\", \"STOPPED\"], timeZone: \"Europe/Berlin\", pageSize: 25}) { timeZone } }",
+        json!({}),
+    );
+    assert_eq!(
+        ok(&viewer, prefs, json!({}))["preferences"],
+        json!({"notifyOn": ["FAILED", "STOPPED"], "timeZone": "Europe/Berlin", "pageSize": 25})
+    );
+    assert_eq!(
+        ok(&operator, prefs, json!({}))["preferences"]["timeZone"],
+        "UTC"
+    );
+    let bad_zone = gql(
+        addr,
+        Some(&viewer),
+        "mutation { updatePreferences(preferences: {notifyOn: [], timeZone: \"Mars/Olympus\", pageSize: 25}) { timeZone } }",
+        json!({}),
+    );
+    assert_eq!(
+        code(&bad_zone).as_deref(),
+        Some("INVALID_INPUT"),
+        "{bad_zone}"
+    );
+
+    // The preview names exactly what the run then hits.
+    let preview = ok(
+        &viewer,
+        "query($spec: JSON!) { targets(spec: $spec, id: \"previewed\") { experimentId target candidates wouldHit } }",
+        json!({"spec": spec("previewed", true)}),
+    )["targets"]
+        .clone();
+    assert_eq!(preview["target"], "fleet:web", "{preview}");
+    assert_eq!(
+        preview["candidates"].as_array().map(Vec::len),
+        Some(2),
+        "{preview}"
+    );
+    assert_eq!(
+        preview["wouldHit"].as_array().map(Vec::len),
+        Some(1),
+        "{preview}"
+    );
+    let unknown = gql(
+        addr,
+        Some(&viewer),
+        "query($spec: JSON!) { targets(spec: $spec) { wouldHit } }",
+        json!({"spec": {
+            "name": "x",
+            "target": {"kind": "LOCAL_FLEET", "group": "nowhere"},
+            "selection": {"mode": "ALL"},
+            "max_targets": 2,
+            "failure": {"type": "TERMINATE"},
+            "dry_run": true,
+            "guardrails": {"stop_conditions": [], "max_duration_secs": 60},
+            "recovery": {"timeout_secs": 30, "poll_interval_secs": 1, "baseline_samples": 1}
+        }}),
+    );
+    assert_eq!(code(&unknown).as_deref(), Some("NOT_FOUND"), "{unknown}");
+    ok(
+        &operator,
+        "mutation($spec: JSON!) { createExperiment(id: \"previewed\", spec: $spec) { version } }",
+        json!({"spec": spec("previewed", true)}),
+    );
+    ok(
+        &operator,
+        "mutation { startExperiment(id: \"previewed\") { version } }",
+        json!({}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let targets = loop {
+        let shown = ok_json(&chaos(&db, &["experiment", "show", "previewed"]));
+        if shown["status"] == "COMPLETED" || shown["status"] == "completed" {
+            break shown["targets"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dry run did not end: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        targets, preview["wouldHit"],
+        "the run hit what the preview said"
     );
 }
 

@@ -73,6 +73,8 @@ pub struct ApiContext {
     pub auth: Authenticator,
     /// The log as it grows, for subscriptions.
     pub feed: Feed,
+    /// Templates and preferences.
+    pub settings: crate::settings::Settings,
 }
 
 impl ApiContext {

@@ -9,7 +9,7 @@ use domain::Timestamp;
 use domain::provenance::{CommandContext, Role, Source};
 use domain::spec::ExperimentSpecInput;
 
-use super::types::{CommandResult, IssuedApiKey, Me, Session};
+use super::types::{CommandResult, IssuedApiKey, Me, Preferences, Session, TemplateNode};
 use super::{ApiContext, Identity, coded, require};
 use crate::identity::local::{AuthError, Tokens};
 use crate::identity::user_actor;
@@ -23,6 +23,14 @@ fn context_of(actor: domain::provenance::Actor) -> Result<CommandContext> {
     let id = fresh_id();
     CommandContext::new(id.clone(), id, actor, Source::Api)
         .map_err(|e| coded("INVALID_INPUT", e.to_string()))
+}
+
+/// Now, RFC 3339.
+fn rfc3339_now() -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Timestamp::from_unix_millis(millis).to_string()
 }
 
 /// A fresh idempotency key, for a command sent without one.
@@ -295,6 +303,145 @@ impl Mutation {
         command_id: Option<String>,
     ) -> Result<CommandResult> {
         send(ctx, Role::Admin, Command::Unhalt, command_id).await
+    }
+
+    /// Replaces the platform-wide limits (ADMIN).
+    async fn update_config(
+        &self,
+        ctx: &Context<'_>,
+        max_targets_per_run: u32,
+        max_duration_secs: u32,
+    ) -> Result<CommandResult> {
+        let actor = require(ctx, Role::Admin)?;
+        let context = context_of(actor)?;
+        let api = ctx.data::<ApiContext>()?;
+        let config = domain::platform::PlatformConfig {
+            max_targets_per_run,
+            max_duration_secs,
+        };
+        let outcome = api
+            .service()
+            .update_config(config, &context)
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        answer(Response::done(&outcome))
+    }
+
+    /// Subscribes a webhook (ADMIN) to `events` (event types; none: every event). Its id is
+    /// `id` or a new UUIDv7.
+    async fn add_webhook(
+        &self,
+        ctx: &Context<'_>,
+        url: String,
+        #[graphql(default)] events: Vec<String>,
+        id: Option<ID>,
+    ) -> Result<CommandResult> {
+        let actor = require(ctx, Role::Admin)?;
+        let context = context_of(actor)?;
+        let api = ctx.data::<ApiContext>()?;
+        let id = id.map_or_else(fresh_id, |id| id.to_string());
+        let outcome = api
+            .service()
+            .add_webhook(&id, &url, events, &context)
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        answer(Response::done(&outcome))
+    }
+
+    /// Removes a webhook subscription (ADMIN).
+    async fn remove_webhook(&self, ctx: &Context<'_>, id: ID) -> Result<CommandResult> {
+        let actor = require(ctx, Role::Admin)?;
+        let context = context_of(actor)?;
+        let api = ctx.data::<ApiContext>()?;
+        let outcome = api
+            .service()
+            .remove_webhook(id.as_str(), &context)
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        answer(Response::done(&outcome))
+    }
+
+    /// Saves a template (OPERATOR): `spec` (JSON, as `createExperiment` takes it) under
+    /// `name`, replacing template `id` if it exists. The spec must be valid.
+    async fn save_template(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        spec: Json<serde_json::Value>,
+        id: Option<ID>,
+    ) -> Result<TemplateNode> {
+        let actor = require(ctx, Role::Operator)?;
+        let spec: ExperimentSpecInput = serde_json::from_value(spec.0)
+            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let id = id.map_or_else(fresh_id, |id| id.to_string());
+        let now = rfc3339_now();
+        let api = ctx.data::<ApiContext>()?;
+        api.settings
+            .save_template(&id, &name, spec, &actor.id, &now)
+            .await
+            .map(TemplateNode::from)
+            .map_err(|e| coded(e.code(), e.to_string()))
+    }
+
+    /// Deletes a template (OPERATOR). Experiments started from it keep their spec.
+    async fn delete_template(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
+        require(ctx, Role::Operator)?;
+        let api = ctx.data::<ApiContext>()?;
+        api.settings
+            .delete_template(id.as_str())
+            .await
+            .map(|()| true)
+            .map_err(|e| coded(e.code(), e.to_string()))
+    }
+
+    /// Creates an experiment from a template's spec (OPERATOR), under `name` if given. The
+    /// experiment records the whole spec: later changes to the template do not touch it.
+    async fn create_experiment_from_template(
+        &self,
+        ctx: &Context<'_>,
+        template_id: ID,
+        name: Option<String>,
+        id: Option<ID>,
+        command_id: Option<String>,
+    ) -> Result<CommandResult> {
+        require(ctx, Role::Operator)?;
+        let api = ctx.data::<ApiContext>()?;
+        let template = api
+            .settings
+            .template(template_id.as_str())
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        let mut spec = template.spec;
+        if let Some(name) = name {
+            spec.name = name;
+        }
+        let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
+        send(
+            ctx,
+            Role::Operator,
+            Command::Create {
+                experiment_id,
+                spec,
+            },
+            command_id,
+        )
+        .await
+    }
+
+    /// Saves the caller's preferences.
+    async fn update_preferences(
+        &self,
+        ctx: &Context<'_>,
+        preferences: Preferences,
+    ) -> Result<Preferences> {
+        let actor = require(ctx, Role::Viewer)?;
+        let api = ctx.data::<ApiContext>()?;
+        let preferences = crate::settings::Preferences::from(preferences);
+        api.settings
+            .save_preferences(&actor.id, &preferences, &rfc3339_now())
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        Ok(preferences.into())
     }
 
     /// Issues an API key (ADMIN). The answer holds its secret, shown this once.

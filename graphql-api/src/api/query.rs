@@ -1,15 +1,17 @@
 //! Reads: the read models (experiments, their timelines, the audit log, analytics), the
 //! platform's state and the caller. Every one needs at least the VIEWER role.
 
-use async_graphql::{Context, Json, Object, Result};
+use async_graphql::{Context, ID, Json, Object, Result};
 use domain::provenance::Role;
+use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
 use projection_lambdas::embedded::ProjectionError;
 use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 
 use super::types::{
     ApiKeyNode, AuditEntryNode, AuditFilterInput, ExperimentDetailNode, ExperimentFilterInput,
-    ExperimentPage, Me, PlatformHealth,
+    ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences, TargetPreview,
+    TemplateNode, WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
 
@@ -95,11 +97,7 @@ impl Query {
     }
 
     /// One experiment with its timeline; null when there is none of this id.
-    async fn experiment(
-        &self,
-        ctx: &Context<'_>,
-        id: async_graphql::ID,
-    ) -> Result<Option<ExperimentDetailNode>> {
+    async fn experiment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ExperimentDetailNode>> {
         require(ctx, Role::Viewer)?;
         let id = id.to_string();
         let detail = read(ctx, move |conn| queries::experiment(conn, &id)).await?;
@@ -157,6 +155,100 @@ impl Query {
             halt_reason: platform.halted().map(|(reason, _)| reason.to_owned()),
             projection_behind: status.behind,
             projection_parked: status.parked.len() as u64,
+        })
+    }
+
+    /// The platform's configuration and halt switch.
+    async fn config(&self, ctx: &Context<'_>) -> Result<PlatformConfigNode> {
+        require(ctx, Role::Viewer)?;
+        let platform = ctx.data::<ApiContext>()?.platform().await?;
+        let config = platform.config();
+        Ok(PlatformConfigNode {
+            max_targets_per_run: config.max_targets_per_run,
+            max_duration_secs: config.max_duration_secs,
+            halted: platform.halted().is_some(),
+            halt_reason: platform.halted().map(|(reason, _)| reason.to_owned()),
+            halted_at: platform.halted().map(|(_, at)| at.to_string()),
+        })
+    }
+
+    /// The webhook subscriptions (ADMIN: their URLs may carry secrets).
+    async fn webhooks(&self, ctx: &Context<'_>) -> Result<Vec<WebhookNode>> {
+        require(ctx, Role::Admin)?;
+        let platform = ctx.data::<ApiContext>()?.platform().await?;
+        Ok(platform
+            .webhooks()
+            .iter()
+            .map(|(id, hook)| WebhookNode {
+                id: id.to_string(),
+                url: hook.url.clone(),
+                events: hook.events.clone(),
+            })
+            .collect())
+    }
+
+    /// The saved templates, by name.
+    async fn templates(&self, ctx: &Context<'_>) -> Result<Vec<TemplateNode>> {
+        require(ctx, Role::Viewer)?;
+        let settings = &ctx.data::<ApiContext>()?.settings;
+        let templates = settings
+            .templates()
+            .await
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        Ok(templates.into_iter().map(TemplateNode::from).collect())
+    }
+
+    /// The caller's preferences (the defaults until they save some).
+    async fn preferences(&self, ctx: &Context<'_>) -> Result<Preferences> {
+        let actor = require(ctx, Role::Viewer)?;
+        let settings = &ctx.data::<ApiContext>()?.settings;
+        settings
+            .preferences(&actor.id)
+            .await
+            .map(Preferences::from)
+            .map_err(|e| coded(e.code(), e.to_string()))
+    }
+
+    /// A dry run of target selection: what an experiment of `spec` (JSON, as
+    /// `createExperiment` takes it) with id `id` would hit if it resolved its targets now.
+    /// Nothing is recorded or touched. Without `id`, a new id is chosen and returned.
+    async fn targets(
+        &self,
+        ctx: &Context<'_>,
+        spec: Json<serde_json::Value>,
+        id: Option<ID>,
+    ) -> Result<TargetPreview> {
+        require(ctx, Role::Viewer)?;
+        let input: ExperimentSpecInput = serde_json::from_value(spec.0)
+            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let spec = ExperimentSpec::parse(input)
+            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.to_string());
+        ExperimentId::parse(id.as_str()).map_err(|e| coded("INVALID_INPUT", e.to_string()))?;
+        let api = ctx.data::<ApiContext>()?;
+        let preview = api
+            .workflows
+            .tasks()
+            .preview(&spec, &id)
+            .await
+            .map_err(|e| {
+                use command_lambdas::adapters::AdapterError;
+                use command_lambdas::tasks::TaskError;
+                let code = match &e {
+                    TaskError::Service(e) => e.code(),
+                    TaskError::Adapter(AdapterError::NoSuchGroup(_)) => "NOT_FOUND",
+                    TaskError::Adapter(a) if a.is_retryable() => "UNAVAILABLE",
+                    TaskError::Adapter(_) | TaskError::WrongStep { .. } => "REJECTED",
+                };
+                coded(code, e.to_string())
+            })?;
+        let text =
+            |ids: Vec<domain::spec::TargetId>| ids.into_iter().map(|t| t.to_string()).collect();
+        Ok(TargetPreview {
+            experiment_id: id,
+            target: spec.target().key(),
+            candidates: text(preview.candidates),
+            would_hit: text(preview.would_hit),
         })
     }
 

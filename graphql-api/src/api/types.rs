@@ -3,7 +3,7 @@
 //! `RECOVERED`), as strings, so a client reads the same names in the API, the CLI and the
 //! audit log.
 
-use async_graphql::{InputObject, SimpleObject};
+use async_graphql::{InputObject, Json, SimpleObject};
 use command_lambdas::command::Response;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
@@ -95,7 +95,7 @@ pub struct ExperimentDetailNode {
     /// Why a stop was requested or tripped, when one was.
     pub stop_reason: Option<String>,
     /// The spec it runs, as stored (JSON).
-    pub spec: Option<async_graphql::Json<serde_json::Value>>,
+    pub spec: Option<Json<serde_json::Value>>,
     /// Every event of the experiment, in the log's order.
     pub timeline: Vec<AuditEntryNode>,
 }
@@ -114,7 +114,7 @@ impl ExperimentDetailNode {
                 .state
                 .spec()
                 .and_then(|s| serde_json::to_value(s).ok())
-                .map(async_graphql::Json),
+                .map(Json),
             timeline: timeline.into_iter().map(AuditEntryNode::from).collect(),
         })
     }
@@ -314,4 +314,105 @@ pub struct Session {
     pub refresh_token_expires_at: String,
     /// Who is signed in.
     pub user: Me,
+}
+
+/// The platform's configuration and halt switch.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PlatformConfigNode {
+    /// Most targets any one run may hit.
+    pub max_targets_per_run: u32,
+    /// Longest run allowed, in seconds.
+    pub max_duration_secs: u32,
+    /// Whether the halt switch is on.
+    pub halted: bool,
+    /// Why, when on.
+    pub halt_reason: Option<String>,
+    /// Since when (RFC 3339), when on.
+    pub halted_at: Option<String>,
+}
+
+/// A webhook subscription.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "Webhook")]
+pub struct WebhookNode {
+    /// Its id.
+    pub id: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// Event types delivered; empty for every event.
+    pub events: Vec<String>,
+}
+
+/// A saved experiment spec to start experiments from.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "Template")]
+pub struct TemplateNode {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The spec (JSON, as `createExperiment` takes it).
+    pub spec: Json<serde_json::Value>,
+    /// Who saved it last.
+    pub saved_by: String,
+    /// When (RFC 3339).
+    pub saved_at: String,
+}
+
+impl From<crate::settings::Template> for TemplateNode {
+    fn from(t: crate::settings::Template) -> Self {
+        TemplateNode {
+            id: t.id,
+            name: t.name,
+            spec: Json(serde_json::to_value(&t.spec).unwrap_or_default()),
+            saved_by: t.saved_by,
+            saved_at: t.saved_at,
+        }
+    }
+}
+
+/// A user's preferences.
+#[derive(Debug, Clone, SimpleObject, InputObject)]
+#[graphql(input_name = "PreferencesInput")]
+pub struct Preferences {
+    /// Outcomes to be notified of: COMPLETED, FAILED, NOT_RECOVERED, STOPPED, HALTED.
+    pub notify_on: Vec<String>,
+    /// IANA time zone times are shown in.
+    pub time_zone: String,
+    /// Rows per page in lists (10 to 200).
+    pub page_size: u32,
+}
+
+impl From<crate::settings::Preferences> for Preferences {
+    fn from(p: crate::settings::Preferences) -> Self {
+        Preferences {
+            notify_on: p.notify_on,
+            time_zone: p.time_zone,
+            page_size: p.page_size,
+        }
+    }
+}
+
+impl From<Preferences> for crate::settings::Preferences {
+    fn from(p: Preferences) -> Self {
+        crate::settings::Preferences {
+            notify_on: p.notify_on,
+            time_zone: p.time_zone,
+            page_size: p.page_size,
+        }
+    }
+}
+
+/// What a run would hit if it resolved its targets now.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct TargetPreview {
+    /// The experiment id the choice is made for: create the experiment with this id to hit
+    /// exactly these targets (if the group has not changed by then).
+    pub experiment_id: String,
+    /// The target group (`fleet:web`, `asg:web-prod`).
+    pub target: String,
+    /// Its members in service.
+    pub candidates: Vec<String>,
+    /// The ones the run would hit.
+    pub would_hit: Vec<String>,
 }
