@@ -95,12 +95,21 @@ pub async fn authenticate<R: PersistedEventRepository>(
         return Ok(None);
     }
     let platform = service.platform().await?.aggregate;
-    Ok(platform
+    Ok(holder(&platform, secret))
+}
+
+/// The actor a presented secret authenticates on `platform` (its state read from the log):
+/// none for an unknown or revoked key.
+pub fn holder(platform: &domain::platform::Platform, secret: &str) -> Option<Actor> {
+    if !looks_like_secret(secret) {
+        return None;
+    }
+    platform
         .api_key_by_hash(&digest(secret))
         .map(|(id, key)| Actor {
             id: actor_id(id.as_str()),
             role: key.role,
-        }))
+        })
 }
 
 #[cfg(test)]

@@ -784,7 +784,7 @@ async fn serve(
         fleets: fleets.clone(),
         api: crate::api::Api::new(crate::api::ApiContext {
             workflows: workflows.clone(),
-            db_path: db.to_owned(),
+            reads: crate::reads::ReadModels::new(db),
             auth,
             feed: crate::feed::Feed::start(pool.clone()).await?,
             settings: crate::settings::Settings::open(pool.clone()).await?,
@@ -1005,7 +1005,7 @@ impl IdentityArgs {
             access_ttl: std::time::Duration::from_secs(self.access_token_ttl_secs.max(1)),
             ..TokenPolicy::default()
         };
-        let local = LocalIssuer::open(pool, policy).await?;
+        let local = LocalIssuer::open(pool.clone(), policy).await?;
         let cognito = match (&self.cognito_user_pool_id, &self.cognito_client_id) {
             (Some(user_pool_id), Some(client_id)) => {
                 let cognito = Cognito::new(&CognitoConfig {
@@ -1019,7 +1019,11 @@ impl IdentityArgs {
             }
             _ => None,
         };
-        Ok(crate::identity::Authenticator { local, cognito })
+        Ok(crate::identity::Authenticator {
+            local,
+            cognito,
+            platform: crate::identity::PlatformCache::new(pool),
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
 
 /// How often the log is looked at for new records.
-pub const POLL: Duration = Duration::from_millis(25);
+pub const POLL: Duration = Duration::from_millis(10);
 /// Records buffered for subscribers before a slow one must catch up from the log.
 pub const BUFFER: usize = 4_096;
 /// Records read from the log at once.

@@ -183,6 +183,7 @@ mod tests {
         let auth = crate::identity::Authenticator {
             local,
             cognito: None,
+            platform: crate::identity::PlatformCache::new(pool.clone()),
         };
         router(AppState {
             pool,
@@ -191,7 +192,7 @@ mod tests {
             fleets,
             api: crate::api::Api::new(crate::api::ApiContext {
                 workflows,
-                db_path,
+                reads: crate::reads::ReadModels::new(&db_path),
                 auth,
                 feed,
                 settings,

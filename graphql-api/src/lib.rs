@@ -9,6 +9,7 @@
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
+//! - [`reads`]: connections to the read models, reused between queries.
 //! - [`settings`]: experiment templates and users' preferences, kept beside the log.
 //!
 //! This crate wires things together and translates errors at the edge; it decides nothing
@@ -22,4 +23,5 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod reads;
 pub mod settings;

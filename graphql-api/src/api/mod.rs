@@ -24,8 +24,6 @@ mod query;
 mod subscription;
 pub mod types;
 
-use std::path::PathBuf;
-
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,8 +65,8 @@ pub const MAX_PAGE: usize = 200;
 pub struct ApiContext {
     /// The embedded engine: its tasks' service writes commands; it runs the workflows.
     pub workflows: EmbeddedWorkflows,
-    /// The store file, whose read models the queries read.
-    pub db_path: PathBuf,
+    /// The read models the queries read.
+    pub reads: crate::reads::ReadModels,
     /// The credentials the server trusts, and the embedded identity provider.
     pub auth: Authenticator,
     /// The log as it grows, for subscriptions.
@@ -83,12 +81,12 @@ impl ApiContext {
         self.workflows.tasks().service()
     }
 
-    /// The platform's state, read from the log.
-    pub(crate) async fn platform(&self) -> async_graphql::Result<domain::platform::Platform> {
-        self.service()
-            .platform()
+    /// The platform's state, as of the log's latest platform event.
+    pub(crate) async fn platform(&self) -> async_graphql::Result<Arc<domain::platform::Platform>> {
+        self.auth
+            .platform
+            .current(self.service())
             .await
-            .map(|loaded| loaded.aggregate)
             .map_err(|e| coded("UNAVAILABLE", e.to_string()))
     }
 }

@@ -25,13 +25,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, ProjectionError> + Send + 'static,
 {
-    let path = ctx.data::<ApiContext>()?.db_path.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        let conn = projection_lambdas::embedded::connect(&path)?;
-        read(&conn)
-    })
-    .await
-    .map_err(|e| coded("UNAVAILABLE", format!("the read failed: {e}")))?;
+    let done = ctx.data::<ApiContext>()?.reads.read(read).await;
     done.map_err(|e| match e {
         ProjectionError::BadCursor(cursor) => coded(
             "INVALID_INPUT",

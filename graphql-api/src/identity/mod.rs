@@ -69,6 +69,55 @@ pub struct Authenticator {
     pub local: LocalIssuer,
     /// The Cognito user pool, when one is trusted.
     pub cognito: Option<Arc<Cognito>>,
+    /// The platform's state (keys, users, roles), as of the log's latest platform event.
+    pub platform: PlatformCache,
+}
+
+/// The platform's state, replayed from the log only when the platform stream has grown since
+/// the last replay: every request checks the stream's length (one indexed read), so a key
+/// revoked or a user removed is seen by the very next request.
+#[derive(Debug, Clone)]
+pub struct PlatformCache {
+    pool: sqlx::SqlitePool,
+    cached: Arc<tokio::sync::RwLock<Option<(i64, Arc<Platform>)>>>,
+}
+
+impl PlatformCache {
+    /// A cache over the store behind `pool`.
+    pub fn new(pool: sqlx::SqlitePool) -> Self {
+        PlatformCache {
+            pool,
+            cached: Arc::new(tokio::sync::RwLock::new(None)),
+        }
+    }
+
+    /// The platform's current state.
+    pub async fn current(&self, service: &SqliteService) -> Result<Arc<Platform>, IdentityError> {
+        let length: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events \
+             WHERE aggregate_type = 'Platform' AND aggregate_id = 'platform'",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| IdentityError::Platform(e.to_string()))?;
+        if let Some((cached, platform)) = self.cached.read().await.as_ref()
+            && *cached == length
+        {
+            return Ok(Arc::clone(platform));
+        }
+        let loaded = service
+            .platform()
+            .await
+            .map_err(|e| IdentityError::Platform(e.to_string()))?;
+        let version = i64::try_from(loaded.version).unwrap_or(i64::MAX);
+        let platform = Arc::new(loaded.aggregate);
+        let mut cached = self.cached.write().await;
+        // Keep the newest of two replays racing.
+        if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *cached = Some((version, Arc::clone(&platform)));
+        }
+        Ok(platform)
+    }
 }
 
 /// Words for a token refused by the JWT library.
@@ -133,16 +182,14 @@ impl Authenticator {
                     "the API key is malformed: it is `chaos_` and 64 hex digits".to_owned(),
                 ));
             }
-            return match api_keys::authenticate(service, credential).await {
-                Ok(Some(actor)) => Ok(Verdict::Actor {
+            let platform = self.platform.current(service).await?;
+            return Ok(match api_keys::holder(&platform, credential) {
+                Some(actor) => Verdict::Actor {
                     actor,
                     session: None,
-                }),
-                Ok(None) => Ok(Verdict::Refused(
-                    "the API key is unknown or revoked".to_owned(),
-                )),
-                Err(e) => Err(IdentityError::Platform(e.to_string())),
-            };
+                },
+                None => Verdict::Refused("the API key is unknown or revoked".to_owned()),
+            });
         }
         let issuer = match claimed_issuer(credential) {
             Ok(issuer) => issuer,
@@ -154,7 +201,7 @@ impl Authenticator {
                 Err(AuthError::Refused(why)) => return Ok(Verdict::Refused(why)),
                 Err(e) => return Err(IdentityError::Local(e)),
             };
-            let platform = platform(service).await?;
+            let platform = self.platform.current(service).await?;
             return Ok(match platform.user(&claims.sub) {
                 Some(user) => Verdict::Actor {
                     actor: Actor {
@@ -180,13 +227,4 @@ impl Authenticator {
             "the token's issuer {issuer:?} is not trusted"
         )))
     }
-}
-
-/// The platform's state, read from the log.
-pub async fn platform(service: &SqliteService) -> Result<Platform, IdentityError> {
-    service
-        .platform()
-        .await
-        .map(|loaded| loaded.aggregate)
-        .map_err(|e| IdentityError::Platform(e.to_string()))
 }
