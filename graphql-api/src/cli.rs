@@ -194,9 +194,14 @@ enum FleetCommand {
     },
 }
 
-/// Which credentials `chaos serve` accepts besides API keys and its own users' tokens.
+/// Who may call `chaos serve`, and how often: the credentials it accepts besides API keys
+/// and its own users' tokens, and the rate limit.
 #[derive(Debug, Clone, Args)]
 struct IdentityArgs {
+    /// Requests per second each caller may send on average (twice that in a burst); 0: no
+    /// limit.
+    #[arg(long, env = "CHAOS_RATE_LIMIT", default_value_t = crate::limits::DEFAULT_PER_SECOND)]
+    rate_limit: u32,
     /// Life of an access token of the embedded identity provider, in seconds.
     #[arg(long, env = "CHAOS_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
     access_token_ttl_secs: u64,
@@ -509,9 +514,9 @@ pub enum CliError {
     /// The workflow runner could not be built.
     #[error("{0}")]
     Workflow(#[from] WorkflowError),
-    /// Templates or preferences failed.
+    /// The server's state could not be put together.
     #[error("{0}")]
-    Settings(#[from] crate::settings::SettingsError),
+    Build(#[from] crate::http::BuildError),
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),
@@ -550,7 +555,7 @@ impl CliError {
             | CliError::Fleet(_)
             | CliError::Workflow(_)
             | CliError::Identity(_)
-            | CliError::Settings(_)
+            | CliError::Build(_)
             | CliError::Cognito(_) => 1,
         }
     }
@@ -773,23 +778,18 @@ async fn serve(
             fleet.balancer()
         );
     }
-    let service = service_over(pool.clone());
-    let workflows = engine::workflows(service.clone(), &fleets, clock.clone())?;
     let auth = identity.authenticator(pool.clone()).await?;
     owner_only(db)?;
-    let state = AppState {
-        pool: pool.clone(),
-        service,
-        db_path: db.to_owned(),
-        fleets: fleets.clone(),
-        api: crate::api::Api::new(crate::api::ApiContext {
-            workflows: workflows.clone(),
-            reads: crate::reads::ReadModels::new(db),
-            auth,
-            feed: crate::feed::Feed::start(pool.clone()).await?,
-            settings: crate::settings::Settings::open(pool.clone()).await?,
-        }),
-    };
+    let limits = crate::limits::Limits::new(identity.rate_limit);
+    let (state, workflows) = AppState::embedded(
+        db,
+        pool.clone(),
+        fleets.clone(),
+        auth,
+        clock.clone(),
+        limits,
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Bind { addr, source })?;
@@ -839,7 +839,8 @@ async fn serve(
 
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
-    let served = axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
         .await
         .map_err(CliError::Serve);

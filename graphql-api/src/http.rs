@@ -30,6 +30,58 @@ pub struct AppState {
     pub api: crate::api::Api,
 }
 
+/// Why the server's state could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The workflow runner could not be built.
+    #[error("{0}")]
+    Workflow(#[from] command_lambdas::workflow::WorkflowError),
+    /// The store could not be read.
+    #[error("the event store cannot be read: {0}")]
+    Store(#[from] sqlx::Error),
+    /// The templates and preferences could not be opened.
+    #[error("{0}")]
+    Settings(#[from] crate::settings::SettingsError),
+}
+
+impl AppState {
+    /// The embedded platform over the store `db` (open as `pool`): its commands, workflows
+    /// (acting on `fleets`), read models, live feed and settings, with `auth` checking
+    /// credentials. The workflow runner is returned too, for its owner to drive.
+    pub async fn embedded(
+        db: &std::path::Path,
+        pool: SqlitePool,
+        fleets: LocalFleets,
+        auth: crate::identity::Authenticator,
+        clock: std::sync::Arc<command_lambdas::clock::SystemClock>,
+        limits: crate::limits::Limits,
+    ) -> Result<(AppState, crate::engine::EmbeddedWorkflows), BuildError> {
+        let store = command_lambdas::SqliteStore::new(
+            command_lambdas::sqlite::repository(pool.clone()),
+            clock.clone(),
+            std::sync::Arc::new(command_lambdas::clock::UuidV7),
+        );
+        let service = SqliteService::new(std::sync::Arc::new(store), clock.clone());
+        let workflows = crate::engine::workflows(service.clone(), &fleets, clock)?;
+        let context = crate::api::ApiContext {
+            workflows: workflows.clone(),
+            reads: crate::reads::ReadModels::new(db),
+            auth,
+            feed: crate::feed::Feed::start(pool.clone()).await?,
+            settings: crate::settings::Settings::open(pool.clone()).await?,
+            limits: std::sync::Arc::new(limits),
+        };
+        let state = AppState {
+            pool,
+            service,
+            db_path: db.to_owned(),
+            fleets,
+            api: crate::api::Api::new(context),
+        };
+        Ok((state, workflows))
+    }
+}
+
 /// An error as the HTTP client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -151,9 +203,8 @@ mod tests {
 
     use axum::body::Body;
     use axum::http::Request;
-    use command_lambdas::SqliteStore;
-    use command_lambdas::clock::{SystemClock, UuidV7};
-    use command_lambdas::sqlite::{OpenMode, open, repository};
+    use command_lambdas::clock::SystemClock;
+    use command_lambdas::sqlite::{OpenMode, open};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 
@@ -164,40 +215,28 @@ mod tests {
         let pool = open(&db_path, OpenMode::CreateIfMissing)
             .await
             .expect("open");
-        let clock = Arc::new(SystemClock);
-        let store = SqliteStore::new(repository(pool.clone()), clock.clone(), Arc::new(UuidV7));
-        let service = SqliteService::new(Arc::new(store), clock.clone());
-        let fleets = LocalFleets::default();
-        let workflows =
-            crate::engine::workflows(service.clone(), &fleets, clock).expect("workflows");
         let local = crate::identity::local::LocalIssuer::open(
             pool.clone(),
             crate::identity::local::TokenPolicy::default(),
         )
         .await
         .expect("identity");
-        let feed = crate::feed::Feed::start(pool.clone()).await.expect("feed");
-        let settings = crate::settings::Settings::open(pool.clone())
-            .await
-            .expect("settings");
         let auth = crate::identity::Authenticator {
             local,
             cognito: None,
             platform: crate::identity::PlatformCache::new(pool.clone()),
         };
-        router(AppState {
+        let (state, _) = AppState::embedded(
+            &db_path,
             pool,
-            service,
-            db_path: db_path.clone(),
-            fleets,
-            api: crate::api::Api::new(crate::api::ApiContext {
-                workflows,
-                reads: crate::reads::ReadModels::new(&db_path),
-                auth,
-                feed,
-                settings,
-            }),
-        })
+            LocalFleets::default(),
+            auth,
+            Arc::new(SystemClock),
+            crate::limits::Limits::default(),
+        )
+        .await
+        .expect("state");
+        router(state)
     }
 
     async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {

@@ -9,6 +9,7 @@
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
+//! - [`limits`]: request rates per caller and sign-in attempts per user.
 //! - [`reads`]: connections to the read models, reused between queries.
 //! - [`settings`]: experiment templates and users' preferences, kept beside the log.
 //!
@@ -23,5 +24,6 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod reads;
 pub mod settings;

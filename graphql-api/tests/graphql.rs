@@ -790,6 +790,59 @@ fn users_sign_in_refresh_once_and_sign_out() {
     );
 }
 
+/// Each caller has its own request budget; sign-ins have a budget per user name.
+#[test]
+fn callers_over_their_rate_are_told_when_to_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let busy = key(&db, "busy", "VIEWER");
+    let calm = key(&db, "calm", "VIEWER");
+    let server = server::serve(&db, &["--no-fleet", "--rate-limit", "5"]);
+    let addr = server.addr;
+    let body = json!({"query": "{ me { id } }"}).to_string();
+    let bearer = format!("Bearer {busy}");
+    let mut limited = None;
+    for _ in 0..30 {
+        let (status, answer) = post_raw(addr, &[("Authorization", &bearer)], body.as_bytes());
+        if status == 429 {
+            limited = Some(answer);
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+    }
+    let limited = limited.expect("a caller over 5/s (bursts of 10) is limited");
+    assert_eq!(
+        limited["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{limited}"
+    );
+    // Another caller is not.
+    let answer = gql(addr, Some(&calm), "{ me { id } }", json!({}));
+    assert_eq!(answer["data"]["me"]["id"], "key:calm", "{answer}");
+    // After a moment, the first may call again.
+    std::thread::sleep(Duration::from_millis(400));
+    let answer = gql(addr, Some(&busy), "{ me { id } }", json!({}));
+    assert_eq!(answer["data"]["me"]["id"], "key:busy", "{answer}");
+
+    // Password guessing for one user is slowed whatever the caller.
+    let guesses: Vec<Option<String>> = (0..7)
+        .map(|i| {
+            code(&gql(
+                addr,
+                Some(&calm),
+                "mutation($p: String!) { login(username: \"root\", password: $p) { accessToken } }",
+                json!({"p": format!("guess number {i}")}),
+            ))
+        })
+        .collect();
+    assert_eq!(
+        guesses[0].as_deref(),
+        Some("UNAUTHENTICATED"),
+        "{guesses:?}"
+    );
+    assert_eq!(guesses[6].as_deref(), Some("RATE_LIMITED"), "{guesses:?}");
+}
+
 #[test]
 fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -383,5 +383,7 @@ fn bench() -> Result<(), String> {
         "projection-lambdas",
         "--bench",
         "projection",
-    ])
+    ])?;
+    step("GraphQL API: experiments list under load, subscription delivery");
+    cargo(&["bench", "--locked", "-p", "graphql-api", "--bench", "api"])
 }

@@ -17,7 +17,8 @@
 //!   `BAD_REQUEST` (a body that is not a GraphQL request), `INVALID_QUERY` (a query that does
 //!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`.
 //! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], queries at most [`MAX_DEPTH`] deep and
-//!   [`MAX_COMPLEXITY`] complex, pages of at most [`MAX_PAGE`].
+//!   [`MAX_COMPLEXITY`] complex, pages of at most [`MAX_PAGE`], and a request rate per caller
+//!   ([`crate::limits`]: 429 with `Retry-After` and the code `RATE_LIMITED` over it).
 
 mod mutation;
 mod query;
@@ -73,6 +74,8 @@ pub struct ApiContext {
     pub feed: Feed,
     /// Templates and preferences.
     pub settings: crate::settings::Settings,
+    /// Rate limits.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl ApiContext {
@@ -258,6 +261,35 @@ impl Api {
     }
 }
 
+/// Takes a request token for the caller (its actor, else its address): the 429 answer when
+/// it has none left.
+fn rate_limited(
+    context: &ApiContext,
+    identity: &Identity,
+    peer: Option<std::net::SocketAddr>,
+) -> Option<Response> {
+    let key = match (identity.actor(), peer) {
+        (Some(actor), _) => actor.id.clone(),
+        (None, Some(peer)) => format!("ip:{}", peer.ip()),
+        (None, None) => "anonymous".to_owned(),
+    };
+    let wait = context
+        .limits
+        .requests
+        .take(&key, std::time::Instant::now())
+        .err()?;
+    let seconds = wait.as_secs().saturating_add(1);
+    let mut response = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        &format!("too many requests from {key}: try again in {seconds} s"),
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(response)
+}
+
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api").finish_non_exhaustive()
@@ -267,6 +299,7 @@ impl std::fmt::Debug for Api {
 /// `POST /graphql`.
 pub async fn serve(
     State(api): State<Api>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -291,6 +324,10 @@ pub async fn serve(
         Ok(identity) => identity,
         Err(response) => return response,
     };
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(addr))| addr);
+    if let Some(response) = rate_limited(context, &identity, peer) {
+        return response;
+    }
     let response = schema.execute(request.data(identity)).await;
     axum::Json(with_codes(response)).into_response()
 }

@@ -120,6 +120,15 @@ impl Mutation {
         password: String,
     ) -> Result<Session> {
         let api = ctx.data::<ApiContext>()?;
+        if let Err(wait) = api.limits.logins.take(&username, std::time::Instant::now()) {
+            return Err(coded(
+                "RATE_LIMITED",
+                format!(
+                    "too many sign-in attempts for {username}: try again in {} s",
+                    wait.as_secs().saturating_add(1)
+                ),
+            ));
+        }
         let platform = api.platform().await?;
         let user = platform.user(&username).cloned();
         let tokens = api
