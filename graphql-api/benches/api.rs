@@ -175,7 +175,7 @@ async fn list(addr: SocketAddr, secret: &str, clients: usize, seconds: usize) {
         .expect("client");
     let url = format!("http://{addr}/graphql");
     // The answer is what a client expects.
-    let answer: Value = client
+    let answer = client
         .post(&url)
         .bearer_auth(secret)
         .header("content-type", "application/json")
@@ -183,9 +183,10 @@ async fn list(addr: SocketAddr, secret: &str, clients: usize, seconds: usize) {
         .send()
         .await
         .expect("request")
-        .json()
+        .bytes()
         .await
-        .expect("json");
+        .expect("body");
+    let answer: Value = serde_json::from_slice(&answer).expect("json");
     let items = answer["data"]["experiments"]["items"]
         .as_array()
         .unwrap_or_else(|| panic!("no page: {answer}"));

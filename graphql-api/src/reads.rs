@@ -1,10 +1,12 @@
-//! Connections to the read models, kept open between queries: opening one checks and
-//! prepares the read-model schema, which costs more than most queries.
+//! Connections to the read models, kept open between queries (opening one checks and
+//! prepares the read-model schema, which costs more than most queries), and the experiment
+//! summaries already decoded.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use projection_lambdas::embedded::{ProjectionError, connect};
+use projection_lambdas::queries::SummaryCache;
 use rusqlite::Connection;
 
 /// Most idle connections kept.
@@ -15,6 +17,7 @@ const MAX_IDLE: usize = 8;
 pub struct ReadModels {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    summaries: Arc<SummaryCache>,
 }
 
 impl ReadModels {
@@ -23,7 +26,13 @@ impl ReadModels {
         ReadModels {
             path: path.to_owned(),
             idle: Arc::new(Mutex::new(Vec::new())),
+            summaries: Arc::new(SummaryCache::default()),
         }
+    }
+
+    /// Experiment summaries already decoded (see [`SummaryCache`]).
+    pub fn summaries(&self) -> Arc<SummaryCache> {
+        Arc::clone(&self.summaries)
     }
 
     /// The store file.

@@ -286,6 +286,30 @@ fn a_socket_without_a_good_credential_is_closed_and_roles_hold() {
         answer["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
         "{answer}"
     );
+    // A socket does not outlive its credential: revoked, the next delivery closes it.
+    let doomed = key(db, "doomed", "VIEWER");
+    let mut socket = connect(addr, &doomed);
+    send(
+        &mut socket,
+        json!({"id": "a", "type": "subscribe", "payload": {"query": "subscription { platformActivity { eventType } }"}}),
+    );
+    ok_json(&chaos(db, &["apikey", "revoke", "doomed"]));
+    std::thread::sleep(Duration::from_millis(1_100));
+    ok_json(&chaos(
+        db,
+        &["platform", "halt", "--reason", "wake the feed"],
+    ));
+    loop {
+        match next(&mut socket) {
+            Ok(message) => assert_eq!(message["type"], "next", "{message}"),
+            Err((code, reason)) => {
+                assert_eq!(code, 4403, "{reason}");
+                assert!(reason.contains("revoked"), "{reason}");
+                break;
+            }
+        }
+    }
+
     // A plain GET is still GraphiQL; a socket without the subprotocol is refused.
     let started = Instant::now();
     let mut request = format!("ws://{addr}/graphql")

@@ -76,6 +76,43 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Summaries already decoded, by experiment and version: a record of a given version never
+/// changes, so a hit is exact. Lists read the same newest rows again and again; decoding a
+/// record costs more than the rest of a row. Bounded: when full it starts over.
+#[derive(Debug, Default)]
+pub struct SummaryCache {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, ExperimentSummary)>>,
+}
+
+impl SummaryCache {
+    /// Most summaries kept.
+    pub const CAPACITY: usize = 20_000;
+
+    fn get(&self, id: &str, version: i64) -> Option<ExperimentSummary> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, summary)| summary.clone())
+    }
+
+    fn put(&self, version: i64, summary: &ExperimentSummary) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+            entries.insert(summary.id.clone(), (version, summary.clone()));
+        }
+    }
+}
+
+/// Column `i` of `row` as text, borrowed.
+fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(i)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
 /// Experiments, newest first, `limit` at a time after `cursor`.
 pub fn experiments(
     conn: &Connection,
@@ -83,7 +120,19 @@ pub fn experiments(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<ExperimentSummary>, ProjectionError> {
-    let mut sql = String::from("SELECT record, created_at, id FROM view_experiments WHERE 1 = 1");
+    experiments_cached(conn, filter, cursor, limit, None)
+}
+
+/// [`experiments`], decoding only the records `cache` does not hold at their version.
+pub fn experiments_cached(
+    conn: &Connection,
+    filter: &ExperimentFilter,
+    cursor: Option<&str>,
+    limit: usize,
+    cache: Option<&SummaryCache>,
+) -> Result<Page<ExperimentSummary>, ProjectionError> {
+    let mut sql =
+        String::from("SELECT record, created_at, id, version FROM view_experiments WHERE 1 = 1");
     let mut args: Vec<SqlValue> = Vec::new();
     let mut bind = |sql: &mut String, clause: &str, value: String| {
         args.push(SqlValue::Text(value));
@@ -129,25 +178,34 @@ pub fn experiments(
     let fetch = limit.saturating_add(1);
     sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT {fetch}"));
 
-    let mut statement = conn.prepare(&sql)?;
-    let rows = statement.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-        ))
-    })?;
+    let mut statement = conn.prepare_cached(&sql)?;
+    let mut rows = statement.query(rusqlite::params_from_iter(args.iter()))?;
     let mut items = Vec::new();
     let mut last_key = None;
     let mut more = false;
-    for (i, row) in rows.enumerate() {
-        let (record, created_at, id) = row?;
-        if i == limit {
+    let mut read = 0;
+    while let Some(row) = rows.next()? {
+        if read == limit {
             more = true;
             break;
         }
-        let record: ExperimentRecord = serde_json::from_str(&record)?;
-        if let Some(summary) = record.summary() {
+        read += 1;
+        let created_at = text(row, 1)?;
+        let id = text(row, 2)?;
+        let version: i64 = row.get(3)?;
+        let cached = cache.and_then(|c| c.get(id, version));
+        let summary = match cached {
+            Some(summary) => Some(summary),
+            None => {
+                let record: ExperimentRecord = serde_json::from_str(text(row, 0)?)?;
+                let summary = record.summary();
+                if let (Some(cache), Some(summary)) = (cache, &summary) {
+                    cache.put(version, summary);
+                }
+                summary
+            }
+        };
+        if let Some(summary) = summary {
             items.push(summary);
         }
         last_key = Some(format!("{created_at}|{id}"));

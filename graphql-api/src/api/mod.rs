@@ -28,6 +28,7 @@ pub mod types;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, ErrorExtensions, Schema};
@@ -273,11 +274,7 @@ fn rate_limited(
         (None, Some(peer)) => format!("ip:{}", peer.ip()),
         (None, None) => "anonymous".to_owned(),
     };
-    let wait = context
-        .limits
-        .requests
-        .take(&key, std::time::Instant::now())
-        .err()?;
+    let wait = context.limits.requests.take(&key, Instant::now()).err()?;
     let seconds = wait.as_secs().saturating_add(1);
     let mut response = error_response(
         StatusCode::TOO_MANY_REQUESTS,
@@ -423,25 +420,70 @@ pub async fn upgrade_or_graphiql(
         .on_upgrade(move |socket| subscriptions(api, socket, protocol))
 }
 
+/// Least time between two checks of a socket's credential while it delivers.
+pub const RECHECK_AFTER: Duration = Duration::from_secs(1);
+/// Longest time between two checks of an idle socket's credential.
+pub const RECHECK_IDLE: Duration = Duration::from_secs(30);
+
+/// What a socket knows of its caller.
+#[derive(Debug, Default)]
+struct SocketCaller {
+    /// `connection_init` was refused.
+    refused: AtomicBool,
+    /// The credential accepted, and who it was.
+    accepted: std::sync::Mutex<Option<(String, Actor)>>,
+}
+
+impl SocketCaller {
+    /// Why the socket must close: its credential no longer authenticates the same caller
+    /// with the same role (revoked, expired, signed out, removed, demoted). An outage of the
+    /// store is not a reason.
+    async fn recheck(&self, context: &ApiContext) -> Option<String> {
+        let (credential, actor) = self.accepted.lock().ok()?.clone()?;
+        match context.auth.identify(context.service(), &credential).await {
+            Ok(verdict) => match identity_of(verdict) {
+                Identity::Refused(why) => Some(format!("the credential no longer holds: {why}")),
+                identity => match identity.actor() {
+                    Some(now) if now.id == actor.id && now.role == actor.role => None,
+                    _ => Some("the caller's role changed: connect again".to_owned()),
+                },
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "a socket's credential cannot be checked now");
+                None
+            }
+        }
+    }
+}
+
 /// The identity a socket's `connection_init` payload presents: `{"Authorization": "Bearer
 /// <credential>"}` (or `{"token": "<credential>"}`). A socket without a good one is closed
-/// (4403, with the reason); `refused` records that it was.
+/// (4403, with the reason); `caller` records which.
 async fn connection_identity(
     context: ApiContext,
     payload: serde_json::Value,
-    refused: Arc<AtomicBool>,
+    caller: Arc<SocketCaller>,
 ) -> async_graphql::Result<Data> {
-    let identity = socket_identity(&context, &payload).await;
-    if identity.is_err() {
-        refused.store(true, Ordering::SeqCst);
+    match socket_identity(&context, &payload).await {
+        Ok((credential, identity)) => {
+            if let (Some(actor), Ok(mut accepted)) = (identity.actor(), caller.accepted.lock()) {
+                *accepted = Some((credential, actor.clone()));
+            }
+            let mut data = Data::default();
+            data.insert(identity);
+            Ok(data)
+        }
+        Err(e) => {
+            caller.refused.store(true, Ordering::SeqCst);
+            Err(e)
+        }
     }
-    identity
 }
 
 async fn socket_identity(
     context: &ApiContext,
     payload: &serde_json::Value,
-) -> async_graphql::Result<Data> {
+) -> async_graphql::Result<(String, Identity)> {
     let field = |name: &str| payload.get(name).and_then(|v| v.as_str());
     let credential = field("Authorization")
         .or_else(|| field("authorization"))
@@ -464,11 +506,7 @@ async fn socket_identity(
         })?;
     match identity_of(verdict) {
         Identity::Refused(why) => Err(async_graphql::Error::new(why)),
-        identity => {
-            let mut data = Data::default();
-            data.insert(identity);
-            Ok(data)
-        }
+        identity => Ok((credential.to_owned(), identity)),
     }
 }
 
@@ -484,18 +522,19 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
             })
         });
     let context = api.context.clone();
-    let refused = Arc::new(AtomicBool::new(false));
-    let init_refused = Arc::clone(&refused);
+    let caller = Arc::new(SocketCaller::default());
+    let init_caller = Arc::clone(&caller);
+    let refused = Arc::clone(&caller);
     let outgoing =
         async_graphql::http::WebSocket::new(CodedSchema(api.schema.clone()), input, protocol)
-            .on_connection_init(move |payload| connection_identity(context, payload, init_refused))
+            .on_connection_init(move |payload| connection_identity(context, payload, init_caller))
             .map(move |message| match message {
                 WsMessage::Text(text) => Message::Text(text.into()),
                 WsMessage::Close(code, reason) => {
                     // graphql-transport-ws: 4403 for a refused connection_init, 4401 for a
                     // subscription before it (async-graphql says 1002 and 1011).
                     let code = match code {
-                        1002 if refused.load(Ordering::SeqCst) => 4403,
+                        1002 if refused.refused.load(Ordering::SeqCst) => 4403,
                         1011 => 4401,
                         other => other,
                     };
@@ -506,8 +545,34 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
                 }
             });
     futures::pin_mut!(outgoing);
-    while let Some(message) = outgoing.next().await {
-        if sink.send(message).await.is_err() {
+    // The caller's credential is checked again before delivering (at most every
+    // RECHECK_AFTER) and while idle (every RECHECK_IDLE): a socket does not outlive the
+    // revocation, expiry or sign-out of what opened it.
+    let mut checked = Instant::now();
+    let mut idle =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_IDLE, RECHECK_IDLE);
+    loop {
+        let message = tokio::select! {
+            message = outgoing.next() => match message {
+                Some(message) => Some(message),
+                None => break,
+            },
+            _ = idle.tick() => None,
+        };
+        if checked.elapsed() >= RECHECK_AFTER {
+            checked = Instant::now();
+            if let Some(why) = caller.recheck(&api.context).await {
+                let close = Message::Close(Some(CloseFrame {
+                    code: 4403,
+                    reason: why.into(),
+                }));
+                let _ = sink.send(close).await;
+                break;
+            }
+        }
+        if let Some(message) = message
+            && sink.send(message).await.is_err()
+        {
             break;
         }
     }

@@ -80,8 +80,9 @@ impl Query {
             search: filter.search,
             include_archived: filter.include_archived,
         };
+        let cache = ctx.data::<ApiContext>()?.reads.summaries();
         let page = read(ctx, move |conn| {
-            queries::experiments(conn, &filter, after.as_deref(), limit)
+            queries::experiments_cached(conn, &filter, after.as_deref(), limit, Some(&cache))
         })
         .await?;
         Ok(ExperimentPage {
