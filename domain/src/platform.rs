@@ -992,7 +992,7 @@ mod tests {
     fn users_are_added_once_change_role_and_are_removed() {
         let name = |n: &str| Username::parse(n).expect("name");
         let mut platform = Platform::default();
-        let mut run = |platform: &mut Platform, command| -> Result<usize, PlatformError> {
+        let run = |platform: &mut Platform, command| -> Result<usize, PlatformError> {
             let events = platform.decide(command)?;
             let n = events.len();
             for event in events {

@@ -79,8 +79,11 @@ pub struct Authenticator {
 #[derive(Debug, Clone)]
 pub struct PlatformCache {
     pool: sqlx::SqlitePool,
-    cached: Arc<tokio::sync::RwLock<Option<(i64, Arc<Platform>)>>>,
+    cached: Arc<tokio::sync::RwLock<Option<Replayed>>>,
 }
+
+/// The platform stream's length and the state it folds to.
+type Replayed = (i64, Arc<Platform>);
 
 impl PlatformCache {
     /// A cache over the store behind `pool`.
