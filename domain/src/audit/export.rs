@@ -1,0 +1,357 @@
+//! The export format: the log as JSON Lines, one stored event per line, byte-exact.
+//!
+//! Each line is the canonical JSON (see [`super::canonical`]) of
+//!
+//! ```text
+//! {"aggregate_id":S,"aggregate_type":S,"event_type":S,"event_version":S,
+//!  "metadata":S,"payload":S,"sequence":N}
+//! ```
+//!
+//! followed by one `\n`. `payload` and `metadata` are JSON *strings* holding the stored texts
+//! exactly (not parsed values), so whatever a store holds, canonical or tampered with, comes
+//! out of an export unchanged, and verifying the export gives the same hashes and the same
+//! faults as verifying the store. Lines come in storage order: within a stream, the order the
+//! events were appended.
+//!
+//! Reading accepts any JSON text of that object on a line (an auditor's tools may re-encode
+//! it); lines in the exact form take a fast path that decodes the strings without building a
+//! value. Nothing here does I/O.
+
+use serde::Deserialize;
+
+use super::canonical::{find_escape, push_u64, string_end, write_string};
+use super::verify::StoredRow;
+
+/// What precedes each member's value in an export line, in order.
+const MEMBERS: [&str; 7] = [
+    "{\"aggregate_id\":",
+    ",\"aggregate_type\":",
+    ",\"event_type\":",
+    ",\"event_version\":",
+    ",\"metadata\":",
+    ",\"payload\":",
+    ",\"sequence\":",
+];
+
+/// Appends the export line of `row`, newline included.
+pub fn write_line(out: &mut String, row: &StoredRow<'_>) {
+    out.push_str(MEMBERS[0]);
+    write_string(out, row.aggregate_id);
+    out.push_str(MEMBERS[1]);
+    write_string(out, row.aggregate_type);
+    out.push_str(MEMBERS[2]);
+    write_string(out, row.event_type);
+    out.push_str(MEMBERS[3]);
+    write_string(out, row.event_version);
+    out.push_str(MEMBERS[4]);
+    write_string(out, row.metadata);
+    out.push_str(MEMBERS[5]);
+    write_string(out, row.payload);
+    out.push_str(MEMBERS[6]);
+    if row.sequence < 0 {
+        out.push('-');
+    }
+    push_u64(out, row.sequence.unsigned_abs());
+    out.push_str("}\n");
+}
+
+/// Where the columns of a decoded line are in the text it was decoded into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedLine {
+    /// End offsets, in the output text, of aggregate type, aggregate id, event type, event
+    /// version, payload and metadata; each starts where the previous one ends (the first at
+    /// the output's length before decoding).
+    pub ends: [usize; 6],
+    /// Stored sequence.
+    pub sequence: i64,
+}
+
+/// A line that is not an export record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an export record: {0}")]
+pub struct LineError(pub String);
+
+/// The record as any JSON parser reads it (the reference path).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Record {
+    aggregate_id: String,
+    aggregate_type: String,
+    event_type: String,
+    event_version: String,
+    metadata: String,
+    payload: String,
+    sequence: i64,
+}
+
+/// Decodes one line (without its newline), appending the six text columns to `out` in the
+/// order of [`DecodedLine::ends`]. On error `out` is left as it was.
+pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineError> {
+    let start = out.len();
+    if let Some(decoded) = decode_fast(line, out) {
+        return Ok(decoded);
+    }
+    out.truncate(start);
+    let record: Record = serde_json::from_str(line).map_err(|e| LineError(e.to_string()))?;
+    let mut ends = [0; 6];
+    for (end, column) in ends.iter_mut().zip([
+        &record.aggregate_type,
+        &record.aggregate_id,
+        &record.event_type,
+        &record.event_version,
+        &record.payload,
+        &record.metadata,
+    ]) {
+        out.push_str(column);
+        *end = out.len();
+    }
+    Ok(DecodedLine {
+        ends,
+        sequence: record.sequence,
+    })
+}
+
+/// The fast path: lines in exactly the form [`write_line`] writes; `None` for anything else.
+fn decode_fast(line: &str, out: &mut String) -> Option<DecodedLine> {
+    let bytes = line.as_bytes();
+    let mut bodies = [(0usize, 0usize, false); 6];
+    let mut pos = 0;
+    for (i, prefix) in MEMBERS[..6].iter().enumerate() {
+        if !bytes.get(pos..)?.starts_with(prefix.as_bytes()) {
+            return None;
+        }
+        let (end, escaped) = string_end(bytes, pos + prefix.len())?;
+        bodies[i] = (pos + prefix.len() + 1, end - 1, escaped);
+        pos = end;
+    }
+    if !bytes.get(pos..)?.starts_with(MEMBERS[6].as_bytes()) {
+        return None;
+    }
+    let sequence = canonical_integer(line.get(pos + MEMBERS[6].len()..line.len() - 1)?)?;
+    if !line.ends_with('}') {
+        return None;
+    }
+    // Columns in the row's order: type, id, event type, version, payload, metadata.
+    let mut ends = [0; 6];
+    for (end, member) in ends.iter_mut().zip([1, 0, 2, 3, 5, 4]) {
+        let (from, to, escaped) = bodies[member];
+        let body = line.get(from..to)?;
+        if escaped {
+            unescape_into(body, out);
+        } else {
+            out.push_str(body);
+        }
+        *end = out.len();
+    }
+    Some(DecodedLine { ends, sequence })
+}
+
+/// An integer in canonical form (no leading zeros, no `+`, no `-0`).
+fn canonical_integer(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let well_formed = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && text != "-0";
+    if !well_formed {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Appends the text that the body of a canonical string literal stands for (the body has
+/// been checked by `string_end`, so every escape is one of the canonical forms).
+fn unescape_into(body: &str, out: &mut String) {
+    let bytes = body.as_bytes();
+    let mut start = 0;
+    // In a checked body the only byte `find_escape` stops at is the backslash.
+    while let Some(i) = find_escape(bytes, start) {
+        out.push_str(&body[start..i]);
+        let (decoded, len) = match bytes.get(i + 1) {
+            Some(b'b') => ('\u{8}', 2),
+            Some(b'f') => ('\u{c}', 2),
+            Some(b'n') => ('\n', 2),
+            Some(b'r') => ('\r', 2),
+            Some(b't') => ('\t', 2),
+            Some(b'u') => {
+                let code = body
+                    .get(i + 2..i + 6)
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32)
+                    .unwrap_or(char::REPLACEMENT_CHARACTER);
+                (code, 6)
+            }
+            Some(&other) => (char::from(other), 2),
+            None => break,
+        };
+        out.push(decoded);
+        start = (i + len).min(body.len());
+    }
+    out.push_str(&body[start..]);
+}
+
+/// The row of a line decoded into `text` by [`decode_line`], which found `text` `start` bytes
+/// long.
+pub fn row_at<'a>(text: &'a str, start: usize, line: &DecodedLine) -> Option<StoredRow<'a>> {
+    let mut from = start;
+    let mut columns = [""; 6];
+    for (column, &end) in columns.iter_mut().zip(&line.ends) {
+        *column = text.get(from..end)?;
+        from = end;
+    }
+    let [
+        aggregate_type,
+        aggregate_id,
+        event_type,
+        event_version,
+        payload,
+        metadata,
+    ] = columns;
+    Some(StoredRow {
+        aggregate_type,
+        aggregate_id,
+        sequence: line.sequence,
+        event_type,
+        event_version,
+        payload,
+        metadata,
+    })
+}
+
+/// The first member of a line in the exact form, undecoded: `"<aggregate id literal>"`, and
+/// the `aggregate_type` literal after it. Enough to tell streams apart without decoding
+/// (literals are self-delimiting), and `None` for a line in any other form.
+pub fn stream_key(line: &str) -> Option<&str> {
+    let bytes = line.as_bytes();
+    let id_start = MEMBERS[0].len();
+    if !bytes.starts_with(MEMBERS[0].as_bytes()) {
+        return None;
+    }
+    let (id_end, _) = string_end(bytes, id_start)?;
+    let type_start = id_end + MEMBERS[1].len();
+    if !bytes.get(id_end..)?.starts_with(MEMBERS[1].as_bytes()) {
+        return None;
+    }
+    let (type_end, _) = string_end(bytes, type_start)?;
+    line.get(id_start..type_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row<'a>(payload: &'a str, metadata: &'a str, id: &'a str, sequence: i64) -> StoredRow<'a> {
+        StoredRow {
+            aggregate_type: "Experiment",
+            aggregate_id: id,
+            sequence,
+            event_type: "HealthChecked",
+            event_version: "1",
+            payload,
+            metadata,
+        }
+    }
+
+    fn round_trip(r: &StoredRow<'_>) -> (String, DecodedLine, String) {
+        let mut line = String::new();
+        write_line(&mut line, r);
+        let mut out = String::from("prefix");
+        let decoded = decode_line(line.trim_end_matches('\n'), &mut out).expect("decodes");
+        (line, decoded, out)
+    }
+
+    #[test]
+    fn a_line_is_canonical_json_of_the_record_and_decodes_to_the_same_bytes() {
+        let payload = r#"{"HealthChecked":{"note":"a \"quoted\"\n line","sample":1}}"#;
+        let metadata = "{\"actor\":\"al\\u0001ice\"} not even json";
+        let r = row(payload, metadata, "exp-1", 7);
+        let (line, decoded, out) = round_trip(&r);
+        let value: serde_json::Value = serde_json::from_str(&line).expect("json");
+        assert_eq!(
+            format!(
+                "{}\n",
+                super::super::canonical::to_canonical(&value).expect("canonical")
+            ),
+            line
+        );
+        assert_eq!(value["payload"], payload);
+        assert_eq!(value["metadata"], metadata);
+        let back = row_at(&out, "prefix".len(), &decoded).expect("row");
+        assert_eq!(
+            (
+                back.payload,
+                back.metadata,
+                back.aggregate_id,
+                back.sequence
+            ),
+            (payload, metadata, "exp-1", 7)
+        );
+        assert!(decode_fast(line.trim_end(), &mut String::new()).is_some());
+    }
+
+    #[test]
+    fn other_encodings_of_the_record_decode_by_the_reference_path() {
+        let pretty = r#"{ "sequence": 2, "payload": "{\"X\":{}}", "metadata": "{}",
+            "event_version": "1", "event_type": "X", "aggregate_type": "Experiment",
+            "aggregate_id": "e\u002f1" }"#;
+        let mut out = String::new();
+        let decoded = decode_line(pretty, &mut out).expect("decodes");
+        let back = row_at(&out, 0, &decoded).expect("row");
+        assert_eq!(
+            (back.aggregate_id, back.payload, back.sequence),
+            ("e/1", "{\"X\":{}}", 2)
+        );
+        for bad in [
+            "",
+            "{}",
+            "[1]",
+            r#"{"aggregate_id":"a","aggregate_type":"b","event_type":"c","event_version":"1","metadata":"m","payload":"p","sequence":1,"extra":1}"#,
+            r#"{"aggregate_id":"a","aggregate_type":"b","event_type":"c","event_version":"1","metadata":"m","payload":"p","sequence":1.5}"#,
+        ] {
+            let mut out = String::from("kept");
+            assert!(decode_line(bad, &mut out).is_err(), "{bad}");
+            assert_eq!(out, "kept");
+        }
+    }
+
+    #[test]
+    fn the_stream_key_tells_streams_apart() {
+        let mut a = String::new();
+        write_line(&mut a, &row("{}", "{}", "a\",\"aggregate_type\":\"x", 1));
+        let mut b = String::new();
+        write_line(&mut b, &row("{}", "{}", "a", 1));
+        assert_ne!(stream_key(&a), stream_key(&b));
+        assert_eq!(
+            stream_key(&b),
+            Some("\"a\",\"aggregate_type\":\"Experiment\"")
+        );
+        assert_eq!(stream_key("{ \"aggregate_id\": \"a\" }"), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn any_texts_round_trip_byte_for_byte(
+            payload in any::<String>(),
+            metadata in any::<String>(),
+            id in any::<String>(),
+            sequence in any::<i64>(),
+        ) {
+            let r = row(&payload, &metadata, &id, sequence);
+            let (line, decoded, out) = round_trip(&r);
+            // Exactly one line.
+            prop_assert_eq!(line.matches('\n').count(), 1);
+            prop_assert!(decode_fast(line.trim_end_matches('\n'), &mut String::new()).is_some());
+            let back = row_at(&out, "prefix".len(), &decoded).expect("row");
+            prop_assert_eq!(back.payload, payload.as_str());
+            prop_assert_eq!(back.metadata, metadata.as_str());
+            prop_assert_eq!(back.aggregate_id, id.as_str());
+            prop_assert_eq!(back.sequence, sequence);
+            // The reference path agrees with the fast one.
+            let record: Record = serde_json::from_str(line.trim_end()).expect("json");
+            prop_assert_eq!(record.payload, payload);
+        }
+    }
+}
