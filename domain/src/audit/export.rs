@@ -190,6 +190,28 @@ fn unescape_into(body: &str, out: &mut String) {
     out.push_str(&body[start..]);
 }
 
+/// Index of the first `\n` at or after `from`, eight bytes at a time (export lines are long,
+/// and splitting them is all a reader does before decoding).
+pub fn next_newline(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'\n'));
+        if x.wrapping_sub(ONES) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes
+        .get(i..)?
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|p| i + p)
+}
+
 /// The row of a line decoded into `text` by [`decode_line`], which found `text` `start` bytes
 /// long.
 pub fn row_at<'a>(text: &'a str, start: usize, line: &DecodedLine) -> Option<StoredRow<'a>> {
@@ -327,6 +349,21 @@ mod tests {
             Some("\"a\",\"aggregate_type\":\"Experiment\"")
         );
         assert_eq!(stream_key("{ \"aggregate_id\": \"a\" }"), None);
+    }
+
+    #[test]
+    fn newlines_are_found_wherever_they_are() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut bytes = vec![b'x'; len];
+                bytes[at] = b'\n';
+                for from in 0..=at {
+                    assert_eq!(next_newline(&bytes, from), Some(at));
+                }
+                assert_eq!(next_newline(&bytes, at + 1), None);
+            }
+        }
+        assert_eq!(next_newline(b"\x8a\x0b\xff\n", 0), Some(3));
     }
 
     proptest! {
