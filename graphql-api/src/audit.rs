@@ -1412,16 +1412,21 @@ pub async fn replay(db: &Path, args: ReplayArgs) -> Result<(), AuditError> {
         verifier.push(&row.row());
     }
     let report = verifier.finish();
-    let replayed = replay::replay(rows.iter().map(OwnedRow::row), args.at)?;
+    let replayed = replay::replay(rows.iter().map(OwnedRow::row), args.at);
     if let Some(fault) = report.faults.first() {
-        let reached = replayed
-            .next
-            .as_ref()
-            .map_or(u64::MAX, |(sequence, _)| *sequence);
+        // The replay reached up to (not including) its first event after the instant.
+        let reached = match &replayed {
+            Ok(replayed) => replayed
+                .next
+                .as_ref()
+                .map_or(u64::MAX, |(sequence, _)| *sequence),
+            Err(_) => u64::MAX,
+        };
         if fault.sequence <= reached {
             return Err(AuditError::Unverified(fault.to_string()));
         }
     }
+    let replayed = replayed?;
     let aggregate_type = rows[0].aggregate_type.clone();
     let mut answer = json!({
         "source": source.describe(),
