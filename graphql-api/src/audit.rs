@@ -910,6 +910,47 @@ async fn verify_source(
     })
 }
 
+/// Verifies an export file as `chaos audit verify --file` does (no digest, no progress line),
+/// on `verifiers` verifier threads (`None`: as many as the command uses).
+pub fn verify_export_file(
+    path: &Path,
+    verifiers: Option<usize>,
+) -> Result<VerifyReport, AuditError> {
+    let verifiers = verifiers.unwrap_or_else(file_verifiers);
+    let (report, findings) = verify_export(
+        path,
+        verifiers,
+        &HashMap::new(),
+        &mut Progress::new("", "", 0, false),
+    )?;
+    if let Some((line, problem)) = findings.bad_lines.first() {
+        return Err(AuditError::Unverified(format!("line {line}: {problem}")));
+    }
+    Ok(report)
+}
+
+/// Writes the export of an embedded store as `chaos audit export` does (no progress line);
+/// returns the events written.
+pub fn export_store(db: &Path, out: &Path, csv: Option<&Path>) -> Result<u64, AuditError> {
+    let mut writer = ExportWriter {
+        jsonl: Output::create(out)?,
+        csv: csv.map(Output::create).transpose()?,
+        line: String::with_capacity(4096),
+        events: 0,
+        hasher: Sha256::new(),
+    };
+    if let Some(csv) = &mut writer.csv {
+        csv.write(format!("{CSV_HEADER}\r\n").as_bytes())?;
+    }
+    store_rows(&read_only(db)?, "", &[], |row| writer.push(&row))?;
+    let events = writer.events;
+    writer.jsonl.finish()?;
+    if let Some(csv) = writer.csv {
+        csv.finish()?;
+    }
+    Ok(events)
+}
+
 /// Verifier threads for an export file: one per core (the reader only splits and decodes),
 /// at most four.
 fn file_verifiers() -> usize {

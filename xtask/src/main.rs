@@ -383,5 +383,14 @@ fn bench() -> Result<(), String> {
         "projection-lambdas",
         "--bench",
         "projection",
+    ])?;
+    step("audit export and verify, 1,000,000 events (store and export file)");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "graphql-api",
+        "--bench",
+        "audit_verify",
     ])
 }
