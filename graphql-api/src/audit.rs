@@ -453,12 +453,10 @@ fn verify_export(
                 let mut verifier = ChainVerifier::new();
                 let mut fault_lines = HashMap::new();
                 for batch in batches {
-                    let mut start = 0;
-                    for (_, decoded, line) in &batch.rows {
-                        let Some(row) = export::row_at(&batch.text, start, decoded) else {
+                    for (offset, decoded, line) in &batch.rows {
+                        let Some(row) = export::row_at(&batch.text, *offset, decoded) else {
                             continue;
                         };
-                        start = decoded.ends[5];
                         let before = verifier.fault_count();
                         verifier.push(&row);
                         if verifier.fault_count() > before {

@@ -133,6 +133,20 @@ fn the_fault(out: &Output) -> (String, u64, String, Option<u64>) {
     )
 }
 
+/// The independent verifier in docs/audit (Python, written from docs/AUDIT.md alone):
+/// its exit code and its report.
+fn independent(args: &[&str]) -> (Option<i32>, String) {
+    let script = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../docs/audit/verify_chain.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    (out.status.code(), stdout(&out))
+}
+
 /// The line of the export holding `(id, sequence)`, from 1.
 fn line_of(export: &Path, id: &str, sequence: u64) -> u64 {
     let text = std::fs::read_to_string(export).expect("export");
@@ -276,6 +290,13 @@ fn every_tamper_case_is_found_at_its_position_in_the_store_and_in_its_export() {
             (file_id.as_str(), file_sequence, file_problem.as_str()),
             (id, sequence, problem.as_str()),
             "{case} in the export"
+        );
+        // The auditor's own implementation names the same position in the export.
+        let (code, said) = independent(&[path(&export)]);
+        assert_eq!(code, Some(4), "{case}: {said}");
+        assert!(
+            said.starts_with(&format!("Experiment/{id} at sequence {sequence}:")),
+            "{case}: the independent verifier said {said:?}"
         );
         let line = line.expect("a file fault names its line");
         let text = std::fs::read_to_string(&export).expect("export");
@@ -564,6 +585,13 @@ fn a_digest_catches_a_truncated_tail_a_missing_stream_and_a_fresh_chain() {
     let mut over_file = with_digest.to_vec();
     over_file.extend(["--file", path(&export)]);
     assert_eq!(departures(&db, &over_file)[0].1, 12);
+    assert_eq!(
+        independent(&[path(&export), "--digest", path(&digest)]),
+        (
+            Some(5),
+            "OK: 37 events in 3 streams\nExperiment/exp-b at sequence 12: truncated\n".to_owned()
+        )
+    );
 
     // A whole stream removed.
     std::fs::copy(&pristine, &db).expect("reset");
@@ -590,6 +618,12 @@ fn a_digest_catches_a_truncated_tail_a_missing_stream_and_a_fresh_chain() {
             .starts_with("rewritten: the event at sequence 13 hashes to "),
         "{}",
         found[0].2
+    );
+    let (code, said) = independent(&[path(&db), "--digest", path(&digest)]);
+    assert_eq!(code, Some(5), "{said}");
+    assert!(
+        said.contains("Experiment/exp-a at sequence 13: rewritten"),
+        "{said}"
     );
     let human = chaos(&db, &["audit", "verify", "--digest", path(&digest)]);
     assert_eq!(human.status.code(), Some(5));
@@ -789,4 +823,110 @@ fn replay_gives_the_state_before_between_and_after_events() {
     assert_eq!(refused.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("Experiment/exp-a at sequence 10"));
     assert_eq!(replay(&injected.plus_millis(500).to_string())["applied"], 8);
+}
+
+/// The worked example of docs/AUDIT.md: its two stored events, exported, digested, truncated
+/// and replayed by the binary, give exactly what the page shows.
+#[test]
+fn the_documented_export_digest_and_replay_are_what_the_binary_gives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("example.db");
+    ok(chaos(&db, &["init"]));
+    let doc = std::fs::read_to_string(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../docs/AUDIT.md"),
+    )
+    .expect("docs/AUDIT.md");
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    for (sequence, event_type, payload, metadata) in [
+        (
+            1,
+            "PlatformHalted",
+            r#"{"PlatformHalted":{"at":"2026-11-26T11:22:45.481Z","reason":"game day"}}"#,
+            r#"{"actor":"alice","actor_role":"ADMIN","command_id":"cmd-0001","correlation_id":"run-7","event_id":"01a21797-f969-73d2-8bee-c31f3a196930","hash":"6314f506604f4b26654f994a701499f3b0530a1d908958e9fa3b0fe38e7728cb","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","recorded_at":"2026-11-26T11:22:45.481Z","source":"cli"}"#,
+        ),
+        (
+            2,
+            "HaltLifted",
+            r#"{"HaltLifted":{"at":"2026-11-26T11:22:45.508Z"}}"#,
+            r#"{"actor":"alice","actor_role":"ADMIN","command_id":"cmd-0002","correlation_id":"run-7","event_id":"01a21797-f985-71f8-b731-e763ff8da03d","hash":"99b4da4f50c58f0506594e51e8446f23d4408f42dc5e70f1749afc1c82aa34a6","prev_hash":"6314f506604f4b26654f994a701499f3b0530a1d908958e9fa3b0fe38e7728cb","recorded_at":"2026-11-26T11:22:45.509Z","source":"cli"}"#,
+        ),
+    ] {
+        // The stored columns as the page shows them.
+        assert!(doc.contains(&format!("payload         {payload}")));
+        assert!(doc.contains(&format!("metadata        {metadata}")));
+        conn.execute(
+            "INSERT INTO events VALUES ('Platform', 'platform', ?1, ?2, '1', ?3, ?4)",
+            rusqlite::params![sequence, event_type, payload, metadata],
+        )
+        .expect("insert");
+    }
+    drop(conn);
+    ok(chaos(&db, &["audit", "verify"]));
+
+    let export = dir.path().join("log.jsonl");
+    let csv = dir.path().join("log.csv");
+    let summary = json(&ok(chaos(
+        &db,
+        &[
+            "audit",
+            "export",
+            "--out",
+            path(&export),
+            "--csv",
+            path(&csv),
+        ],
+    )));
+    let text = std::fs::read_to_string(&export).expect("export");
+    for line in text.lines() {
+        assert!(doc.contains(line), "the page does not show the line {line}");
+    }
+    let sha = summary["sha256"].as_str().expect("sha256");
+    assert!(doc.contains(&format!(
+        "writes `log.jsonl` ({},{:03} bytes, SHA-256\n`{sha}`)",
+        text.len() / 1000,
+        text.len() % 1000
+    )));
+    for line in std::fs::read_to_string(&csv).expect("csv").lines() {
+        assert!(
+            doc.contains(line),
+            "the page does not show the CSV row {line}"
+        );
+    }
+
+    let digest = ok(chaos(&db, &["audit", "digest"]));
+    let mut shown = stdout(&digest);
+    let taken_at = json(&digest)["taken_at"].as_str().expect("time").to_owned();
+    shown = shown.replace(&taken_at, "2026-11-26T23:24:08.143Z");
+    assert!(
+        doc.contains(shown.trim_end()),
+        "the page does not show the digest {shown}"
+    );
+    let kept = dir.path().join("digest.json");
+    std::fs::write(&kept, &digest.stdout).expect("keep");
+
+    let replayed = json(&ok(chaos(
+        &db,
+        &[
+            "audit",
+            "replay",
+            "--experiment",
+            "platform",
+            "--at",
+            "2026-11-26T11:22:45.500Z",
+        ],
+    )));
+    assert_eq!(replayed["applied"], 1);
+    assert_eq!(
+        replayed["platform"]["halted"],
+        serde_json::json!(["game day", "2026-11-26T11:22:45.481Z"])
+    );
+
+    sql(&db, "DELETE FROM events WHERE sequence = 2");
+    let truncated = chaos(&db, &["audit", "verify", "--digest", path(&kept)]);
+    assert_eq!(truncated.status.code(), Some(5));
+    let said = "Platform/platform at sequence 2: truncated: the log ends at sequence 1, the digest recorded 2";
+    assert!(stdout(&truncated).contains(said), "{}", stdout(&truncated));
+    assert!(doc.contains(&format!("`{said}`")));
 }
