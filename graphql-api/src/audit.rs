@@ -20,7 +20,7 @@ use clap::Args;
 use command_lambdas::sqlite::{OpenError, OpenMode, open, verify_file};
 use domain::Timestamp;
 use domain::audit::digest::{self, Digest, DigestCheck, DigestError};
-use domain::audit::export::{self, DecodedLine};
+use domain::audit::export;
 use domain::audit::replay::{self, ReplayError, Replayed};
 use domain::audit::{ChainVerifier, Fault, StoredRow, VerifyReport};
 use domain::provenance::EventMetadata;
@@ -413,24 +413,35 @@ struct FileFindings {
     hashes: HashMap<(String, String, u64), String>,
 }
 
-/// Rows decoded from a file, for one verifier: the text columns back to back in one string.
+/// Lines of a file for one verifier, undecoded: their bytes back to back in one buffer.
 #[derive(Debug, Default)]
 struct Batch {
-    text: String,
-    rows: Vec<(usize, DecodedLine, u64)>,
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes` (each starts where the previous one ends), and its
+    /// line number.
+    lines: Vec<(usize, u64)>,
 }
 
-/// Rows per batch handed to a verifier thread.
+/// Lines per batch handed to a verifier thread.
 const BATCH_ROWS: usize = 1024;
 /// Batches queued per verifier before the reader waits, which bounds memory.
 const BATCHES_IN_FLIGHT: usize = 4;
 /// Bytes read from the file at a time.
 const READ_CHUNK: usize = 4 << 20;
 
-/// Verifies an export file: a reader decodes lines and sends each to the verifier thread of
-/// its stream (pinned by a hash of the stream, so a stream's rows stay in order); the
-/// verifiers' reports cover disjoint streams and merge into the report of one verifier.
-/// `wanted` names positions whose stored hash to remember (for a digest check).
+/// What one verifier thread found.
+#[derive(Debug, Default)]
+struct LaneFindings {
+    fault_lines: HashMap<(String, String), u64>,
+    bad_lines: Vec<(u64, String)>,
+    hashes: HashMap<(String, String, u64), String>,
+}
+
+/// Verifies an export file: a reader splits the file into lines and sends each, undecoded,
+/// to the verifier thread of its stream (pinned by a hash of the stream, so a stream's rows
+/// stay in order); verifiers decode and check. Their reports cover disjoint streams and merge
+/// into the report of one verifier. `wanted` names positions whose stored hash to remember
+/// (for a digest check).
 fn verify_export(
     path: &Path,
     verifiers: usize,
@@ -449,48 +460,74 @@ fn verify_export(
         for _ in 0..verifiers {
             let (lane, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
             lanes.push(lane);
-            threads.push(scope.spawn(move || {
-                let mut verifier = ChainVerifier::new();
-                let mut fault_lines = HashMap::new();
-                for batch in batches {
-                    for (offset, decoded, line) in &batch.rows {
-                        let Some(row) = export::row_at(&batch.text, *offset, decoded) else {
-                            continue;
-                        };
-                        let before = verifier.fault_count();
-                        verifier.push(&row);
-                        if verifier.fault_count() > before {
-                            fault_lines.insert(
-                                (row.aggregate_type.to_owned(), row.aggregate_id.to_owned()),
-                                *line,
-                            );
-                        }
-                    }
-                }
-                (verifier.finish(), fault_lines)
-            }));
+            threads.push(scope.spawn(move || verify_lane(batches, wanted)));
         }
         let mut findings = FileFindings::default();
-        let read = read_lines(&mut file, &lanes, wanted, &mut findings, progress).map_err(input);
+        let read = read_lines(&mut file, &lanes, &mut findings, progress).map_err(input);
         drop(lanes);
         let mut reports = Vec::with_capacity(verifiers);
         for thread in threads {
-            let (report, lines) = thread
+            let (report, lane) = thread
                 .join()
                 .map_err(|_| AuditError::Task("a verifier thread panicked".into()))?;
             reports.push(report);
-            findings.fault_lines.extend(lines);
+            findings.fault_lines.extend(lane.fault_lines);
+            findings.bad_lines.extend(lane.bad_lines);
+            findings.hashes.extend(lane.hashes);
         }
         read?;
+        findings.bad_lines.sort();
         Ok((VerifyReport::merge(reports), findings))
     })
 }
 
-/// Reads the file in chunks, decodes every line and sends it to its stream's verifier.
+/// One verifier thread: decodes the lines of its streams and checks them in order.
+fn verify_lane(
+    batches: std::sync::mpsc::Receiver<Batch>,
+    wanted: &HashMap<(String, String), u64>,
+) -> (VerifyReport, LaneFindings) {
+    let mut verifier = ChainVerifier::new();
+    let mut found = LaneFindings::default();
+    let mut text = String::new();
+    for batch in batches {
+        let mut start = 0;
+        for &(end, line) in &batch.lines {
+            let bytes = &batch.bytes[start..end];
+            start = end;
+            text.clear();
+            let decoded = std::str::from_utf8(bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|line| export::decode_line(line, &mut text).map_err(|e| e.to_string()));
+            let row = match decoded {
+                Ok(decoded) => export::row_at(&text, 0, &decoded),
+                Err(problem) => {
+                    found.bad_lines.push((line, problem));
+                    continue;
+                }
+            };
+            let Some(row) = row else { continue };
+            if !wanted.is_empty() {
+                remember_hash(&row, wanted, &mut found.hashes);
+            }
+            let before = verifier.fault_count();
+            verifier.push(&row);
+            if verifier.fault_count() > before {
+                found.fault_lines.insert(
+                    (row.aggregate_type.to_owned(), row.aggregate_id.to_owned()),
+                    line,
+                );
+            }
+        }
+    }
+    (verifier.finish(), found)
+}
+
+/// Reads the file in chunks, splits it into lines and sends each to its stream's verifier.
+/// The stream of a line in the exact export form is read from its first two members without
+/// decoding; any other line is decoded here to find it (and reported if it cannot be).
 fn read_lines(
     file: &mut std::fs::File,
     lanes: &[std::sync::mpsc::SyncSender<Batch>],
-    wanted: &HashMap<(String, String), u64>,
     findings: &mut FileFindings,
     progress: &mut Progress,
 ) -> Result<(), std::io::Error> {
@@ -519,39 +556,40 @@ fn read_lines(
             line_number += 1;
             let line = &buffer[start..end];
             start = (end + 1).min(buffer.len());
-            scratch.clear();
-            let decoded = std::str::from_utf8(line)
-                .map_err(|e| format!("not UTF-8: {e}"))
-                .and_then(|line| {
-                    export::decode_line(line, &mut scratch).map_err(|e| e.to_string())
-                });
-            let decoded = match decoded {
-                Ok(decoded) => decoded,
-                Err(problem) => {
-                    findings.bad_lines.push((line_number, problem));
-                    continue;
+            let lane = match export::stream_of(line) {
+                Some((aggregate_type, aggregate_id)) => {
+                    lane_of(aggregate_type, aggregate_id, lanes.len())
+                }
+                None => {
+                    scratch.clear();
+                    let decoded = std::str::from_utf8(line)
+                        .map_err(|e| format!("not UTF-8: {e}"))
+                        .and_then(|line| {
+                            export::decode_line(line, &mut scratch).map_err(|e| e.to_string())
+                        });
+                    match decoded.map(|d| export::row_at(&scratch, 0, &d)) {
+                        Ok(Some(row)) => lane_of(
+                            row.aggregate_type.as_bytes(),
+                            row.aggregate_id.as_bytes(),
+                            lanes.len(),
+                        ),
+                        Ok(None) => continue,
+                        Err(problem) => {
+                            findings.bad_lines.push((line_number, problem));
+                            continue;
+                        }
+                    }
                 }
             };
-            let Some(row) = export::row_at(&scratch, 0, &decoded) else {
-                continue;
-            };
-            if !wanted.is_empty() {
-                remember_hash(&row, wanted, &mut findings.hashes);
-            }
-            let lane = lane_of(row.aggregate_type, row.aggregate_id, lanes.len());
             let batch = &mut batches[lane];
-            let offset = batch.text.len();
-            batch.text.push_str(&scratch);
-            let ends = decoded.ends.map(|end| end + offset);
-            batch.rows.push((
-                offset,
-                DecodedLine {
-                    ends,
-                    sequence: decoded.sequence,
-                },
-                line_number,
-            ));
-            if batch.rows.len() == BATCH_ROWS && lanes[lane].send(std::mem::take(batch)).is_err() {
+            if batch.bytes.capacity() == 0 {
+                // One allocation per batch, not a doubling series of them.
+                batch.bytes.reserve(BATCH_ROWS * (line.len() + 64));
+                batch.lines.reserve(BATCH_ROWS);
+            }
+            batch.bytes.extend_from_slice(line);
+            batch.lines.push((batch.bytes.len(), line_number));
+            if batch.lines.len() == BATCH_ROWS && lanes[lane].send(std::mem::take(batch)).is_err() {
                 // That verifier is gone, which only a panic does; joining it reports it.
                 return Ok(());
             }
@@ -560,7 +598,7 @@ fn read_lines(
         progress.update(bytes_read);
     }
     for (lane, batch) in lanes.iter().zip(batches) {
-        if !batch.rows.is_empty() && lane.send(batch).is_err() {
+        if !batch.lines.is_empty() && lane.send(batch).is_err() {
             return Ok(());
         }
     }
@@ -580,7 +618,9 @@ fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> Result<usize, std::
     Ok(filled)
 }
 
-fn lane_of(aggregate_type: &str, aggregate_id: &str, lanes: usize) -> usize {
+/// The verifier of a stream: by a hash of its decoded type and id (as bytes), so that the
+/// same stream goes to the same verifier whatever form its lines are in.
+fn lane_of(aggregate_type: &[u8], aggregate_id: &[u8], lanes: usize) -> usize {
     if lanes < 2 {
         return 0;
     }

@@ -240,22 +240,28 @@ pub fn row_at<'a>(text: &'a str, start: usize, line: &DecodedLine) -> Option<Sto
     })
 }
 
-/// The first member of a line in the exact form, undecoded: `"<aggregate id literal>"`, and
-/// the `aggregate_type` literal after it. Enough to tell streams apart without decoding
-/// (literals are self-delimiting), and `None` for a line in any other form.
-pub fn stream_key(line: &str) -> Option<&str> {
-    let bytes = line.as_bytes();
+/// The aggregate type and id of a line in the exact form whose two literals hold no escape
+/// (so their bodies are the decoded texts), without decoding the rest; `None` otherwise (the
+/// line must then be decoded to know its stream). Works on bytes: the line need not have been
+/// checked as UTF-8 yet.
+pub fn stream_of(line: &[u8]) -> Option<(&[u8], &[u8])> {
     let id_start = MEMBERS[0].len();
-    if !bytes.starts_with(MEMBERS[0].as_bytes()) {
+    if !line.starts_with(MEMBERS[0].as_bytes()) {
         return None;
     }
-    let (id_end, _) = string_end(bytes, id_start)?;
+    let (id_end, id_escaped) = string_end(line, id_start)?;
+    if id_escaped || !line.get(id_end..)?.starts_with(MEMBERS[1].as_bytes()) {
+        return None;
+    }
     let type_start = id_end + MEMBERS[1].len();
-    if !bytes.get(id_end..)?.starts_with(MEMBERS[1].as_bytes()) {
+    let (type_end, type_escaped) = string_end(line, type_start)?;
+    if type_escaped {
         return None;
     }
-    let (type_end, _) = string_end(bytes, type_start)?;
-    line.get(id_start..type_end)
+    Some((
+        line.get(type_start + 1..type_end - 1)?,
+        line.get(id_start + 1..id_end - 1)?,
+    ))
 }
 
 #[cfg(test)]
@@ -338,17 +344,18 @@ mod tests {
     }
 
     #[test]
-    fn the_stream_key_tells_streams_apart() {
+    fn the_stream_of_an_exact_line_is_read_without_decoding() {
         let mut a = String::new();
         write_line(&mut a, &row("{}", "{}", "a\",\"aggregate_type\":\"x", 1));
         let mut b = String::new();
         write_line(&mut b, &row("{}", "{}", "a", 1));
-        assert_ne!(stream_key(&a), stream_key(&b));
         assert_eq!(
-            stream_key(&b),
-            Some("\"a\",\"aggregate_type\":\"Experiment\"")
+            stream_of(b.as_bytes()),
+            Some((&b"Experiment"[..], &b"a"[..]))
         );
-        assert_eq!(stream_key("{ \"aggregate_id\": \"a\" }"), None);
+        // An escaped id must be decoded to be compared.
+        assert_eq!(stream_of(a.as_bytes()), None);
+        assert_eq!(stream_of(b"{ \"aggregate_id\": \"a\" }"), None);
     }
 
     #[test]
