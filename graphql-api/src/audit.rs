@@ -454,16 +454,21 @@ fn verify_export(
     };
     let mut file = std::fs::File::open(path).map_err(input)?;
     let verifiers = verifiers.max(1);
+    // Batches go back to the reader once checked, so their buffers are allocated (and their
+    // pages faulted in) once per run, not once per batch.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
     std::thread::scope(|scope| {
         let mut lanes = Vec::with_capacity(verifiers);
         let mut threads = Vec::with_capacity(verifiers);
         for _ in 0..verifiers {
             let (lane, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
             lanes.push(lane);
-            threads.push(scope.spawn(move || verify_lane(batches, wanted)));
+            let recycle = recycle.clone();
+            threads.push(scope.spawn(move || verify_lane(batches, &recycle, wanted)));
         }
+        drop(recycle);
         let mut findings = FileFindings::default();
-        let read = read_lines(&mut file, &lanes, &mut findings, progress).map_err(input);
+        let read = read_lines(&mut file, &lanes, &recycled, &mut findings, progress).map_err(input);
         drop(lanes);
         let mut reports = Vec::with_capacity(verifiers);
         for thread in threads {
@@ -484,6 +489,7 @@ fn verify_export(
 /// One verifier thread: decodes the lines of its streams and checks them in order.
 fn verify_lane(
     batches: std::sync::mpsc::Receiver<Batch>,
+    recycle: &std::sync::mpsc::Sender<Batch>,
     wanted: &HashMap<(String, String), u64>,
 ) -> (VerifyReport, LaneFindings) {
     let mut verifier = ChainVerifier::new();
@@ -518,6 +524,11 @@ fn verify_lane(
                 );
             }
         }
+        let mut batch = batch;
+        batch.bytes.clear();
+        batch.lines.clear();
+        // The reader may be done already; then the buffer is simply freed.
+        let _ = recycle.send(batch);
     }
     (verifier.finish(), found)
 }
@@ -528,6 +539,7 @@ fn verify_lane(
 fn read_lines(
     file: &mut std::fs::File,
     lanes: &[std::sync::mpsc::SyncSender<Batch>],
+    recycled: &std::sync::mpsc::Receiver<Batch>,
     findings: &mut FileFindings,
     progress: &mut Progress,
 ) -> Result<(), std::io::Error> {
@@ -583,9 +595,14 @@ fn read_lines(
             };
             let batch = &mut batches[lane];
             if batch.bytes.capacity() == 0 {
-                // One allocation per batch, not a doubling series of them.
-                batch.bytes.reserve(BATCH_ROWS * (line.len() + 64));
-                batch.lines.reserve(BATCH_ROWS);
+                match recycled.try_recv() {
+                    Ok(used) => *batch = used,
+                    Err(_) => {
+                        // One allocation per batch, not a doubling series of them.
+                        batch.bytes.reserve(BATCH_ROWS * (line.len() + 64));
+                        batch.lines.reserve(BATCH_ROWS);
+                    }
+                }
             }
             batch.bytes.extend_from_slice(line);
             batch.lines.push((batch.bytes.len(), line_number));
