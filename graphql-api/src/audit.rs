@@ -505,7 +505,7 @@ fn verify_lane(
                 .map_err(|e| format!("not UTF-8: {e}"))
                 .and_then(|line| export::decode_line(line, &mut text).map_err(|e| e.to_string()));
             let row = match decoded {
-                Ok(decoded) => export::row_at(&text, 0, &decoded),
+                Ok(decoded) => export::row_at(&text, &decoded),
                 Err(problem) => {
                     found.bad_lines.push((line, problem));
                     continue;
@@ -579,7 +579,7 @@ fn read_lines(
                         .and_then(|line| {
                             export::decode_line(line, &mut scratch).map_err(|e| e.to_string())
                         });
-                    match decoded.map(|d| export::row_at(&scratch, 0, &d)) {
+                    match decoded.map(|d| export::row_at(&scratch, &d)) {
                         Ok(Some(row)) => lane_of(
                             row.aggregate_type.as_bytes(),
                             row.aggregate_id.as_bytes(),
@@ -1464,7 +1464,7 @@ fn for_each_file_row(
                 format!("line {}: {e}", i + 1),
             ))
         })?;
-        if let Some(row) = export::row_at(&scratch, 0, &decoded) {
+        if let Some(row) = export::row_at(&scratch, &decoded) {
             each(row)?;
         }
     }

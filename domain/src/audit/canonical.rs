@@ -36,7 +36,7 @@ fn must_escape(b: u8) -> bool {
 /// Eight bytes at a time: strings are most of what the verifier reads, and most of them hold
 /// nothing to escape. The word test is exact about *whether* a chunk holds such a byte (the
 /// classic "has a byte less than n" bit trick); the byte loop then finds which one.
-pub(crate) fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
+fn find_escape(bytes: &[u8], from: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;

@@ -19,7 +19,7 @@
 
 use serde::Deserialize;
 
-use super::canonical::{find_escape, push_u64, string_end, write_string};
+use super::canonical::{push_u64, string_end, write_string};
 use super::verify::StoredRow;
 
 /// What precedes each member's value in an export line, in order.
@@ -58,10 +58,9 @@ pub fn write_line(out: &mut String, row: &StoredRow<'_>) {
 /// Where the columns of a decoded line are in the text it was decoded into.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedLine {
-    /// End offsets, in the output text, of aggregate type, aggregate id, event type, event
-    /// version, payload and metadata; each starts where the previous one ends (the first at
-    /// the output's length before decoding).
-    pub ends: [usize; 6],
+    /// Byte ranges, in the output text, of aggregate type, aggregate id, event type, event
+    /// version, payload and metadata.
+    pub spans: [(usize, usize); 6],
     /// Stored sequence.
     pub sequence: i64,
 }
@@ -84,8 +83,8 @@ struct Record {
     sequence: i64,
 }
 
-/// Decodes one line (without its newline), appending the six text columns to `out` in the
-/// order of [`DecodedLine::ends`]. On error `out` is left as it was.
+/// Decodes one line (without its newline), appending the six text columns to `out` (see
+/// [`DecodedLine::spans`]). On error `out` is left as it was.
 pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineError> {
     let start = out.len();
     if let Some(decoded) = decode_fast(line, out) {
@@ -93,8 +92,8 @@ pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineErro
     }
     out.truncate(start);
     let record: Record = serde_json::from_str(line).map_err(|e| LineError(e.to_string()))?;
-    let mut ends = [0; 6];
-    for (end, column) in ends.iter_mut().zip([
+    let mut spans = [(0, 0); 6];
+    for (span, column) in spans.iter_mut().zip([
         &record.aggregate_type,
         &record.aggregate_id,
         &record.event_type,
@@ -102,48 +101,92 @@ pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineErro
         &record.payload,
         &record.metadata,
     ]) {
+        let from = out.len();
         out.push_str(column);
-        *end = out.len();
+        *span = (from, out.len());
     }
     Ok(DecodedLine {
-        ends,
+        spans,
         sequence: record.sequence,
     })
 }
 
 /// The fast path: lines in exactly the form [`write_line`] writes; `None` for anything else.
+/// One pass: each literal is checked and decoded together.
 fn decode_fast(line: &str, out: &mut String) -> Option<DecodedLine> {
     let bytes = line.as_bytes();
-    let mut bodies = [(0usize, 0usize, false); 6];
+    let mut spans = [(0usize, 0usize); 6];
     let mut pos = 0;
-    for (i, prefix) in MEMBERS[..6].iter().enumerate() {
+    // Members in the line's order, and the column each one is.
+    for (prefix, column) in MEMBERS[..6].iter().zip([1, 0, 2, 3, 5, 4]) {
         if !bytes.get(pos..)?.starts_with(prefix.as_bytes()) {
             return None;
         }
-        let (end, escaped) = string_end(bytes, pos + prefix.len())?;
-        bodies[i] = (pos + prefix.len() + 1, end - 1, escaped);
-        pos = end;
+        let from = out.len();
+        pos = literal_into(line, pos + prefix.len(), out)?;
+        spans[column] = (from, out.len());
     }
-    if !bytes.get(pos..)?.starts_with(MEMBERS[6].as_bytes()) {
+    if !bytes.get(pos..)?.starts_with(MEMBERS[6].as_bytes()) || !line.ends_with('}') {
         return None;
     }
     let sequence = canonical_integer(line.get(pos + MEMBERS[6].len()..line.len() - 1)?)?;
-    if !line.ends_with('}') {
+    Some(DecodedLine { spans, sequence })
+}
+
+/// Checks and decodes the canonical string literal whose opening quote is at `start`,
+/// appending the text it stands for to `out`; returns the index just past its closing quote.
+/// `None` when there is no canonical literal there (escapes only `\"`, `\\`, `\b`, `\f`, `\n`,
+/// `\r`, `\t`, and `\u00xx` in lowercase hex for the other controls; no raw controls).
+fn literal_into(line: &str, start: usize, out: &mut String) -> Option<usize> {
+    let bytes = line.as_bytes();
+    if bytes.get(start) != Some(&b'"') {
         return None;
     }
-    // Columns in the row's order: type, id, event type, version, payload, metadata.
-    let mut ends = [0; 6];
-    for (end, member) in ends.iter_mut().zip([1, 0, 2, 3, 5, 4]) {
-        let (from, to, escaped) = bodies[member];
-        let body = line.get(from..to)?;
-        if escaped {
-            unescape_into(body, out);
-        } else {
-            out.push_str(body);
+    let mut run = start + 1;
+    let mut i = run;
+    loop {
+        match *bytes.get(i)? {
+            b'"' => {
+                out.push_str(line.get(run..i)?);
+                return Some(i + 1);
+            }
+            b'\\' => {
+                out.push_str(line.get(run..i)?);
+                let (decoded, len) = match *bytes.get(i + 1)? {
+                    b'"' => ('"', 2),
+                    b'\\' => ('\\', 2),
+                    b'b' => ('\u{8}', 2),
+                    b'f' => ('\u{c}', 2),
+                    b'n' => ('\n', 2),
+                    b'r' => ('\r', 2),
+                    b't' => ('\t', 2),
+                    b'u' => {
+                        let [b'0', b'0', high @ (b'0' | b'1'), low] = *bytes.get(i + 2..i + 6)?
+                        else {
+                            return None;
+                        };
+                        let low = match low {
+                            b'0'..=b'9' => low - b'0',
+                            b'a'..=b'f' => low - b'a' + 10,
+                            _ => return None,
+                        };
+                        let code = ((high - b'0') << 4) | low;
+                        // These five have a short form, which is the canonical one.
+                        if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                            return None;
+                        }
+                        (char::from(code), 6)
+                    }
+                    _ => return None,
+                };
+                out.push(decoded);
+                i += len;
+                run = i;
+            }
+            0..=0x1f => return None,
+            _ => i += 1,
         }
-        *end = out.len();
     }
-    Some(DecodedLine { ends, sequence })
 }
 
 /// An integer in canonical form (no leading zeros, no `+`, no `-0`).
@@ -157,37 +200,6 @@ fn canonical_integer(text: &str) -> Option<i64> {
         return None;
     }
     text.parse().ok()
-}
-
-/// Appends the text that the body of a canonical string literal stands for (the body has
-/// been checked by `string_end`, so every escape is one of the canonical forms).
-fn unescape_into(body: &str, out: &mut String) {
-    let bytes = body.as_bytes();
-    let mut start = 0;
-    // In a checked body the only byte `find_escape` stops at is the backslash.
-    while let Some(i) = find_escape(bytes, start) {
-        out.push_str(&body[start..i]);
-        let (decoded, len) = match bytes.get(i + 1) {
-            Some(b'b') => ('\u{8}', 2),
-            Some(b'f') => ('\u{c}', 2),
-            Some(b'n') => ('\n', 2),
-            Some(b'r') => ('\r', 2),
-            Some(b't') => ('\t', 2),
-            Some(b'u') => {
-                let code = body
-                    .get(i + 2..i + 6)
-                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                    .and_then(char::from_u32)
-                    .unwrap_or(char::REPLACEMENT_CHARACTER);
-                (code, 6)
-            }
-            Some(&other) => (char::from(other), 2),
-            None => break,
-        };
-        out.push(decoded);
-        start = (i + len).min(body.len());
-    }
-    out.push_str(&body[start..]);
 }
 
 /// Index of the first `\n` at or after `from`, eight bytes at a time (export lines are long,
@@ -212,31 +224,17 @@ pub fn next_newline(bytes: &[u8], from: usize) -> Option<usize> {
         .map(|p| i + p)
 }
 
-/// The row of a line decoded into `text` by [`decode_line`], which found `text` `start` bytes
-/// long.
-pub fn row_at<'a>(text: &'a str, start: usize, line: &DecodedLine) -> Option<StoredRow<'a>> {
-    let mut from = start;
-    let mut columns = [""; 6];
-    for (column, &end) in columns.iter_mut().zip(&line.ends) {
-        *column = text.get(from..end)?;
-        from = end;
-    }
-    let [
-        aggregate_type,
-        aggregate_id,
-        event_type,
-        event_version,
-        payload,
-        metadata,
-    ] = columns;
+/// The row of a line decoded into `text` by [`decode_line`].
+pub fn row_at<'a>(text: &'a str, line: &DecodedLine) -> Option<StoredRow<'a>> {
+    let column = |i: usize| text.get(line.spans[i].0..line.spans[i].1);
     Some(StoredRow {
-        aggregate_type,
-        aggregate_id,
+        aggregate_type: column(0)?,
+        aggregate_id: column(1)?,
         sequence: line.sequence,
-        event_type,
-        event_version,
-        payload,
-        metadata,
+        event_type: column(2)?,
+        event_version: column(3)?,
+        payload: column(4)?,
+        metadata: column(5)?,
     })
 }
 
@@ -305,7 +303,7 @@ mod tests {
         );
         assert_eq!(value["payload"], payload);
         assert_eq!(value["metadata"], metadata);
-        let back = row_at(&out, "prefix".len(), &decoded).expect("row");
+        let back = row_at(&out, &decoded).expect("row");
         assert_eq!(
             (
                 back.payload,
@@ -325,7 +323,7 @@ mod tests {
             "aggregate_id": "e\u002f1" }"#;
         let mut out = String::new();
         let decoded = decode_line(pretty, &mut out).expect("decodes");
-        let back = row_at(&out, 0, &decoded).expect("row");
+        let back = row_at(&out, &decoded).expect("row");
         assert_eq!(
             (back.aggregate_id, back.payload, back.sequence),
             ("e/1", "{\"X\":{}}", 2)
@@ -388,7 +386,7 @@ mod tests {
             // Exactly one line.
             prop_assert_eq!(line.matches('\n').count(), 1);
             prop_assert!(decode_fast(line.trim_end_matches('\n'), &mut String::new()).is_some());
-            let back = row_at(&out, "prefix".len(), &decoded).expect("row");
+            let back = row_at(&out, &decoded).expect("row");
             prop_assert_eq!(back.payload, payload.as_str());
             prop_assert_eq!(back.metadata, metadata.as_str());
             prop_assert_eq!(back.aggregate_id, id.as_str());
