@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Independent verifier of a chaos event store, written from docs/AUDIT.md alone.
+"""Independent verifier of a chaos event log, written from docs/AUDIT.md alone.
 
-Usage: python3 verify_chain.py PATH/TO/chaos.db
+Usage: python3 verify_chain.py PATH [--digest DIGEST.json]
 
-Reads the SQLite file read-only with Python's standard library, checks every stream's
+PATH is an embedded store (an SQLite file, read read-only with Python's standard library) or
+an export (`chaos audit export`, a file whose name ends in `.jsonl`). Checks every stream's
 sequence continuity and hash chain exactly as docs/AUDIT.md describes, and prints either
 "OK: N events in M streams" (exit 0) or one line per broken stream naming its first bad
-sequence (exit 4). It shares no code with the platform.
+sequence (exit 4). With --digest, also checks the log against the chain heads of an earlier
+digest and prints one line per stream that departs from it (exit 5 if the chain itself is
+intact). It shares no code with the platform.
 """
 import hashlib
 import json
@@ -75,33 +78,88 @@ def check(row, expected_sequence, prev_hash):
     return digest, None
 
 
-def main(path):
+def store_rows(path):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    yield from db.execute("SELECT aggregate_type, aggregate_id, sequence, event_type, "
+                          "event_version, payload, metadata FROM events ORDER BY rowid")
+
+
+def export_rows(path, bad_lines):
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            try:
+                r = json.loads(line)
+                yield (r["aggregate_type"], r["aggregate_id"], r["sequence"], r["event_type"],
+                       r["event_version"], r["payload"], r["metadata"])
+            except (ValueError, KeyError, TypeError) as e:
+                bad_lines.append((number, f"not an export record: {e}"))
+
+
+def main(path, digest_path=None):
+    digest = None
+    if digest_path:
+        with open(digest_path, encoding="utf-8") as f:
+            digest = json.load(f)
+        if digest.get("format") != "chaos-audit-digest" or digest.get("version") != 1:
+            sys.exit(f"{digest_path}: not a chaos-audit-digest version 1 document")
+    wanted = {(h["aggregate_type"], h["aggregate_id"]): h["sequence"]
+              for h in (digest or {}).get("streams", [])}
+    seen = {}      # (type, id) -> hash at the digest's sequence
     streams = {}   # (type, id) -> (next sequence, head hash) or None once broken
+    broken_at = {}
     faults = []
+    bad_lines = []
     events = 0
-    for row in db.execute("SELECT aggregate_type, aggregate_id, sequence, event_type, "
-                          "event_version, payload, metadata FROM events ORDER BY rowid"):
+    rows = export_rows(path, bad_lines) if path.endswith(".jsonl") else store_rows(path)
+    for row in rows:
         events += 1
         key = (row[0], row[1])
         state = streams.setdefault(key, (1, GENESIS))
         if state is None:
             continue
-        digest, problem = check(row, state[0], state[1])
+        digest_hash, problem = check(row, state[0], state[1])
         if problem:
             faults.append((key, state[0], problem))
+            broken_at[key] = state[0]
             streams[key] = None
         else:
-            streams[key] = (state[0] + 1, digest)
-    if not faults:
+            streams[key] = (state[0] + 1, digest_hash)
+            if wanted.get(key) == state[0]:
+                seen[key] = digest_hash
+    code = 0
+    if not faults and not bad_lines:
         print(f"OK: {events} events in {len(streams)} streams")
-        return 0
-    for (agg_type, agg_id), sequence, problem in sorted(faults):
-        print(f"{agg_type}/{agg_id} at sequence {sequence}: {problem}")
-    return 4
+    else:
+        for (agg_type, agg_id), sequence, problem in sorted(faults):
+            print(f"{agg_type}/{agg_id} at sequence {sequence}: {problem}")
+        for number, problem in bad_lines:
+            print(f"line {number}: {problem}")
+        code = 4
+    for head in (digest or {}).get("streams", []):
+        key = (head["aggregate_type"], head["aggregate_id"])
+        n = head["sequence"]
+        name = f"{key[0]}/{key[1]}"
+        if key in broken_at and broken_at[key] <= n:
+            continue  # reported above
+        if key not in streams:
+            print(f"{name} at sequence 1: stream missing")
+        elif key not in seen:
+            last = (broken_at[key] if key in broken_at else streams[key][0]) - 1
+            print(f"{name} at sequence {last + 1}: truncated")
+        elif seen[key] != head["hash"]:
+            print(f"{name} at sequence {n}: rewritten")
+        else:
+            continue
+        code = code or 5
+    return code
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    digest_file = None
+    if len(args) == 3 and args[1] == "--digest":
+        digest_file = args[2]
+        args = args[:1]
+    if len(args) != 1:
         sys.exit(__doc__)
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(args[0], digest_file))

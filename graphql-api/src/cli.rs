@@ -5,11 +5,20 @@
 //!
 //! Exit codes (stable, for scripts and CI):
 //! - 0: success;
-//! - 1: could not run (I/O, store unavailable or unreadable, server failure);
-//! - 2: usage error (bad flags or arguments, unreadable input file);
+//! - 1: could not run (I/O, store or table unavailable or unreadable, server failure);
+//! - 2: usage error (bad flags or arguments, unreadable input file, a file that is not a
+//!   digest);
 //! - 3: the request was refused (invalid spec or id, a command the experiment's state does not
-//!   allow, no such experiment);
-//! - 4: `audit verify` found a stream whose chain or sequence does not verify.
+//!   allow, no such experiment or stream);
+//! - 4: the log does not verify: a stream whose chain or sequence is broken, or a line of an
+//!   export file that is not an export record (`audit verify`; `audit digest` and
+//!   `audit replay` refuse a log broken where they need it);
+//! - 5: `audit verify --digest`: the log verifies but departs from the digest (a stream
+//!   truncated, missing, or rewritten since);
+//! - 6: `audit verify`: the log verifies but the audit log read model disagrees with it.
+//!
+//! When `audit verify` finds several kinds of problem, the lowest of 4, 5 and 6 is the exit
+//! code; the report lists them all.
 
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
@@ -22,10 +31,9 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use command_lambdas::clock::{Clock, SystemClock, UuidV7, new_id};
 use command_lambdas::service::ServiceError;
-use command_lambdas::sqlite::{OpenError, OpenMode, open, repository, verify_file};
+use command_lambdas::sqlite::{OpenError, OpenMode, open, repository};
 use command_lambdas::{SqliteService, SqliteStore};
 use domain::Timestamp;
-use domain::audit::VerifyReport;
 use domain::platform::PlatformConfig;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::schedule::BlackoutWindow;
@@ -39,6 +47,7 @@ use serde_json::json;
 use command_lambdas::fleet::FleetError;
 use command_lambdas::workflow::WorkflowError;
 
+use crate::audit::{AuditError, ExportArgs, ReplayArgs, SourceArgs, VerifyArgs};
 use crate::engine::{self, FleetArgs};
 use crate::http::{AppState, router};
 
@@ -425,12 +434,18 @@ enum PlatformCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Verify every stream's hash chain and sequence; names the first bad position.
-    Verify {
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
+    /// Verify every stream's hash chain and sequence (and, on the embedded store, the audit
+    /// log read model against the log); names the first bad position of each stream.
+    Verify(VerifyArgs),
+    /// Copy the log, byte-exact, to a JSON Lines file (and a CSV summary).
+    Export(ExportArgs),
+    /// Verify the log, then print its chain heads as JSON, to keep outside the system.
+    Digest {
+        #[command(flatten)]
+        source: SourceArgs,
     },
+    /// Print an experiment's state at an instant, folded from its events.
+    Replay(ReplayArgs),
     /// Print audit log entries (who did what, when, from where), oldest first.
     Log {
         /// Only entries by this actor.
@@ -487,12 +502,9 @@ pub enum CliError {
     /// The server stopped with an error.
     #[error("server failed: {0}")]
     Serve(std::io::Error),
-    /// The store could not be scanned.
-    #[error("reading the event store failed: {0}")]
-    Verify(String),
-    /// Verification found faults (already reported on stdout).
-    #[error("the event log does not verify: {0} stream(s) broken")]
-    Tampered(usize),
+    /// An audit command failed, or found the log wanting.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     /// The read models could not be brought up to date or read.
     #[error("read models: {0}")]
     Projection(#[from] ProjectionError),
@@ -541,10 +553,9 @@ impl CliError {
             CliError::Identity(crate::identity::local::AuthError::Password(
                 crate::identity::password::PasswordError::Weak(_),
             )) => 3,
-            CliError::Tampered(_) => 4,
+            CliError::Audit(e) => e.exit_code(),
             CliError::Open(_)
             | CliError::Read(_)
-            | CliError::Verify(_)
             | CliError::Projection(_)
             | CliError::Notify(_)
             | CliError::Task(_)
@@ -623,7 +634,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Fleet(FleetCommand::Up { fleet }) => fleet_up(&fleet).await,
         Command::Experiment(cmd) => experiment(&db, &provenance, cmd).await,
         Command::Platform(cmd) => platform(&db, &provenance, cmd).await,
-        Command::Audit(AuditCommand::Verify { json }) => verify(&db, json).await,
+        Command::Audit(AuditCommand::Verify(args)) => Ok(crate::audit::verify(&db, args).await?),
+        Command::Audit(AuditCommand::Export(args)) => Ok(crate::audit::export(&db, args).await?),
+        Command::Audit(AuditCommand::Digest { source }) => {
+            Ok(crate::audit::print_digest(&db, &source, SystemClock.now()).await?)
+        }
+        Command::Audit(AuditCommand::Replay(args)) => Ok(crate::audit::replay(&db, args).await?),
         Command::Audit(AuditCommand::Log {
             by,
             experiment,
@@ -1333,77 +1349,4 @@ async fn platform(db: &Path, p: &ProvenanceArgs, cmd: PlatformCommand) -> Result
         }
     };
     print_json(&outcome)
-}
-
-async fn verify(db: &Path, as_json: bool) -> Result<(), CliError> {
-    // Opening checks the file is a chaos store (and recovers a WAL left by a crash).
-    open(db, OpenMode::MustExist).await?.close().await;
-    let started = Instant::now();
-    let show_progress = std::io::stderr().is_terminal() && !as_json;
-    let path = db.to_owned();
-    let report = tokio::task::spawn_blocking(move || {
-        verify_file(&path, 250_000, |n| {
-            if show_progress {
-                eprint!("\rverified {n} events...");
-            }
-        })
-    })
-    .await
-    .map_err(|e| CliError::Verify(e.to_string()))?
-    .map_err(|e| CliError::Verify(e.to_string()))?;
-    if show_progress {
-        eprintln!();
-    }
-    let elapsed = started.elapsed();
-    if as_json {
-        print_json(&report_json(&report))?;
-    } else {
-        print_report(&report, elapsed)?;
-    }
-    if report.is_ok() {
-        Ok(())
-    } else {
-        Err(CliError::Tampered(report.faults.len()))
-    }
-}
-
-fn report_json(report: &VerifyReport) -> serde_json::Value {
-    let faults: Vec<serde_json::Value> = report
-        .faults
-        .iter()
-        .map(|f| {
-            json!({
-                "aggregate_type": f.aggregate_type,
-                "aggregate_id": f.aggregate_id,
-                "sequence": f.sequence,
-                "problem": f.kind.to_string(),
-            })
-        })
-        .collect();
-    json!({
-        "ok": report.is_ok(),
-        "events": report.events,
-        "streams": report.streams,
-        "faults": faults,
-    })
-}
-
-fn print_report(report: &VerifyReport, elapsed: std::time::Duration) -> Result<(), CliError> {
-    let rate = report.events as f64 / elapsed.as_secs_f64().max(1e-9);
-    if report.is_ok() {
-        return out(&format!(
-            "OK: {} events in {} streams verified ({:.0} events/s)",
-            report.events, report.streams, rate
-        ));
-    }
-    out(&format!(
-        "FAILED: {} of {} streams do not verify ({} events read)",
-        report.faults.len(),
-        report.streams,
-        report.events
-    ))?;
-    for fault in &report.faults {
-        out(&format!("  {fault}"))?;
-    }
-    Ok(())
 }

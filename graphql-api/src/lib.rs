@@ -1,6 +1,8 @@
 //! The API server and the `chaos` command line.
 //!
 //! - [`api`]: the GraphQL API (schema, identity, errors, limits) served on `/graphql`.
+//! - [`audit`]: the auditor's commands (`chaos audit verify | export | digest | replay`) over
+//!   the embedded store, a DynamoDB events table or an export file.
 //! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
 //!   exit codes; the composition root of the embedded mode.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
@@ -19,6 +21,7 @@
 //! log: the embedded identity provider's credentials, templates and preferences.
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod engine;
 pub mod feed;

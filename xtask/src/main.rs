@@ -385,5 +385,14 @@ fn bench() -> Result<(), String> {
         "projection",
     ])?;
     step("GraphQL API: experiments list under load, subscription delivery");
-    cargo(&["bench", "--locked", "-p", "graphql-api", "--bench", "api"])
+    cargo(&["bench", "--locked", "-p", "graphql-api", "--bench", "api"])?;
+    step("audit export and verify, 1,000,000 events (store and export file)");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "graphql-api",
+        "--bench",
+        "audit_verify",
+    ])
 }

@@ -255,6 +255,12 @@ impl ChainVerifier {
         }
     }
 
+    /// Faults found so far (one per broken stream): a caller that knows where each row came
+    /// from (a line of a file) compares it before and after a push to locate a new fault.
+    pub fn fault_count(&self) -> usize {
+        self.faults.len()
+    }
+
     /// The report over every row pushed.
     pub fn finish(self) -> VerifyReport {
         let streams = self.streams.len() as u64;

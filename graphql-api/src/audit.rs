@@ -1,0 +1,1643 @@
+//! `chaos audit ...`: what an auditor runs against the log without trusting the running system.
+//!
+//! - `verify`: every stream's chain and sequence over the embedded store, a DynamoDB `Events`
+//!   table or an export file; optionally against an earlier digest; and, on the embedded
+//!   store, the audit-log read model against the log.
+//! - `export`: the log as JSON Lines, byte-exact (`domain::audit::export`), and a CSV summary.
+//! - `digest`: the chain heads of a verified log, for keeping elsewhere.
+//! - `replay`: one stream's state at an instant, folded from its events.
+//!
+//! Everything here only reads: the store through its own read-only connection, the table
+//! through `Scan`/`Query`, files as given. The checks themselves are `domain::audit`'s; this
+//! module reads rows, spreads the work over threads and reports.
+
+use std::collections::HashMap;
+use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use command_lambdas::sqlite::{OpenError, OpenMode, open, verify_file};
+use domain::Timestamp;
+use domain::audit::digest::{self, Digest, DigestCheck, DigestError};
+use domain::audit::export;
+use domain::audit::replay::{self, ReplayError, Replayed};
+use domain::audit::{ChainVerifier, Fault, StoredRow, VerifyReport};
+use domain::provenance::EventMetadata;
+use domain::views::audit_log::AuditEntry;
+use domain::views::{Envelope, RawRecord};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+/// Where the log is read from (default: the embedded store given by `--db`).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Read a DynamoDB `Events` table instead (endpoint, region and credentials from the
+    /// usual AWS environment: AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, ...).
+    #[arg(long, value_name = "NAME", conflicts_with = "file")]
+    pub dynamo_table: Option<String>,
+    /// Read an export file (`chaos audit export`) instead.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+/// A log to read.
+#[derive(Debug, Clone)]
+enum Source {
+    Store(PathBuf),
+    Dynamo(String),
+    File(PathBuf),
+}
+
+impl Source {
+    fn of(db: &Path, args: &SourceArgs) -> Self {
+        match (&args.dynamo_table, &args.file) {
+            (Some(table), _) => Source::Dynamo(table.clone()),
+            (None, Some(file)) => Source::File(file.clone()),
+            (None, None) => Source::Store(db.to_owned()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Store(path) => format!("store {}", path.display()),
+            Source::Dynamo(table) => format!("DynamoDB table {table}"),
+            Source::File(path) => format!("export {}", path.display()),
+        }
+    }
+}
+
+/// Why an audit command failed, or what it found.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The store could not be read.
+    #[error("reading the event store failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The table could not be read.
+    #[error("reading the DynamoDB table failed: {0}")]
+    Dynamo(String),
+    /// An input file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Input {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The digest file is not a usable digest.
+    #[error("{path}: {source}")]
+    BadDigest {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: DigestError,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output {
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Standard output could not be written.
+    #[error("cannot write output: {0}")]
+    Write(std::io::Error),
+    /// JSON output could not be made.
+    #[error("cannot write output: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A background task died.
+    #[error("internal task failed: {0}")]
+    Task(String),
+    /// No stream has that id.
+    #[error("no such stream: {0}")]
+    NoSuchStream(String),
+    /// An event cannot be replayed.
+    #[error("cannot replay: {0}")]
+    Replay(#[from] ReplayError),
+    /// A stream does not verify where a command needs it to (digest, replay).
+    #[error("the event log does not verify: {0}")]
+    Unverified(String),
+    /// Verification found broken chains or unreadable export lines (reported on stdout).
+    #[error("the event log does not verify: {0} fault(s)")]
+    Tampered(usize),
+    /// The log verifies but departs from the digest (reported on stdout).
+    #[error("the event log does not match the digest: {0} stream(s) differ")]
+    DigestMismatch(usize),
+    /// The log verifies but the audit-log read model disagrees with it (reported on stdout).
+    #[error("the audit log read model disagrees with the log in {0} stream(s)")]
+    ProjectionMismatch(usize),
+}
+
+impl AuditError {
+    /// The process exit code (see `cli`'s module docs).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            AuditError::Input { .. } | AuditError::BadDigest { .. } => 2,
+            AuditError::NoSuchStream(_) => 3,
+            AuditError::Tampered(_) | AuditError::Unverified(_) => 4,
+            AuditError::DigestMismatch(_) => 5,
+            AuditError::ProjectionMismatch(_) => 6,
+            AuditError::Open(_)
+            | AuditError::Sqlite(_)
+            | AuditError::Dynamo(_)
+            | AuditError::Output { .. }
+            | AuditError::Write(_)
+            | AuditError::Json(_)
+            | AuditError::Task(_)
+            | AuditError::Replay(_) => 1,
+        }
+    }
+}
+
+fn task(e: tokio::task::JoinError) -> AuditError {
+    AuditError::Task(e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading rows
+
+/// One event as stored, owned.
+#[derive(Debug, Clone)]
+struct OwnedRow {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+}
+
+impl OwnedRow {
+    fn row(&self) -> StoredRow<'_> {
+        StoredRow {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+const SELECT_ROWS: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata FROM events";
+
+/// A read-only connection to a store already checked by [`open`].
+fn read_only(path: &Path) -> Result<rusqlite::Connection, AuditError> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Calls `each` with every row of the store, in insertion order, from one snapshot.
+fn store_rows(
+    conn: &rusqlite::Connection,
+    filter: &str,
+    params: &[&dyn rusqlite::ToSql],
+    mut each: impl FnMut(StoredRow<'_>) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let mut statement = conn.prepare(&format!("{SELECT_ROWS} {filter} ORDER BY rowid"))?;
+    let mut rows = statement.query(params)?;
+    while let Some(row) = rows.next()? {
+        let text = |i: usize| -> Result<&str, rusqlite::Error> {
+            row.get_ref(i)?.as_str().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    i,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })
+        };
+        each(StoredRow {
+            aggregate_type: text(0)?,
+            aggregate_id: text(1)?,
+            sequence: row.get(2)?,
+            event_type: text(3)?,
+            event_version: text(4)?,
+            payload: text(5)?,
+            metadata: text(6)?,
+        })?;
+    }
+    Ok(())
+}
+
+/// The DynamoDB client from the environment, as the Lambdas build it.
+async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let config = aws_config::load_from_env().await;
+    aws_sdk_dynamodb::Client::new(&config)
+}
+
+fn dynamo_error<E: std::error::Error + 'static>(e: E) -> AuditError {
+    AuditError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+/// A dynamo-es item as a row (`Payload` and `Metadata` binary or string, as stored).
+fn dynamo_row(
+    item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> Result<OwnedRow, AuditError> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let key = item
+        .get("AggregateTypeAndId")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let bad = |problem: String| AuditError::Dynamo(format!("item {key:?}: {problem}"));
+    let text = |name: &str| -> Result<String, AuditError> {
+        match item.get(name) {
+            Some(AttributeValue::S(s)) => Ok(s.clone()),
+            Some(AttributeValue::B(b)) => String::from_utf8(b.as_ref().to_vec())
+                .map_err(|_| bad(format!("{name} is not UTF-8"))),
+            _ => Err(bad(format!("{name} is missing"))),
+        }
+    };
+    let (aggregate_type, aggregate_id) = key
+        .split_once(':')
+        .map(|(t, i)| (t.to_owned(), i.to_owned()))
+        .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID".into()))?;
+    let sequence = item
+        .get("AggregateIdSequence")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| bad("AggregateIdSequence is not a number".into()))?;
+    Ok(OwnedRow {
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        event_type: text("EventType")?,
+        event_version: text("EventVersion")?,
+        payload: text("Payload")?,
+        metadata: text("Metadata")?,
+    })
+}
+
+/// Every item of the table, stream by stream in sequence order (the table's own order: it
+/// has no insertion order).
+async fn dynamo_rows(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    progress: &mut Progress,
+) -> Result<Vec<OwnedRow>, AuditError> {
+    let mut rows = Vec::new();
+    let mut pages = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        rows.push(dynamo_row(&item.map_err(dynamo_error)?)?);
+        progress.update(rows.len() as u64);
+    }
+    sort_streams(&mut rows);
+    Ok(rows)
+}
+
+fn sort_streams(rows: &mut [OwnedRow]) {
+    rows.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            &b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
+}
+
+/// One stream of the table, in sequence order.
+async fn dynamo_stream(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    aggregate_type: &str,
+    id: &str,
+) -> Result<Vec<OwnedRow>, AuditError> {
+    let mut rows = Vec::new();
+    let mut pages = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("AggregateTypeAndId = :k")
+        .expression_attribute_values(
+            ":k",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("{aggregate_type}:{id}")),
+        )
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(item) = pages.next().await {
+        rows.push(dynamo_row(&item.map_err(dynamo_error)?)?);
+    }
+    sort_streams(&mut rows);
+    Ok(rows)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Progress
+
+/// A progress line on standard error, drawn only when it is a terminal, at most ten times a
+/// second.
+#[derive(Debug)]
+struct Progress {
+    enabled: bool,
+    label: &'static str,
+    unit: &'static str,
+    total: u64,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    fn new(label: &'static str, unit: &'static str, total: u64, wanted: bool) -> Self {
+        Self {
+            enabled: wanted && std::io::stderr().is_terminal(),
+            label,
+            unit,
+            total,
+            last: None,
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        if !self.enabled
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        const WIDTH: u64 = 30;
+        if self.total == 0 {
+            eprint!("\r{} {done} {}", self.label, self.unit);
+            return;
+        }
+        let done = done.min(self.total);
+        let filled = (done * WIDTH / self.total) as usize;
+        eprint!(
+            "\r{} [{}{}] {:>3}% {done}/{} {}",
+            self.label,
+            "#".repeat(filled),
+            ".".repeat(WIDTH as usize - filled),
+            done * 100 / self.total,
+            self.total,
+            self.unit,
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last.is_some() {
+            // Clear the line so that what follows starts clean.
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verifying an export file
+
+/// What verifying an export file found beyond the chain report.
+#[derive(Debug, Default)]
+struct FileFindings {
+    /// Line of each stream's fault, by `(type, id)`.
+    fault_lines: HashMap<(String, String), u64>,
+    /// Lines that are not export records: `(line, problem)`.
+    bad_lines: Vec<(u64, String)>,
+    /// Stored hashes at the positions asked for: `(type, id, sequence) -> hash`.
+    hashes: HashMap<(String, String, u64), String>,
+}
+
+/// Lines of a file for one verifier, undecoded: their bytes back to back in one buffer.
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes` (each starts where the previous one ends), and its
+    /// line number.
+    lines: Vec<(usize, u64)>,
+}
+
+/// Lines per batch handed to a verifier thread.
+const BATCH_ROWS: usize = 1024;
+/// Batches queued per verifier before the reader waits, which bounds memory.
+const BATCHES_IN_FLIGHT: usize = 4;
+/// Bytes read from the file at a time.
+const READ_CHUNK: usize = 4 << 20;
+
+/// What one verifier thread found.
+#[derive(Debug, Default)]
+struct LaneFindings {
+    fault_lines: HashMap<(String, String), u64>,
+    bad_lines: Vec<(u64, String)>,
+    hashes: HashMap<(String, String, u64), String>,
+}
+
+/// Verifies an export file: a reader splits the file into lines and sends each, undecoded,
+/// to the verifier thread of its stream (pinned by a hash of the stream, so a stream's rows
+/// stay in order); verifiers decode and check. Their reports cover disjoint streams and merge
+/// into the report of one verifier. `wanted` names positions whose stored hash to remember
+/// (for a digest check).
+fn verify_export(
+    path: &Path,
+    verifiers: usize,
+    wanted: &HashMap<(String, String), u64>,
+    progress: &mut Progress,
+) -> Result<(VerifyReport, FileFindings), AuditError> {
+    let input = |source| AuditError::Input {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(input)?;
+    let verifiers = verifiers.max(1);
+    // Batches go back to the reader once checked, so their buffers are allocated (and their
+    // pages faulted in) once per run, not once per batch.
+    let (recycle, recycled) = std::sync::mpsc::channel::<Batch>();
+    std::thread::scope(|scope| {
+        let mut lanes = Vec::with_capacity(verifiers);
+        let mut threads = Vec::with_capacity(verifiers);
+        for _ in 0..verifiers {
+            let (lane, batches) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+            lanes.push(lane);
+            let recycle = recycle.clone();
+            threads.push(scope.spawn(move || verify_lane(batches, &recycle, wanted)));
+        }
+        drop(recycle);
+        let mut findings = FileFindings::default();
+        let read = read_lines(&mut file, &lanes, &recycled, &mut findings, progress).map_err(input);
+        drop(lanes);
+        let mut reports = Vec::with_capacity(verifiers);
+        for thread in threads {
+            let (report, lane) = thread
+                .join()
+                .map_err(|_| AuditError::Task("a verifier thread panicked".into()))?;
+            reports.push(report);
+            findings.fault_lines.extend(lane.fault_lines);
+            findings.bad_lines.extend(lane.bad_lines);
+            findings.hashes.extend(lane.hashes);
+        }
+        read?;
+        findings.bad_lines.sort();
+        Ok((VerifyReport::merge(reports), findings))
+    })
+}
+
+/// One verifier thread: decodes the lines of its streams and checks them in order.
+fn verify_lane(
+    batches: std::sync::mpsc::Receiver<Batch>,
+    recycle: &std::sync::mpsc::Sender<Batch>,
+    wanted: &HashMap<(String, String), u64>,
+) -> (VerifyReport, LaneFindings) {
+    let mut verifier = ChainVerifier::new();
+    let mut found = LaneFindings::default();
+    let mut text = String::new();
+    for batch in batches {
+        let mut start = 0;
+        for &(end, line) in &batch.lines {
+            let bytes = &batch.bytes[start..end];
+            start = end;
+            text.clear();
+            let decoded = std::str::from_utf8(bytes)
+                .map_err(|e| format!("not UTF-8: {e}"))
+                .and_then(|line| export::decode_line(line, &mut text).map_err(|e| e.to_string()));
+            let row = match decoded {
+                Ok(decoded) => export::row_at(&text, &decoded),
+                Err(problem) => {
+                    found.bad_lines.push((line, problem));
+                    continue;
+                }
+            };
+            let Some(row) = row else { continue };
+            if !wanted.is_empty() {
+                remember_hash(&row, wanted, &mut found.hashes);
+            }
+            let before = verifier.fault_count();
+            verifier.push(&row);
+            if verifier.fault_count() > before {
+                found.fault_lines.insert(
+                    (row.aggregate_type.to_owned(), row.aggregate_id.to_owned()),
+                    line,
+                );
+            }
+        }
+        let mut batch = batch;
+        batch.bytes.clear();
+        batch.lines.clear();
+        // The reader may be done already; then the buffer is simply freed.
+        let _ = recycle.send(batch);
+    }
+    (verifier.finish(), found)
+}
+
+/// Reads the file in chunks, splits it into lines and sends each to its stream's verifier.
+/// The stream of a line in the exact export form is read from its first two members without
+/// decoding; any other line is decoded here to find it (and reported if it cannot be).
+fn read_lines(
+    file: &mut std::fs::File,
+    lanes: &[std::sync::mpsc::SyncSender<Batch>],
+    recycled: &std::sync::mpsc::Receiver<Batch>,
+    findings: &mut FileFindings,
+    progress: &mut Progress,
+) -> Result<(), std::io::Error> {
+    let mut batches: Vec<Batch> = lanes.iter().map(|_| Batch::default()).collect();
+    let mut scratch = String::new();
+    let mut buffer: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+    let mut line_number: u64 = 0;
+    let mut bytes_read: u64 = 0;
+    let mut at_end = false;
+    while !at_end {
+        // Top up the buffer to one chunk beyond what is left of the previous one.
+        let kept = buffer.len();
+        buffer.resize(kept + READ_CHUNK, 0);
+        let n = read_full(file, &mut buffer[kept..])?;
+        buffer.truncate(kept + n);
+        bytes_read += n as u64;
+        at_end = n == 0;
+        let mut start = 0;
+        loop {
+            let end = match export::next_newline(&buffer, start) {
+                Some(end) => end,
+                // A last line without its newline still counts.
+                None if at_end && start < buffer.len() => buffer.len(),
+                None => break,
+            };
+            line_number += 1;
+            let line = &buffer[start..end];
+            start = (end + 1).min(buffer.len());
+            let lane = match export::stream_of(line) {
+                Some((aggregate_type, aggregate_id)) => {
+                    lane_of(aggregate_type, aggregate_id, lanes.len())
+                }
+                None => {
+                    scratch.clear();
+                    let decoded = std::str::from_utf8(line)
+                        .map_err(|e| format!("not UTF-8: {e}"))
+                        .and_then(|line| {
+                            export::decode_line(line, &mut scratch).map_err(|e| e.to_string())
+                        });
+                    match decoded.map(|d| export::row_at(&scratch, &d)) {
+                        Ok(Some(row)) => lane_of(
+                            row.aggregate_type.as_bytes(),
+                            row.aggregate_id.as_bytes(),
+                            lanes.len(),
+                        ),
+                        Ok(None) => continue,
+                        Err(problem) => {
+                            findings.bad_lines.push((line_number, problem));
+                            continue;
+                        }
+                    }
+                }
+            };
+            let batch = &mut batches[lane];
+            if batch.bytes.capacity() == 0 {
+                match recycled.try_recv() {
+                    Ok(used) => *batch = used,
+                    Err(_) => {
+                        // One allocation per batch, not a doubling series of them.
+                        batch.bytes.reserve(BATCH_ROWS * (line.len() + 64));
+                        batch.lines.reserve(BATCH_ROWS);
+                    }
+                }
+            }
+            batch.bytes.extend_from_slice(line);
+            batch.lines.push((batch.bytes.len(), line_number));
+            if batch.lines.len() == BATCH_ROWS && lanes[lane].send(std::mem::take(batch)).is_err() {
+                // That verifier is gone, which only a panic does; joining it reports it.
+                return Ok(());
+            }
+        }
+        buffer.drain(..start.min(buffer.len()));
+        progress.update(bytes_read);
+    }
+    for (lane, batch) in lanes.iter().zip(batches) {
+        if !batch.lines.is_empty() && lane.send(batch).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> Result<usize, std::io::Error> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The verifier of a stream: by a hash of its decoded type and id (as bytes), so that the
+/// same stream goes to the same verifier whatever form its lines are in.
+fn lane_of(aggregate_type: &[u8], aggregate_id: &[u8], lanes: usize) -> usize {
+    if lanes < 2 {
+        return 0;
+    }
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hash =
+        BuildHasherDefault::<DefaultHasher>::default().hash_one((aggregate_type, aggregate_id));
+    (hash % lanes as u64) as usize
+}
+
+/// Keeps the stored `hash` of `row` if a digest asks about its position.
+fn remember_hash(
+    row: &StoredRow<'_>,
+    wanted: &HashMap<(String, String), u64>,
+    hashes: &mut HashMap<(String, String, u64), String>,
+) {
+    let key = (row.aggregate_type.to_owned(), row.aggregate_id.to_owned());
+    let Some(&sequence) = wanted.get(&key) else {
+        return;
+    };
+    if u64::try_from(row.sequence).ok() != Some(sequence) {
+        return;
+    }
+    if let Ok(m) = serde_json::from_str::<EventMetadata>(row.metadata) {
+        hashes.insert((key.0, key.1, sequence), m.hash);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The audit-log read model against the log
+
+/// The first disagreement of one stream's audit log entries with its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProjectionFault {
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: u64,
+    problem: String,
+}
+
+/// What comparing the audit log read model with the log found.
+#[derive(Debug, Default)]
+struct ProjectionCheck {
+    /// Entries compared with their events.
+    entries: u64,
+    faults: Vec<ProjectionFault>,
+}
+
+/// Compares the embedded audit log read model with the log, in one read snapshot: every event
+/// the projection has applied (at or below its checkpoint for the stream) has exactly one
+/// entry, which says what the event says (type, actor, times, description); no entry exists
+/// for an event not applied or not in the log. `None` when the store has no read models.
+fn check_projection(path: &Path) -> Result<Option<ProjectionCheck>, AuditError> {
+    let conn = read_only(path)?;
+    let tables: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
+         AND name IN ('view_audit_log', 'projection_checkpoints')",
+        [],
+        |r| r.get(0),
+    )?;
+    if tables < 2 {
+        return Ok(None);
+    }
+    conn.execute_batch("BEGIN")?;
+    let mut check = ProjectionCheck::default();
+    let mut first: HashMap<(String, String), ProjectionFault> = HashMap::new();
+    let mut note = |t: &str, id: &str, sequence: u64, problem: String| {
+        let fault = ProjectionFault {
+            aggregate_type: t.to_owned(),
+            aggregate_id: id.to_owned(),
+            sequence,
+            problem,
+        };
+        first
+            .entry((t.to_owned(), id.to_owned()))
+            .and_modify(|f| {
+                if sequence < f.sequence {
+                    *f = fault.clone();
+                }
+            })
+            .or_insert(fault);
+    };
+    {
+        let mut statement = conn.prepare(
+            "SELECT e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
+             e.payload, e.metadata, a.event_type, a.actor, a.recorded_at, a.at, a.action, c.sequence \
+             FROM events e \
+             LEFT JOIN view_audit_log a ON a.aggregate_type = e.aggregate_type \
+               AND a.aggregate_id = e.aggregate_id AND a.sequence = e.sequence \
+             LEFT JOIN projection_checkpoints c ON c.projection = 'audit_log' \
+               AND c.aggregate_type = e.aggregate_type AND c.aggregate_id = e.aggregate_id",
+        )?;
+        let mut rows = statement.query([])?;
+        while let Some(r) = rows.next()? {
+            let raw = RawRecord {
+                aggregate_type: r.get_ref(0)?.as_str().unwrap_or_default(),
+                aggregate_id: r.get_ref(1)?.as_str().unwrap_or_default(),
+                sequence: r.get(2)?,
+                event_type: r.get_ref(3)?.as_str().unwrap_or_default(),
+                event_version: r.get_ref(4)?.as_str().unwrap_or_default(),
+                payload: r.get_ref(5)?.as_str().unwrap_or_default(),
+                metadata: r.get_ref(6)?.as_str().unwrap_or_default(),
+            };
+            let sequence = u64::try_from(raw.sequence).unwrap_or(0);
+            let entry: Option<[String; 5]> = match r.get::<_, Option<String>>(7)? {
+                Some(event_type) => {
+                    Some([event_type, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?])
+                }
+                None => None,
+            };
+            let checkpoint: Option<i64> = r.get(12)?;
+            let applied = checkpoint.is_some_and(|c| raw.sequence <= c);
+            let (t, id) = (raw.aggregate_type, raw.aggregate_id);
+            match (applied, entry) {
+                (false, None) => {}
+                (true, None) => note(
+                    t,
+                    id,
+                    sequence,
+                    format!(
+                        "no audit log entry, though the projection has applied the stream up to sequence {}",
+                        checkpoint.unwrap_or_default()
+                    ),
+                ),
+                (false, Some(_)) => note(
+                    t,
+                    id,
+                    sequence,
+                    "an audit log entry for an event the projection has not applied".into(),
+                ),
+                (true, Some(entry)) => {
+                    check.entries += 1;
+                    if let Some(problem) = entry_disagreement(raw, &entry) {
+                        note(t, id, sequence, problem);
+                    }
+                }
+            }
+        }
+        let mut orphans = conn.prepare(
+            "SELECT a.aggregate_type, a.aggregate_id, a.sequence FROM view_audit_log a \
+             WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = a.aggregate_type \
+               AND e.aggregate_id = a.aggregate_id AND e.sequence = a.sequence)",
+        )?;
+        let mut rows = orphans.query([])?;
+        while let Some(r) = rows.next()? {
+            let (t, id, sequence): (String, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            note(
+                &t,
+                &id,
+                u64::try_from(sequence).unwrap_or(0),
+                "an audit log entry for an event the log does not hold".into(),
+            );
+        }
+    }
+    conn.execute_batch("COMMIT")?;
+    check.faults = first.into_values().collect();
+    check.faults.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+    });
+    Ok(Some(check))
+}
+
+/// What an entry `[event_type, actor, recorded_at, at, action]` gets wrong about its event.
+fn entry_disagreement(raw: RawRecord<'_>, entry: &[String; 5]) -> Option<String> {
+    let expected = match Envelope::decode(raw) {
+        Ok(envelope) => AuditEntry::from_envelope(&envelope),
+        Err(e) => {
+            return Some(format!(
+                "the event does not decode ({e}) yet has an audit log entry"
+            ));
+        }
+    };
+    let fields = [
+        ("event type", &expected.event_type),
+        ("actor", &expected.actor),
+        ("recorded_at", &expected.recorded_at),
+        ("at", &expected.at.to_string()),
+        ("action", &expected.action),
+    ];
+    fields
+        .iter()
+        .zip(entry)
+        .find(|((_, log), entry)| *log != *entry)
+        .map(|((name, log), entry)| {
+            format!("the audit log entry's {name} is {entry:?}, the log says {log:?}")
+        })
+}
+
+// ---------------------------------------------------------------------------------------------
+// verify
+
+/// Options of `chaos audit verify`.
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Also check the log against a digest taken earlier (`chaos audit digest`).
+    #[arg(long, value_name = "FILE")]
+    digest: Option<PathBuf>,
+    /// Skip comparing the audit log read model with the log (embedded store only).
+    #[arg(long)]
+    no_projection: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Everything `verify` found.
+#[derive(Debug)]
+struct Verification {
+    source: Source,
+    report: VerifyReport,
+    file: Option<FileFindings>,
+    digest: Option<DigestCheck>,
+    projection: Option<ProjectionCheck>,
+    elapsed: Duration,
+}
+
+fn read_digest(path: &Path) -> Result<Digest, AuditError> {
+    let text = std::fs::read_to_string(path).map_err(|source| AuditError::Input {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Digest::parse(&text).map_err(|source| AuditError::BadDigest {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads and checks the whole log of `source`; `digest` positions have their stored hashes
+/// looked up.
+async fn verify_source(
+    source: &Source,
+    digest: Option<&Digest>,
+    projection: bool,
+    progress: bool,
+) -> Result<Verification, AuditError> {
+    let started = Instant::now();
+    let wanted: HashMap<(String, String), u64> = digest
+        .map(|d| {
+            d.streams
+                .iter()
+                .map(|h| {
+                    (
+                        (h.aggregate_type.clone(), h.aggregate_id.clone()),
+                        h.sequence,
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut hashes: HashMap<(String, String, u64), String> = HashMap::new();
+    let mut file = None;
+    let mut projection_check = None;
+    let report = match source {
+        Source::Store(path) => {
+            // Opening checks the file is a chaos store (and recovers a WAL left by a crash).
+            open(path, OpenMode::MustExist).await?.close().await;
+            let path = path.clone();
+            let (report, looked_up, checked) = tokio::task::spawn_blocking(move || {
+                let total: u64 = read_only(&path)?.query_row(
+                    "SELECT coalesce(max(rowid), 0) FROM events",
+                    [],
+                    |r| r.get(0),
+                )?;
+                let mut bar = Progress::new("verifying", "events", total, progress);
+                let report = verify_file(&path, 10_000, |n| bar.update(n))?;
+                bar.finish();
+                let looked_up = store_hashes(&path, &wanted)?;
+                let checked = if projection {
+                    check_projection(&path)?
+                } else {
+                    None
+                };
+                Ok::<_, AuditError>((report, looked_up, checked))
+            })
+            .await
+            .map_err(task)??;
+            hashes = looked_up;
+            projection_check = checked;
+            report
+        }
+        Source::Dynamo(table) => {
+            let client = dynamodb().await;
+            let mut bar = Progress::new("reading", "events", 0, progress);
+            let rows = dynamo_rows(&client, table, &mut bar).await?;
+            bar.finish();
+            let mut verifier = ChainVerifier::new();
+            for row in &rows {
+                verifier.push(&row.row());
+                if !wanted.is_empty() {
+                    remember_hash(&row.row(), &wanted, &mut hashes);
+                }
+            }
+            verifier.finish()
+        }
+        Source::File(path) => {
+            let path = path.clone();
+            let (report, findings) = tokio::task::spawn_blocking(move || {
+                let total = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let mut bar = Progress::new("verifying", "bytes", total, progress);
+                let verified = verify_export(&path, file_verifiers(), &wanted, &mut bar);
+                bar.finish();
+                verified
+            })
+            .await
+            .map_err(task)??;
+            let mut findings = findings;
+            hashes = std::mem::take(&mut findings.hashes);
+            file = Some(findings);
+            report
+        }
+    };
+    let digest = digest.map(|d| {
+        digest::check(d, &report, |t, id, n| {
+            hashes.get(&(t.to_owned(), id.to_owned(), n)).cloned()
+        })
+    });
+    Ok(Verification {
+        source: source.clone(),
+        report,
+        file,
+        digest,
+        projection: projection_check,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Verifies an export file as `chaos audit verify --file` does (no digest, no progress line),
+/// on `verifiers` verifier threads (`None`: as many as the command uses).
+pub fn verify_export_file(
+    path: &Path,
+    verifiers: Option<usize>,
+) -> Result<VerifyReport, AuditError> {
+    let verifiers = verifiers.unwrap_or_else(file_verifiers);
+    let (report, findings) = verify_export(
+        path,
+        verifiers,
+        &HashMap::new(),
+        &mut Progress::new("", "", 0, false),
+    )?;
+    if let Some((line, problem)) = findings.bad_lines.first() {
+        return Err(AuditError::Unverified(format!("line {line}: {problem}")));
+    }
+    Ok(report)
+}
+
+/// Writes the export of an embedded store as `chaos audit export` does (no progress line);
+/// returns the events written.
+pub fn export_store(db: &Path, out: &Path, csv: Option<&Path>) -> Result<u64, AuditError> {
+    let mut writer = ExportWriter {
+        jsonl: Output::create(out)?,
+        csv: csv.map(Output::create).transpose()?,
+        line: String::with_capacity(4096),
+        events: 0,
+        hasher: Sha256::new(),
+    };
+    if let Some(csv) = &mut writer.csv {
+        csv.write(format!("{CSV_HEADER}\r\n").as_bytes())?;
+    }
+    store_rows(&read_only(db)?, "", &[], |row| writer.push(&row))?;
+    let events = writer.events;
+    writer.jsonl.finish()?;
+    if let Some(csv) = writer.csv {
+        csv.finish()?;
+    }
+    Ok(events)
+}
+
+/// Verifier threads for an export file: one per core (the reader only splits and decodes),
+/// at most four.
+fn file_verifiers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .clamp(1, 4)
+}
+
+/// Stored hashes of the store's events at the positions `wanted` names, by primary key.
+fn store_hashes(
+    path: &Path,
+    wanted: &HashMap<(String, String), u64>,
+) -> Result<HashMap<(String, String, u64), String>, AuditError> {
+    let mut hashes = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(hashes);
+    }
+    let conn = read_only(path)?;
+    let mut statement = conn.prepare(
+        "SELECT metadata FROM events WHERE aggregate_type = ?1 AND aggregate_id = ?2 AND sequence = ?3",
+    )?;
+    for ((t, id), &sequence) in wanted {
+        let metadata: Option<String> = {
+            use rusqlite::OptionalExtension;
+            statement
+                .query_row(
+                    rusqlite::params![t, id, i64::try_from(sequence).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+                .optional()?
+        };
+        if let Some(m) = metadata.and_then(|m| serde_json::from_str::<EventMetadata>(&m).ok()) {
+            hashes.insert((t.clone(), id.clone(), sequence), m.hash);
+        }
+    }
+    Ok(hashes)
+}
+
+/// `chaos audit verify`.
+pub async fn verify(db: &Path, args: VerifyArgs) -> Result<(), AuditError> {
+    // Inputs first: a bad digest file is a usage error before anything is read.
+    let digest = args.digest.as_deref().map(read_digest).transpose()?;
+    let source = Source::of(db, &args.source);
+    let verification =
+        verify_source(&source, digest.as_ref(), !args.no_projection, !args.json).await?;
+    if args.json {
+        out(&serde_json::to_string_pretty(&verification_json(
+            &verification,
+            args.digest.as_deref(),
+        ))?)?;
+    } else {
+        print_verification(&verification, args.digest.as_deref())?;
+    }
+    outcome(&verification)
+}
+
+/// The exit status of a verification: the most serious finding wins (a broken chain, then a
+/// departure from the digest, then a read model that disagrees).
+fn outcome(v: &Verification) -> Result<(), AuditError> {
+    let bad_lines = v.file.as_ref().map_or(0, |f| f.bad_lines.len());
+    if !v.report.is_ok() || bad_lines > 0 {
+        return Err(AuditError::Tampered(v.report.faults.len() + bad_lines));
+    }
+    if let Some(check) = v.digest.as_ref().filter(|d| !d.faults.is_empty()) {
+        return Err(AuditError::DigestMismatch(check.faults.len()));
+    }
+    if let Some(check) = v.projection.as_ref().filter(|p| !p.faults.is_empty()) {
+        return Err(AuditError::ProjectionMismatch(check.faults.len()));
+    }
+    Ok(())
+}
+
+fn fault_line(v: &Verification, f: &Fault) -> Option<u64> {
+    v.file.as_ref().and_then(|file| {
+        file.fault_lines
+            .get(&(f.aggregate_type.clone(), f.aggregate_id.clone()))
+            .copied()
+    })
+}
+
+fn verification_json(v: &Verification, digest_path: Option<&Path>) -> Value {
+    let faults: Vec<Value> = v
+        .report
+        .faults
+        .iter()
+        .map(|f| {
+            let mut fault = json!({
+                "aggregate_type": f.aggregate_type,
+                "aggregate_id": f.aggregate_id,
+                "sequence": f.sequence,
+                "problem": f.kind.to_string(),
+            });
+            if let Some(line) = fault_line(v, f) {
+                fault["line"] = line.into();
+            }
+            fault
+        })
+        .collect();
+    let mut report = json!({
+        "ok": outcome(v).is_ok(),
+        "source": v.source.describe(),
+        "events": v.report.events,
+        "streams": v.report.streams,
+        "faults": faults,
+        "digest": null,
+        "projection": null,
+    });
+    if let Some(file) = &v.file {
+        report["bad_lines"] = file
+            .bad_lines
+            .iter()
+            .map(|(line, problem)| json!({"line": line, "problem": problem}))
+            .collect();
+    }
+    if let Some(check) = &v.digest {
+        report["digest"] = json!({
+            "file": digest_path.map(|p| p.display().to_string()),
+            "streams": check.streams,
+            "broken": check.broken,
+            "faults": check.faults.iter().map(|f| json!({
+                "aggregate_type": f.aggregate_type,
+                "aggregate_id": f.aggregate_id,
+                "sequence": f.sequence,
+                "problem": f.kind.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+    }
+    if let Some(check) = &v.projection {
+        report["projection"] = json!({
+            "entries": check.entries,
+            "faults": check.faults.iter().map(|f| json!({
+                "aggregate_type": f.aggregate_type,
+                "aggregate_id": f.aggregate_id,
+                "sequence": f.sequence,
+                "problem": f.problem,
+            })).collect::<Vec<_>>(),
+        });
+    }
+    report
+}
+
+fn print_verification(v: &Verification, digest_path: Option<&Path>) -> Result<(), AuditError> {
+    let report = &v.report;
+    let rate = report.events as f64 / v.elapsed.as_secs_f64().max(1e-9);
+    let bad_lines = v.file.as_ref().map_or(&[][..], |f| &f.bad_lines[..]);
+    if report.is_ok() && bad_lines.is_empty() {
+        out(&format!(
+            "OK: {} events in {} streams verified ({:.0} events/s)",
+            report.events, report.streams, rate
+        ))?;
+    } else {
+        let mut headline = format!(
+            "FAILED: {} of {} streams do not verify ({} events read)",
+            report.faults.len(),
+            report.streams,
+            report.events
+        );
+        if !bad_lines.is_empty() {
+            headline.push_str(&format!(
+                "; {} line(s) are not export records",
+                bad_lines.len()
+            ));
+        }
+        out(&headline)?;
+        for fault in &report.faults {
+            match fault_line(v, fault) {
+                Some(line) => out(&format!(
+                    "  {}/{} at sequence {} (line {line}): {}",
+                    fault.aggregate_type, fault.aggregate_id, fault.sequence, fault.kind
+                ))?,
+                None => out(&format!("  {fault}"))?,
+            }
+        }
+        for (line, problem) in bad_lines {
+            out(&format!("  line {line}: {problem}"))?;
+        }
+    }
+    if let Some(check) = &v.digest {
+        let file = digest_path.map_or_else(String::new, |p| format!(" {}", p.display()));
+        if check.faults.is_empty() {
+            out(&format!(
+                "digest{file}: all {} streams match ({} broken, reported above)",
+                check.streams, check.broken
+            ))?;
+        } else {
+            out(&format!(
+                "DIGEST MISMATCH{file}: {} of {} streams differ",
+                check.faults.len(),
+                check.streams
+            ))?;
+            for fault in &check.faults {
+                out(&format!("  {fault}"))?;
+            }
+        }
+    }
+    if let Some(check) = &v.projection {
+        if check.faults.is_empty() {
+            out(&format!(
+                "projection: the audit log read model agrees with the log ({} entries)",
+                check.entries
+            ))?;
+        } else {
+            out(&format!(
+                "PROJECTION MISMATCH: the audit log read model disagrees in {} streams",
+                check.faults.len()
+            ))?;
+            for f in &check.faults {
+                out(&format!(
+                    "  {}/{} at sequence {}: {}",
+                    f.aggregate_type, f.aggregate_id, f.sequence, f.problem
+                ))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// digest
+
+/// `chaos audit digest`: verifies the log, then prints its chain heads as JSON.
+pub async fn print_digest(
+    db: &Path,
+    args: &SourceArgs,
+    taken_at: Timestamp,
+) -> Result<(), AuditError> {
+    let source = Source::of(db, args);
+    let v = verify_source(&source, None, false, true).await?;
+    if let Err(e) = outcome(&v) {
+        print_verification(&v, None)?;
+        return Err(e);
+    }
+    let digest = Digest::of(&v.report, Some(taken_at.to_string()));
+    out(&serde_json::to_string_pretty(&digest)?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// export
+
+/// Options of `chaos audit export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The JSON Lines file to write (one event per line, byte-exact).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Also write a CSV summary: one row per event (stream, sequence, type, recorded_at,
+    /// actor, hash).
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+}
+
+/// The CSV summary's header line.
+pub const CSV_HEADER: &str =
+    "aggregate_type,aggregate_id,sequence,event_type,recorded_at,actor,hash";
+
+/// Writes both files as rows come, to `<name>.partial` files renamed into place at the end, so
+/// a file with the final name is always a complete export.
+struct ExportWriter {
+    jsonl: Output,
+    csv: Option<Output>,
+    line: String,
+    events: u64,
+    hasher: Sha256,
+}
+
+struct Output {
+    path: PathBuf,
+    partial: PathBuf,
+    writer: BufWriter<std::fs::File>,
+}
+
+impl Output {
+    fn create(path: &Path) -> Result<Self, AuditError> {
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = std::fs::File::create(&partial).map_err(|source| AuditError::Output {
+            path: partial.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            partial,
+            writer: BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|source| AuditError::Output {
+                path: self.partial.display().to_string(),
+                source,
+            })
+    }
+
+    fn finish(self) -> Result<(), AuditError> {
+        let error = |source| AuditError::Output {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let file = self
+            .writer
+            .into_inner()
+            .map_err(|e| error(e.into_error()))?;
+        file.sync_all().map_err(error)?;
+        std::fs::rename(&self.partial, &self.path).map_err(error)
+    }
+}
+
+impl ExportWriter {
+    fn push(&mut self, row: &StoredRow<'_>) -> Result<(), AuditError> {
+        self.line.clear();
+        export::write_line(&mut self.line, row);
+        self.jsonl.write(self.line.as_bytes())?;
+        self.hasher.update(self.line.as_bytes());
+        self.events += 1;
+        if let Some(csv) = &mut self.csv {
+            self.line.clear();
+            csv_row(&mut self.line, row);
+            csv.write(self.line.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// One CSV row (RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled).
+/// Metadata that does not parse leaves its three fields empty (the export has the bytes).
+fn csv_row(out: &mut String, row: &StoredRow<'_>) {
+    let metadata = serde_json::from_str::<EventMetadata>(row.metadata).ok();
+    let sequence = row.sequence.to_string();
+    let fields = [
+        row.aggregate_type,
+        row.aggregate_id,
+        &sequence,
+        row.event_type,
+        metadata.as_ref().map_or("", |m| &m.recorded_at),
+        metadata.as_ref().map_or("", |m| &m.actor),
+        metadata.as_ref().map_or("", |m| &m.hash),
+    ];
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if field.contains([',', '"', '\n', '\r']) {
+            out.push('"');
+            out.push_str(&field.replace('"', "\"\""));
+            out.push('"');
+        } else {
+            out.push_str(field);
+        }
+    }
+    out.push_str("\r\n");
+}
+
+/// `chaos audit export`: copies the log, as stored, to a JSON Lines file (and a CSV summary).
+pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
+    let source = Source::of(db, &args.source);
+    let mut writer = ExportWriter {
+        jsonl: Output::create(&args.out)?,
+        csv: args.csv.as_deref().map(Output::create).transpose()?,
+        line: String::with_capacity(4096),
+        events: 0,
+        hasher: Sha256::new(),
+    };
+    if let Some(csv) = &mut writer.csv {
+        csv.write(format!("{CSV_HEADER}\r\n").as_bytes())?;
+    }
+    let started = Instant::now();
+    let writer = match &source {
+        Source::Store(path) => {
+            open(path, OpenMode::MustExist).await?.close().await;
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let conn = read_only(&path)?;
+                let total: u64 =
+                    conn.query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
+                        r.get(0)
+                    })?;
+                let mut bar = Progress::new("exporting", "events", total, true);
+                store_rows(&conn, "", &[], |row| {
+                    writer.push(&row)?;
+                    bar.update(writer.events);
+                    Ok(())
+                })?;
+                bar.finish();
+                Ok::<_, AuditError>(writer)
+            })
+            .await
+            .map_err(task)??
+        }
+        Source::Dynamo(table) => {
+            let client = dynamodb().await;
+            let mut bar = Progress::new("reading", "events", 0, true);
+            let rows = dynamo_rows(&client, table, &mut bar).await?;
+            bar.finish();
+            for row in &rows {
+                writer.push(&row.row())?;
+            }
+            writer
+        }
+        Source::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                for_each_file_row(&path, |row| writer.push(&row))?;
+                Ok::<_, AuditError>(writer)
+            })
+            .await
+            .map_err(task)??
+        }
+    };
+    let ExportWriter {
+        jsonl,
+        csv,
+        events,
+        hasher,
+        ..
+    } = writer;
+    jsonl.finish()?;
+    if let Some(csv) = csv {
+        csv.finish()?;
+    }
+    out(&serde_json::to_string_pretty(&json!({
+        "source": source.describe(),
+        "out": args.out.display().to_string(),
+        "csv": args.csv.as_ref().map(|p| p.display().to_string()),
+        "events": events,
+        "sha256": hex_digest(hasher),
+        "seconds": started.elapsed().as_secs_f64(),
+    }))?)
+}
+
+fn hex_digest(hasher: Sha256) -> String {
+    hex::encode(hasher.finalize())
+}
+
+/// Calls `each` with every row of an export file, in file order, on this thread. A line that
+/// is not an export record is an error here (naming it); `verify` reports such lines instead.
+fn for_each_file_row(
+    path: &Path,
+    mut each: impl FnMut(StoredRow<'_>) -> Result<(), AuditError>,
+) -> Result<(), AuditError> {
+    let input = |source| AuditError::Input {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = std::fs::read_to_string(path).map_err(input)?;
+    let mut scratch = String::new();
+    for (i, line) in text.lines().enumerate() {
+        scratch.clear();
+        let decoded = export::decode_line(line, &mut scratch).map_err(|e| {
+            input(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line {}: {e}", i + 1),
+            ))
+        })?;
+        if let Some(row) = export::row_at(&scratch, &decoded) {
+            each(row)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// replay
+
+/// Options of `chaos audit replay`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The experiment id (or `platform` for the platform's own stream).
+    #[arg(long, value_name = "ID")]
+    experiment: String,
+    /// The instant, RFC 3339 (e.g. 2026-11-26T10:15:00Z): events recorded at or before it are
+    /// folded.
+    #[arg(long, value_name = "TIME")]
+    at: Timestamp,
+}
+
+/// `chaos audit replay`: the stream's state at an instant, as JSON.
+pub async fn replay(db: &Path, args: ReplayArgs) -> Result<(), AuditError> {
+    let source = Source::of(db, &args.source);
+    let id = args.experiment.clone();
+    let mut rows = Vec::new();
+    for aggregate_type in ["Experiment", "Platform"] {
+        rows = stream_rows(&source, aggregate_type, &id).await?;
+        if !rows.is_empty() {
+            break;
+        }
+    }
+    if rows.is_empty() {
+        return Err(AuditError::NoSuchStream(id));
+    }
+    // Only a verified prefix is replayed: a stream broken at or before the instant is refused.
+    let mut verifier = ChainVerifier::new();
+    for row in &rows {
+        verifier.push(&row.row());
+    }
+    let report = verifier.finish();
+    let replayed = replay::replay(rows.iter().map(OwnedRow::row), args.at);
+    if let Some(fault) = report.faults.first() {
+        // The replay reached up to (not including) its first event after the instant.
+        let reached = match &replayed {
+            Ok(replayed) => replayed
+                .next
+                .as_ref()
+                .map_or(u64::MAX, |(sequence, _)| *sequence),
+            Err(_) => u64::MAX,
+        };
+        if fault.sequence <= reached {
+            return Err(AuditError::Unverified(fault.to_string()));
+        }
+    }
+    let replayed = replayed?;
+    let aggregate_type = rows[0].aggregate_type.clone();
+    let mut answer = json!({
+        "source": source.describe(),
+        "aggregate_type": aggregate_type,
+        "id": id,
+        "at": args.at,
+        "exists": replayed.state.is_some(),
+        "applied": replayed.applied,
+        "last_recorded_at": replayed.last_recorded_at,
+        "next": replayed.next.as_ref().map(|(sequence, recorded_at)| json!({
+            "sequence": sequence,
+            "recorded_at": recorded_at,
+        })),
+        "stream_events": rows.len(),
+    });
+    match &replayed.state {
+        Some(Replayed::Experiment(record)) => {
+            answer["summary"] = serde_json::to_value(record.summary())?;
+            answer["record"] = serde_json::to_value(record)?;
+        }
+        Some(Replayed::Platform(platform)) => {
+            answer["platform"] = serde_json::to_value(platform)?;
+        }
+        None => {}
+    }
+    out(&serde_json::to_string_pretty(&answer)?)
+}
+
+/// The rows of one stream in storage order.
+async fn stream_rows(
+    source: &Source,
+    aggregate_type: &str,
+    id: &str,
+) -> Result<Vec<OwnedRow>, AuditError> {
+    let owned = |row: StoredRow<'_>| OwnedRow {
+        aggregate_type: row.aggregate_type.to_owned(),
+        aggregate_id: row.aggregate_id.to_owned(),
+        sequence: row.sequence,
+        event_type: row.event_type.to_owned(),
+        event_version: row.event_version.to_owned(),
+        payload: row.payload.to_owned(),
+        metadata: row.metadata.to_owned(),
+    };
+    match source {
+        Source::Store(path) => {
+            open(path, OpenMode::MustExist).await?.close().await;
+            let (path, t, id) = (path.clone(), aggregate_type.to_owned(), id.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let conn = read_only(&path)?;
+                let mut rows = Vec::new();
+                store_rows(
+                    &conn,
+                    "WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+                    &[&t, &id],
+                    |row| {
+                        rows.push(owned(row));
+                        Ok(())
+                    },
+                )?;
+                Ok::<_, AuditError>(rows)
+            })
+            .await
+            .map_err(task)?
+        }
+        Source::Dynamo(table) => dynamo_stream(&dynamodb().await, table, aggregate_type, id).await,
+        Source::File(path) => {
+            let (path, t, id) = (path.clone(), aggregate_type.to_owned(), id.to_owned());
+            tokio::task::spawn_blocking(move || {
+                let mut rows = Vec::new();
+                for_each_file_row(&path, |row| {
+                    if row.aggregate_type == t && row.aggregate_id == id {
+                        rows.push(owned(row));
+                    }
+                    Ok(())
+                })?;
+                Ok::<_, AuditError>(rows)
+            })
+            .await
+            .map_err(task)?
+        }
+    }
+}
+
+/// Writes a line to standard output; a reader that has gone is not an error.
+fn out(line: &str) -> Result<(), AuditError> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(AuditError::Write(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_when_they_must_be() {
+        let metadata = r#"{"actor":"o'neil, \"bob\"","actor_role":"ADMIN","command_id":"c","correlation_id":"c","event_id":"e","hash":"h","prev_hash":"p","recorded_at":"2026-11-26T10:00:00.000Z","source":"cli"}"#;
+        let mut line = String::new();
+        csv_row(
+            &mut line,
+            &StoredRow {
+                aggregate_type: "Experiment",
+                aggregate_id: "exp,1",
+                sequence: 3,
+                event_type: "ExperimentStarted",
+                event_version: "1",
+                payload: "{}",
+                metadata,
+            },
+        );
+        assert_eq!(
+            line,
+            "Experiment,\"exp,1\",3,ExperimentStarted,2026-11-26T10:00:00.000Z,\"o'neil, \"\"bob\"\"\",h\r\n"
+        );
+    }
+}
