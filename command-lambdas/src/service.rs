@@ -248,10 +248,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             reason: reason.to_owned(),
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Lifts the halt switch.
@@ -260,10 +257,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::LiftHalt { at: self.now() };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Issues an API key whose secret has the SHA-256 `secret_sha256` (see
@@ -283,10 +277,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             secret_sha256: secret_sha256.to_owned(),
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Revokes an API key.
@@ -299,6 +290,15 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             id: ApiKeyId::parse(id)?,
             at: self.now(),
         };
+        self.platform_command(command, context).await
+    }
+
+    /// Runs `command` on the platform stream.
+    async fn platform_command(
+        &self,
+        command: PlatformCommand,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
         Ok(self
             .store
             .execute::<Platform>(PLATFORM_ID, command, context)
@@ -317,10 +317,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             role,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Gives a user another role.
@@ -335,10 +332,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             role,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Removes a user.
@@ -351,10 +345,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             username: Username::parse(username)?,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Subscribes a webhook to events (`events` empty: every event).
@@ -371,10 +362,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             events,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Removes a webhook subscription.
@@ -387,10 +375,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             id: WebhookId::parse(id)?,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Adds a recurring schedule: an experiment of `spec` at every time `cron` names in
@@ -410,10 +395,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             spec: ExperimentSpec::parse(spec)?,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Removes a recurring schedule.
@@ -426,10 +408,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             id: ScheduleId::parse(id)?,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Adds a blackout window: nothing starts in it, and running experiments are stopped.
@@ -444,10 +423,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             window,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Removes a blackout window.
@@ -460,10 +436,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             id: BlackoutId::parse(id)?,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 
     /// Replaces the platform configuration.
@@ -476,10 +449,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
             config,
             at: self.now(),
         };
-        Ok(self
-            .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
-            .await?)
+        self.platform_command(command, context).await
     }
 }
 
