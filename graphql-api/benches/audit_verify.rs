@@ -19,6 +19,8 @@
 #[path = "../../command-lambdas/tests/common/mod.rs"]
 mod common;
 
+use common::knob;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -33,13 +35,6 @@ use graphql_api::audit::{export_store, verify_export_file};
 /// The allocator the `chaos` binary runs with (see its `main.rs`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Events per experiment run.
 const RUN_EVENTS: usize = 30;

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use command_lambdas::SqliteStore;
 use command_lambdas::clock::{SystemClock, UuidV7};
@@ -140,4 +141,26 @@ pub async fn store_at(path: &Path) -> (SqliteStore, sqlx::SqlitePool) {
         Arc::new(UuidV7),
     );
     (store, pool)
+}
+
+/// A benchmark knob: the environment variable `name` as a number, else `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A duration in milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The `p`th percentile of `sorted` (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
