@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, StreamSpecification, StreamViewType,
 };
-use domain::audit::{ChainVerifier, StoredRow, VerifyReport};
+use domain::audit::{ChainVerifier, OwnedRow, VerifyReport, sort_streams};
 
 use crate::store::EventStore;
 
@@ -86,19 +86,51 @@ pub async fn create_events_table(client: &Client, table: &str) -> Result<(), Dyn
     Ok(())
 }
 
+/// A dynamo-es item of the Events table as a stored row (`Payload` and `Metadata` string or
+/// binary, as stored).
+pub fn decode_item(
+    item: &std::collections::HashMap<String, AttributeValue>,
+) -> Result<OwnedRow, DynamoError> {
+    let key = item
+        .get("AggregateTypeAndId")
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    let bad = |problem: &str| DynamoError::BadItem {
+        key: key.clone(),
+        problem: problem.to_owned(),
+    };
+    let text = |name: &str| -> Result<String, DynamoError> {
+        match item.get(name) {
+            Some(AttributeValue::S(s)) => Ok(s.clone()),
+            Some(AttributeValue::B(b)) => String::from_utf8(b.as_ref().to_vec())
+                .map_err(|_| bad(&format!("{name} is not UTF-8"))),
+            _ => Err(bad(&format!("{name} is missing"))),
+        }
+    };
+    let (aggregate_type, aggregate_id) = key
+        .split_once(':')
+        .map(|(t, i)| (t.to_owned(), i.to_owned()))
+        .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID"))?;
+    let sequence = item
+        .get("AggregateIdSequence")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| bad("AggregateIdSequence is not a number"))?;
+    Ok(OwnedRow {
+        aggregate_type,
+        aggregate_id,
+        sequence,
+        event_type: text("EventType")?,
+        event_version: text("EventVersion")?,
+        payload: text("Payload")?,
+        metadata: text("Metadata")?,
+    })
+}
+
 /// Verifies every stream in the table: scans it whole (paginated), orders each stream by
 /// sequence, and runs the same verifier as the embedded store over the stored bytes.
 pub async fn verify_table(client: &Client, table: &str) -> Result<VerifyReport, DynamoError> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    struct Row {
-        aggregate_type: String,
-        aggregate_id: String,
-        sequence: i64,
-        event_type: String,
-        event_version: String,
-        payload: String,
-        metadata: String,
-    }
     let mut rows = Vec::new();
     let mut pages = client
         .scan()
@@ -108,60 +140,12 @@ pub async fn verify_table(client: &Client, table: &str) -> Result<VerifyReport, 
         .send();
     while let Some(item) = pages.next().await {
         let item = item.map_err(|e| api(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-        let key = item
-            .get("AggregateTypeAndId")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        let bad = |problem: &str| DynamoError::BadItem {
-            key: key.clone(),
-            problem: problem.to_owned(),
-        };
-        let text = |name: &str| -> Result<String, DynamoError> {
-            match item.get(name) {
-                Some(AttributeValue::S(s)) => Ok(s.clone()),
-                Some(AttributeValue::B(b)) => String::from_utf8(b.as_ref().to_vec())
-                    .map_err(|_| bad(&format!("{name} is not UTF-8"))),
-                _ => Err(bad(&format!("{name} is missing"))),
-            }
-        };
-        let (aggregate_type, aggregate_id) = key
-            .split_once(':')
-            .map(|(t, i)| (t.to_owned(), i.to_owned()))
-            .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID"))?;
-        let sequence = item
-            .get("AggregateIdSequence")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| bad("AggregateIdSequence is not a number"))?;
-        rows.push(Row {
-            aggregate_type,
-            aggregate_id,
-            sequence,
-            event_type: text("EventType")?,
-            event_version: text("EventVersion")?,
-            payload: text("Payload")?,
-            metadata: text("Metadata")?,
-        });
+        rows.push(decode_item(&item)?);
     }
-    rows.sort_by(|a, b| {
-        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
-            &b.aggregate_type,
-            &b.aggregate_id,
-            b.sequence,
-        ))
-    });
+    sort_streams(&mut rows);
     let mut verifier = ChainVerifier::new();
     for r in &rows {
-        verifier.push(&StoredRow {
-            aggregate_type: &r.aggregate_type,
-            aggregate_id: &r.aggregate_id,
-            sequence: r.sequence,
-            event_type: &r.event_type,
-            event_version: &r.event_version,
-            payload: &r.payload,
-            metadata: &r.metadata,
-        });
+        verifier.push(&r.row());
     }
     Ok(verifier.finish())
 }

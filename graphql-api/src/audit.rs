@@ -22,7 +22,7 @@ use domain::Timestamp;
 use domain::audit::digest::{self, Digest, DigestCheck, DigestError};
 use domain::audit::export;
 use domain::audit::replay::{self, ReplayError, Replayed};
-use domain::audit::{ChainVerifier, Fault, StoredRow, VerifyReport};
+use domain::audit::{ChainVerifier, Fault, OwnedRow, StoredRow, VerifyReport, sort_streams};
 use domain::provenance::EventMetadata;
 use domain::views::audit_log::AuditEntry;
 use domain::views::{Envelope, RawRecord};
@@ -160,32 +160,6 @@ fn task(e: tokio::task::JoinError) -> AuditError {
 // ---------------------------------------------------------------------------------------------
 // Reading rows
 
-/// One event as stored, owned.
-#[derive(Debug, Clone)]
-struct OwnedRow {
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
-}
-
-impl OwnedRow {
-    fn row(&self) -> StoredRow<'_> {
-        StoredRow {
-            aggregate_type: &self.aggregate_type,
-            aggregate_id: &self.aggregate_id,
-            sequence: self.sequence,
-            event_type: &self.event_type,
-            event_version: &self.event_version,
-            payload: &self.payload,
-            metadata: &self.metadata,
-        }
-    }
-}
-
 const SELECT_ROWS: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata FROM events";
 
 /// A read-only connection to a store already checked by [`open`].
@@ -240,43 +214,11 @@ fn dynamo_error<E: std::error::Error + 'static>(e: E) -> AuditError {
     AuditError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
-/// A dynamo-es item as a row (`Payload` and `Metadata` binary or string, as stored).
+/// A dynamo-es item as a row.
 fn dynamo_row(
     item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
 ) -> Result<OwnedRow, AuditError> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    let key = item
-        .get("AggregateTypeAndId")
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default();
-    let bad = |problem: String| AuditError::Dynamo(format!("item {key:?}: {problem}"));
-    let text = |name: &str| -> Result<String, AuditError> {
-        match item.get(name) {
-            Some(AttributeValue::S(s)) => Ok(s.clone()),
-            Some(AttributeValue::B(b)) => String::from_utf8(b.as_ref().to_vec())
-                .map_err(|_| bad(format!("{name} is not UTF-8"))),
-            _ => Err(bad(format!("{name} is missing"))),
-        }
-    };
-    let (aggregate_type, aggregate_id) = key
-        .split_once(':')
-        .map(|(t, i)| (t.to_owned(), i.to_owned()))
-        .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID".into()))?;
-    let sequence = item
-        .get("AggregateIdSequence")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| bad("AggregateIdSequence is not a number".into()))?;
-    Ok(OwnedRow {
-        aggregate_type,
-        aggregate_id,
-        sequence,
-        event_type: text("EventType")?,
-        event_version: text("EventVersion")?,
-        payload: text("Payload")?,
-        metadata: text("Metadata")?,
-    })
+    command_lambdas::dynamo::decode_item(item).map_err(|e| AuditError::Dynamo(e.to_string()))
 }
 
 /// Every item of the table, stream by stream in sequence order (the table's own order: it
@@ -300,16 +242,6 @@ async fn dynamo_rows(
     }
     sort_streams(&mut rows);
     Ok(rows)
-}
-
-fn sort_streams(rows: &mut [OwnedRow]) {
-    rows.sort_by(|a, b| {
-        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
-            &b.aggregate_type,
-            &b.aggregate_id,
-            b.sequence,
-        ))
-    });
 }
 
 /// One stream of the table, in sequence order.

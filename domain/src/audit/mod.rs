@@ -12,4 +12,6 @@ pub mod replay;
 pub mod verify;
 
 pub use chain::{EventRecord, GENESIS_HASH, canonical_event, link_hash, seal};
-pub use verify::{ChainVerifier, Fault, FaultKind, StoredRow, VerifyReport};
+pub use verify::{
+    ChainVerifier, Fault, FaultKind, OwnedRow, StoredRow, VerifyReport, sort_streams,
+};

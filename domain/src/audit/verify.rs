@@ -54,6 +54,51 @@ pub struct StoredRow<'a> {
     pub metadata: &'a str,
 }
 
+/// One event as stored, owned (read from a store that lends no borrowed text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRow {
+    /// Aggregate type.
+    pub aggregate_type: String,
+    /// Stream id.
+    pub aggregate_id: String,
+    /// Stored sequence number.
+    pub sequence: i64,
+    /// Event type.
+    pub event_type: String,
+    /// Event version.
+    pub event_version: String,
+    /// Stored payload text.
+    pub payload: String,
+    /// Stored metadata text.
+    pub metadata: String,
+}
+
+impl OwnedRow {
+    /// The row, borrowed.
+    pub fn row(&self) -> StoredRow<'_> {
+        StoredRow {
+            aggregate_type: &self.aggregate_type,
+            aggregate_id: &self.aggregate_id,
+            sequence: self.sequence,
+            event_type: &self.event_type,
+            event_version: &self.event_version,
+            payload: &self.payload,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+/// Orders rows stream by stream, each in sequence order.
+pub fn sort_streams(rows: &mut [OwnedRow]) {
+    rows.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            &b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
+}
+
 /// What is wrong at a position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FaultKind {
