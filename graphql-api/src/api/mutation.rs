@@ -5,6 +5,8 @@
 use async_graphql::{Context, ErrorExtensions, ID, Json, Object, Result};
 use command_lambdas::api_keys;
 use command_lambdas::command::{self, Command, Request, Response};
+use command_lambdas::service::ServiceError;
+use command_lambdas::store::CommandOutcome;
 use domain::Timestamp;
 use domain::provenance::{CommandContext, Role, Source};
 use domain::spec::ExperimentSpecInput;
@@ -56,6 +58,29 @@ async fn send(
     };
     let response = command::handle(api.workflows.tasks(), &api.workflows, request).await;
     answer(response)
+}
+
+/// What a platform command the API sends itself recorded, or its refusal as a coded error.
+fn recorded(outcome: Result<CommandOutcome, ServiceError>) -> Result<CommandResult> {
+    match outcome {
+        Ok(outcome) => answer(Response::done(&outcome)),
+        Err(e) => Err(coded(e.code(), e.to_string())),
+    }
+}
+
+/// Creates experiment `id` (or a new UUIDv7) from `spec`, as the caller.
+async fn create(
+    ctx: &Context<'_>,
+    spec: ExperimentSpecInput,
+    id: Option<ID>,
+    command_id: Option<String>,
+) -> Result<CommandResult> {
+    let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
+    let command = Command::Create {
+        experiment_id,
+        spec,
+    };
+    send(ctx, Role::Operator, command, command_id).await
 }
 
 /// A command's answer as the schema's result, or its refusal as a coded error.
@@ -203,17 +228,7 @@ impl Mutation {
     ) -> Result<CommandResult> {
         let spec: ExperimentSpecInput = serde_json::from_value(spec.0)
             .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
-        let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
-        send(
-            ctx,
-            Role::Operator,
-            Command::Create {
-                experiment_id,
-                spec,
-            },
-            command_id,
-        )
-        .await
+        create(ctx, spec, id, command_id).await
     }
 
     /// Starts an experiment now. Refused, with nothing recorded, while any of its
@@ -328,12 +343,7 @@ impl Mutation {
             max_targets_per_run,
             max_duration_secs,
         };
-        let outcome = api
-            .service()
-            .update_config(config, &context)
-            .await
-            .map_err(|e| coded(e.code(), e.to_string()))?;
-        answer(Response::done(&outcome))
+        recorded(api.service().update_config(config, &context).await)
     }
 
     /// Subscribes a webhook (ADMIN) to `events` (event types; none: every event). Its id is
@@ -349,12 +359,7 @@ impl Mutation {
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
         let id = id.map_or_else(fresh_id, |id| id.to_string());
-        let outcome = api
-            .service()
-            .add_webhook(&id, &url, events, &context)
-            .await
-            .map_err(|e| coded(e.code(), e.to_string()))?;
-        answer(Response::done(&outcome))
+        recorded(api.service().add_webhook(&id, &url, events, &context).await)
     }
 
     /// Removes a webhook subscription (ADMIN).
@@ -362,12 +367,7 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        let outcome = api
-            .service()
-            .remove_webhook(id.as_str(), &context)
-            .await
-            .map_err(|e| coded(e.code(), e.to_string()))?;
-        answer(Response::done(&outcome))
+        recorded(api.service().remove_webhook(id.as_str(), &context).await)
     }
 
     /// Saves a template (OPERATOR): `spec` (JSON, as `createExperiment` takes it) under
@@ -424,17 +424,7 @@ impl Mutation {
         if let Some(name) = name {
             spec.name = name;
         }
-        let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
-        send(
-            ctx,
-            Role::Operator,
-            Command::Create {
-                experiment_id,
-                spec,
-            },
-            command_id,
-        )
-        .await
+        create(ctx, spec, id, command_id).await
     }
 
     /// Saves the caller's preferences.
@@ -490,11 +480,6 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        let outcome = api
-            .service()
-            .revoke_api_key(id.as_str(), &context)
-            .await
-            .map_err(|e| coded(e.code(), e.to_string()))?;
-        answer(Response::done(&outcome))
+        recorded(api.service().revoke_api_key(id.as_str(), &context).await)
     }
 }
