@@ -202,6 +202,9 @@ struct Worker {
     healthy: bool,
     terminating: bool,
     paused: bool,
+    /// Bumped when the fleet itself pauses or resumes the worker, so a health sample taken
+    /// before that cannot overwrite what the fleet knows to be newer.
+    epoch: u64,
     /// Closing it tells the worker to exit.
     _stdin: Option<ChildStdin>,
 }
@@ -375,6 +378,10 @@ impl Fleet {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
+            // Its own process group: if this process dies while the worker is paused (stopped,
+            // so it cannot see its standard input close), the group is orphaned with a stopped
+            // member and the kernel sends it SIGHUP then SIGCONT, which ends it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| fail(format!("{}: {e}", inner.config.worker.program.display())))?;
@@ -404,6 +411,7 @@ impl Fleet {
                     healthy: false,
                     terminating: false,
                     paused: false,
+                    epoch: 0,
                     _stdin: child.stdin.take(),
                 },
             );
@@ -543,31 +551,31 @@ async fn supervise(fleet: Fleet, id: String, mut child: Child) {
 async fn check_health(inner: Arc<Inner>) {
     let request = balancer::get("/health");
     loop {
-        let workers: Vec<(String, SocketAddr)> = inner
+        let workers: Vec<(String, SocketAddr, u64)> = inner
             .lock()
             .workers
             .iter()
             .filter(|(_, w)| !w.terminating)
-            .map(|(id, w)| (id.clone(), w.addr))
+            .map(|(id, w)| (id.clone(), w.addr, w.epoch))
             .collect();
-        let results = futures::future::join_all(workers.into_iter().map(|(id, addr)| {
+        let results = futures::future::join_all(workers.into_iter().map(|(id, addr, epoch)| {
             let request = &request;
             let within = inner.config.answer_within;
             async move {
                 let ok = balancer::exchange(addr, request, within)
                     .await
                     .is_ok_and(|r| balancer::status_of(&r) == Some(200));
-                (id, ok)
+                (id, epoch, ok)
             }
         }))
         .await;
         {
             let mut state = inner.lock();
-            for (id, ok) in results {
+            for (id, epoch, ok) in results {
                 let Some(worker) = state.workers.get_mut(&id) else {
                     continue;
                 };
-                if worker.terminating || worker.healthy == ok {
+                if worker.terminating || worker.epoch != epoch || worker.healthy == ok {
                     continue;
                 }
                 worker.healthy = ok;
@@ -647,6 +655,7 @@ impl TargetProvider for Fleet {
                     }
                     FailureType::Pause { .. } => {
                         worker.paused = true;
+                        worker.epoch += 1;
                         worker.healthy = false;
                         FleetChange::Paused
                     }
@@ -718,6 +727,7 @@ impl Fleet {
         }
         signal(pid, Signal::SIGCONT)?;
         worker.paused = false;
+        worker.epoch += 1;
         self.inner.note(&mut state, id, FleetChange::Resumed, None);
         Ok(true)
     }
