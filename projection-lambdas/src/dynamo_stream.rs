@@ -24,14 +24,24 @@
 //! | `Sk` | attributes |
 //! |---|---|
 //! | `checkpoint#{projection}` | `Sequence` (N): last sequence applied by that projection |
-//! | `record` | `Record` (S, [`ExperimentRecord`] JSON), `Name`, `Status`, `Target`, `CreatedAt`, `UpdatedAt`, `Version` (N) |
+//! | `record` | `Record` (S, [`ExperimentRecord`] JSON), `Summary` (S, its [`ExperimentSummary`](domain::views::experiments::ExperimentSummary) JSON), `Name`, `Status`, `Target`, `Archived` (BOOL), `CreatedAt`, `UpdatedAt`, `Version` (N) |
 //! | `tracker` | `State` (S, [`RunTracker`] JSON): the run in progress |
-//! | `result` | `Result` (S, [`RunResult`] JSON), `Outcome`, `Day`, `RecoveryMs` (N, when recovered) |
-//! | `audit#{sequence:010}` | `Entry` (S, [`AuditEntry`] JSON), `EventType`, `Actor`, `At` |
+//! | `result` | `Result` (S, [`RunResult`] JSON), `Outcome`, `Day`, `RecoveryMs` (N, when recovered), `Feed = "result"`, `FeedKey` ([`result_feed_key`]) |
+//! | `audit#{sequence:010}` | `Entry` (S, the whole [`AuditEntry`] JSON, metadata and chain hashes included), `EventType`, `Actor`, `At`, `Feed = "audit"`, `FeedKey` ([`audit_feed_key`]) |
 //!
-//! The index [`BY_STATUS`] (`Status`, `CreatedAt`; keys only) lists the experiments in a
-//! status, newest last: only `record` rows carry `Status`. The AWS housekeeping
-//! (`command_lambdas::housekeeping`) reads it for the scheduled and running experiments.
+//! Two indexes, both projecting every attribute:
+//!
+//! | index | partition, sort | rows | order |
+//! |---|---|---|---|
+//! | [`BY_STATUS`] | `Status`, `CreatedAt` | `record` | the experiments in a status by creation time |
+//! | [`BY_FEED`] | `Feed`, `FeedKey` | `audit#…`, `result` | the whole audit log (`Feed = "audit"`) in the order of the embedded audit log, `(recorded_at, aggregate_id, sequence)`; every finished run (`Feed = "result"`) by `(ended_at, experiment_id)` |
+//!
+//! The AWS housekeeping (`command_lambdas::housekeeping`) reads [`BY_STATUS`] for the
+//! scheduled and running experiments; [`crate::dynamo_queries`] reads both for the API.
+//! [`BY_FEED`] has one partition key value per feed, so every audit row (one per event) and
+//! every result is written to one index partition: DynamoDB takes about 1,000 writes a second
+//! per partition, far above this platform's event rate (runs last minutes, a run writes tens
+//! of events). A feed that ever came near it would be split by day (`audit#2026-11-26`).
 //!
 //! The projections are [`PROJECTIONS`]; the activity feed and webhook outbox are not kept here.
 //! This module never writes to the events table.
@@ -178,8 +188,35 @@ pub fn decode_record(record: &EventRecord) -> Result<FeedRecord<String>, StreamE
 /// The read-model table's index of experiments by status.
 pub const BY_STATUS: &str = "ByStatus";
 
-/// Creates the read-model table (`Pk` S / `Sk` S, on demand, with the [`BY_STATUS`] index).
-/// Tests and local setups use it; in AWS the SAM template declares the same table.
+/// The read-model table's index of the feeds: the audit log and the results.
+pub const BY_FEED: &str = "ByFeed";
+
+/// `Feed` of audit rows in [`BY_FEED`].
+pub const AUDIT_FEED: &str = "audit";
+
+/// `Feed` of result rows in [`BY_FEED`].
+pub const RESULT_FEED: &str = "result";
+
+/// `FeedKey` of an audit row: `{recorded_at}#{aggregate_id}#{sequence:010}`.
+///
+/// Its order is the embedded audit log's, `(recorded_at, aggregate_id, sequence)`:
+/// `recorded_at` is a [`domain::Timestamp`] in its fixed-width text (milliseconds, `Z`),
+/// `#` sorts below every character an id may hold (ASCII letters, digits, `-`, `_`, `.`,
+/// `:`), so an id sorts before the ids it is a prefix of, as in a tuple (`|` would not:
+/// `e-1|` sorts after `e-10|`), and the sequence is zero-padded.
+pub fn audit_feed_key(recorded_at: &str, aggregate_id: &str, sequence: u64) -> String {
+    format!("{recorded_at}#{aggregate_id}#{sequence:010}")
+}
+
+/// `FeedKey` of a result row: `{ended_at}#{experiment_id}`, in `(ended_at, experiment_id)`
+/// order (see [`audit_feed_key`]).
+pub fn result_feed_key(result: &RunResult) -> String {
+    format!("{}#{}", result.ended_at, result.experiment_id)
+}
+
+/// Creates the read-model table (`Pk` S / `Sk` S, on demand, with the [`BY_STATUS`] and
+/// [`BY_FEED`] indexes). Tests and local setups use it; in AWS the SAM template declares the
+/// same table.
 pub async fn create_views_table(client: &Client, table: &str) -> Result<(), StreamError> {
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
@@ -204,6 +241,8 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
         .attribute_definitions(attribute("Sk")?)
         .attribute_definitions(attribute("Status")?)
         .attribute_definitions(attribute("CreatedAt")?)
+        .attribute_definitions(attribute("Feed")?)
+        .attribute_definitions(attribute("FeedKey")?)
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(BY_STATUS)
@@ -211,7 +250,20 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
                 .key_schema(key("CreatedAt", KeyType::Range)?)
                 .projection(
                     Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(api)?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(BY_FEED)
+                .key_schema(key("Feed", KeyType::Hash)?)
+                .key_schema(key("FeedKey", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
                         .build(),
                 )
                 .build()
@@ -238,7 +290,7 @@ fn n(v: u64) -> AttributeValue {
 }
 
 /// A serde enum's name (`"COMPLETED"`), for filterable attributes.
-fn serde_name<T: serde::Serialize>(value: &T) -> String {
+pub(crate) fn serde_name<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -482,9 +534,11 @@ fn chunk_items(
         if let Some(summary) = record.as_ref().and_then(ExperimentRecord::summary) {
             let mut item = row("record".into());
             item.insert("Record".into(), s(to_json(&pk, &record)?));
+            item.insert("Summary".into(), s(to_json(&pk, &summary)?));
             item.insert("Name".into(), s(summary.name));
             item.insert("Status".into(), s(serde_name(&summary.status)));
             item.insert("Target".into(), s(summary.target));
+            item.insert("Archived".into(), AttributeValue::Bool(summary.archived));
             item.insert("CreatedAt".into(), s(summary.created_at.to_string()));
             item.insert("UpdatedAt".into(), s(summary.updated_at.to_string()));
             item.insert("Version".into(), n(summary.version));
@@ -506,6 +560,8 @@ fn chunk_items(
                 if let Some(ms) = result.recovery_ms {
                     item.insert("RecoveryMs".into(), n(ms));
                 }
+                item.insert("Feed".into(), s(RESULT_FEED));
+                item.insert("FeedKey".into(), s(result_feed_key(&result)));
                 items.push(put(item)?);
             }
         }
@@ -523,6 +579,15 @@ fn chunk_items(
         item.insert("EventType".into(), s(&entry.event_type));
         item.insert("Actor".into(), s(&entry.actor));
         item.insert("At".into(), s(entry.at.to_string()));
+        item.insert("Feed".into(), s(AUDIT_FEED));
+        item.insert(
+            "FeedKey".into(),
+            s(audit_feed_key(
+                &entry.recorded_at,
+                &entry.aggregate_id,
+                entry.sequence,
+            )),
+        );
         items.push(put(item)?);
     }
 
