@@ -11,12 +11,14 @@
 //! - [`queries`]: what the API and the CLI read from them;
 //! - [`dynamo_stream`]: the AWS projection Lambda over the events table's DynamoDB Stream, with
 //!   read models and conditional per-projection checkpoints in one DynamoDB table;
+//! - [`dynamo_queries`]: what the API reads from those, the same answers as [`queries`];
 //! - [`notify`]: webhook deliveries, from an outbox fed by the log, sent at least once;
 //! - [`publisher`]: the AWS Lambda that puts every event on an EventBridge bus (schema in
 //!   `docs/EVENTS.md`), at least once.
 //!
 //! Nothing here writes events: the write side (`command-lambdas`) is the only writer.
 
+pub mod dynamo_queries;
 pub mod dynamo_stream;
 pub mod embedded;
 pub mod notify;
