@@ -37,18 +37,29 @@ fn required(name: &str, what: &str) -> Result<String, Error> {
 
 fn service(config: &aws_config::SdkConfig) -> Result<AwsService, Error> {
     let table = required("EVENTS_TABLE", "the events table")?;
+    Ok(aws_service(config, &table))
+}
+
+/// The service over the events table `events_table`.
+pub fn aws_service(config: &aws_config::SdkConfig, events_table: &str) -> AwsService {
     let store = DynamoStore::new(
-        repository(aws_sdk_dynamodb::Client::new(config), &table),
+        repository(aws_sdk_dynamodb::Client::new(config), events_table),
         Arc::new(SystemClock),
         Arc::new(UuidV7),
     );
-    Ok(ExperimentService::new(
-        Arc::new(store),
-        Arc::new(SystemClock),
-    ))
+    ExperimentService::new(Arc::new(store), Arc::new(SystemClock))
 }
 
-fn metrics() -> Result<HealthMetrics, Error> {
+/// The experiment workflow `state_machine_arn`, for the command path.
+pub fn step_functions(config: &aws_config::SdkConfig, state_machine_arn: &str) -> StepFunctions {
+    StepFunctions::new(
+        aws_sdk_sfn::Client::new(config),
+        state_machine_arn.to_owned(),
+    )
+}
+
+/// The health metrics' settings from `HEALTH_WINDOW_SECS` and `HEALTH_LATENCY_STAT`.
+pub fn metrics() -> Result<HealthMetrics, Error> {
     let mut metrics = HealthMetrics::default();
     if let Ok(window) = std::env::var("HEALTH_WINDOW_SECS") {
         metrics.window_secs = window
@@ -63,15 +74,35 @@ fn metrics() -> Result<HealthMetrics, Error> {
 
 /// The tasks over clients built from `config`.
 pub fn tasks(config: &aws_config::SdkConfig) -> Result<AwsTasks, Error> {
+    let views = required(
+        "VIEWS_TABLE",
+        "the read-model table (it keeps the target claims)",
+    )?;
+    Ok(aws_tasks(
+        config,
+        &required("EVENTS_TABLE", "the events table")?,
+        &views,
+        metrics()?,
+    ))
+}
+
+/// The tasks over the events table `events_table`, keeping their target claims in the
+/// read-model table `views_table`, judging health by `metrics`.
+pub fn aws_tasks(
+    config: &aws_config::SdkConfig,
+    events_table: &str,
+    views_table: &str,
+    metrics: HealthMetrics,
+) -> AwsTasks {
     let autoscaling = aws_sdk_autoscaling::Client::new(config);
     let cloudwatch = aws_sdk_cloudwatch::Client::new(config);
-    Ok(Tasks::new(
-        service(config)?,
+    Tasks::new(
+        aws_service(config, events_table),
         AsgTargets::new(aws_sdk_ec2::Client::new(config), autoscaling.clone()),
         AsgHealth::new(
             autoscaling,
             cloudwatch.clone(),
-            metrics()?,
+            metrics,
             Arc::new(SystemClock),
         ),
         CloudWatchAlarms::new(cloudwatch),
@@ -79,11 +110,8 @@ pub fn tasks(config: &aws_config::SdkConfig) -> Result<AwsTasks, Error> {
     )
     .with_claims(Arc::new(DynamoClaims::new(
         aws_sdk_dynamodb::Client::new(config),
-        required(
-            "VIEWS_TABLE",
-            "the read-model table (it keeps the target claims)",
-        )?,
-    ))))
+        views_table.to_owned(),
+    )))
 }
 
 /// A task error as the workflow sees it: its name says whether `Retry` applies.

@@ -56,9 +56,9 @@ async fn main() {
         .await
         .expect("identity");
     let auth = Authenticator {
-        local,
+        local: Some(local),
         cognito: None,
-        platform: PlatformCache::new(pool.clone()),
+        platform: PlatformCache::default(),
     };
     let (state, _workflows) = AppState::embedded(
         &db,
@@ -71,7 +71,9 @@ async fn main() {
     )
     .await
     .expect("server state");
-    let service = state.service.clone();
+    let graphql_api::http::Mode::Embedded { service, .. } = state.mode.clone() else {
+        unreachable!("an embedded server")
+    };
     let id = format!("bench-{}", uuid::Uuid::now_v7());
     let issued = command_lambdas::api_keys::issue(
         &service,

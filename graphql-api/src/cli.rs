@@ -91,6 +91,8 @@ enum Command {
         fleet: FleetArgs,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        aws: AwsArgs,
     },
     /// The local demo fleet: worker processes behind a load balancer.
     #[command(subcommand)]
@@ -234,6 +236,54 @@ struct IdentityArgs {
     /// Where the user pool's keys are served (default: its issuer's /.well-known/jwks.json).
     #[arg(long, env = "CHAOS_COGNITO_JWKS_URL")]
     cognito_jwks_url: Option<String>,
+}
+
+/// `chaos serve --aws`: the API of a platform deployed on AWS.
+#[derive(Debug, Clone, Args)]
+struct AwsArgs {
+    /// Serve the API of the platform on AWS instead of the store file: commands through
+    /// dynamo-es into the events table and the workflow in Step Functions, reads from the
+    /// read-model table, live updates from the events table's stream. Credentials and region
+    /// come from the standard AWS environment. No demo fleet, projector or workflow runs here
+    /// (the Lambdas do that), and no one signs in here: people use the Cognito user pool
+    /// (`--cognito-user-pool-id`), scripts API keys.
+    #[arg(long)]
+    aws: bool,
+    /// The dynamo-es events table (with its stream, NEW_IMAGE).
+    #[arg(long, env = "EVENTS_TABLE")]
+    events_table: Option<String>,
+    /// The read-model table the projection Lambda keeps.
+    #[arg(long, env = "VIEWS_TABLE")]
+    views_table: Option<String>,
+    /// The experiment workflow's state machine.
+    #[arg(long, env = "STATE_MACHINE_ARN")]
+    state_machine_arn: Option<String>,
+}
+
+impl AwsArgs {
+    fn resources(&self) -> Result<crate::http::AwsResources, CliError> {
+        let need = |value: &Option<String>, flag: &str, env: &str| {
+            value.clone().ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--aws needs {flag} (or {env}): the name of the {}",
+                    match flag {
+                        "--events-table" => "events table",
+                        "--views-table" => "read-model table",
+                        _ => "experiment workflow's state machine (its ARN)",
+                    }
+                ))
+            })
+        };
+        Ok(crate::http::AwsResources {
+            events_table: need(&self.events_table, "--events-table", "EVENTS_TABLE")?,
+            views_table: need(&self.views_table, "--views-table", "VIEWS_TABLE")?,
+            state_machine_arn: need(
+                &self.state_machine_arn,
+                "--state-machine-arn",
+                "STATE_MACHINE_ARN",
+            )?,
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -523,6 +573,9 @@ pub enum CliError {
     /// The demo fleet could not start.
     #[error("demo fleet: {0}")]
     Fleet(#[from] FleetError),
+    /// Options that do not go together, or one missing.
+    #[error("{0}")]
+    Usage(String),
     /// The workflow runner could not be built.
     #[error("{0}")]
     Workflow(#[from] WorkflowError),
@@ -548,7 +601,7 @@ impl CliError {
                 "INVALID_INPUT" | "NOT_FOUND" | "REJECTED" => 3,
                 _ => 1,
             },
-            CliError::Context(_) | CliError::Input { .. } => 2,
+            CliError::Context(_) | CliError::Input { .. } | CliError::Usage(_) => 2,
             CliError::SpecJson { .. } | CliError::NoSuchUser(_) => 3,
             CliError::Identity(crate::identity::local::AuthError::Password(
                 crate::identity::password::PasswordError::Weak(_),
@@ -625,8 +678,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init => init(&db).await,
         Command::Serve {
             addr,
+            identity,
+            aws,
+            ..
+        } if aws.aws => serve_aws(addr, &aws, &identity).await,
+        Command::Serve {
+            addr,
             fleet,
             identity,
+            ..
         } => serve(&db, addr, &fleet, &identity).await,
         Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
             .await
@@ -794,7 +854,7 @@ async fn serve(
             fleet.balancer()
         );
     }
-    let auth = identity.authenticator(pool.clone()).await?;
+    let auth = identity.authenticator(Some(pool.clone())).await?;
     owner_only(db)?;
     let limits = crate::limits::Limits::new(identity.rate_limit);
     let (state, workflows) = AppState::embedded(
@@ -879,6 +939,41 @@ async fn serve(
     }
     pool.close().await;
     served?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `chaos serve --aws`: the API over the platform deployed on AWS.
+async fn serve_aws(
+    addr: SocketAddr,
+    aws: &AwsArgs,
+    identity: &IdentityArgs,
+) -> Result<(), CliError> {
+    let stopped = shutdown_signal();
+    let resources = aws.resources()?;
+    let auth = identity.authenticator(None).await?;
+    if auth.cognito.is_none() {
+        tracing::warn!("no Cognito user pool is trusted: only API keys authenticate");
+    }
+    let metrics = command_lambdas::lambda::metrics().map_err(|e| CliError::Usage(e.to_string()))?;
+    let config = aws_config::load_from_env().await;
+    let limits = crate::limits::Limits::new(identity.rate_limit);
+    let state = AppState::aws(&config, &resources, metrics, auth, limits).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(CliError::Serve)?;
+    tracing::info!(
+        events = %resources.events_table,
+        views = %resources.views_table,
+        "serving the platform on AWS"
+    );
+    eprintln!("chaos: listening on http://{local}");
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stopped)
+        .await
+        .map_err(CliError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -1012,9 +1107,11 @@ fn owner_only(db: &Path) -> Result<(), CliError> {
 }
 
 impl IdentityArgs {
+    /// The verifiers to trust: the embedded identity provider over `pool` (none on AWS),
+    /// and the Cognito user pool if one is named.
     async fn authenticator(
         &self,
-        pool: sqlx::SqlitePool,
+        pool: Option<sqlx::SqlitePool>,
     ) -> Result<crate::identity::Authenticator, CliError> {
         use crate::identity::cognito::{Cognito, CognitoConfig};
         use crate::identity::local::{LocalIssuer, TokenPolicy};
@@ -1022,7 +1119,10 @@ impl IdentityArgs {
             access_ttl: std::time::Duration::from_secs(self.access_token_ttl_secs.max(1)),
             ..TokenPolicy::default()
         };
-        let local = LocalIssuer::open(pool.clone(), policy).await?;
+        let local = match pool {
+            Some(pool) => Some(LocalIssuer::open(pool, policy).await?),
+            None => None,
+        };
         let cognito = match (&self.cognito_user_pool_id, &self.cognito_client_id) {
             (Some(user_pool_id), Some(client_id)) => {
                 let cognito = Cognito::new(&CognitoConfig {
@@ -1039,7 +1139,7 @@ impl IdentityArgs {
         Ok(crate::identity::Authenticator {
             local,
             cognito,
-            platform: crate::identity::PlatformCache::new(pool),
+            platform: crate::identity::PlatformCache::default(),
         })
     }
 }

@@ -1,7 +1,8 @@
-//! The live feed of the embedded mode: every event appended to the log, in log order, to
-//! whoever subscribes (the GraphQL subscriptions).
+//! The live feed: every event appended to the log, to whoever subscribes (the GraphQL
+//! subscriptions). Embedded, it is [`LogFeed`], in log order; on AWS it is
+//! [`streams::StreamFeed`], over the events table's DynamoDB Stream.
 //!
-//! One task tails the `events` table by `rowid` (SQLite serializes writers, so `rowid` order
+//! [`LogFeed`]: one task tails the `events` table by `rowid` (SQLite serializes writers, so `rowid` order
 //! is commit order, whoever wrote: this server, its workflows, or a `chaos` command in another
 //! process) every [`POLL`] and broadcasts each new record. A subscriber
 //! ([`Feed::follow`]) first reads what it asked to see from the log, then follows the
@@ -10,14 +11,19 @@
 //! order, with no gap, however slow it is. A record that cannot be decoded is delivered
 //! as such, with the reason, never dropped.
 
+pub mod streams;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::views::{Envelope, RawRecord};
-use futures::Stream;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::broadcast;
+
+use streams::StreamFeed;
 
 /// How often the log is looked at for new records.
 pub const POLL: Duration = Duration::from_millis(10);
@@ -26,11 +32,134 @@ pub const BUFFER: usize = 4_096;
 /// Records read from the log at once.
 const BATCH: i64 = 500;
 
+/// Why the feed could not give what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The embedded log cannot be read.
+    #[error("the log cannot be read: {0}")]
+    Log(#[from] sqlx::Error),
+    /// The events table or its stream cannot be read.
+    #[error("the events table cannot be read: {0}")]
+    Dynamo(String),
+    /// A resume position this feed did not give out, or cannot honour.
+    #[error("{0}")]
+    Position(String),
+    /// The subscriber fell this many records behind the live feed and cannot catch up.
+    #[error("fell {0} records behind the live feed: subscribe again")]
+    Lagged(u64),
+}
+
+impl FeedError {
+    /// The stable code of the API error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FeedError::Position(_) => "INVALID_INPUT",
+            FeedError::Log(_) | FeedError::Dynamo(_) | FeedError::Lagged(_) => "UNAVAILABLE",
+        }
+    }
+}
+
+/// The live feed of either mode: cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Feed {
+    /// The embedded log, in log order.
+    Log(LogFeed),
+    /// The events table's stream (AWS).
+    Streams(StreamFeed),
+}
+
+impl Feed {
+    /// Stream `aggregate_type:aggregate_id` as stored so far, in order.
+    pub async fn history(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Vec<FeedItem>, FeedError> {
+        match self {
+            Feed::Log(log) => {
+                let filter = Filter::Stream {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
+                };
+                Ok(log.read_after(0, &filter, i64::MAX).await?)
+            }
+            Feed::Streams(feed) => feed.read_stream(aggregate_type, aggregate_id, 0).await,
+        }
+    }
+
+    /// The events of one stream after `last` (an item this feed gave; none: from the start),
+    /// then live: each once, in order, with no gap.
+    pub fn follow_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        last: Option<&FeedItem>,
+    ) -> BoxStream<'static, Result<FeedItem, FeedError>> {
+        match self {
+            Feed::Log(log) => {
+                let filter = Filter::Stream {
+                    aggregate_type: aggregate_type.to_owned(),
+                    aggregate_id: aggregate_id.to_owned(),
+                };
+                let position = last.and_then(|item| item.position).unwrap_or(0);
+                log.follow(position, filter)
+                    .map(|item| item.map_err(FeedError::from))
+                    .boxed()
+            }
+            Feed::Streams(feed) => feed
+                .follow_stream(
+                    aggregate_type.to_owned(),
+                    aggregate_id.to_owned(),
+                    last.map_or(0, |item| item.sequence),
+                )
+                .boxed(),
+        }
+    }
+
+    /// Every event, live: after `after` (a position from an earlier item, "0" for the whole
+    /// log), or from now. Resuming by position is the embedded log's: the events table has no
+    /// global order.
+    pub async fn activity(
+        &self,
+        after: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<FeedItem, FeedError>>, FeedError> {
+        match self {
+            Feed::Log(log) => {
+                let position = match after {
+                    Some(text) => {
+                        text.parse::<i64>()
+                            .ok()
+                            .filter(|p| *p >= 0)
+                            .ok_or_else(|| {
+                                FeedError::Position(format!(
+                                    "after {text:?} is not a position this API gave out"
+                                ))
+                            })?
+                    }
+                    None => log.end().await?,
+                };
+                Ok(log
+                    .follow(position, Filter::All)
+                    .map(|item| item.map_err(FeedError::from))
+                    .boxed())
+            }
+            Feed::Streams(_) if after.is_some() => Err(FeedError::Position(
+                "this server runs on AWS, whose event log has no global order to resume from: \
+                 follow one experiment with experimentUpdates(afterSequence), or read what was \
+                 missed from the audit log"
+                    .to_owned(),
+            )),
+            Feed::Streams(feed) => Ok(feed.follow_all().boxed()),
+        }
+    }
+}
+
 /// One record of the log, decoded if it can be.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
-    /// Its position in the log (`rowid`): the cursor to resume after.
-    pub position: i64,
+    /// Its position in the embedded log (`rowid`): the cursor to resume after. The events
+    /// table on AWS has no global order, so none there.
+    pub position: Option<i64>,
     /// `Experiment` or `Platform`.
     pub aggregate_type: String,
     /// The stream.
@@ -69,9 +198,9 @@ impl Filter {
     }
 }
 
-/// The feed: cheap to clone.
+/// The embedded log's feed: cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Feed {
+pub struct LogFeed {
     pool: SqlitePool,
     sender: broadcast::Sender<Arc<FeedItem>>,
 }
@@ -87,7 +216,7 @@ fn item(row: &sqlx::sqlite::SqliteRow) -> Result<FeedItem, sqlx::Error> {
         metadata: row.try_get("metadata")?,
     };
     Ok(FeedItem {
-        position: row.try_get("rowid")?,
+        position: Some(row.try_get("rowid")?),
         aggregate_type: raw.aggregate_type.to_owned(),
         aggregate_id: raw.aggregate_id.to_owned(),
         sequence: raw.sequence,
@@ -98,12 +227,12 @@ fn item(row: &sqlx::sqlite::SqliteRow) -> Result<FeedItem, sqlx::Error> {
     })
 }
 
-impl Feed {
+impl LogFeed {
     /// The feed over `pool`'s log, tailed from its current end by a task of its own (which
     /// ends when the last clone of the feed is dropped).
-    pub async fn start(pool: SqlitePool) -> Result<Feed, sqlx::Error> {
+    pub async fn start(pool: SqlitePool) -> Result<LogFeed, sqlx::Error> {
         let (sender, _) = broadcast::channel(BUFFER);
-        let feed = Feed { pool, sender };
+        let feed = LogFeed { pool, sender };
         let mut position = feed.end().await?;
         let pool = feed.pool.clone();
         let weak = feed.sender.downgrade();
@@ -116,7 +245,7 @@ impl Feed {
                 match tail_after(&pool, position, &Filter::All, BATCH).await {
                     Ok(items) => {
                         for item in items {
-                            position = item.position;
+                            position = item.position.unwrap_or(position);
                             // No subscriber is fine: they read the log when they come.
                             let _ = sender.send(Arc::new(item));
                         }
@@ -153,7 +282,7 @@ impl Feed {
         filter: Filter,
     ) -> impl Stream<Item = Result<FeedItem, sqlx::Error>> + Send + use<> {
         struct State {
-            feed: Feed,
+            feed: LogFeed,
             receiver: broadcast::Receiver<Arc<FeedItem>>,
             last: i64,
             filter: Filter,
@@ -178,7 +307,7 @@ impl Feed {
             }
             loop {
                 if let Some(item) = s.backlog.pop_front() {
-                    s.last = item.position;
+                    s.last = item.position.unwrap_or(s.last);
                     return Some((Ok(item), s));
                 }
                 if s.catching_up {
@@ -193,7 +322,9 @@ impl Feed {
                     continue;
                 }
                 match s.receiver.recv().await {
-                    Ok(item) if item.position > s.last && s.filter.admits(&item) => {
+                    Ok(item)
+                        if item.position.is_some_and(|p| p > s.last) && s.filter.admits(&item) =>
+                    {
                         s.backlog.push_back(FeedItem::clone(&item));
                     }
                     Ok(_) => {}

@@ -1,7 +1,7 @@
 //! HTTP surface of `chaos serve`.
 //!
-//! `GET /health` reports liveness and what the store holds; it is what load balancers, the
-//! dashboard and scripts poll. `GET /fleet` shows the demo fleets. Every error is JSON with a
+//! `GET /health` reports liveness and what the store holds (embedded) or that the platform
+//! can be read (AWS); it is what load balancers, the dashboard and scripts poll. `GET /fleet` shows the demo fleets. Every error is JSON with a
 //! stable `code`.
 
 use axum::extract::State;
@@ -18,16 +18,39 @@ use sqlx::SqlitePool;
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The embedded store's pool (read-only queries).
-    pub pool: SqlitePool,
-    /// Commands and loads.
-    pub service: SqliteService,
-    /// The store file (read models are read through their own connections).
-    pub db_path: std::path::PathBuf,
+    /// Where the platform's state is.
+    pub mode: Mode,
     /// The demo fleets this process runs.
     pub fleets: LocalFleets,
     /// The GraphQL API.
     pub api: crate::api::Api,
+}
+
+/// Where the platform's state is.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// The store file.
+    Embedded {
+        /// The embedded store's pool (read-only queries).
+        pool: SqlitePool,
+        /// Commands and loads.
+        service: SqliteService,
+        /// The store file (read models are read through their own connections).
+        db_path: std::path::PathBuf,
+    },
+    /// AWS: the events table, the read-model table and the workflow in Step Functions.
+    Aws(std::sync::Arc<crate::backend::AwsBackend>),
+}
+
+/// The AWS resources `chaos serve --aws` works with.
+#[derive(Debug, Clone)]
+pub struct AwsResources {
+    /// The dynamo-es events table (with its stream, `NEW_IMAGE`).
+    pub events_table: String,
+    /// The read-model table the projection Lambda keeps.
+    pub views_table: String,
+    /// The experiment workflow's state machine.
+    pub state_machine_arn: String,
 }
 
 /// Why the server's state could not be put together.
@@ -42,6 +65,9 @@ pub enum BuildError {
     /// The templates and preferences could not be opened.
     #[error("{0}")]
     Settings(#[from] crate::settings::SettingsError),
+    /// The live feed could not be started.
+    #[error("the live feed cannot start: {0}")]
+    Feed(#[from] crate::feed::FeedError),
 }
 
 impl AppState {
@@ -64,21 +90,72 @@ impl AppState {
         let service = SqliteService::new(std::sync::Arc::new(store), clock.clone());
         let workflows = crate::engine::workflows(service.clone(), &fleets, clock)?;
         let context = crate::api::ApiContext {
-            workflows: workflows.clone(),
-            reads: crate::reads::ReadModels::new(db),
+            backend: crate::backend::Backend::Embedded {
+                workflows: workflows.clone(),
+                reads: crate::reads::ReadModels::new(db),
+                pool: pool.clone(),
+            },
             auth,
-            feed: crate::feed::Feed::start(pool.clone()).await?,
+            feed: crate::feed::Feed::Log(crate::feed::LogFeed::start(pool.clone()).await?),
             settings: crate::settings::Settings::open(pool.clone()).await?,
             limits: std::sync::Arc::new(limits),
         };
         let state = AppState {
-            pool,
-            service,
-            db_path: db.to_owned(),
+            mode: Mode::Embedded {
+                pool,
+                service,
+                db_path: db.to_owned(),
+            },
             fleets,
             api: crate::api::Api::new(context),
         };
         Ok((state, workflows))
+    }
+
+    /// The platform on AWS (clients from `config`): commands through dynamo-es into
+    /// `resources.events_table` and the workflow in Step Functions, reads from the read-model
+    /// table, the live feed from the events table's stream. Health is judged by `metrics`.
+    pub async fn aws(
+        config: &aws_config::SdkConfig,
+        resources: &AwsResources,
+        metrics: command_lambdas::cloudwatch::HealthMetrics,
+        auth: crate::identity::Authenticator,
+        limits: crate::limits::Limits,
+    ) -> Result<AppState, BuildError> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(config);
+        let backend = std::sync::Arc::new(crate::backend::AwsBackend {
+            tasks: command_lambdas::lambda::aws_tasks(
+                config,
+                &resources.events_table,
+                &resources.views_table,
+                metrics,
+            ),
+            workflow: command_lambdas::lambda::step_functions(config, &resources.state_machine_arn),
+            reads: projection_lambdas::dynamo_queries::DynamoReads::new(
+                dynamodb.clone(),
+                resources.views_table.clone(),
+            ),
+            events: dynamodb.clone(),
+            events_table: resources.events_table.clone(),
+        });
+        let feed = crate::feed::streams::StreamFeed::start(
+            dynamodb.clone(),
+            aws_sdk_dynamodbstreams::Client::new(config),
+            &resources.events_table,
+        )
+        .await?;
+        let context = crate::api::ApiContext {
+            backend: crate::backend::Backend::Aws(std::sync::Arc::clone(&backend)),
+            auth,
+            feed: crate::feed::Feed::Streams(feed),
+            settings: crate::settings::Settings::dynamo(dynamodb, resources.views_table.clone()),
+            limits: std::sync::Arc::new(limits),
+        };
+        Ok(AppState {
+            mode: Mode::Aws(backend),
+            fleets: LocalFleets::default(),
+            api: crate::api::Api::new(context),
+        })
     }
 }
 
@@ -130,12 +207,17 @@ pub struct Health {
     pub status: &'static str,
     /// Build version.
     pub version: &'static str,
-    /// What the store holds.
-    pub store: StoreStats,
+    /// `embedded` or `aws`.
+    pub mode: &'static str,
+    /// What the store holds (embedded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStats>,
     /// Whether the halt switch is on.
     pub halted: bool,
-    /// Where the read models are in the log.
-    pub projections: ProjectionHealth,
+    /// Where the read models are in the log (embedded; on AWS it is the projection's
+    /// `IteratorAge` metric).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projections: Option<ProjectionHealth>,
 }
 
 /// The read models' position, for `/health`.
@@ -148,31 +230,53 @@ pub struct ProjectionHealth {
 }
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
-    let store = stats(&state.pool)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    let platform = state
-        .service
+    let unavailable = |e: String| AppError::Unavailable(e);
+    let (pool, service, db_path) = match &state.mode {
+        Mode::Embedded {
+            pool,
+            service,
+            db_path,
+        } => (pool, service, db_path),
+        Mode::Aws(aws) => {
+            let platform = aws
+                .tasks
+                .service()
+                .platform()
+                .await
+                .map_err(|e| unavailable(e.to_string()))?;
+            return Ok(Json(Health {
+                status: "ok",
+                version: env!("CARGO_PKG_VERSION"),
+                mode: "aws",
+                store: None,
+                halted: platform.aggregate.halted().is_some(),
+                projections: None,
+            }));
+        }
+    };
+    let store = stats(pool).await.map_err(|e| unavailable(e.to_string()))?;
+    let platform = service
         .platform()
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    let path = state.db_path.clone();
+        .map_err(|e| unavailable(e.to_string()))?;
+    let path = db_path.clone();
     let projections = tokio::task::spawn_blocking(move || {
         let conn = projection_lambdas::embedded::connect(&path)?;
         projection_lambdas::queries::status(&conn)
     })
     .await
-    .map_err(|e| AppError::Unavailable(e.to_string()))?
-    .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    .map_err(|e| unavailable(e.to_string()))?
+    .map_err(|e| unavailable(e.to_string()))?;
     Ok(Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        store,
+        mode: "embedded",
+        store: Some(store),
         halted: platform.aggregate.halted().is_some(),
-        projections: ProjectionHealth {
+        projections: Some(ProjectionHealth {
             behind: projections.behind,
             parked: projections.parked.len(),
-        },
+        }),
     }))
 }
 
@@ -222,9 +326,9 @@ mod tests {
         .await
         .expect("identity");
         let auth = crate::identity::Authenticator {
-            local,
+            local: Some(local),
             cognito: None,
-            platform: crate::identity::PlatformCache::new(pool.clone()),
+            platform: crate::identity::PlatformCache::default(),
         };
         let (state, _) = AppState::embedded(
             &db_path,

@@ -3,11 +3,14 @@
 //! - [`api`]: the GraphQL API (schema, identity, errors, limits) served on `/graphql`.
 //! - [`audit`]: the auditor's commands (`chaos audit verify | export | digest | replay`) over
 //!   the embedded store, a DynamoDB events table or an export file.
+//! - [`backend`]: where the API's commands go and its reads come from: the embedded store,
+//!   or the platform deployed on AWS.
 //! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
 //!   exit codes; the composition root of the embedded mode.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
 //!   with the log.
-//! - [`feed`]: the log as it grows, for the API's subscriptions.
+//! - [`feed`]: the log as it grows, for the API's subscriptions (the embedded log, or the
+//!   events table's DynamoDB Stream on AWS).
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
@@ -22,6 +25,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backend;
 pub mod cli;
 pub mod engine;
 pub mod feed;

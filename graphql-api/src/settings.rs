@@ -1,8 +1,15 @@
 //! Conveniences kept beside the log, not in it: experiment templates and each user's
 //! preferences. Neither decides anything: an experiment started from a template is recorded
 //! with its whole spec (`ExperimentCreated`), and preferences only shape what a dashboard
-//! shows. They live in the store file's `api_templates` and `api_preferences` tables.
+//! shows. Embedded, they live in the store file's `api_templates` and `api_preferences`
+//! tables; on AWS, in partitions of their own in the read-model table
+//! (`Pk = "settings#template"`, `Sk` the template's id; `Pk = "settings#preferences"`, `Sk`
+//! the actor), which the projection never touches.
 
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use domain::spec::{ExperimentSpec, ExperimentSpecInput};
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqlitePool};
@@ -24,6 +31,13 @@ pub enum SettingsError {
     /// The store failed.
     #[error("the settings store failed: {0}")]
     Store(#[from] sqlx::Error),
+    /// DynamoDB refused or could not be reached.
+    #[error("the settings table failed: {0}")]
+    Dynamo(String),
+}
+
+fn dynamo<E: std::error::Error>(e: E) -> SettingsError {
+    SettingsError::Dynamo(DisplayErrorContext(e).to_string())
 }
 
 impl SettingsError {
@@ -32,7 +46,7 @@ impl SettingsError {
         match self {
             SettingsError::Invalid(_) => "INVALID_INPUT",
             SettingsError::NotFound(_) => "NOT_FOUND",
-            SettingsError::Store(_) => "UNAVAILABLE",
+            SettingsError::Store(_) | SettingsError::Dynamo(_) => "UNAVAILABLE",
         }
     }
 }
@@ -121,17 +135,65 @@ CREATE TABLE IF NOT EXISTS api_preferences (
 );
 ";
 
-/// The templates and preferences of one store file.
+/// The partition of the templates in the read-model table.
+const TEMPLATES_PK: &str = "settings#template";
+/// The partition of the preferences in the read-model table.
+const PREFERENCES_PK: &str = "settings#preferences";
+
+/// The templates and preferences of one platform.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pool: SqlitePool,
+    store: Store,
+}
+
+#[derive(Debug, Clone)]
+enum Store {
+    Sqlite(SqlitePool),
+    Dynamo {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, SettingsError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .ok_or_else(|| SettingsError::Dynamo(format!("a settings row has no text {name}")))
+}
+
+fn template_of(item: &HashMap<String, AttributeValue>) -> Result<Template, SettingsError> {
+    Ok(Template {
+        id: text_of(item, "Sk")?,
+        name: text_of(item, "Name")?,
+        spec: serde_json::from_str(&text_of(item, "Spec")?)
+            .map_err(|e| SettingsError::Invalid(format!("stored spec: {e}")))?,
+        saved_by: text_of(item, "SavedBy")?,
+        saved_at: text_of(item, "SavedAt")?,
+    })
 }
 
 impl Settings {
     /// The settings over `pool`'s store (creating their tables).
     pub async fn open(pool: SqlitePool) -> Result<Self, SettingsError> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Settings { pool })
+        Ok(Settings {
+            store: Store::Sqlite(pool),
+        })
+    }
+
+    /// The settings in the read-model table `table` (AWS).
+    pub fn dynamo(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Settings {
+            store: Store::Dynamo {
+                client,
+                table: table.into(),
+            },
+        }
     }
 
     /// Saves (or replaces) template `id`: `spec` must be a valid experiment spec.
@@ -155,7 +217,63 @@ impl Settings {
             .map_err(|e| SettingsError::Invalid(format!("spec: {e}")))?;
         let text = serde_json::to_string(&spec)
             .map_err(|e| SettingsError::Invalid(format!("spec: {e}")))?;
-        let mut tx = self.pool.begin().await?;
+        let saved = Template {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            spec,
+            saved_by: saved_by.to_owned(),
+            saved_at: at.to_owned(),
+        };
+        let pool = match &self.store {
+            Store::Sqlite(pool) => pool,
+            Store::Dynamo { client, table } => {
+                let exists = client
+                    .get_item()
+                    .table_name(table)
+                    .key("Pk", s(TEMPLATES_PK))
+                    .key("Sk", s(id))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(dynamo)?
+                    .item
+                    .is_some();
+                let count = client
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression("Pk = :pk")
+                    .expression_attribute_values(":pk", s(TEMPLATES_PK))
+                    .select(Select::Count)
+                    .consistent_read(true)
+                    .into_paginator()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(dynamo)?
+                    .iter()
+                    .map(|page| i64::from(page.count))
+                    .sum::<i64>();
+                if !exists && count >= MAX_TEMPLATES {
+                    return Err(SettingsError::Invalid(format!(
+                        "at most {MAX_TEMPLATES} templates: delete one first"
+                    )));
+                }
+                client
+                    .put_item()
+                    .table_name(table)
+                    .item("Pk", s(TEMPLATES_PK))
+                    .item("Sk", s(id))
+                    .item("Name", s(name))
+                    .item("Spec", s(text))
+                    .item("SavedBy", s(saved_by))
+                    .item("SavedAt", s(at))
+                    .send()
+                    .await
+                    .map_err(dynamo)?;
+                return Ok(saved);
+            }
+        };
+        let mut tx = pool.begin().await?;
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_templates WHERE id = ?)")
                 .bind(id)
@@ -182,44 +300,97 @@ impl Settings {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Template {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            spec,
-            saved_by: saved_by.to_owned(),
-            saved_at: at.to_owned(),
-        })
+        Ok(saved)
     }
 
     /// Every template, by name.
     pub async fn templates(&self) -> Result<Vec<Template>, SettingsError> {
-        let rows = sqlx::query(
-            "SELECT id, name, spec, saved_by, saved_at FROM api_templates ORDER BY name, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(template).collect()
+        match &self.store {
+            Store::Sqlite(pool) => {
+                let rows = sqlx::query(
+                    "SELECT id, name, spec, saved_by, saved_at FROM api_templates ORDER BY name, id",
+                )
+                .fetch_all(pool)
+                .await?;
+                rows.iter().map(template).collect()
+            }
+            Store::Dynamo { client, table } => {
+                let items: Vec<_> = client
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression("Pk = :pk")
+                    .expression_attribute_values(":pk", s(TEMPLATES_PK))
+                    .consistent_read(true)
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .try_collect()
+                    .await
+                    .map_err(dynamo)?;
+                let mut templates = items
+                    .iter()
+                    .map(template_of)
+                    .collect::<Result<Vec<_>, _>>()?;
+                templates.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+                Ok(templates)
+            }
+        }
     }
 
     /// Template `id`.
     pub async fn template(&self, id: &str) -> Result<Template, SettingsError> {
-        let row = sqlx::query(
-            "SELECT id, name, spec, saved_by, saved_at FROM api_templates WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| SettingsError::NotFound(id.to_owned()))?;
-        template(&row)
+        match &self.store {
+            Store::Sqlite(pool) => {
+                let row = sqlx::query(
+                    "SELECT id, name, spec, saved_by, saved_at FROM api_templates WHERE id = ?",
+                )
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .ok_or_else(|| SettingsError::NotFound(id.to_owned()))?;
+                template(&row)
+            }
+            Store::Dynamo { client, table } => {
+                let item = client
+                    .get_item()
+                    .table_name(table)
+                    .key("Pk", s(TEMPLATES_PK))
+                    .key("Sk", s(id))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(dynamo)?
+                    .item
+                    .ok_or_else(|| SettingsError::NotFound(id.to_owned()))?;
+                template_of(&item)
+            }
+        }
     }
 
     /// Deletes template `id`.
     pub async fn delete_template(&self, id: &str) -> Result<(), SettingsError> {
-        let done = sqlx::query("DELETE FROM api_templates WHERE id = ?")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
+        let deleted = match &self.store {
+            Store::Sqlite(pool) => {
+                sqlx::query("DELETE FROM api_templates WHERE id = ?")
+                    .bind(id)
+                    .execute(pool)
+                    .await?
+                    .rows_affected()
+                    > 0
+            }
+            Store::Dynamo { client, table } => client
+                .delete_item()
+                .table_name(table)
+                .key("Pk", s(TEMPLATES_PK))
+                .key("Sk", s(id))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(dynamo)?
+                .attributes
+                .is_some(),
+        };
+        if !deleted {
             return Err(SettingsError::NotFound(id.to_owned()));
         }
         Ok(())
@@ -227,11 +398,26 @@ impl Settings {
 
     /// `actor`'s preferences (the defaults until they save some).
     pub async fn preferences(&self, actor: &str) -> Result<Preferences, SettingsError> {
-        let text: Option<String> =
-            sqlx::query_scalar("SELECT preferences FROM api_preferences WHERE actor = ?")
-                .bind(actor)
-                .fetch_optional(&self.pool)
-                .await?;
+        let text: Option<String> = match &self.store {
+            Store::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT preferences FROM api_preferences WHERE actor = ?")
+                    .bind(actor)
+                    .fetch_optional(pool)
+                    .await?
+            }
+            Store::Dynamo { client, table } => client
+                .get_item()
+                .table_name(table)
+                .key("Pk", s(PREFERENCES_PK))
+                .key("Sk", s(actor))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(dynamo)?
+                .item
+                .map(|item| text_of(&item, "Preferences"))
+                .transpose()?,
+        };
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
@@ -247,6 +433,22 @@ impl Settings {
         preferences.validate()?;
         let text = serde_json::to_string(preferences)
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let pool = match &self.store {
+            Store::Sqlite(pool) => pool,
+            Store::Dynamo { client, table } => {
+                client
+                    .put_item()
+                    .table_name(table)
+                    .item("Pk", s(PREFERENCES_PK))
+                    .item("Sk", s(actor))
+                    .item("Preferences", s(text))
+                    .item("UpdatedAt", s(at))
+                    .send()
+                    .await
+                    .map_err(dynamo)?;
+                return Ok(());
+            }
+        };
         sqlx::query(
             "INSERT INTO api_preferences (actor, preferences, updated_at) VALUES (?, ?, ?)
              ON CONFLICT (actor) DO UPDATE SET preferences = excluded.preferences,
@@ -255,7 +457,7 @@ impl Settings {
         .bind(actor)
         .bind(text)
         .bind(at)
-        .execute(&self.pool)
+        .execute(pool)
         .await?;
         Ok(())
     }

@@ -38,12 +38,11 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use command_lambdas::SqliteService;
 use domain::provenance::{Actor, Role};
 
 use futures::{SinkExt, StreamExt};
 
-use crate::engine::EmbeddedWorkflows;
+use crate::backend::Backend;
 use crate::feed::Feed;
 use crate::identity::{Authenticator, Verdict};
 pub use mutation::Mutation;
@@ -65,10 +64,8 @@ pub const MAX_PAGE: usize = 200;
 /// What the resolvers work with.
 #[derive(Debug, Clone)]
 pub struct ApiContext {
-    /// The embedded engine: its tasks' service writes commands; it runs the workflows.
-    pub workflows: EmbeddedWorkflows,
-    /// The read models the queries read.
-    pub reads: crate::reads::ReadModels,
+    /// Where commands go and reads come from.
+    pub backend: Backend,
     /// The credentials the server trusts, and the embedded identity provider.
     pub auth: Authenticator,
     /// The log as it grows, for subscriptions.
@@ -80,16 +77,11 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
-    /// The service commands and loads go through.
-    pub fn service(&self) -> &SqliteService {
-        self.workflows.tasks().service()
-    }
-
     /// The platform's state, as of the log's latest platform event.
     pub(crate) async fn platform(&self) -> async_graphql::Result<Arc<domain::platform::Platform>> {
         self.auth
             .platform
-            .current(self.service())
+            .current(&self.backend)
             .await
             .map_err(|e| coded("UNAVAILABLE", e.to_string()))
     }
@@ -210,7 +202,7 @@ async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity,
         Some(Err(why)) => return Ok(Identity::Refused(why.to_owned())),
         Some(Ok(secret)) => secret,
     };
-    match context.auth.identify(context.service(), &secret).await {
+    match context.auth.identify(&context.backend, &secret).await {
         Ok(verdict) => Ok(identity_of(verdict)),
         Err(e) => {
             tracing::error!(error = %e, "cannot check a credential");
@@ -440,7 +432,7 @@ impl SocketCaller {
     /// store is not a reason.
     async fn recheck(&self, context: &ApiContext) -> Option<String> {
         let (credential, actor) = self.accepted.lock().ok()?.clone()?;
-        match context.auth.identify(context.service(), &credential).await {
+        match context.auth.identify(&context.backend, &credential).await {
             Ok(verdict) => match identity_of(verdict) {
                 Identity::Refused(why) => Some(format!("the credential no longer holds: {why}")),
                 identity => match identity.actor() {
@@ -499,7 +491,7 @@ async fn socket_identity(
     };
     let verdict = context
         .auth
-        .identify(context.service(), credential)
+        .identify(&context.backend, credential)
         .await
         .map_err(|e| {
             async_graphql::Error::new(format!("credentials cannot be checked now: {e}"))

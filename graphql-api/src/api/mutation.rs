@@ -4,7 +4,7 @@
 
 use async_graphql::{Context, ErrorExtensions, ID, Json, Object, Result};
 use command_lambdas::api_keys;
-use command_lambdas::command::{self, Command, Request, Response};
+use command_lambdas::command::{Command, Request, Response};
 use command_lambdas::service::ServiceError;
 use command_lambdas::store::CommandOutcome;
 use domain::Timestamp;
@@ -13,6 +13,7 @@ use domain::spec::ExperimentSpecInput;
 
 use super::types::{CommandResult, IssuedApiKey, Me, Preferences, Session, TemplateNode};
 use super::{ApiContext, Identity, coded, require};
+use crate::backend::with_service;
 use crate::identity::local::{AuthError, Tokens};
 use crate::identity::user_actor;
 
@@ -56,7 +57,7 @@ async fn send(
         actor,
         source: Source::Api,
     };
-    let response = command::handle(api.workflows.tasks(), &api.workflows, request).await;
+    let response = api.backend.command(request).await;
     answer(response)
 }
 
@@ -120,6 +121,17 @@ fn session(username: &str, role: Role, tokens: Tokens) -> Session {
     }
 }
 
+/// The embedded identity provider, or why there is none.
+fn local_issuer(api: &ApiContext) -> Result<&crate::identity::local::LocalIssuer> {
+    api.auth.local.as_ref().ok_or_else(|| {
+        coded(
+            "UNSUPPORTED",
+            "this server signs no one in: people sign in with the Cognito user pool it trusts, \
+             and send its token as `Authorization: Bearer <token>`",
+        )
+    })
+}
+
 /// An identity-provider failure as a coded error.
 fn auth_error(e: AuthError) -> async_graphql::Error {
     match e {
@@ -154,11 +166,10 @@ impl Mutation {
                 ),
             ));
         }
+        let local = local_issuer(api)?;
         let platform = api.platform().await?;
         let user = platform.user(&username).cloned();
-        let tokens = api
-            .auth
-            .local
+        let tokens = local
             .login(&username, &password, user.is_some())
             .await
             .map_err(auth_error)?;
@@ -170,10 +181,9 @@ impl Mutation {
     /// works once: presented again, it ends its session.
     async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> Result<Session> {
         let api = ctx.data::<ApiContext>()?;
+        let local = local_issuer(api)?;
         let platform = api.platform().await?;
-        let (username, tokens) = api
-            .auth
-            .local
+        let (username, tokens) = local
             .refresh(&refresh_token, |name| platform.user(name).is_some())
             .await
             .map_err(auth_error)?;
@@ -186,18 +196,13 @@ impl Mutation {
     /// session was named.
     async fn logout(&self, ctx: &Context<'_>, refresh_token: Option<String>) -> Result<bool> {
         let api = ctx.data::<ApiContext>()?;
+        let local = local_issuer(api)?;
         let mut session = match ctx.data_opt::<Identity>() {
             Some(Identity::User { session, .. }) => Some(session.clone()),
             _ => None,
         };
         if let Some(token) = refresh_token {
-            session = match api
-                .auth
-                .local
-                .session_of_refresh(&token)
-                .await
-                .map_err(auth_error)?
-            {
+            session = match local.session_of_refresh(&token).await.map_err(auth_error)? {
                 Some(found) => Some(found),
                 None if session.is_some() => session,
                 None => return Err(coded("UNAUTHENTICATED", "the refresh token is unknown")),
@@ -209,8 +214,7 @@ impl Mutation {
                 "no session: send the access token, or the refresh token to end",
             ));
         };
-        api.auth
-            .local
+        local
             .revoke_session(&session, "signed out")
             .await
             .map_err(auth_error)?;
@@ -343,7 +347,7 @@ impl Mutation {
             max_targets_per_run,
             max_duration_secs,
         };
-        recorded(api.service().update_config(config, &context).await)
+        recorded(with_service!(&api.backend, s => s.update_config(config, &context).await))
     }
 
     /// Subscribes a webhook (ADMIN) to `events` (event types; none: every event). Its id is
@@ -359,7 +363,7 @@ impl Mutation {
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
         let id = id.map_or_else(fresh_id, |id| id.to_string());
-        recorded(api.service().add_webhook(&id, &url, events, &context).await)
+        recorded(with_service!(&api.backend, s => s.add_webhook(&id, &url, events, &context).await))
     }
 
     /// Removes a webhook subscription (ADMIN).
@@ -367,7 +371,7 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        recorded(api.service().remove_webhook(id.as_str(), &context).await)
+        recorded(with_service!(&api.backend, s => s.remove_webhook(id.as_str(), &context).await))
     }
 
     /// Saves a template (OPERATOR): `spec` (JSON, as `createExperiment` takes it) under
@@ -462,12 +466,12 @@ impl Mutation {
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        let issued = api_keys::issue(api.service(), &id, &name, role, &context)
-            .await
-            .map_err(|e| match e {
-                api_keys::KeyError::Service(e) => coded(e.code(), e.to_string()),
-                other => coded("UNAVAILABLE", other.to_string()),
-            })?;
+        let issued =
+            with_service!(&api.backend, s => api_keys::issue(s, &id, &name, role, &context).await)
+                .map_err(|e| match e {
+                    api_keys::KeyError::Service(e) => coded(e.code(), e.to_string()),
+                    other => coded("UNAVAILABLE", other.to_string()),
+                })?;
         Ok(IssuedApiKey {
             id: issued.id,
             secret: issued.secret,
@@ -480,6 +484,6 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        recorded(api.service().revoke_api_key(id.as_str(), &context).await)
+        recorded(with_service!(&api.backend, s => s.revoke_api_key(id.as_str(), &context).await))
     }
 }

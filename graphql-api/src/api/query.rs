@@ -4,9 +4,7 @@
 use async_graphql::{Context, ID, Json, Object, Result};
 use domain::provenance::Role;
 use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
-use projection_lambdas::embedded::ProjectionError;
-use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
-use rusqlite::Connection;
+use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
 use super::types::{
     ApiKeyNode, AuditEntryNode, AuditFilterInput, ExperimentDetailNode, ExperimentFilterInput,
@@ -14,28 +12,18 @@ use super::types::{
     TemplateNode, WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
+use crate::backend::ReadFailure;
 
 /// The root of reads.
 #[derive(Debug, Default)]
 pub struct Query;
 
-/// Runs `read` on a connection to the read models, off the async runtime.
-async fn read<T, F>(ctx: &Context<'_>, read: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> Result<T, ProjectionError> + Send + 'static,
-{
-    let done = ctx.data::<ApiContext>()?.reads.read(read).await;
-    done.map_err(|e| match e {
-        ProjectionError::BadCursor(cursor) => coded(
-            "INVALID_INPUT",
-            format!("cursor {cursor:?} is not one this API gave out"),
-        ),
-        other => coded(
-            "UNAVAILABLE",
-            format!("the read models cannot be read: {other}"),
-        ),
-    })
+/// A failed read as a coded error.
+fn read_error(e: ReadFailure) -> async_graphql::Error {
+    match e {
+        ReadFailure::BadCursor(_) => coded("INVALID_INPUT", e.to_string()),
+        ReadFailure::Unavailable(_) => coded("UNAVAILABLE", e.to_string()),
+    }
 }
 
 /// A page size: `first`, within 1..=[`MAX_PAGE`].
@@ -80,11 +68,12 @@ impl Query {
             search: filter.search,
             include_archived: filter.include_archived,
         };
-        let cache = ctx.data::<ApiContext>()?.reads.summaries();
-        let page = read(ctx, move |conn| {
-            queries::experiments_cached(conn, &filter, after.as_deref(), limit, Some(&cache))
-        })
-        .await?;
+        let page = ctx
+            .data::<ApiContext>()?
+            .backend
+            .experiments(filter, after, limit)
+            .await
+            .map_err(read_error)?;
         Ok(ExperimentPage {
             items: page.items.into_iter().map(Into::into).collect(),
             next_cursor: page.next,
@@ -95,7 +84,12 @@ impl Query {
     async fn experiment(&self, ctx: &Context<'_>, id: ID) -> Result<Option<ExperimentDetailNode>> {
         require(ctx, Role::Viewer)?;
         let id = id.to_string();
-        let detail = read(ctx, move |conn| queries::experiment(conn, &id)).await?;
+        let detail = ctx
+            .data::<ApiContext>()?
+            .backend
+            .experiment(id)
+            .await
+            .map_err(read_error)?;
         Ok(detail.and_then(|d| ExperimentDetailNode::new(d.record, d.timeline)))
     }
 
@@ -120,13 +114,12 @@ impl Query {
             from: filter.from,
             to: filter.to,
         };
-        let entries = read(ctx, move |conn| {
-            let after = after
-                .as_ref()
-                .map(|(at, id, seq)| (at.as_str(), id.as_str(), *seq));
-            queries::audit_log(conn, &filter, after, limit)
-        })
-        .await?;
+        let entries = ctx
+            .data::<ApiContext>()?
+            .backend
+            .audit_log(filter, after, limit)
+            .await
+            .map_err(read_error)?;
         Ok(entries.into_iter().map(Into::into).collect())
     }
 
@@ -134,7 +127,12 @@ impl Query {
     /// target and by failure type).
     async fn analytics(&self, ctx: &Context<'_>) -> Result<Json<serde_json::Value>> {
         require(ctx, Role::Viewer)?;
-        let analytics = read(ctx, queries::run_analytics).await?;
+        let analytics = ctx
+            .data::<ApiContext>()?
+            .backend
+            .analytics()
+            .await
+            .map_err(read_error)?;
         serde_json::to_value(analytics)
             .map(Json)
             .map_err(|e| coded("UNAVAILABLE", e.to_string()))
@@ -143,13 +141,14 @@ impl Query {
     /// The halt switch and the read models' lag.
     async fn health(&self, ctx: &Context<'_>) -> Result<PlatformHealth> {
         require(ctx, Role::Viewer)?;
-        let platform = ctx.data::<ApiContext>()?.platform().await?;
-        let status = read(ctx, queries::status).await?;
+        let api = ctx.data::<ApiContext>()?;
+        let platform = api.platform().await?;
+        let status = api.backend.projection_status().await.map_err(read_error)?;
         Ok(PlatformHealth {
             halted: platform.halted().is_some(),
             halt_reason: platform.halted().map(|(reason, _)| reason.to_owned()),
-            projection_behind: status.behind,
-            projection_parked: status.parked.len() as u64,
+            projection_behind: status.as_ref().map(|s| s.behind),
+            projection_parked: status.as_ref().map(|s| s.parked.len() as u64),
         })
     }
 
@@ -221,22 +220,17 @@ impl Query {
         let id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.to_string());
         ExperimentId::parse(id.as_str()).map_err(|e| coded("INVALID_INPUT", e.to_string()))?;
         let api = ctx.data::<ApiContext>()?;
-        let preview = api
-            .workflows
-            .tasks()
-            .preview(&spec, &id)
-            .await
-            .map_err(|e| {
-                use command_lambdas::adapters::AdapterError;
-                use command_lambdas::tasks::TaskError;
-                let code = match &e {
-                    TaskError::Service(e) => e.code(),
-                    TaskError::Adapter(AdapterError::NoSuchGroup(_)) => "NOT_FOUND",
-                    TaskError::Adapter(a) if a.is_retryable() => "UNAVAILABLE",
-                    TaskError::Adapter(_) | TaskError::WrongStep { .. } => "REJECTED",
-                };
-                coded(code, e.to_string())
-            })?;
+        let preview = api.backend.preview(&spec, &id).await.map_err(|e| {
+            use command_lambdas::adapters::AdapterError;
+            use command_lambdas::tasks::TaskError;
+            let code = match &e {
+                TaskError::Service(e) => e.code(),
+                TaskError::Adapter(AdapterError::NoSuchGroup(_)) => "NOT_FOUND",
+                TaskError::Adapter(a) if a.is_retryable() => "UNAVAILABLE",
+                TaskError::Adapter(_) | TaskError::WrongStep { .. } => "REJECTED",
+            };
+            coded(code, e.to_string())
+        })?;
         let text =
             |ids: Vec<domain::spec::TargetId>| ids.into_iter().map(|t| t.to_string()).collect();
         Ok(TargetPreview {

@@ -10,7 +10,7 @@ use domain::views::{AnyEvent, Envelope};
 use futures::{Stream, StreamExt};
 
 use super::{ApiContext, coded, require};
-use crate::feed::{FeedItem, Filter};
+use crate::feed::{FeedError, FeedItem};
 
 /// The root of subscriptions.
 #[derive(Debug, Default)]
@@ -44,8 +44,9 @@ pub struct ExperimentUpdate {
 /// One event anywhere on the platform.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct ActivityUpdate {
-    /// Its position in the log: resume after it with `platformActivity(after: ...)`.
-    pub position: String,
+    /// Its position in the log: resume after it with `platformActivity(after: ...)`. Null on
+    /// AWS, whose event log has no global order.
+    pub position: Option<String>,
     /// `Experiment` or `Platform`.
     pub stream_type: String,
     /// The stream: an experiment id, or `platform`.
@@ -84,7 +85,7 @@ fn activity(item: &FeedItem) -> ActivityUpdate {
         ),
     };
     ActivityUpdate {
-        position: item.position.to_string(),
+        position: item.position.map(|p| p.to_string()),
         stream_type: item.aggregate_type.clone(),
         stream_id: item.aggregate_id.clone(),
         sequence: item.sequence,
@@ -129,21 +130,14 @@ impl Subscription {
         require(ctx, Role::Viewer)?;
         let api = ctx.data::<ApiContext>()?;
         let feed = api.feed.clone();
-        let filter = Filter::Stream {
-            aggregate_type: Experiment::TYPE.to_owned(),
-            aggregate_id: id.to_string(),
-        };
-        let unavailable =
-            |e: sqlx::Error| coded("UNAVAILABLE", format!("the log cannot be read: {e}"));
         // The stream so far (bounded by design), folded to the current state.
         let stored = feed
-            .read_after(0, &filter, i64::MAX)
+            .history(Experiment::TYPE, id.as_str())
             .await
-            .map_err(unavailable)?;
-        if stored.is_empty() {
+            .map_err(feed_error)?;
+        let Some(newest) = stored.last().cloned() else {
             return Err(coded("NOT_FOUND", format!("no experiment {}", id.as_str())));
-        }
-        let end = stored.last().map_or(0, |item| item.position);
+        };
         let after = after_sequence.unwrap_or(i64::MAX);
         let mut state = Experiment::default();
         let mut replay = Vec::new();
@@ -169,7 +163,11 @@ impl Subscription {
         let experiment_id = id.to_string();
         // Follows the log until the run ends: the update that ends it is the last.
         let live = futures::stream::unfold(
-            (Box::pin(feed.follow(end, filter)), state, ended),
+            (
+                feed.follow_stream(Experiment::TYPE, id.as_str(), Some(&newest)),
+                state,
+                ended,
+            ),
             move |(mut items, mut state, ended)| {
                 let experiment_id = experiment_id.clone();
                 async move {
@@ -177,7 +175,7 @@ impl Subscription {
                         return None;
                     }
                     let next = match items.next().await? {
-                        Err(e) => Err(coded("UNAVAILABLE", format!("the log cannot be read: {e}"))),
+                        Err(e) => Err(feed_error(e)),
                         Ok(item) => match item.decoded {
                             Err(why) => Err(coded(
                                 "CORRUPT",
@@ -201,7 +199,8 @@ impl Subscription {
 
     /// Every event on the platform as it is recorded: experiments' and the platform's own.
     /// With `after` (a `position` from an earlier update, or "0" for the whole log), the
-    /// events after it come first.
+    /// events after it come first (embedded only: on AWS the log has no global order, and
+    /// each stream's events come in order).
     async fn platform_activity(
         &self,
         ctx: &Context<'_>,
@@ -209,25 +208,12 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<ActivityUpdate>> + use<>> {
         require(ctx, Role::Viewer)?;
         let feed = ctx.data::<ApiContext>()?.feed.clone();
-        let position = match after {
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|p| *p >= 0)
-                .ok_or_else(|| {
-                    coded(
-                        "INVALID_INPUT",
-                        format!("after {text:?} is not a position this API gave out"),
-                    )
-                })?,
-            None => feed
-                .end()
-                .await
-                .map_err(|e| coded("UNAVAILABLE", format!("the log cannot be read: {e}")))?,
-        };
-        Ok(feed.follow(position, Filter::All).map(|item| {
-            item.map(|item| activity(&item))
-                .map_err(|e| coded("UNAVAILABLE", format!("the log cannot be read: {e}")))
-        }))
+        let items = feed.activity(after.as_deref()).await.map_err(feed_error)?;
+        Ok(items.map(|item| item.map(|item| activity(&item)).map_err(feed_error)))
     }
+}
+
+/// A feed failure as a coded error.
+fn feed_error(e: FeedError) -> async_graphql::Error {
+    coded(e.code(), e.to_string())
 }

@@ -294,10 +294,12 @@ pub struct PlatformHealth {
     pub halted: bool,
     /// The halt's reason.
     pub halt_reason: Option<String>,
-    /// Events the read models have not applied yet.
-    pub projection_behind: i64,
-    /// Records the read models parked (poison records and what waits behind them).
-    pub projection_parked: u64,
+    /// Events the read models have not applied yet. Null on AWS, where it is the projection's
+    /// `IteratorAge` metric in CloudWatch.
+    pub projection_behind: Option<i64>,
+    /// Records the read models parked (poison records and what waits behind them). Null on
+    /// AWS, where they go to the projection's failure queue.
+    pub projection_parked: Option<u64>,
 }
 
 /// A signed-in session of the embedded identity provider.

@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use command_lambdas::SqliteService;
 use command_lambdas::api_keys;
 use domain::platform::Platform;
 use domain::provenance::Actor;
@@ -28,6 +27,8 @@ use jsonwebtoken::errors::ErrorKind;
 
 use cognito::{Cognito, CognitoError};
 use local::{AuthError, LocalIssuer};
+
+use crate::backend::Backend;
 
 /// The actor id of an embedded user.
 pub fn user_actor(username: &str) -> String {
@@ -65,8 +66,8 @@ pub enum IdentityError {
 /// Every verifier the server trusts.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
-    /// The embedded identity provider.
-    pub local: LocalIssuer,
+    /// The embedded identity provider (none on AWS, where people sign in with Cognito).
+    pub local: Option<LocalIssuer>,
     /// The Cognito user pool, when one is trusted.
     pub cognito: Option<Arc<Cognito>>,
     /// The platform's state (keys, users, roles), as of the log's latest platform event.
@@ -76,9 +77,8 @@ pub struct Authenticator {
 /// The platform's state, replayed from the log only when the platform stream has grown since
 /// the last replay: every request checks the stream's length (one indexed read), so a key
 /// revoked or a user removed is seen by the very next request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PlatformCache {
-    pool: sqlx::SqlitePool,
     cached: Arc<tokio::sync::RwLock<Option<Replayed>>>,
 }
 
@@ -86,34 +86,20 @@ pub struct PlatformCache {
 type Replayed = (i64, Arc<Platform>);
 
 impl PlatformCache {
-    /// A cache over the store behind `pool`.
-    pub fn new(pool: sqlx::SqlitePool) -> Self {
-        PlatformCache {
-            pool,
-            cached: Arc::new(tokio::sync::RwLock::new(None)),
-        }
-    }
-
-    /// The platform's current state.
-    pub async fn current(&self, service: &SqliteService) -> Result<Arc<Platform>, IdentityError> {
-        let length: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(sequence), 0) FROM events \
-             WHERE aggregate_type = 'Platform' AND aggregate_id = 'platform'",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| IdentityError::Platform(e.to_string()))?;
+    /// The platform's current state, from `backend`'s log.
+    pub async fn current(&self, backend: &Backend) -> Result<Arc<Platform>, IdentityError> {
+        let length = backend
+            .platform_length()
+            .await
+            .map_err(IdentityError::Platform)?;
         if let Some((cached, platform)) = self.cached.read().await.as_ref()
             && *cached == length
         {
             return Ok(Arc::clone(platform));
         }
-        let loaded = service
-            .platform()
-            .await
-            .map_err(|e| IdentityError::Platform(e.to_string()))?;
-        let version = i64::try_from(loaded.version).unwrap_or(i64::MAX);
-        let platform = Arc::new(loaded.aggregate);
+        let (version, platform) = backend.platform().await.map_err(IdentityError::Platform)?;
+        let version = i64::try_from(version).unwrap_or(i64::MAX);
+        let platform = Arc::new(platform);
         let mut cached = self.cached.write().await;
         // Keep the newest of two replays racing.
         if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
@@ -176,7 +162,7 @@ impl Authenticator {
     /// Who `credential` (the bearer text) authenticates.
     pub async fn identify(
         &self,
-        service: &SqliteService,
+        backend: &Backend,
         credential: &str,
     ) -> Result<Verdict, IdentityError> {
         if credential.starts_with(api_keys::PREFIX) {
@@ -185,7 +171,7 @@ impl Authenticator {
                     "the API key is malformed: it is `chaos_` and 64 hex digits".to_owned(),
                 ));
             }
-            let platform = self.platform.current(service).await?;
+            let platform = self.platform.current(backend).await?;
             return Ok(match api_keys::holder(&platform, credential) {
                 Some(actor) => Verdict::Actor {
                     actor,
@@ -198,13 +184,13 @@ impl Authenticator {
             Ok(issuer) => issuer,
             Err(why) => return Ok(Verdict::Refused(why)),
         };
-        if issuer == local::ISSUER {
-            let claims = match self.local.verify(credential).await {
+        if let Some(local) = self.local.as_ref().filter(|_| issuer == local::ISSUER) {
+            let claims = match local.verify(credential).await {
                 Ok(claims) => claims,
                 Err(AuthError::Refused(why)) => return Ok(Verdict::Refused(why)),
                 Err(e) => return Err(IdentityError::Local(e)),
             };
-            let platform = self.platform.current(service).await?;
+            let platform = self.platform.current(backend).await?;
             return Ok(match platform.user(&claims.sub) {
                 Some(user) => Verdict::Actor {
                     actor: Actor {

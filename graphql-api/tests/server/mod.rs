@@ -2,6 +2,8 @@
 //! from the line it prints), and one-shot commands whose JSON output is read back.
 #![allow(dead_code)]
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,11 +35,17 @@ impl Drop for Server {
 
 /// `chaos --db DB serve --addr 127.0.0.1:0 ARGS...`, once it listens.
 pub fn serve(db: &Path, args: &[&str]) -> Server {
+    serve_with(db, args, &[])
+}
+
+/// [`serve`] with environment variables `env` set.
+pub fn serve_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
         .args(["serve", "--addr", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
