@@ -731,6 +731,164 @@ fn check_projection(path: &Path) -> Result<Option<ProjectionCheck>, AuditError> 
     Ok(Some(check))
 }
 
+/// Compares the audit log in the read-model table `views` (AWS) with the log's `rows`: every
+/// event the projection has applied (at or below the stream's `audit_log` checkpoint) has
+/// exactly the entry the event makes, and no entry exists for an event not applied or not in
+/// the log. The table is read while the projection may be writing: an event applied after
+/// its checkpoint was read is reported as an entry for an event not applied, so run it again
+/// before concluding.
+async fn check_dynamo_projection(
+    client: &aws_sdk_dynamodb::Client,
+    views: &str,
+    rows: &[OwnedRow],
+) -> Result<ProjectionCheck, AuditError> {
+    use projection_lambdas::dynamo_queries::DynamoReads;
+    use projection_lambdas::dynamo_stream::{PROJECTIONS, ViewStore};
+    use projection_lambdas::plan::StreamKey;
+    use projection_lambdas::queries::AuditFilter;
+
+    let slot = PROJECTIONS
+        .iter()
+        .position(|p| *p == "audit_log")
+        .ok_or_else(|| AuditError::Dynamo("the projection keeps no audit log".into()))?;
+    let store = ViewStore::new(client.clone(), views);
+    let mut checkpoints: HashMap<(String, String), u64> = HashMap::new();
+    for row in rows {
+        let key = (row.aggregate_type.clone(), row.aggregate_id.clone());
+        if checkpoints.contains_key(&key) {
+            continue;
+        }
+        let applied = store
+            .checkpoints(&StreamKey {
+                aggregate_type: key.0.clone(),
+                aggregate_id: key.1.clone(),
+            })
+            .await
+            .map_err(|e| AuditError::Dynamo(e.to_string()))?;
+        checkpoints.insert(key, applied[slot]);
+    }
+    let reads = DynamoReads::new(client.clone(), views);
+    let mut entries: HashMap<(String, String, u64), AuditEntry> = HashMap::new();
+    let mut after: Option<(String, String, u64)> = None;
+    loop {
+        let page = reads
+            .audit_log(
+                &AuditFilter::default(),
+                after
+                    .as_ref()
+                    .map(|(at, id, n)| (at.as_str(), id.as_str(), *n)),
+                1_000,
+            )
+            .await
+            .map_err(|e| AuditError::Dynamo(e.to_string()))?;
+        let Some(last) = page.last() else { break };
+        after = Some((
+            last.recorded_at.clone(),
+            last.aggregate_id.clone(),
+            last.sequence,
+        ));
+        for entry in page {
+            entries.insert(
+                (
+                    entry.aggregate_type.clone(),
+                    entry.aggregate_id.clone(),
+                    entry.sequence,
+                ),
+                entry,
+            );
+        }
+    }
+    let mut check = ProjectionCheck::default();
+    let mut first: HashMap<(String, String), ProjectionFault> = HashMap::new();
+    let mut note = |t: &str, id: &str, sequence: u64, problem: String| {
+        let fault = ProjectionFault {
+            aggregate_type: t.to_owned(),
+            aggregate_id: id.to_owned(),
+            sequence,
+            problem,
+        };
+        first
+            .entry((t.to_owned(), id.to_owned()))
+            .and_modify(|f| {
+                if sequence < f.sequence {
+                    *f = fault.clone();
+                }
+            })
+            .or_insert(fault);
+    };
+    for row in rows {
+        let (t, id) = (row.aggregate_type.as_str(), row.aggregate_id.as_str());
+        let sequence = u64::try_from(row.sequence).unwrap_or(0);
+        let checkpoint = checkpoints
+            .get(&(t.to_owned(), id.to_owned()))
+            .copied()
+            .unwrap_or(0);
+        let entry = entries.remove(&(t.to_owned(), id.to_owned(), sequence));
+        match (sequence <= checkpoint, entry) {
+            (false, None) => {}
+            (true, None) => note(
+                t,
+                id,
+                sequence,
+                format!(
+                    "no audit log entry, though the projection has applied the stream up to sequence {checkpoint}"
+                ),
+            ),
+            (false, Some(_)) => note(
+                t,
+                id,
+                sequence,
+                "an audit log entry for an event the projection has not applied".into(),
+            ),
+            (true, Some(entry)) => {
+                check.entries += 1;
+                let raw = row.row();
+                let entry = [
+                    entry.event_type,
+                    entry.actor,
+                    entry.recorded_at,
+                    entry.at.to_string(),
+                    entry.action,
+                ];
+                if let Some(problem) = entry_disagreement(
+                    RawRecord {
+                        aggregate_type: raw.aggregate_type,
+                        aggregate_id: raw.aggregate_id,
+                        sequence: raw.sequence,
+                        event_type: raw.event_type,
+                        event_version: raw.event_version,
+                        payload: raw.payload,
+                        metadata: raw.metadata,
+                    },
+                    &entry,
+                ) {
+                    note(t, id, sequence, problem);
+                }
+            }
+        }
+    }
+    for (t, id, sequence) in entries.into_keys() {
+        note(
+            &t,
+            &id,
+            sequence,
+            "an audit log entry for an event the log does not hold".into(),
+        );
+    }
+    check.faults = first.into_values().collect();
+    check.faults.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+    });
+    Ok(check)
+}
+
+/// Which read model `verify` compares with the log, if any.
+#[derive(Debug, Clone, Copy)]
+struct Projection<'a> {
+    /// The read-model table, for a DynamoDB log (the embedded one is in the store file).
+    views_table: Option<&'a str>,
+}
+
 /// What an entry `[event_type, actor, recorded_at, at, action]` gets wrong about its event.
 fn entry_disagreement(raw: RawRecord<'_>, entry: &[String; 5]) -> Option<String> {
     let expected = match Envelope::decode(raw) {
@@ -768,9 +926,13 @@ pub struct VerifyArgs {
     /// Also check the log against a digest taken earlier (`chaos audit digest`).
     #[arg(long, value_name = "FILE")]
     digest: Option<PathBuf>,
-    /// Skip comparing the audit log read model with the log (embedded store only).
+    /// Skip comparing the audit log read model with the log.
     #[arg(long)]
     no_projection: bool,
+    /// With `--dynamo-table`: the read-model table whose audit log is compared with the log
+    /// (the projection Lambda's `VIEWS_TABLE`).
+    #[arg(long, value_name = "NAME", requires = "dynamo_table")]
+    views_table: Option<String>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -803,7 +965,7 @@ fn read_digest(path: &Path) -> Result<Digest, AuditError> {
 async fn verify_source(
     source: &Source,
     digest: Option<&Digest>,
-    projection: bool,
+    projection: Option<Projection<'_>>,
     progress: bool,
 ) -> Result<Verification, AuditError> {
     let started = Instant::now();
@@ -828,6 +990,7 @@ async fn verify_source(
             // Opening checks the file is a chaos store (and recovers a WAL left by a crash).
             open(path, OpenMode::MustExist).await?.close().await;
             let path = path.clone();
+            let projection = projection.is_some();
             let (report, looked_up, checked) = tokio::task::spawn_blocking(move || {
                 let total: u64 = read_only(&path)?.query_row(
                     "SELECT coalesce(max(rowid), 0) FROM events",
@@ -862,6 +1025,12 @@ async fn verify_source(
                 if !wanted.is_empty() {
                     remember_hash(&row.row(), &wanted, &mut hashes);
                 }
+            }
+            if let Some(Projection {
+                views_table: Some(views),
+            }) = projection
+            {
+                projection_check = Some(check_dynamo_projection(&client, views, &rows).await?);
             }
             verifier.finish()
         }
@@ -981,8 +1150,15 @@ pub async fn verify(db: &Path, args: VerifyArgs) -> Result<(), AuditError> {
     // Inputs first: a bad digest file is a usage error before anything is read.
     let digest = args.digest.as_deref().map(read_digest).transpose()?;
     let source = Source::of(db, &args.source);
-    let verification =
-        verify_source(&source, digest.as_ref(), !args.no_projection, !args.json).await?;
+    let verification = verify_source(
+        &source,
+        digest.as_ref(),
+        (!args.no_projection).then_some(Projection {
+            views_table: args.views_table.as_deref(),
+        }),
+        !args.json,
+    )
+    .await?;
     if args.json {
         out(&serde_json::to_string_pretty(&verification_json(
             &verification,
@@ -1165,7 +1341,7 @@ pub async fn print_digest(
     taken_at: Timestamp,
 ) -> Result<(), AuditError> {
     let source = Source::of(db, args);
-    let v = verify_source(&source, None, false, true).await?;
+    let v = verify_source(&source, None, None, true).await?;
     if let Err(e) = outcome(&v) {
         print_verification(&v, None)?;
         return Err(e);
