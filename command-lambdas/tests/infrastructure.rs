@@ -38,7 +38,8 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
-/// Every inline policy statement a function or state machine is given, with its owner.
+/// Every inline policy statement a function, state machine or role is given, with its owner
+/// (SAM writes `Policies: [{Statement}]`, IAM roles `Policies: [{PolicyDocument: {Statement}}]`).
 fn statements(template: &Value) -> Vec<(String, Value)> {
     let mut all = Vec::new();
     for (name, resource) in resources(template) {
@@ -47,7 +48,8 @@ fn statements(template: &Value) -> Vec<(String, Value)> {
             .into_iter()
             .flatten()
         {
-            for statement in policy["Statement"].as_array().into_iter().flatten() {
+            let listed = [&policy["Statement"], &policy["PolicyDocument"]["Statement"]];
+            for statement in listed.into_iter().filter_map(Value::as_array).flatten() {
                 all.push((name.clone(), statement.clone()));
             }
         }
@@ -439,4 +441,109 @@ fn cognito_groups_are_the_platforms_roles_and_every_alarm_tells_the_topic() {
             "no alarm watches {queue}"
         );
     }
+}
+
+#[test]
+fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
+    let template = template();
+    let all = resources(&template);
+    // The API's task role is held to the events table's rule like every function.
+    assert!(
+        statements(&template)
+            .iter()
+            .any(|(owner, s)| owner == "ApiTaskRole" && refers_to(&s["Resource"], "EventsTable")),
+        "the API's role is not among the statements checked"
+    );
+    let service = &all["ApiService"]["Properties"];
+    // One reader of the events table's stream besides the projection's mapping: one task,
+    // never two at once during a deployment.
+    assert_eq!(service["DesiredCount"], 1);
+    assert_eq!(service["DeploymentConfiguration"]["MaximumPercent"], 100);
+    let container = &all["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let command = strings(&container["Command"]);
+    assert_eq!(&command[..2], ["serve", "--aws"]);
+    let environment: BTreeMap<String, Value> = container["Environment"]
+        .as_array()
+        .expect("environment")
+        .iter()
+        .map(|e| (e["Name"].as_str().expect("name").to_owned(), e["Value"].clone()))
+        .collect();
+    for (name, resource) in [
+        ("EVENTS_TABLE", "EventsTable"),
+        ("VIEWS_TABLE", "ViewsTable"),
+        ("STATE_MACHINE_ARN", "ExperimentStateMachine"),
+        ("CHAOS_COGNITO_USER_POOL_ID", "UserPool"),
+        ("CHAOS_COGNITO_CLIENT_ID", "DashboardClient"),
+    ] {
+        assert_eq!(environment[name], json!({"Ref": resource}), "{name}");
+    }
+    // The stream the server reads for subscriptions, and nothing that rewrites an event.
+    let api: Vec<Value> = statements(&template)
+        .into_iter()
+        .filter(|(owner, _)| owner == "ApiTaskRole")
+        .map(|(_, s)| s)
+        .collect();
+    assert!(api.iter().any(|s| {
+        s["Resource"] == json!({"Fn::GetAtt": ["EventsTable", "StreamArn"]})
+            && strings(&s["Action"]).contains(&"dynamodb:GetRecords".to_owned())
+    }));
+    // WebSockets outlive the default idle timeout.
+    let attributes = &all["ApiLoadBalancer"]["Properties"]["LoadBalancerAttributes"];
+    assert!(
+        attributes
+            .as_array()
+            .expect("attributes")
+            .iter()
+            .any(|a| a["Key"] == "idle_timeout.timeout_seconds"
+                && a["Value"].as_str().and_then(|v| v.parse::<u32>().ok()) >= Some(600)),
+        "{attributes}"
+    );
+    // Only CloudFront reaches the load balancer, and only with the secret header.
+    let ingress = &all["ApiLoadBalancerSecurityGroup"]["Properties"]["SecurityGroupIngress"];
+    assert_eq!(ingress.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        ingress[0]["SourcePrefixListId"],
+        json!({"Ref": "CloudFrontPrefixListId"})
+    );
+    assert_eq!(
+        all["ApiListener"]["Properties"]["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"],
+        "403"
+    );
+
+    // The dashboard's bucket is private and read by CloudFront alone.
+    let bucket = &all["DashboardBucket"]["Properties"]["PublicAccessBlockConfiguration"];
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(bucket[setting], true, "{setting}");
+    }
+    let distribution = &all["DashboardDistribution"]["Properties"]["DistributionConfig"];
+    assert_eq!(distribution["DefaultCacheBehavior"]["TargetOriginId"], "dashboard");
+    assert_eq!(
+        distribution["DefaultCacheBehavior"]["ViewerProtocolPolicy"],
+        "redirect-to-https"
+    );
+    // The API under the same address, never cached.
+    let graphql = distribution["CacheBehaviors"]
+        .as_array()
+        .expect("behaviours")
+        .iter()
+        .find(|b| b["PathPattern"] == "/graphql*")
+        .expect("/graphql goes to the API");
+    assert_eq!(graphql["TargetOriginId"], "api");
+    assert_eq!(
+        graphql["CachePolicyId"], "4135ea2d-6df8-44a3-9df3-4b5a84be39ad",
+        "caching disabled"
+    );
+    // The Content-Security-Policy `chaos serve` sends, with no inline script.
+    let csp = all["DashboardHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+        ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+        .as_str()
+        .expect("a CSP");
+    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
