@@ -290,7 +290,7 @@ async fn not_found() -> AppError {
     AppError::NotFound
 }
 
-/// The application's routes.
+/// The application's routes: the API, `/health`, `/fleet` and the dashboard.
 pub fn router(state: AppState) -> Router {
     let api = crate::api::routes(state.api.clone());
     Router::new()
@@ -298,6 +298,9 @@ pub fn router(state: AppState) -> Router {
         .route("/fleet", get(fleet))
         .with_state(state)
         .merge(api)
+        .merge(crate::dashboard::routes(
+            crate::dashboard::Dashboard::located(),
+        ))
         .fallback(not_found)
 }
 

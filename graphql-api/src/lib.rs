@@ -7,6 +7,7 @@
 //!   or the platform deployed on AWS.
 //! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
 //!   exit codes; the composition root of the embedded mode.
+//! - [`dashboard`]: the built web dashboard, served with a strict Content-Security-Policy.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
 //!   with the log.
 //! - [`feed`]: the log as it grows, for the API's subscriptions (the embedded log, or the
@@ -27,6 +28,7 @@ pub mod api;
 pub mod audit;
 pub mod backend;
 pub mod cli;
+pub mod dashboard;
 pub mod engine;
 pub mod feed;
 pub mod http;

@@ -1,5 +1,14 @@
 //! The Dioxus web dashboard (compiled to wasm32 and served by `chaos serve`).
 //!
-//! Pages: login, home (health, running experiments, halt-all), experiments and their live
-//! timelines, run an experiment, results and analytics, audit log, settings. It talks to the
-//! GraphQL API only; it holds no state the server does not have.
+//! Pages: login, home (health, running experiments live, recent history, halt-all), the
+//! experiments list, an experiment with its live timeline, and a form that runs an experiment
+//! against a fleet. It talks to the GraphQL API only (queries and mutations over HTTP,
+//! subscriptions over `graphql-transport-ws`); it holds no state the server does not have.
+//!
+//! This library is the dashboard's pure part, the same on every target and unit-tested on the
+//! host: its routes, the delays it reconnects after, and the spec its form sends. The
+//! components are in the `web` binary, built for the browser only.
+
+pub mod backoff;
+pub mod route;
+pub mod spec;

@@ -4,6 +4,7 @@
 //! test (CI runs exactly this through `.ci/run`); `cargo xtask bench` runs the benchmarks.
 //! Each recipe installs or checks what it needs itself and says what it is doing.
 
+mod dashboard;
 mod tidy;
 
 use std::path::{Path, PathBuf};
@@ -13,11 +14,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  run     build and run the platform in embedded mode (chaos serve on 127.0.0.1:8080)
+  run     build and run the platform in embedded mode (chaos serve on 127.0.0.1:8080, with
+          the dashboard at http://127.0.0.1:8080/)
           extra arguments are passed to `chaos serve`, e.g. `cargo xtask run -- --addr 127.0.0.1:9000`
   test    every check and test: format, lints, repository rules, unit, integration and
           end-to-end tests (what CI runs)
   bench   the benchmarks, printing their figures
+  dashboard
+          build the web dashboard (wasm) into <target dir>/dashboard and report its size
   lambdas build every Lambda for AWS as `sam build` does (cargo-lambda, release, arm64) and
           report each binary's size
 ";
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("bench") => bench(),
         Some("lambdas") => lambdas(),
+        Some("dashboard") => dashboard::build().map(|_| ()),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             Ok(())
@@ -224,6 +229,38 @@ fn ensure_asl_validator() -> Result<PathBuf, String> {
     }
 }
 
+/// playwright-core (npm; it never downloads a browser), which drives Debian's chromium in the
+/// dashboard's browser tests; returns the `node_modules` directory that holds it.
+fn ensure_playwright_core() -> Result<PathBuf, String> {
+    let prefix = tools_dir().join("node");
+    let modules = prefix.join("node_modules");
+    if modules.join("playwright-core/package.json").exists() {
+        return Ok(modules);
+    }
+    step("install playwright-core (drives chromium in the dashboard's browser tests)");
+    std::fs::create_dir_all(&prefix)
+        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    sh(
+        "npm",
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            &prefix.to_string_lossy(),
+            "playwright-core@1.65.1",
+        ],
+    )?;
+    if modules.join("playwright-core/package.json").exists() {
+        Ok(modules)
+    } else {
+        Err(format!(
+            "playwright-core installed but {} is missing",
+            modules.join("playwright-core").display()
+        ))
+    }
+}
+
 fn test() -> Result<(), String> {
     require_cargo_tool("fmt")?;
     require_cargo_tool("clippy")?;
@@ -236,6 +273,13 @@ fn test() -> Result<(), String> {
     set_env("CFN_LINT", &cfn_lint.to_string_lossy());
     let validator = ensure_asl_validator()?;
     set_env("ASL_VALIDATOR", &validator.to_string_lossy());
+    // The dashboard's browser tests: Debian's chromium, driven by playwright-core.
+    ensure_debian_packages(&[("chromium", "chromium")])?;
+    set_env("CHROMIUM", "/usr/bin/chromium");
+    let playwright = ensure_playwright_core()?;
+    set_env("PLAYWRIGHT_NODE_MODULES", &playwright.to_string_lossy());
+    let dashboard = dashboard::build()?;
+    set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
     step("format");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("lints");
@@ -248,6 +292,18 @@ fn test() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    step("lints of the dashboard (wasm32)");
+    cargo(&[
+        "clippy",
+        "-p",
+        "web",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     step("tests (unit, integration, end-to-end, repository rules)");
     cargo(&["test", "--workspace", "--locked"])?;
     eprintln!("\nxtask: all checks and tests passed");
@@ -255,6 +311,8 @@ fn test() -> Result<(), String> {
 }
 
 fn run(extra: &[String]) -> Result<(), String> {
+    let dashboard = dashboard::build()?;
+    set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
     step("build (release)");
     cargo(&[
         "build",

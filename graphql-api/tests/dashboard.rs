@@ -1,0 +1,209 @@
+//! The dashboard in a real browser: `chaos serve` (embedded, with its demo fleet) on
+//! 127.0.0.1 port 0, an admin and a viewer added with `chaos user add`, and
+//! `tests/dashboard/flow.cjs` driving headless Debian chromium through playwright-core: sign
+//! in, a refused and then a real run against the demo fleet followed live to COMPLETED, the
+//! list, a narrow screen, and a viewer who is shown no control they may not use. The script
+//! also checks the Content-Security-Policy and fails on any console error or CSP violation.
+//!
+//! Needs the built dashboard, chromium and playwright-core, which `cargo xtask test` provides
+//! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
+//! are written under the target directory (the path is printed).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
+
+/// The target directory this test was built in (`<target>/debug/chaos` -> `<target>`).
+fn target_dir() -> PathBuf {
+    Path::new(CHAOS)
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("the chaos binary is in a target directory")
+}
+
+/// The built dashboard: `CHAOS_DASHBOARD_DIR`, or where `cargo xtask` builds it.
+fn dashboard_dir() -> PathBuf {
+    let dir = std::env::var_os("CHAOS_DASHBOARD_DIR")
+        .map_or_else(|| target_dir().join("dashboard"), PathBuf::from);
+    assert!(
+        dir.join("index.html").exists(),
+        "no built dashboard in {}: run `cargo xtask test` (or `cargo xtask dashboard`)",
+        dir.display()
+    );
+    dir
+}
+
+fn playwright_modules() -> PathBuf {
+    let dir = std::env::var_os("PLAYWRIGHT_NODE_MODULES").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/chaos-platform/node/node_modules")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("playwright-core/package.json").exists(),
+        "playwright-core is not in {}: run `cargo xtask test`, which installs it",
+        dir.display()
+    );
+    dir
+}
+
+fn chromium() -> PathBuf {
+    let path =
+        std::env::var_os("CHROMIUM").map_or_else(|| "/usr/bin/chromium".into(), PathBuf::from);
+    assert!(
+        path.exists(),
+        "no chromium at {}: run `cargo xtask test`, which installs Debian's",
+        path.display()
+    );
+    path
+}
+
+/// `chaos --db DB ARGS...`, with `stdin` written to its standard input; panics on failure.
+fn chaos(db: &Path, args: &[&str], stdin: &str) {
+    let mut child = Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("CHAOS_ACTOR", "admin-at-console")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chaos");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("chaos");
+    assert!(
+        out.status.success(),
+        "chaos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `chaos serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(db: &Path, dashboard: &Path) -> Server {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--fleet-replace-after-ms",
+            "300",
+        ])
+        .env("CHAOS_DASHBOARD_DIR", dashboard)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chaos serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server announced its address")
+            .expect("read");
+        if let Some(addr) = line.strip_prefix("chaos: listening on ") {
+            break addr.trim().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+#[test]
+fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() {
+    let dashboard = dashboard_dir();
+    let modules = playwright_modules();
+    let chromium = chromium();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    chaos(&db, &["init"], "");
+    chaos(
+        &db,
+        &["user", "add", "ada", "--role", "ADMIN"],
+        "correct horse battery staple\n",
+    );
+    chaos(
+        &db,
+        &["user", "add", "vic", "--role", "VIEWER"],
+        "viewer sees but never touches\n",
+    );
+    let server = serve(&db, &dashboard);
+
+    let artifacts = target_dir().join("test-artifacts").join("dashboard");
+    let _ = std::fs::remove_dir_all(&artifacts);
+    std::fs::create_dir_all(&artifacts).expect("artifacts directory");
+    eprintln!("dashboard screenshots: {}", artifacts.display());
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/flow.cjs");
+    let mut node = Command::new("node")
+        .arg(&script)
+        .env("BASE_URL", &server.url)
+        .env("ADMIN_USER", "ada")
+        .env("ADMIN_PASSWORD", "correct horse battery staple")
+        .env("VIEWER_USER", "vic")
+        .env("VIEWER_PASSWORD", "viewer sees but never touches")
+        .env("ARTIFACTS", &artifacts)
+        .env("CHROMIUM", &chromium)
+        .env("PLAYWRIGHT_NODE_MODULES", &modules)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run node (cargo xtask test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while node.try_wait().expect("wait for node").is_none() {
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = node.wait_with_output().expect("node");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(out.status.success(), "the browser test failed:\n{report}");
+    assert!(report.contains("dashboard: ok"), "{report}");
+    for page in [
+        "01-login",
+        "02-home-admin",
+        "05-experiment-completed",
+        "08-home-viewer",
+    ] {
+        assert!(
+            artifacts.join(format!("{page}.png")).exists(),
+            "no screenshot of {page}"
+        );
+    }
+}

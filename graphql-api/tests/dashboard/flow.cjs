@@ -1,0 +1,191 @@
+// The dashboard in headless Debian chromium, driven by playwright-core (never a downloaded
+// browser). Run by graphql-api/tests/dashboard.rs against a `chaos serve` it started:
+//   BASE_URL, ADMIN_USER, ADMIN_PASSWORD, VIEWER_USER, VIEWER_PASSWORD, ARTIFACTS (screenshots),
+//   CHROMIUM (the browser), PLAYWRIGHT_NODE_MODULES (where playwright-core is installed).
+// Prints one line per step; exits non-zero with the reason on the first failure.
+'use strict';
+
+const path = require('node:path');
+const { chromium } = require(path.join(process.env.PLAYWRIGHT_NODE_MODULES, 'playwright-core'));
+
+const base = process.env.BASE_URL;
+const artifacts = process.env.ARTIFACTS;
+const problems = [];
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+function log(message) {
+  console.log(`dashboard: ${message}`);
+}
+
+async function shot(page, name) {
+  const file = path.join(artifacts, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  log(`screenshot ${file}`);
+}
+
+// Every console error, uncaught exception and CSP violation is a failure of the test.
+function watch(page, who) {
+  page.on('console', (message) => {
+    if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
+      problems.push(`${who} console ${message.type()}: ${message.text()}`);
+    }
+  });
+  page.on('pageerror', (error) => problems.push(`${who} page error: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    // A socket closed on purpose when a page is left is not a failure.
+    if (request.resourceType() !== 'websocket') {
+      problems.push(`${who} request failed: ${request.url()} ${request.failure()?.errorText}`);
+    }
+  });
+}
+
+async function signIn(page, user, password) {
+  await page.getByLabel('User name').fill(user);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+}
+
+async function asAdmin(browser) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  watch(page, 'admin');
+
+  const started = Date.now();
+  const response = await page.goto(`${base}/`);
+  check(response.status() === 200, `GET / answered ${response.status()}`);
+  const headers = response.headers();
+  const csp = headers['content-security-policy'] || '';
+  check(csp.includes("script-src 'self' 'wasm-unsafe-eval'"), `CSP without a strict script-src: ${csp}`);
+  check(csp.includes("default-src 'self'") && csp.includes("frame-ancestors 'none'"), `CSP incomplete: ${csp}`);
+  check(!csp.includes('unsafe-inline'), `CSP allows inline code: ${csp}`);
+  check(headers['x-content-type-options'] === 'nosniff', 'no X-Content-Type-Options: nosniff');
+  await page.getByLabel('User name').waitFor();
+  log(`first render (sign-in form shown) ${Date.now() - started} ms after navigation`);
+  await shot(page, '01-login');
+
+  await signIn(page, process.env.ADMIN_USER, process.env.ADMIN_PASSWORD);
+  await page.getByText('ALLOWED').waitFor();
+  await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+  check(await page.getByRole('button', { name: 'Halt all experiments…' }).isVisible(), 'an admin sees no halt control');
+  await shot(page, '02-home-admin');
+  // Halting asks for a reason and a confirmation first.
+  await page.getByRole('button', { name: 'Halt all experiments…' }).click();
+  await page.getByLabel('Reason').waitFor();
+  check(await page.getByRole('button', { name: 'Halt everything now' }).isVisible(), 'no confirmation of the halt');
+  await shot(page, '02-home-halt-confirmation');
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.getByRole('button', { name: 'Halt all experiments…' }).waitFor();
+
+  // The form refuses what the API refuses, with the API's words.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
+  await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
+  const name = `kill one web worker ${Date.now()}`;
+  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('How many workers').fill('0');
+  await page.getByRole('button', { name: 'Create and start' }).click();
+  const refusal = page.getByRole('alert').filter({ hasText: 'selection.value' });
+  await refusal.waitFor();
+  log(`refused: ${(await refusal.innerText()).trim()}`);
+  await shot(page, '03-run-refused');
+
+  // A real run: terminate one worker of the demo fleet.
+  await page.getByLabel('How many workers').fill('1');
+  check(!(await page.getByLabel('Dry run').isChecked()), 'dry run is on by default');
+  await page.getByRole('button', { name: 'Create and start' }).click();
+  await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);
+  const id = page.url().split('/').pop();
+  log(`experiment ${id} created and started`);
+  await page.getByRole('heading', { name, level: 1 }).waitFor();
+  await page.locator('.timeline li').first().waitFor();
+  const firstSeen = await page.locator('.timeline li').count();
+  await page.locator('.facts .status', { hasText: 'RUNNING' }).or(page.locator('.facts .status', { hasText: 'COMPLETED' })).first().waitFor();
+  await shot(page, '04-experiment-running');
+  await page.locator('.facts .status', { hasText: 'COMPLETED' }).waitFor({ timeout: 120_000 });
+  await page.locator('.timeline li[data-event="ExperimentCompleted"]').waitFor();
+  const events = await page.locator('.timeline li').evaluateAll((items) => items.map((li) => li.dataset.event));
+  for (const needed of ['ExperimentCreated', 'ExperimentStarted', 'TargetsResolved', 'FailureInjected', 'ExperimentCompleted']) {
+    check(events.includes(needed), `the timeline has no ${needed}: ${events.join(', ')}`);
+  }
+  check(events.length > firstSeen, `the timeline did not grow live (${firstSeen} then ${events.length})`);
+  await page.getByText('RECOVERED', { exact: true }).waitFor();
+  log(`completed live: ${firstSeen} events when opened, ${events.length} at the end (${events.join(' ')})`);
+  await shot(page, '05-experiment-completed');
+
+  // The list: filtered, searched, linked.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Experiments' }).click();
+  await page.getByRole('heading', { name: 'Experiments', level: 1 }).waitFor();
+  await page.getByLabel('Status').selectOption('COMPLETED');
+  await page.getByLabel('Name contains').fill(name.slice(0, 20));
+  const row = page.getByRole('link', { name });
+  await row.waitFor();
+  await page.getByLabel('Status').selectOption('FAILED');
+  await page.getByText('No experiment matches these filters.').waitFor();
+  await page.getByLabel('Status').selectOption('');
+  await row.waitFor();
+  await shot(page, '06-experiments');
+
+  // A narrow screen.
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+  await page.getByText('ALLOWED').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `the page is ${overflow} px wider than a narrow screen`);
+  await shot(page, '07-home-narrow');
+
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByLabel('User name').waitFor();
+  await context.close();
+  return { id, name };
+}
+
+async function asViewer(browser, experiment) {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  watch(page, 'viewer');
+  await page.goto(`${base}/`);
+  await signIn(page, process.env.VIEWER_USER, process.env.VIEWER_PASSWORD);
+  await page.getByText('ALLOWED').waitFor();
+  await page.getByRole('link', { name: experiment.name }).first().waitFor();
+  const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back|Lift the halt)$/;
+  check(await page.getByRole('button', { name: forbidden }).count() === 0, 'a viewer sees a control they may not use');
+  check(await page.getByRole('link', { name: forbidden }).count() === 0, 'a viewer sees a link to running experiments');
+  await shot(page, '08-home-viewer');
+
+  await page.getByRole('link', { name: experiment.name }).first().click();
+  await page.getByRole('heading', { name: experiment.name, level: 1 }).waitFor();
+  await page.locator('.timeline li[data-event="ExperimentCompleted"]').waitFor();
+  check(await page.getByRole('button').filter({ hasText: /Start|Stop/ }).count() === 0, 'a viewer sees start or stop');
+  await shot(page, '09-experiment-viewer');
+
+  await page.goto(`${base}/experiments/new`);
+  await page.getByText('Your role may not run experiments.').waitFor();
+  check(await page.getByRole('button', { name: 'Create and start' }).count() === 0, 'a viewer sees the run form');
+  await shot(page, '10-run-viewer');
+  await context.close();
+}
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+  });
+  try {
+    const experiment = await asAdmin(browser);
+    await asViewer(browser, experiment);
+  } finally {
+    await browser.close();
+  }
+  check(problems.length === 0, `the pages reported problems:\n${problems.join('\n')}`);
+  log('ok');
+})().catch((error) => {
+  console.error(`dashboard: FAILED: ${error.stack || error}`);
+  if (problems.length) console.error(`dashboard: problems seen:\n${problems.join('\n')}`);
+  process.exit(1);
+});

@@ -1,0 +1,198 @@
+//! The experiments list: filtered by status, searched by name, a page at a time.
+
+use dioxus::prelude::*;
+use serde_json::{Value, json};
+use web::route::Route;
+
+use super::api::{ApiError, call};
+use super::{Link, Problem, Status, use_session, when};
+
+/// A page of experiments (`filter`, `first`, `after`).
+pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
+    experiments(filter: $filter, first: $first, after: $after) { \
+    items { id name target failureType dryRun status phase outcome recoveryMs createdAt } nextCursor } }";
+
+const PAGE_SIZE: u32 = 20;
+
+const STATUSES: [&str; 7] = [
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "STOPPED",
+    "DRAFT",
+    "SCHEDULED",
+    "CANCELLED",
+];
+
+/// The experiments page.
+#[component]
+pub fn Experiments() -> Element {
+    let session = use_session();
+    let mut status = use_signal(String::new);
+    let mut search = use_signal(String::new);
+    // The cursors of the pages before this one, and this one's.
+    let mut before = use_signal(Vec::<Option<String>>::new);
+    let mut cursor = use_signal(|| None::<String>);
+    let mut reload = use_signal(|| 0_u32);
+    let page = use_resource(move || async move {
+        reload();
+        let mut filter = json!({});
+        if !status().is_empty() {
+            filter["status"] = json!(status());
+        }
+        if !search().trim().is_empty() {
+            filter["search"] = json!(search().trim());
+        }
+        call(
+            session,
+            LIST,
+            json!({ "filter": filter, "first": PAGE_SIZE, "after": cursor() }),
+        )
+        .await
+    });
+    let next = match &*page.read() {
+        Some(Ok(data)) => data["experiments"]["nextCursor"]
+            .as_str()
+            .map(str::to_owned),
+        _ => None,
+    };
+    let can_run = session.read().as_ref().is_some_and(|s| s.can_run());
+    let first_page = before.read().is_empty();
+    let mut restart = move || {
+        before.set(Vec::new());
+        cursor.set(None);
+    };
+    rsx! {
+        div { class: "page-head",
+            h1 { "Experiments" }
+            if can_run {
+                Link { to: Route::NewExperiment, class: "button", "Run an experiment" }
+            }
+        }
+        form { class: "filters", role: "search", onsubmit: move |e: FormEvent| e.prevent_default(),
+            div { class: "field",
+                label { r#for: "status-filter", "Status" }
+                select {
+                    id: "status-filter",
+                    value: "{status}",
+                    onchange: move |e| {
+                        status.set(e.value());
+                        restart();
+                    },
+                    option { value: "", "Any" }
+                    for s in STATUSES {
+                        option { value: "{s}", "{s}" }
+                    }
+                }
+            }
+            div { class: "field",
+                label { r#for: "search", "Name contains" }
+                input {
+                    id: "search",
+                    r#type: "search",
+                    value: "{search}",
+                    oninput: move |e| {
+                        search.set(e.value());
+                        restart();
+                    },
+                }
+            }
+        }
+        section { class: "card", "aria-label": "Experiments found",
+            ExperimentRows { page, empty: "No experiment matches these filters.", retry: move |()| reload += 1 }
+            nav { class: "pager", "aria-label": "Pages",
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    disabled: first_page,
+                    onclick: move |_| {
+                        let previous = before.with_mut(|b| b.pop()).flatten();
+                        cursor.set(previous);
+                    },
+                    "Previous page"
+                }
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    disabled: next.is_none(),
+                    onclick: move |_| {
+                        if let Some(next) = next.clone() {
+                            let this = cursor.peek().clone();
+                            before.with_mut(|b| b.push(this));
+                            cursor.set(Some(next));
+                        }
+                    },
+                    "Next page"
+                }
+            }
+        }
+    }
+}
+
+/// A table of experiments (a page from [`LIST`]), with its loading, empty and error states.
+#[component]
+pub fn ExperimentRows(
+    page: Resource<Result<Value, ApiError>>,
+    empty: String,
+    retry: Option<EventHandler<()>>,
+) -> Element {
+    let rows = match &*page.read() {
+        None => return rsx! { p { class: "muted", role: "status", "Loading…" } },
+        Some(Err(e)) => {
+            return rsx! { Problem { message: e.message.clone(), retry } };
+        }
+        Some(Ok(data)) => data["experiments"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    if rows.is_empty() {
+        return rsx! { p { class: "muted empty", "{empty}" } };
+    }
+    rsx! {
+        div { class: "table-wrap",
+            table {
+                thead {
+                    tr {
+                        th { scope: "col", "Name" }
+                        th { scope: "col", "Status" }
+                        th { scope: "col", "Target" }
+                        th { scope: "col", "Failure" }
+                        th { scope: "col", "Created" }
+                    }
+                }
+                tbody {
+                    for row in rows {
+                        ExperimentRow { key: "{row[\"id\"]}", row: row.clone() }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn ExperimentRow(row: Value) -> Element {
+    let text = |field: &str| row[field].as_str().unwrap_or_default().to_owned();
+    let id = text("id");
+    let phase = row["phase"].as_str().map(|p| format!(" {p}"));
+    let failure = if row["dryRun"].as_bool() == Some(true) {
+        format!("{} (dry run)", text("failureType"))
+    } else {
+        text("failureType")
+    };
+    rsx! {
+        tr {
+            td { Link { to: Route::Experiment(id.clone()), "{text(\"name\")}" } }
+            td {
+                Status { status: text("status") }
+                if let Some(phase) = phase {
+                    span { class: "muted", "{phase}" }
+                }
+            }
+            td { "{text(\"target\")}" }
+            td { "{failure}" }
+            td { "{when(&text(\"createdAt\"))}" }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Home: the platform's health, the experiments running now (kept current by the
+//! `platformActivity` subscription), recent history, and for admins the halt switch.
+
+use dioxus::prelude::*;
+use serde_json::{Value, json};
+use web::route::Route;
+
+use super::api::{Live, call, live};
+use super::experiments::{ExperimentRows, LIST};
+use super::{Link, LiveBadge, Problem, use_session};
+
+const HEALTH: &str = "{ health { halted haltReason projectionBehind projectionParked } }";
+const ACTIVITY: &str =
+    "subscription { platformActivity { streamType streamId sequence eventType summary at actor } }";
+
+/// The home page.
+#[component]
+pub fn Home() -> Element {
+    let session = use_session();
+    let mut changed = use_signal(|| 0_u64);
+    let live_status = use_signal(|| Live::Connecting);
+    let mut latest = use_signal(Vec::<Value>::new);
+    let health = use_resource(move || async move {
+        changed();
+        call(session, HEALTH, json!({})).await
+    });
+    let running = use_resource(move || async move {
+        changed();
+        call(
+            session,
+            LIST,
+            json!({ "filter": { "status": "RUNNING" }, "first": 50 }),
+        )
+        .await
+    });
+    let recent = use_resource(move || async move {
+        changed();
+        call(session, LIST, json!({ "filter": {}, "first": 10 })).await
+    });
+    use_future(move || async move {
+        live(
+            session,
+            ACTIVITY,
+            // Anything may have happened while disconnected: read everything again.
+            move || {
+                changed += 1;
+                json!({})
+            },
+            move |data| {
+                let update = data["platformActivity"].clone();
+                latest.with_mut(|l| {
+                    l.insert(0, update);
+                    l.truncate(8);
+                });
+                changed += 1;
+                false
+            },
+            live_status,
+        )
+        .await;
+    });
+    let user = session.read().clone();
+    let admin = user.as_ref().is_some_and(|u| u.is_admin());
+    let can_run = user.as_ref().is_some_and(|u| u.can_run());
+    rsx! {
+        div { class: "page-head",
+            h1 { "Home" }
+            LiveBadge { status: live_status }
+        }
+        section { class: "card", "aria-labelledby": "health-title",
+            h2 { id: "health-title", "Platform health" }
+            match &*health.read() {
+                None => rsx! { p { class: "muted", role: "status", "Loading health…" } },
+                Some(Err(e)) => rsx! { Problem { message: e.message.clone(), retry: move |()| changed += 1 } },
+                Some(Ok(data)) => rsx! { HealthView { health: data["health"].clone(), admin, on_change: move |()| changed += 1 } },
+            }
+        }
+        section { class: "card", "aria-labelledby": "running-title",
+            div { class: "section-head",
+                h2 { id: "running-title", "Running now" }
+                if can_run {
+                    Link { to: Route::NewExperiment, class: "button", "Run an experiment" }
+                }
+            }
+            ExperimentRows { page: running, empty: "No experiment is running." }
+        }
+        section { class: "card", "aria-labelledby": "recent-title",
+            div { class: "section-head",
+                h2 { id: "recent-title", "Recent experiments" }
+                Link { to: Route::Experiments, "All experiments" }
+            }
+            ExperimentRows { page: recent, empty: "No experiment yet." }
+        }
+        section { class: "card", "aria-labelledby": "activity-title",
+            h2 { id: "activity-title", "Latest events" }
+            if latest.read().is_empty() {
+                p { class: "muted", "Events appear here as they are recorded." }
+            }
+            ul { class: "events",
+                for update in latest.read().iter() {
+                    li { key: "{update[\"streamId\"]}-{update[\"sequence\"]}",
+                        span { class: "event-type", "{update[\"eventType\"].as_str().unwrap_or_default()}" }
+                        " {update[\"summary\"].as_str().unwrap_or_default()}"
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Health, and the halt switch for admins (halting asks for a reason and a confirmation).
+#[component]
+fn HealthView(health: Value, admin: bool, on_change: EventHandler<()>) -> Element {
+    let session = use_session();
+    let mut confirming = use_signal(|| false);
+    let mut reason = use_signal(|| "halted from the dashboard".to_owned());
+    let mut error = use_signal(|| None::<String>);
+    let halted = health["halted"].as_bool().unwrap_or(false);
+    let behind = health["projectionBehind"].as_i64();
+    let parked = health["projectionParked"].as_i64();
+    let halt = move |event: FormEvent| async move {
+        event.prevent_default();
+        let answer = call(
+            session,
+            "mutation($r: String!) { haltAll(reason: $r) { stopped stopping } }",
+            json!({ "r": reason.peek().clone() }),
+        )
+        .await;
+        match answer {
+            Ok(_) => {
+                confirming.set(false);
+                error.set(None);
+                on_change.call(());
+            }
+            Err(e) => error.set(Some(e.message)),
+        }
+    };
+    let unhalt = move |_| async move {
+        match call(session, "mutation { unhaltAll { version } }", json!({})).await {
+            Ok(_) => {
+                error.set(None);
+                on_change.call(());
+            }
+            Err(e) => error.set(Some(e.message)),
+        }
+    };
+    rsx! {
+        dl { class: "facts",
+            dt { "Experiments" }
+            dd {
+                if halted {
+                    span { class: "status status-failed", "HALTED" }
+                    " {health[\"haltReason\"].as_str().unwrap_or_default()}"
+                } else {
+                    span { class: "status status-completed", "ALLOWED" }
+                }
+            }
+            if let Some(behind) = behind {
+                dt { "Read models behind" }
+                dd { "{behind} events" }
+            }
+            if let Some(parked) = parked {
+                dt { "Parked records" }
+                dd { "{parked}" }
+            }
+        }
+        if let Some(message) = error() {
+            p { class: "problem", role: "alert", "{message}" }
+        }
+        if admin && halted {
+            button { r#type: "button", onclick: unhalt, "Lift the halt" }
+        }
+        if admin && !halted && !confirming() {
+            button { r#type: "button", class: "danger", onclick: move |_| confirming.set(true), "Halt all experiments…" }
+        }
+        if admin && !halted && confirming() {
+            form { class: "confirm", onsubmit: halt, "aria-label": "Confirm halt",
+                p { role: "alert", "Every running experiment is stopped and rolled back, and none can start until the halt is lifted." }
+                label { r#for: "halt-reason", "Reason" }
+                input { id: "halt-reason", required: true, value: "{reason}", oninput: move |e| reason.set(e.value()) }
+                div { class: "actions",
+                    button { r#type: "submit", class: "danger", "Halt everything now" }
+                    button { r#type: "button", class: "secondary", onclick: move |_| confirming.set(false), "Cancel" }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The dashboard's components: the app shell (routing, session, navigation) and its pages.
+
+// rsx! expands every event handler into a fully qualified path, which this lint reports.
+#![allow(unused_qualifications)]
+
+mod api;
+mod experiment;
+mod experiments;
+mod home;
+mod login;
+mod new_experiment;
+mod session;
+
+use dioxus::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web::route::Route;
+
+use session::Session;
+
+/// The page this tab is on, as its address says.
+fn current_route() -> Route {
+    let path = web_sys::window()
+        .and_then(|w| w.location().pathname().ok())
+        .unwrap_or_default();
+    Route::parse(&path)
+}
+
+/// Goes to `to`: a new history entry and the page it names.
+pub fn go(mut route: Signal<Route>, to: Route) {
+    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&to.path()));
+    }
+    route.set(to);
+}
+
+/// The signed-in session, shared by every page.
+pub fn use_session() -> Signal<Option<Session>> {
+    use_context()
+}
+
+/// The page shown, shared by every page.
+pub fn use_route() -> Signal<Route> {
+    use_context()
+}
+
+/// The dashboard.
+#[component]
+pub fn App() -> Element {
+    let mut route = use_signal(current_route);
+    let session = use_signal(session::restore);
+    use_context_provider(|| route);
+    use_context_provider(|| session);
+    // Back and forward buttons.
+    use_hook(|| {
+        let on_pop = Closure::<dyn FnMut()>::new(move || route.set(current_route()));
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .add_event_listener_with_callback("popstate", on_pop.as_ref().unchecked_ref());
+        }
+        on_pop.forget();
+    });
+    use_future(move || session::keep_fresh(session));
+    let page = route();
+    use_effect(move || {
+        if let Some(document) = web_sys::window().and_then(|w| w.document()) {
+            document.set_title(&route.read().title());
+        }
+    });
+    let signed_in = session.read().clone();
+    let Some(user) = signed_in else {
+        return rsx! {
+            main { id: "content", class: "narrow", login::Login {} }
+        };
+    };
+    rsx! {
+        a { class: "skip", href: "#content", "Skip to content" }
+        header { class: "top",
+            nav { "aria-label": "Main",
+                span { class: "brand", "Chaos platform" }
+                Link { to: Route::Home, current: page == Route::Home, "Home" }
+                Link { to: Route::Experiments, current: matches!(page, Route::Experiments | Route::Experiment(_)), "Experiments" }
+                if user.can_run() {
+                    Link { to: Route::NewExperiment, current: page == Route::NewExperiment, "Run an experiment" }
+                }
+            }
+            div { class: "who",
+                span { "{user.user} ({user.role})" }
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    onclick: move |_| async move {
+                        session::logout(session).await;
+                        go(route, Route::Login);
+                    },
+                    "Sign out"
+                }
+            }
+        }
+        main { id: "content", tabindex: "-1",
+            match page {
+                Route::Home | Route::Login => rsx! { home::Home {} },
+                Route::Experiments => rsx! { experiments::Experiments {} },
+                Route::NewExperiment => rsx! { new_experiment::NewExperiment {} },
+                Route::Experiment(id) => rsx! { experiment::Experiment { key: "{id}", id: id.clone() } },
+            }
+        }
+    }
+}
+
+/// A link to a page of the app, followed without reloading it.
+#[component]
+pub fn Link(
+    to: Route,
+    #[props(default)] current: bool,
+    #[props(default)] class: String,
+    children: Element,
+) -> Element {
+    let route = use_route();
+    let href = to.path();
+    rsx! {
+        a {
+            href: "{href}",
+            class: "{class}",
+            "aria-current": if current { "page" } else { "false" },
+            onclick: move |event: MouseEvent| {
+                event.prevent_default();
+                go(route, to.clone());
+            },
+            {children}
+        }
+    }
+}
+
+/// The state of a page's live updates, announced politely to screen readers.
+#[component]
+pub fn LiveBadge(status: Signal<api::Live>) -> Element {
+    let (class, text) = match &*status.read() {
+        api::Live::Connecting => ("badge", "Connecting…".to_owned()),
+        api::Live::Receiving => ("badge ok", "Live".to_owned()),
+        api::Live::Retrying(why) => ("badge warn", format!("Disconnected: {why}")),
+        api::Live::Ended => ("badge", "Finished".to_owned()),
+    };
+    rsx! {
+        span { class: "{class}", role: "status", "aria-live": "polite", "data-live": "{text}", "{text}" }
+    }
+}
+
+/// A status as a coloured label (the text says it; the colour only repeats it).
+#[component]
+pub fn Status(status: String) -> Element {
+    let class = format!("status status-{}", status.to_lowercase());
+    rsx! { span { class: "{class}", "{status}" } }
+}
+
+/// An error with what to do about it.
+#[component]
+pub fn Problem(message: String, retry: Option<EventHandler<()>>) -> Element {
+    rsx! {
+        div { class: "problem", role: "alert",
+            p { "{message}" }
+            if let Some(retry) = retry {
+                button { r#type: "button", onclick: move |_| retry.call(()), "Try again" }
+            }
+        }
+    }
+}
+
+/// A short, readable form of an RFC 3339 time (`2026-11-27 02:41:10`).
+pub fn when(at: &str) -> String {
+    at.get(..19).unwrap_or(at).replace('T', " ")
+}

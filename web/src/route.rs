@@ -1,0 +1,84 @@
+//! The dashboard's pages and their paths (the server answers each of these paths with the
+//! app, see `graphql-api/src/dashboard.rs`).
+
+/// A page of the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Signing in.
+    Login,
+    /// Health, running experiments, recent history.
+    Home,
+    /// The experiments list.
+    Experiments,
+    /// The form that creates and starts an experiment.
+    NewExperiment,
+    /// One experiment and its timeline.
+    Experiment(String),
+}
+
+impl Route {
+    /// The page at `path` (anything unknown is the home page).
+    pub fn parse(path: &str) -> Route {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        match segments.as_slice() {
+            ["login"] => Route::Login,
+            ["experiments"] => Route::Experiments,
+            ["experiments", "new"] => Route::NewExperiment,
+            ["experiments", id] => Route::Experiment((*id).to_owned()),
+            _ => Route::Home,
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> String {
+        match self {
+            Route::Login => "/login".to_owned(),
+            Route::Home => "/".to_owned(),
+            Route::Experiments => "/experiments".to_owned(),
+            Route::NewExperiment => "/experiments/new".to_owned(),
+            Route::Experiment(id) => format!("/experiments/{id}"),
+        }
+    }
+
+    /// The title the browser shows for it.
+    pub fn title(&self) -> String {
+        let page = match self {
+            Route::Login => "Sign in",
+            Route::Home => "Home",
+            Route::Experiments => "Experiments",
+            Route::NewExperiment => "Run an experiment",
+            Route::Experiment(_) => "Experiment",
+        };
+        format!("{page} · Chaos platform")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_pages_agree() {
+        for route in [
+            Route::Login,
+            Route::Home,
+            Route::Experiments,
+            Route::NewExperiment,
+            Route::Experiment("0192-abc".to_owned()),
+        ] {
+            assert_eq!(Route::parse(&route.path()), route);
+        }
+    }
+
+    #[test]
+    fn queries_trailing_slashes_and_unknown_paths() {
+        assert_eq!(Route::parse("/experiments/?x=1"), Route::Experiments);
+        assert_eq!(
+            Route::parse("/experiments/e1#top"),
+            Route::Experiment("e1".into())
+        );
+        assert_eq!(Route::parse("/nowhere/at/all"), Route::Home);
+        assert_eq!(Route::parse(""), Route::Home);
+    }
+}
