@@ -11,7 +11,7 @@
 //! through `Scan`/`Query`, files as given. The checks themselves are `domain::audit`'s; this
 //! module reads rows, spreads the work over threads and reports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -221,27 +221,41 @@ fn dynamo_row(
     command_lambdas::dynamo::decode_item(item).map_err(|e| AuditError::Dynamo(e.to_string()))
 }
 
-/// Every item of the table, stream by stream in sequence order (the table's own order: it
-/// has no insertion order).
-async fn dynamo_rows(
+/// Every stream of the table, sorted (the order streams are verified and exported in), and
+/// how many events it holds: a scan of the keys alone, so memory holds one key per stream.
+/// The events are then read stream by stream ([`dynamo_stream`]), one stream in memory at a
+/// time.
+async fn dynamo_streams(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
     progress: &mut Progress,
-) -> Result<Vec<OwnedRow>, AuditError> {
-    let mut rows = Vec::new();
+) -> Result<(BTreeSet<(String, String)>, u64), AuditError> {
+    let mut streams = BTreeSet::new();
+    let mut events = 0u64;
     let mut pages = client
         .scan()
         .table_name(table)
+        .projection_expression("AggregateTypeAndId")
         .consistent_read(true)
         .into_paginator()
         .items()
         .send();
     while let Some(item) = pages.next().await {
-        rows.push(dynamo_row(&item.map_err(dynamo_error)?)?);
-        progress.update(rows.len() as u64);
+        let item = item.map_err(dynamo_error)?;
+        let key = item
+            .get("AggregateTypeAndId")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| AuditError::Dynamo("an item has no AggregateTypeAndId".into()))?;
+        let (aggregate_type, aggregate_id) = key
+            .split_once(':')
+            .ok_or_else(|| AuditError::Dynamo(format!("item key {key:?} is not TYPE:ID")))?;
+        if !streams.contains(&(aggregate_type.to_owned(), aggregate_id.to_owned())) {
+            streams.insert((aggregate_type.to_owned(), aggregate_id.to_owned()));
+        }
+        events += 1;
+        progress.update(events);
     }
-    sort_streams(&mut rows);
-    Ok(rows)
+    Ok((streams, events))
 }
 
 /// One stream of the table, in sequence order.
@@ -731,83 +745,37 @@ fn check_projection(path: &Path) -> Result<Option<ProjectionCheck>, AuditError> 
     Ok(Some(check))
 }
 
-/// Compares the audit log in the read-model table `views` (AWS) with the log's `rows`: every
-/// event the projection has applied (at or below the stream's `audit_log` checkpoint) has
-/// exactly the entry the event makes, and no entry exists for an event not applied or not in
-/// the log. The table is read while the projection may be writing: an event applied after
-/// its checkpoint was read is reported as an entry for an event not applied, so run it again
-/// before concluding.
-async fn check_dynamo_projection(
-    client: &aws_sdk_dynamodb::Client,
-    views: &str,
-    rows: &[OwnedRow],
-) -> Result<ProjectionCheck, AuditError> {
-    use projection_lambdas::dynamo_queries::DynamoReads;
-    use projection_lambdas::dynamo_stream::{PROJECTIONS, ViewStore};
-    use projection_lambdas::plan::StreamKey;
-    use projection_lambdas::queries::AuditFilter;
+/// Compares the audit log in the read-model table (AWS) with the log, one stream at a time:
+/// every event the projection has applied (at or below the stream's `checkpoint#audit_log`)
+/// has exactly the entry the event makes, and no entry exists for an event not applied or not
+/// in the log. The table is read while the projection may be writing to it: an event applied
+/// between reading the log and reading its stream's rows is reported as an entry for an event
+/// the log does not hold, so run it again before concluding.
+struct DynamoAuditCheck<'a> {
+    client: &'a aws_sdk_dynamodb::Client,
+    views: &'a str,
+    check: ProjectionCheck,
+    first: HashMap<(String, String), ProjectionFault>,
+}
 
-    let slot = PROJECTIONS
-        .iter()
-        .position(|p| *p == "audit_log")
-        .ok_or_else(|| AuditError::Dynamo("the projection keeps no audit log".into()))?;
-    let store = ViewStore::new(client.clone(), views);
-    let mut checkpoints: HashMap<(String, String), u64> = HashMap::new();
-    for row in rows {
-        let key = (row.aggregate_type.clone(), row.aggregate_id.clone());
-        if checkpoints.contains_key(&key) {
-            continue;
-        }
-        let applied = store
-            .checkpoints(&StreamKey {
-                aggregate_type: key.0.clone(),
-                aggregate_id: key.1.clone(),
-            })
-            .await
-            .map_err(|e| AuditError::Dynamo(e.to_string()))?;
-        checkpoints.insert(key, applied[slot]);
-    }
-    let reads = DynamoReads::new(client.clone(), views);
-    let mut entries: HashMap<(String, String, u64), AuditEntry> = HashMap::new();
-    let mut after: Option<(String, String, u64)> = None;
-    loop {
-        let page = reads
-            .audit_log(
-                &AuditFilter::default(),
-                after
-                    .as_ref()
-                    .map(|(at, id, n)| (at.as_str(), id.as_str(), *n)),
-                1_000,
-            )
-            .await
-            .map_err(|e| AuditError::Dynamo(e.to_string()))?;
-        let Some(last) = page.last() else { break };
-        after = Some((
-            last.recorded_at.clone(),
-            last.aggregate_id.clone(),
-            last.sequence,
-        ));
-        for entry in page {
-            entries.insert(
-                (
-                    entry.aggregate_type.clone(),
-                    entry.aggregate_id.clone(),
-                    entry.sequence,
-                ),
-                entry,
-            );
+impl<'a> DynamoAuditCheck<'a> {
+    fn new(client: &'a aws_sdk_dynamodb::Client, views: &'a str) -> Self {
+        DynamoAuditCheck {
+            client,
+            views,
+            check: ProjectionCheck::default(),
+            first: HashMap::new(),
         }
     }
-    let mut check = ProjectionCheck::default();
-    let mut first: HashMap<(String, String), ProjectionFault> = HashMap::new();
-    let mut note = |t: &str, id: &str, sequence: u64, problem: String| {
+
+    fn note(&mut self, t: &str, id: &str, sequence: u64, problem: String) {
         let fault = ProjectionFault {
             aggregate_type: t.to_owned(),
             aggregate_id: id.to_owned(),
             sequence,
             problem,
         };
-        first
+        self.first
             .entry((t.to_owned(), id.to_owned()))
             .and_modify(|f| {
                 if sequence < f.sequence {
@@ -815,43 +783,79 @@ async fn check_dynamo_projection(
                 }
             })
             .or_insert(fault);
-    };
-    for row in rows {
-        let (t, id) = (row.aggregate_type.as_str(), row.aggregate_id.as_str());
-        let sequence = u64::try_from(row.sequence).unwrap_or(0);
-        let checkpoint = checkpoints
-            .get(&(t.to_owned(), id.to_owned()))
-            .copied()
-            .unwrap_or(0);
-        let entry = entries.remove(&(t.to_owned(), id.to_owned(), sequence));
-        match (sequence <= checkpoint, entry) {
-            (false, None) => {}
-            (true, None) => note(
-                t,
-                id,
-                sequence,
-                format!(
-                    "no audit log entry, though the projection has applied the stream up to sequence {checkpoint}"
+    }
+
+    /// Checks stream `t:id`, whose events are `rows`, against its partition of the table.
+    async fn stream(&mut self, t: &str, id: &str, rows: &[OwnedRow]) -> Result<(), AuditError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let bad = |what: String| AuditError::Dynamo(format!("read-model row of {t}:{id}: {what}"));
+        let mut pages = self
+            .client
+            .query()
+            .table_name(self.views)
+            .key_condition_expression("Pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("{t}#{id}")))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut checkpoint = 0u64;
+        let mut entries: BTreeMap<u64, AuditEntry> = BTreeMap::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(dynamo_error)?;
+            let sk = item
+                .get("Sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if sk == "checkpoint#audit_log" {
+                checkpoint = item
+                    .get("Sequence")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| bad(format!("{sk} has no Sequence")))?;
+            } else if let Some(sequence) = sk.strip_prefix("audit#") {
+                let sequence: u64 = sequence
+                    .parse()
+                    .map_err(|_| bad(format!("{sk} is not audit#SEQUENCE")))?;
+                let entry = item
+                    .get("Entry")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| bad(format!("{sk} has no Entry")))?;
+                let entry = serde_json::from_str(entry)
+                    .map_err(|e| bad(format!("{sk}'s Entry does not decode: {e}")))?;
+                entries.insert(sequence, entry);
+            }
+        }
+        for row in rows {
+            let sequence = u64::try_from(row.sequence).unwrap_or(0);
+            match (sequence <= checkpoint, entries.remove(&sequence)) {
+                (false, None) => {}
+                (true, None) => self.note(
+                    t,
+                    id,
+                    sequence,
+                    format!(
+                        "no audit log entry, though the projection has applied the stream up to sequence {checkpoint}"
+                    ),
                 ),
-            ),
-            (false, Some(_)) => note(
-                t,
-                id,
-                sequence,
-                "an audit log entry for an event the projection has not applied".into(),
-            ),
-            (true, Some(entry)) => {
-                check.entries += 1;
-                let raw = row.row();
-                let entry = [
-                    entry.event_type,
-                    entry.actor,
-                    entry.recorded_at,
-                    entry.at.to_string(),
-                    entry.action,
-                ];
-                if let Some(problem) = entry_disagreement(
-                    RawRecord {
+                (false, Some(_)) => self.note(
+                    t,
+                    id,
+                    sequence,
+                    "an audit log entry for an event the projection has not applied".into(),
+                ),
+                (true, Some(entry)) => {
+                    self.check.entries += 1;
+                    let raw = row.row();
+                    let entry = [
+                        entry.event_type,
+                        entry.actor,
+                        entry.recorded_at,
+                        entry.at.to_string(),
+                        entry.action,
+                    ];
+                    let record = RawRecord {
                         aggregate_type: raw.aggregate_type,
                         aggregate_id: raw.aggregate_id,
                         sequence: raw.sequence,
@@ -859,27 +863,72 @@ async fn check_dynamo_projection(
                         event_version: raw.event_version,
                         payload: raw.payload,
                         metadata: raw.metadata,
-                    },
-                    &entry,
-                ) {
-                    note(t, id, sequence, problem);
+                    };
+                    if let Some(problem) = entry_disagreement(record, &entry) {
+                        self.note(t, id, sequence, problem);
+                    }
                 }
             }
         }
+        for sequence in entries.into_keys() {
+            self.note(
+                t,
+                id,
+                sequence,
+                "an audit log entry for an event the log does not hold".into(),
+            );
+        }
+        Ok(())
     }
-    for (t, id, sequence) in entries.into_keys() {
-        note(
-            &t,
-            &id,
-            sequence,
-            "an audit log entry for an event the log does not hold".into(),
-        );
+
+    /// Entries of streams the log does not hold at all: the audit feed's keys (the `ByFeed`
+    /// index), against the log's `streams`.
+    async fn orphans(&mut self, streams: &BTreeSet<(String, String)>) -> Result<(), AuditError> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        use projection_lambdas::dynamo_stream::{AUDIT_FEED, BY_FEED};
+        let mut pages = self
+            .client
+            .query()
+            .table_name(self.views)
+            .index_name(BY_FEED)
+            .key_condition_expression("Feed = :feed")
+            .expression_attribute_values(":feed", AttributeValue::S(AUDIT_FEED.to_owned()))
+            .projection_expression("Pk, Sk")
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(dynamo_error)?;
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+            let (Some(pk), Some(sk)) = (text("Pk"), text("Sk")) else {
+                continue;
+            };
+            let Some((t, id)) = pk.split_once('#') else {
+                continue;
+            };
+            if !streams.contains(&(t.to_owned(), id.to_owned())) {
+                let sequence = sk
+                    .strip_prefix("audit#")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.note(
+                    t,
+                    id,
+                    sequence,
+                    "an audit log entry for an event the log does not hold".into(),
+                );
+            }
+        }
+        Ok(())
     }
-    check.faults = first.into_values().collect();
-    check.faults.sort_by(|a, b| {
-        (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
-    });
-    Ok(check)
+
+    fn finish(mut self) -> ProjectionCheck {
+        self.check.faults = self.first.into_values().collect();
+        self.check.faults.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
+        self.check
+    }
 }
 
 /// Which read model `verify` compares with the log, if any.
@@ -1016,21 +1065,36 @@ async fn verify_source(
         }
         Source::Dynamo(table) => {
             let client = dynamodb().await;
-            let mut bar = Progress::new("reading", "events", 0, progress);
-            let rows = dynamo_rows(&client, table, &mut bar).await?;
+            let mut bar = Progress::new("listing", "events", 0, progress);
+            let (streams, total) = dynamo_streams(&client, table, &mut bar).await?;
             bar.finish();
+            let mut audit = match projection {
+                Some(Projection {
+                    views_table: Some(views),
+                }) => Some(DynamoAuditCheck::new(&client, views)),
+                _ => None,
+            };
+            let mut bar = Progress::new("verifying", "events", total, progress);
             let mut verifier = ChainVerifier::new();
-            for row in &rows {
-                verifier.push(&row.row());
-                if !wanted.is_empty() {
-                    remember_hash(&row.row(), &wanted, &mut hashes);
+            let mut read = 0u64;
+            for (aggregate_type, aggregate_id) in &streams {
+                let rows = dynamo_stream(&client, table, aggregate_type, aggregate_id).await?;
+                for row in &rows {
+                    verifier.push(&row.row());
+                    if !wanted.is_empty() {
+                        remember_hash(&row.row(), &wanted, &mut hashes);
+                    }
                 }
+                if let Some(audit) = &mut audit {
+                    audit.stream(aggregate_type, aggregate_id, &rows).await?;
+                }
+                read += rows.len() as u64;
+                bar.update(read);
             }
-            if let Some(Projection {
-                views_table: Some(views),
-            }) = projection
-            {
-                projection_check = Some(check_dynamo_projection(&client, views, &rows).await?);
+            bar.finish();
+            if let Some(mut audit) = audit {
+                audit.orphans(&streams).await?;
+                projection_check = Some(audit.finish());
             }
             verifier.finish()
         }
@@ -1509,12 +1573,17 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
         }
         Source::Dynamo(table) => {
             let client = dynamodb().await;
-            let mut bar = Progress::new("reading", "events", 0, true);
-            let rows = dynamo_rows(&client, table, &mut bar).await?;
+            let mut bar = Progress::new("listing", "events", 0, true);
+            let (streams, total) = dynamo_streams(&client, table, &mut bar).await?;
             bar.finish();
-            for row in &rows {
-                writer.push(&row.row())?;
+            let mut bar = Progress::new("exporting", "events", total, true);
+            for (aggregate_type, aggregate_id) in &streams {
+                for row in dynamo_stream(&client, table, aggregate_type, aggregate_id).await? {
+                    writer.push(&row.row())?;
+                }
+                bar.update(writer.events);
             }
+            bar.finish();
             writer
         }
         Source::File(path) => {

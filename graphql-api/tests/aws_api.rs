@@ -622,4 +622,37 @@ fn an_auditor_compares_the_audit_log_in_the_read_model_table_with_the_events_tab
             .is_some_and(|p| p.contains("actor")),
         "{report:#}"
     );
+
+    // An entry of a stream the log does not hold at all is found through the audit feed.
+    platform.runtime.block_on(async {
+        let client = aws::dynamodb();
+        client
+            .put_item()
+            .table_name(&platform.views)
+            .item("Pk", AttributeValue::S("Experiment#ghost".into()))
+            .item("Sk", AttributeValue::S("audit#0000000001".into()))
+            .item("Feed", AttributeValue::S("audit".into()))
+            .item(
+                "FeedKey",
+                AttributeValue::S("2026-01-01T00:00:00.000Z#ghost#0000000001".into()),
+            )
+            .item("Entry", AttributeValue::S("{}".into()))
+            .send()
+            .await
+            .expect("put");
+    });
+    let (code, report) = verify_on_aws(&platform, dir.path());
+    assert_eq!(code, Some(6), "{report:#}");
+    let ghost = report["projection"]["faults"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["aggregate_id"] == "ghost"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the ghost entry is reported: {report:#}"));
+    assert_eq!(ghost["sequence"], 1);
+    assert!(
+        ghost["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("does not hold")),
+        "{ghost}"
+    );
 }
