@@ -104,18 +104,13 @@ impl Drop for Server {
     }
 }
 
-fn serve(db: &Path, dashboard: &Path) -> Server {
+/// `chaos serve` on `addr` (port 0: any free port), once it listens.
+fn serve(db: &Path, dashboard: &Path, addr: &str) -> Server {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--fleet-replace-after-ms",
-            "300",
-        ])
+        .args(["serve", "--addr", addr, "--fleet-replace-after-ms", "300"])
         .env("CHAOS_DASHBOARD_DIR", dashboard)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -138,46 +133,62 @@ fn serve(db: &Path, dashboard: &Path) -> Server {
     Server { child, url }
 }
 
-#[test]
-fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() {
-    let dashboard = dashboard_dir();
-    let modules = playwright_modules();
-    let chromium = chromium();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("chaos.db");
+/// One browser at a time: the machine the tests run on may have two cores.
+static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const ADMIN: (&str, &str) = ("ada", "correct horse battery staple");
+const VIEWER: (&str, &str) = ("vic", "viewer sees but never touches");
+
+/// A store with an admin and a viewer, in `dir`.
+fn store(dir: &Path) -> PathBuf {
+    let db = dir.join("chaos.db");
     chaos(&db, &["init"], "");
     chaos(
         &db,
-        &["user", "add", "ada", "--role", "ADMIN"],
-        "correct horse battery staple\n",
+        &["user", "add", ADMIN.0, "--role", "ADMIN"],
+        &format!("{}\n", ADMIN.1),
     );
     chaos(
         &db,
-        &["user", "add", "vic", "--role", "VIEWER"],
-        "viewer sees but never touches\n",
+        &["user", "add", VIEWER.0, "--role", "VIEWER"],
+        &format!("{}\n", VIEWER.1),
     );
-    let server = serve(&db, &dashboard);
+    db
+}
 
+/// Where screenshots go (printed).
+fn artifacts() -> PathBuf {
     let artifacts = target_dir().join("test-artifacts").join("dashboard");
-    let _ = std::fs::remove_dir_all(&artifacts);
     std::fs::create_dir_all(&artifacts).expect("artifacts directory");
     eprintln!("dashboard screenshots: {}", artifacts.display());
+    artifacts
+}
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/flow.cjs");
-    let mut node = Command::new("node")
+/// `node tests/dashboard/SCRIPT` against `url`, its standard input and output piped.
+fn browser_script(script: &str, url: &str) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/dashboard")
+        .join(script);
+    Command::new("node")
         .arg(&script)
-        .env("BASE_URL", &server.url)
-        .env("ADMIN_USER", "ada")
-        .env("ADMIN_PASSWORD", "correct horse battery staple")
-        .env("VIEWER_USER", "vic")
-        .env("VIEWER_PASSWORD", "viewer sees but never touches")
-        .env("ARTIFACTS", &artifacts)
-        .env("CHROMIUM", &chromium)
-        .env("PLAYWRIGHT_NODE_MODULES", &modules)
+        .env("BASE_URL", url)
+        .env("ADMIN_USER", ADMIN.0)
+        .env("ADMIN_PASSWORD", ADMIN.1)
+        .env("VIEWER_USER", VIEWER.0)
+        .env("VIEWER_PASSWORD", VIEWER.1)
+        .env("ARTIFACTS", artifacts())
+        .env("CHROMIUM", chromium())
+        .env("PLAYWRIGHT_NODE_MODULES", playwright_modules())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run node (cargo xtask test installs it)");
+        .expect("run node (cargo xtask test installs it)")
+}
+
+/// Waits (at most five minutes) for the script to end and asserts it passed; returns its
+/// report (`already`: what was read of its output before).
+fn passed(mut node: Child, already: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(300);
     while node.try_wait().expect("wait for node").is_none() {
         if Instant::now() > deadline {
@@ -188,13 +199,27 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
     }
     let out = node.wait_with_output().expect("node");
     let report = format!(
-        "{}{}",
+        "{already}{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{report}");
     assert!(out.status.success(), "the browser test failed:\n{report}");
     assert!(report.contains("dashboard: ok"), "{report}");
+    report
+}
+
+#[test]
+fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dashboard = dashboard_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = store(dir.path());
+    let server = serve(&db, &dashboard, "127.0.0.1:0");
+    passed(browser_script("flow.cjs", &server.url), "");
+    let artifacts = artifacts();
     for page in [
         "01-login",
         "02-home-admin",
@@ -206,4 +231,43 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
             "no screenshot of {page}"
         );
     }
+}
+
+#[test]
+fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
+    use std::io::{BufRead, BufReader};
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dashboard = dashboard_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = store(dir.path());
+    let server = serve(&db, &dashboard, "127.0.0.1:0");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut node = browser_script("reconnect.cjs", &server.url);
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut report = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read the script's output");
+        report.push_str(&line);
+        report.push('\n');
+        if line == "RESTART" {
+            break;
+        }
+    }
+    assert!(
+        report.contains("RESTART"),
+        "the script never asked for a restart:\n{report}"
+    );
+    // Killed, as a crash would be; its runs resume once it is back on the same address.
+    drop(server);
+    let _server = serve(&db, &dashboard, &addr);
+    writeln!(stdin, "RESTARTED").expect("tell the script");
+    for line in lines {
+        report.push_str(&line.expect("read the script's output"));
+        report.push('\n');
+    }
+    let report = passed(node, &report);
+    assert!(report.contains("after the restart"), "{report}");
 }
