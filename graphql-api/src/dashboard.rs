@@ -2,7 +2,8 @@
 //! content-hashed JavaScript, wasm and CSS under `assets/`, written by `cargo xtask run`).
 //!
 //! Every page of the app is the same `index.html`, which is never cached; the assets are
-//! immutable (a new build has new names). Every response carries a Content-Security-Policy that
+//! immutable (a new build has new names), sent gzipped to browsers that accept it when the
+//! build wrote a gzipped copy beside them. Every response carries a Content-Security-Policy that
 //! allows scripts only from this origin (and the compilation of its wasm), no inline script or
 //! style, connections only to this origin (its GraphQL endpoint and WebSocket), and no framing.
 //! Where the build is found: `CHAOS_DASHBOARD_DIR`, or `dashboard/` beside the directory of the
@@ -202,14 +203,41 @@ async fn asset(
     let Some(kind) = content_type(&file).filter(|_| plain) else {
         return not_found(&request);
     };
-    match tokio::fs::read(dashboard.dir.join("assets").join(&file)).await {
-        Ok(bytes) => secured(
+    let path = dashboard.dir.join("assets").join(&file);
+    let accepts_gzip = request
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    // The build writes a gzipped copy beside each asset worth compressing.
+    if accepts_gzip
+        && let Ok(bytes) = tokio::fs::read(path.with_file_name(format!("{file}.gz"))).await
+    {
+        let mut response = secured(
             &request,
             StatusCode::OK,
             kind,
             "public, max-age=31536000, immutable",
             bytes,
-        ),
+        );
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        return response;
+    }
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => {
+            let mut response = secured(
+                &request,
+                StatusCode::OK,
+                kind,
+                "public, max-age=31536000, immutable",
+                bytes,
+            );
+            response
+                .headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            response
+        }
         Err(_) => not_found(&request),
     }
 }
@@ -304,6 +332,7 @@ mod tests {
             "public, max-age=31536000, immutable"
         );
         assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+        assert!(!headers.contains_key(header::CONTENT_ENCODING));
         let (status, headers, body) =
             fetch(routes(Dashboard::at(dir.path())), "/assets/web-0123.js").await;
         assert_eq!(status, StatusCode::OK);
@@ -325,6 +354,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_gzipped_copy_goes_to_clients_that_accept_it() {
+        let dir = built();
+        std::fs::write(dir.path().join("assets/web-0123.wasm.gz"), b"gz").expect("gz");
+        let response = routes(Dashboard::at(dir.path()))
+            .oneshot(
+                Request::get("/assets/web-0123.wasm")
+                    .header(header::ACCEPT_ENCODING, "gzip, deflate, br")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/wasm");
+        assert_eq!(response.headers()[header::VARY], "accept-encoding");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"gz");
+        // Others get the file as it is.
+        let (_, headers, body) =
+            fetch(routes(Dashboard::at(dir.path())), "/assets/web-0123.wasm").await;
+        assert!(!headers.contains_key(header::CONTENT_ENCODING));
+        assert_eq!(body.as_bytes(), b"\0asm");
+    }
+
+    #[tokio::test]
     async fn nothing_outside_the_assets_is_served() {
         let dir = built();
         for uri in [
@@ -335,6 +395,7 @@ mod tests {
             "/assets/index.html",
             "/assets/snippets/../../secret.css",
             "/assets/snippets//x.js",
+            "/assets/web-0123.wasm.gz",
         ] {
             let (status, headers, _) = fetch(routes(Dashboard::at(dir.path())), uri).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");

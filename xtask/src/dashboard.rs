@@ -44,13 +44,40 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn gzip_len(content: &[u8]) -> Result<u64, String> {
+fn gzip(content: &[u8]) -> Result<Vec<u8>, String> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder
         .write_all(content)
         .and_then(|()| encoder.finish())
-        .map(|bytes| bytes.len() as u64)
         .map_err(|e| format!("cannot gzip: {e}"))
+}
+
+fn gzip_len(content: &[u8]) -> Result<u64, String> {
+    Ok(gzip(content)?.len() as u64)
+}
+
+/// Writes `<file>.gz` beside every file under `dir` worth compressing (the server sends it to
+/// browsers that accept gzip).
+fn gzip_tree(dir: &Path) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            gzip_tree(&path)?;
+            continue;
+        }
+        let content = read(&path)?;
+        if content.len() < 1024 {
+            continue;
+        }
+        let mut name = path.clone().into_os_string();
+        name.push(".gz");
+        write(Path::new(&name), &gzip(&content)?)?;
+    }
+    Ok(())
 }
 
 /// Copies the files under `from` into `to` (created), collecting their contents.
@@ -153,6 +180,7 @@ pub fn build() -> Result<PathBuf, String> {
          </body>\n</html>\n"
     );
     write(&fresh.join("index.html"), index.as_bytes())?;
+    gzip_tree(&assets)?;
     let _ = std::fs::remove_dir_all(&out);
     std::fs::rename(&fresh, &out)
         .map_err(|e| format!("cannot move the dashboard into {}: {e}", out.display()))?;
