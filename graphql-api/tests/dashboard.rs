@@ -2,7 +2,9 @@
 //! 127.0.0.1 port 0, an admin and a viewer added with `chaos user add`, and
 //! `tests/dashboard/flow.cjs` driving headless Debian chromium through playwright-core: sign
 //! in, a refused and then a real run against the demo fleet followed live to COMPLETED, the
-//! list, a narrow screen, and a viewer who is shown no control they may not use. The script
+//! list, a narrow screen, halt-all stopping a running experiment, and a viewer who is shown no
+//! control they may not use; and an experiment page that must reconnect by itself when the
+//! server is killed and restarted under it, missing nothing. The script
 //! also checks the Content-Security-Policy and fails on any console error or CSP violation.
 //!
 //! Needs the built dashboard, chromium and playwright-core, which `cargo xtask test` provides

@@ -68,7 +68,7 @@ async function asAdmin(browser) {
   await shot(page, '01-login');
 
   await signIn(page, process.env.ADMIN_USER, process.env.ADMIN_PASSWORD);
-  await page.getByText('ALLOWED').waitFor();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
   check(await page.getByRole('button', { name: 'Halt all experiments…' }).isVisible(), 'an admin sees no halt control');
   await shot(page, '02-home-admin');
@@ -132,10 +132,38 @@ async function asAdmin(browser) {
   await page.setViewportSize({ width: 375, height: 800 });
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
   await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
-  await page.getByText('ALLOWED').waitFor();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the page is ${overflow} px wider than a narrow screen`);
   await shot(page, '07-home-narrow');
+
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // Halt-all from the dashboard stops a running experiment.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
+  const paused = `pause until halted ${Date.now()}`;
+  await page.getByLabel('Name').fill(paused);
+  await page.getByLabel('Failure').selectOption('PAUSE');
+  await page.getByLabel('Pause for (seconds)').fill('60');
+  await page.getByRole('button', { name: 'Create and start' }).click();
+  await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);
+  await page.locator('.timeline li[data-event="FailureInjected"]').waitFor({ timeout: 60_000 });
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('region', { name: 'Running now' }).getByRole('link', { name: paused }).waitFor();
+  await page.getByRole('button', { name: 'Halt all experiments…' }).click();
+  await page.getByLabel('Reason').fill('game day over');
+  await page.getByRole('button', { name: 'Halt everything now' }).click();
+  await page.locator('.facts .status', { hasText: 'HALTED' }).waitFor();
+  await page.getByRole('region', { name: 'Running now' }).getByText('No experiment is running.').waitFor({ timeout: 30_000 });
+  await shot(page, '07-home-halted');
+  await page.getByRole('region', { name: 'Recent experiments' }).getByRole('link', { name: paused }).click();
+  await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
+  await page.locator('.timeline li[data-event="ExperimentStopped"]').waitFor();
+  log('halt-all from the dashboard stopped the running experiment');
+  await shot(page, '07-experiment-stopped-by-halt');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('button', { name: 'Lift the halt' }).click();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
 
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('User name').waitFor();
@@ -149,7 +177,7 @@ async function asViewer(browser, experiment) {
   watch(page, 'viewer');
   await page.goto(`${base}/`);
   await signIn(page, process.env.VIEWER_USER, process.env.VIEWER_PASSWORD);
-  await page.getByText('ALLOWED').waitFor();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   await page.getByRole('link', { name: experiment.name }).first().waitFor();
   const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back|Lift the halt)$/;
   check(await page.getByRole('button', { name: forbidden }).count() === 0, 'a viewer sees a control they may not use');
