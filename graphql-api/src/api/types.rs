@@ -3,7 +3,7 @@
 //! `RECOVERED`), as strings, so a client reads the same names in the API, the CLI and the
 //! audit log.
 
-use async_graphql::{InputObject, Json, SimpleObject};
+use async_graphql::{InputObject, Json, Object, SimpleObject};
 use command_lambdas::command::Response;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
@@ -17,70 +17,108 @@ pub(crate) fn name_of<T: Serialize>(value: &T) -> String {
         .unwrap_or_default()
 }
 
+/// An experiment as lists show it. Its fields are worked out when a query selects them: a
+/// page of a list selects a few fields of many experiments.
+#[derive(Debug, Clone)]
+pub struct ExperimentNode(pub ExperimentSummary);
+
 /// An experiment as lists show it.
-#[derive(Debug, Clone, SimpleObject)]
-#[graphql(name = "Experiment")]
-pub struct ExperimentNode {
+#[Object(name = "Experiment")]
+impl ExperimentNode {
     /// Its id (the event stream's).
-    pub id: String,
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+
     /// Its name.
-    pub name: String,
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
     /// Target key (`fleet:web`, `asg:web-prod`).
-    pub target: String,
+    async fn target(&self) -> &str {
+        &self.0.target
+    }
+
     /// `LOCAL_FLEET` or `AUTO_SCALING_GROUP`.
-    pub target_kind: String,
+    async fn target_kind(&self) -> String {
+        name_of(&self.0.target_kind)
+    }
+
     /// `TERMINATE` or `PAUSE`.
-    pub failure_type: String,
+    async fn failure_type(&self) -> &str {
+        &self.0.failure_type
+    }
+
     /// Whether it only resolves its targets.
-    pub dry_run: bool,
+    async fn dry_run(&self) -> bool {
+        self.0.dry_run
+    }
+
     /// `DRAFT`, `SCHEDULED`, `RUNNING`, `COMPLETED`, `FAILED`, `STOPPED`, `CANCELLED`.
-    pub status: String,
+    async fn status(&self) -> String {
+        name_of(&self.0.status)
+    }
+
     /// The phase of a running experiment.
-    pub phase: Option<String>,
+    async fn phase(&self) -> Option<String> {
+        self.0.phase.as_ref().map(name_of)
+    }
+
     /// Whether it is archived.
-    pub archived: bool,
+    async fn archived(&self) -> bool {
+        self.0.archived
+    }
+
     /// `RECOVERED`, `NOT_RECOVERED` or `DRY_RUN`, once completed.
-    pub outcome: Option<String>,
+    async fn outcome(&self) -> Option<String> {
+        self.0.outcome.as_ref().map(name_of)
+    }
+
     /// Milliseconds from the injection to the recovery, when observed.
-    pub recovery_ms: Option<u64>,
+    async fn recovery_ms(&self) -> Option<u64> {
+        self.0.recovery_ms
+    }
+
     /// When it was created (RFC 3339).
-    pub created_at: String,
+    async fn created_at(&self) -> String {
+        self.0.created_at.to_string()
+    }
+
     /// Who created it.
-    pub created_by: String,
+    async fn created_by(&self) -> &str {
+        &self.0.created_by
+    }
+
     /// Its planned start.
-    pub start_at: Option<String>,
+    async fn start_at(&self) -> Option<String> {
+        self.0.start_at.map(|t| t.to_string())
+    }
+
     /// Its start.
-    pub started_at: Option<String>,
+    async fn started_at(&self) -> Option<String> {
+        self.0.started_at.map(|t| t.to_string())
+    }
+
     /// Its end.
-    pub ended_at: Option<String>,
+    async fn ended_at(&self) -> Option<String> {
+        self.0.ended_at.map(|t| t.to_string())
+    }
+
     /// When its last event happened.
-    pub updated_at: String,
+    async fn updated_at(&self) -> String {
+        self.0.updated_at.to_string()
+    }
+
     /// Events in its stream.
-    pub version: u64,
+    async fn version(&self) -> u64 {
+        self.0.version
+    }
 }
 
 impl From<ExperimentSummary> for ExperimentNode {
-    fn from(s: ExperimentSummary) -> Self {
-        ExperimentNode {
-            target_kind: name_of(&s.target_kind),
-            status: name_of(&s.status),
-            phase: s.phase.as_ref().map(name_of),
-            outcome: s.outcome.as_ref().map(name_of),
-            created_at: s.created_at.to_string(),
-            start_at: s.start_at.map(|t| t.to_string()),
-            started_at: s.started_at.map(|t| t.to_string()),
-            ended_at: s.ended_at.map(|t| t.to_string()),
-            updated_at: s.updated_at.to_string(),
-            id: s.id,
-            name: s.name,
-            target: s.target,
-            failure_type: s.failure_type,
-            dry_run: s.dry_run,
-            archived: s.archived,
-            recovery_ms: s.recovery_ms,
-            created_by: s.created_by,
-            version: s.version,
-        }
+    fn from(summary: ExperimentSummary) -> Self {
+        ExperimentNode(summary)
     }
 }
 
