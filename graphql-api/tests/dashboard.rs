@@ -3,7 +3,7 @@
 //! `tests/dashboard/flow.cjs` driving headless Debian chromium through playwright-core: sign
 //! in, a refused and then a real run against the demo fleet followed live to COMPLETED, the
 //! list, a narrow screen, halt-all stopping a running experiment, and a viewer who is shown no
-//! control they may not use; and an experiment page that must reconnect by itself when the
+//! control they may not use, all with access tokens that expire every six seconds; and an experiment page that must reconnect by itself when the
 //! server is killed and restarted under it, missing nothing. The script
 //! also checks the Content-Security-Policy and fails on any console error or CSP violation.
 //!
@@ -106,13 +106,14 @@ impl Drop for Server {
     }
 }
 
-/// `chaos serve` on `addr` (port 0: any free port), once it listens.
-fn serve(db: &Path, dashboard: &Path, addr: &str) -> Server {
+/// `chaos serve` on `addr` (port 0: any free port) with `args`, once it listens.
+fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> Server {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
         .args(["serve", "--addr", addr, "--fleet-replace-after-ms", "300"])
+        .args(args)
         .env("CHAOS_DASHBOARD_DIR", dashboard)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -219,7 +220,13 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
     let dashboard = dashboard_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
-    let server = serve(&db, &dashboard, "127.0.0.1:0");
+    // Access tokens that live six seconds: the pages must refresh them as they go.
+    let server = serve(
+        &db,
+        &dashboard,
+        "127.0.0.1:0",
+        &["--access-token-ttl-secs", "6"],
+    );
     passed(browser_script("flow.cjs", &server.url), "");
     let artifacts = artifacts();
     for page in [
@@ -244,7 +251,7 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     let dashboard = dashboard_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
-    let server = serve(&db, &dashboard, "127.0.0.1:0");
+    let server = serve(&db, &dashboard, "127.0.0.1:0", &[]);
     let addr = server.url.trim_start_matches("http://").to_owned();
     let mut node = browser_script("reconnect.cjs", &server.url);
     let mut stdin = node.stdin.take().expect("stdin");
@@ -264,7 +271,7 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     );
     // Killed, as a crash would be; its runs resume once it is back on the same address.
     drop(server);
-    let _server = serve(&db, &dashboard, &addr);
+    let _server = serve(&db, &dashboard, &addr, &[]);
     writeln!(stdin, "RESTARTED").expect("tell the script");
     for line in lines {
         report.push_str(&line.expect("read the script's output"));

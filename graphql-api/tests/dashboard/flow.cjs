@@ -68,6 +68,8 @@ async function asAdmin(browser) {
   await shot(page, '01-login');
 
   await signIn(page, process.env.ADMIN_USER, process.env.ADMIN_PASSWORD);
+  const token = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('chaos.session')).access_token);
+  const firstToken = await token();
   await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
   check(await page.getByRole('button', { name: 'Halt all experiments…' }).isVisible(), 'an admin sees no halt control');
@@ -165,8 +167,12 @@ async function asAdmin(browser) {
   await page.getByRole('button', { name: 'Lift the halt' }).click();
   await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
 
+  // The server issues tokens that live six seconds: the page has been refreshing them.
+  check((await token()) !== firstToken, 'the access token was never refreshed');
+  log('the access token was refreshed before it expired, and the pages kept working');
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByLabel('User name').waitFor();
+  check(await page.evaluate(() => sessionStorage.getItem('chaos.session')) === null, 'signing out left the session in the tab');
   await context.close();
   return { id, name };
 }
