@@ -40,7 +40,7 @@ impl SimpleSpec {
                 "stop_conditions": [{ "type": "MAX_ERROR_RATE", "percent": 50 }],
                 "max_duration_secs": 600
             },
-            "recovery": { "timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 2 }
+            "recovery": { "timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 3 }
         })
     }
 }
