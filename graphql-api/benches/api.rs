@@ -5,7 +5,10 @@
 //!    from BENCH_CLIENTS concurrent keep-alive connections for BENCH_SECONDS, with
 //!    BENCH_EXPERIMENTS experiments in the read model (written through the real command path
 //!    and projected). Latency p50 / p95 / p99 and requests per second. Targets on the
-//!    development machine: p95 <= 10 ms, >= 5,000 requests/s.
+//!    development machine: p95 <= 10 ms, >= 5,000 requests/s. Nothing is written during the
+//!    run, so after the first request the page comes from the read models' page cache
+//!    (`graphql_api::reads`), as it does for every dashboard showing the same first page
+//!    while nothing changes.
 //! 2. **Subscription delivery**: BENCH_SUBSCRIBERS sockets subscribed to `platformActivity`;
 //!    BENCH_EVENTS commands, 50 per second; for every (subscriber, event) pair, the time from
 //!    the command's acknowledgement to the update's arrival. p50 / p95 / p99 / max.

@@ -180,20 +180,7 @@ impl Backend {
         limit: usize,
     ) -> Result<Page<ExperimentSummary>, ReadFailure> {
         match self {
-            Backend::Embedded { reads, .. } => {
-                let cache = reads.summaries();
-                Ok(reads
-                    .read(move |conn| {
-                        queries::experiments_cached(
-                            conn,
-                            &filter,
-                            cursor.as_deref(),
-                            limit,
-                            Some(&cache),
-                        )
-                    })
-                    .await?)
-            }
+            Backend::Embedded { reads, .. } => Ok(reads.experiments(filter, cursor, limit).await?),
             Backend::Aws(aws) => Ok(aws
                 .reads
                 .experiments(&filter, cursor.as_deref(), limit)

@@ -1,16 +1,29 @@
 //! Connections to the read models, kept open between queries (opening one checks and
-//! prepares the read-model schema, which costs more than most queries), and the experiment
-//! summaries already decoded.
+//! prepares the read-model schema, which costs more than most queries), the experiment
+//! summaries already decoded, and the pages of the experiments list already read.
+//!
+//! A page is kept with the store file's `data_version` (SQLite's count of commits by other
+//! connections, seen by one connection kept for that alone): any commit to the file, by this
+//! process or another one (a `chaos` command), makes every kept page stale. A page read while a
+//! commit lands is kept under the older version, so it is never served once that commit is
+//! seen.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use domain::views::experiments::ExperimentSummary;
 use projection_lambdas::embedded::{ProjectionError, connect};
-use projection_lambdas::queries::SummaryCache;
+use projection_lambdas::queries::{ExperimentFilter, Page, SummaryCache};
 use rusqlite::Connection;
 
 /// Most idle connections kept.
 const MAX_IDLE: usize = 8;
+/// Most pages kept; when full, the pages start over.
+pub const MAX_PAGES: usize = 1_024;
+
+/// Pages of the experiments list, by query, with the store version they were read at.
+type Pages = HashMap<String, (i64, Page<ExperimentSummary>)>;
 
 /// The read models of one store file.
 #[derive(Debug, Clone)]
@@ -18,6 +31,9 @@ pub struct ReadModels {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
     summaries: Arc<SummaryCache>,
+    /// The connection that tells the store's version; opened on first use.
+    watch: Arc<Mutex<Option<Connection>>>,
+    pages: Arc<Mutex<Pages>>,
 }
 
 impl ReadModels {
@@ -27,12 +43,61 @@ impl ReadModels {
             path: path.to_owned(),
             idle: Arc::new(Mutex::new(Vec::new())),
             summaries: Arc::new(SummaryCache::default()),
+            watch: Arc::new(Mutex::new(None)),
+            pages: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    /// Experiment summaries already decoded (see [`SummaryCache`]).
-    pub fn summaries(&self) -> Arc<SummaryCache> {
-        Arc::clone(&self.summaries)
+    /// The store file's version: it changes whenever anything commits to the file.
+    fn version(&self) -> Result<i64, ProjectionError> {
+        let mut watch = self
+            .watch
+            .lock()
+            .map_err(|_| ProjectionError::Thread(std::io::Error::other("a reader panicked")))?;
+        if watch.is_none() {
+            *watch = Some(connect(&self.path)?);
+        }
+        match watch.as_ref() {
+            Some(conn) => Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?),
+            None => Err(ProjectionError::Thread(std::io::Error::other(
+                "no connection to watch the store with",
+            ))),
+        }
+    }
+
+    /// Experiments, newest first, `limit` after `cursor`: a page kept from an earlier read if
+    /// nothing has been committed since, else read now (and kept).
+    pub async fn experiments(
+        &self,
+        filter: ExperimentFilter,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Page<ExperimentSummary>, ProjectionError> {
+        let models = self.clone();
+        self.read(move |conn| {
+            let key = format!("{filter:?}|{cursor:?}|{limit}");
+            let version = models.version()?;
+            if let Some((at, page)) = models.pages.lock().ok().and_then(|p| p.get(&key).cloned())
+                && at == version
+            {
+                return Ok(page);
+            }
+            let page = projection_lambdas::queries::experiments_cached(
+                conn,
+                &filter,
+                cursor.as_deref(),
+                limit,
+                Some(&models.summaries),
+            )?;
+            if let Ok(mut pages) = models.pages.lock() {
+                if pages.len() >= MAX_PAGES {
+                    pages.clear();
+                }
+                pages.insert(key, (version, page.clone()));
+            }
+            Ok(page)
+        })
+        .await
     }
 
     /// The store file.
@@ -65,5 +130,66 @@ impl ReadModels {
         })
         .await
         .map_err(|e| ProjectionError::Thread(std::io::Error::other(e.to_string())))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page no query gives: only the cache can answer it.
+    fn fake(id: &str) -> Page<ExperimentSummary> {
+        Page {
+            items: Vec::new(),
+            next: Some(format!("kept|{id}")),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_page_is_served_until_anything_commits_to_the_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("chaos.db");
+        command_lambdas::sqlite::open(&db, command_lambdas::sqlite::OpenMode::CreateIfMissing)
+            .await
+            .expect("store")
+            .close()
+            .await;
+        let reads = ReadModels::new(&db);
+        let filter = ExperimentFilter::default();
+        let read = reads
+            .experiments(filter.clone(), None, 10)
+            .await
+            .expect("read");
+        assert_eq!(
+            read,
+            Page {
+                items: Vec::new(),
+                next: None
+            }
+        );
+        // What is kept is what is served, while nothing commits.
+        {
+            let mut pages = reads.pages.lock().expect("pages");
+            let (_, page) = pages.values_mut().next().expect("the page was kept");
+            *page = fake("a");
+        }
+        let again = reads
+            .experiments(filter.clone(), None, 10)
+            .await
+            .expect("read");
+        assert_eq!(again, fake("a"));
+        // A commit by another connection (another process would do the same) makes it stale.
+        let other = Connection::open(&db).expect("open");
+        other
+            .execute_batch("CREATE TABLE unrelated (x); INSERT INTO unrelated VALUES (1);")
+            .expect("commit");
+        let fresh = reads.experiments(filter, None, 10).await.expect("read");
+        assert_eq!(
+            fresh,
+            Page {
+                items: Vec::new(),
+                next: None
+            }
+        );
     }
 }
