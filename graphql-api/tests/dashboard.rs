@@ -2,7 +2,7 @@
 //! 127.0.0.1 port 0, an admin and a viewer added with `chaos user add`, and
 //! `tests/dashboard/flow.cjs` driving headless Debian chromium through playwright-core: sign
 //! in, a refused and then a real run against the demo fleet followed live to COMPLETED, the
-//! list, a narrow screen, halt-all stopping a running experiment, and a viewer who is shown no
+//! list a page at a time, a narrow screen, halt-all stopping a running experiment, and a viewer who is shown no
 //! control they may not use, all with access tokens that expire every six seconds; and an experiment page that must reconnect by itself when the
 //! server is killed and restarted under it, missing nothing. The script
 //! also checks the Content-Security-Policy and fails on any console error or CSP violation.
@@ -227,6 +227,17 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
         "127.0.0.1:0",
         &["--access-token-ttl-secs", "6"],
     );
+    // Drafts enough for two pages of the experiments list.
+    for n in 0..21 {
+        let spec = format!(
+            r#"{{"name": "draft {n:02}", "target": {{"kind": "LOCAL_FLEET", "group": "web"}},
+                "selection": {{"mode": "COUNT", "value": 1}}, "max_targets": 1,
+                "failure": {{"type": "TERMINATE"}}, "dry_run": true,
+                "guardrails": {{"stop_conditions": [], "max_duration_secs": 600}},
+                "recovery": {{"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}}}"#
+        );
+        chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
+    }
     passed(browser_script("flow.cjs", &server.url), "");
     let artifacts = artifacts();
     for page in [

@@ -129,6 +129,21 @@ async function asAdmin(browser) {
   await page.getByLabel('Status').selectOption('');
   await row.waitFor();
   await shot(page, '06-experiments');
+  // 21 drafts: twenty on the first page, one on the next.
+  await page.getByLabel('Name contains').fill('');
+  await page.getByLabel('Status').selectOption('DRAFT');
+  const rows = page.locator('tbody tr');
+  const rowCount = (n) => page.waitForFunction((want) => document.querySelectorAll('tbody tr').length === want, n);
+  await rowCount(20);
+  check(await page.getByRole('button', { name: 'Previous page' }).isDisabled(), 'a first page with a previous page');
+  await page.getByRole('button', { name: 'Next page' }).click();
+  await rowCount(1);
+  check((await rows.first().innerText()).includes('draft 00'), 'the second page is not the oldest draft');
+  check(await page.getByRole('button', { name: 'Next page' }).isDisabled(), 'a last page with a next page');
+  await shot(page, '06-experiments-page-2');
+  await page.getByRole('button', { name: 'Previous page' }).click();
+  await rowCount(20);
+  log('the experiments list pages through 21 drafts, 20 at a time');
 
   // A narrow screen.
   await page.setViewportSize({ width: 375, height: 800 });
