@@ -466,7 +466,12 @@ fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
         .as_array()
         .expect("environment")
         .iter()
-        .map(|e| (e["Name"].as_str().expect("name").to_owned(), e["Value"].clone()))
+        .map(|e| {
+            (
+                e["Name"].as_str().expect("name").to_owned(),
+                e["Value"].clone(),
+            )
+        })
         .collect();
     for (name, resource) in [
         ("EVENTS_TABLE", "EventsTable"),
@@ -521,7 +526,10 @@ fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
         assert_eq!(bucket[setting], true, "{setting}");
     }
     let distribution = &all["DashboardDistribution"]["Properties"]["DistributionConfig"];
-    assert_eq!(distribution["DefaultCacheBehavior"]["TargetOriginId"], "dashboard");
+    assert_eq!(
+        distribution["DefaultCacheBehavior"]["TargetOriginId"],
+        "dashboard"
+    );
     assert_eq!(
         distribution["DefaultCacheBehavior"]["ViewerProtocolPolicy"],
         "redirect-to-https"
@@ -543,7 +551,10 @@ fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
         ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"]
         .as_str()
         .expect("a CSP");
-    assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+        "{csp}"
+    );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
 }
