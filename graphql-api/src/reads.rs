@@ -20,7 +20,7 @@ use rusqlite::Connection;
 /// Most idle connections kept.
 const MAX_IDLE: usize = 8;
 /// Most pages kept; when full, the pages start over.
-pub const MAX_PAGES: usize = 1_024;
+pub const MAX_PAGES: usize = 256;
 
 /// Pages of the experiments list, by query, with the store version they were read at.
 type Pages = HashMap<String, (i64, Page<ExperimentSummary>)>;
