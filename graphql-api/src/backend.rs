@@ -16,6 +16,7 @@ use domain::spec::ExperimentSpec;
 use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
+use domain::views::results::RunResult;
 use projection_lambdas::dynamo_queries::{DynamoReads, ReadError};
 use projection_lambdas::embedded::ProjectionError;
 use projection_lambdas::queries::{
@@ -220,6 +221,14 @@ impl Backend {
                     .map(|(at, id, seq)| (at.as_str(), id.as_str(), *seq));
                 Ok(aws.reads.audit_log(&filter, after, limit).await?)
             }
+        }
+    }
+
+    /// Every finished run, in the order they ended.
+    pub async fn results(&self) -> Result<Vec<RunResult>, ReadFailure> {
+        match self {
+            Backend::Embedded { reads, .. } => Ok(reads.read(queries::results).await?),
+            Backend::Aws(aws) => Ok(aws.reads.results().await?),
         }
     }
 

@@ -984,4 +984,47 @@ fn a_script_runs_an_experiment_with_an_api_key_and_waits_for_its_outcome() {
         json!({"items": [{"id": "gate-1", "outcome": "RECOVERED"}], "nextCursor": null}),
         "{listed}"
     );
+
+    // And its result row: what it hit and how long the recovery took.
+    let results = gql(
+        addr,
+        Some(&ci),
+        "{ results { items { experimentId outcome recoveryMs targetsHit samples endedAt } nextCursor } }",
+        json!({}),
+    );
+    let row = &results["data"]["results"]["items"][0];
+    assert_eq!(row["experimentId"], "gate-1", "{results}");
+    assert_eq!(row["outcome"], "RECOVERED");
+    assert_eq!(row["recoveryMs"], detail["experiment"]["recoveryMs"]);
+    assert_eq!(row["targetsHit"].as_array().map(Vec::len), Some(1));
+    assert!(results["data"]["results"]["nextCursor"].is_null());
+    let ended = row["endedAt"].as_str().expect("ended at").to_owned();
+    let after_it = gql(
+        addr,
+        Some(&ci),
+        "query($cursor: String) { results(after: $cursor) { items { experimentId } } }",
+        json!({"cursor": format!("{ended}|gate-1")}),
+    );
+    assert_eq!(
+        after_it["data"]["results"]["items"],
+        json!([]),
+        "{after_it}"
+    );
+    let later = gql(
+        addr,
+        Some(&ci),
+        "query($from: String) { results(endedFrom: $from) { items { experimentId } } }",
+        json!({"from": ended}),
+    );
+    assert_eq!(
+        later["data"]["results"]["items"],
+        json!([{"experimentId": "gate-1"}])
+    );
+    let bad = gql(
+        addr,
+        Some(&ci),
+        "{ results(after: \"nope\") { nextCursor } }",
+        json!({}),
+    );
+    assert_eq!(code(&bad).as_deref(), Some("INVALID_INPUT"), "{bad}");
 }

@@ -8,8 +8,8 @@ use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
 use super::types::{
     ApiKeyNode, AuditEntryNode, AuditFilterInput, ExperimentDetailNode, ExperimentFilterInput,
-    ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences, TargetPreview,
-    TemplateNode, WebhookNode,
+    ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences, RunResultPage,
+    TargetPreview, TemplateNode, WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
 use crate::backend::ReadFailure;
@@ -121,6 +121,71 @@ impl Query {
             .await
             .map_err(read_error)?;
         Ok(entries.into_iter().map(Into::into).collect())
+    }
+
+    /// Finished runs, one row each, in the order they ended, `first` at a time after the cursor
+    /// `after`; only those that ended at or after `endedFrom` and before `endedTo` (RFC 3339),
+    /// when given.
+    async fn results(
+        &self,
+        ctx: &Context<'_>,
+        ended_from: Option<String>,
+        ended_to: Option<String>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+    ) -> Result<RunResultPage> {
+        require(ctx, Role::Viewer)?;
+        let limit = page_size(first)?;
+        let bound = |name: &str, text: Option<String>| -> Result<Option<domain::Timestamp>> {
+            text.map(|t| {
+                t.parse().map_err(|e| {
+                    coded(
+                        "INVALID_INPUT",
+                        format!("{name} {t:?} is not an RFC 3339 time: {e}"),
+                    )
+                })
+            })
+            .transpose()
+        };
+        let (from, to) = (bound("endedFrom", ended_from)?, bound("endedTo", ended_to)?);
+        let after = match after {
+            None => None,
+            Some(cursor) => {
+                let bad = || {
+                    coded(
+                        "INVALID_INPUT",
+                        format!("cursor {cursor:?} is not one this API gave out"),
+                    )
+                };
+                let (at, id) = cursor.split_once('|').ok_or_else(bad)?;
+                let at: domain::Timestamp = at.parse().map_err(|_| bad())?;
+                Some((at, id.to_owned()))
+            }
+        };
+        let results = ctx
+            .data::<ApiContext>()?
+            .backend
+            .results()
+            .await
+            .map_err(read_error)?;
+        let mut matching = results
+            .into_iter()
+            .filter(|r| from.is_none_or(|from| r.ended_at >= from))
+            .filter(|r| to.is_none_or(|to| r.ended_at < to))
+            .filter(|r| {
+                after.as_ref().is_none_or(|(at, id)| {
+                    (r.ended_at, r.experiment_id.as_str()) > (*at, id.as_str())
+                })
+            });
+        let items: Vec<_> = matching.by_ref().take(limit).collect();
+        let next_cursor = match (matching.next(), items.last()) {
+            (Some(_), Some(last)) => Some(format!("{}|{}", last.ended_at, last.experiment_id)),
+            _ => None,
+        };
+        Ok(RunResultPage {
+            items: items.into_iter().map(Into::into).collect(),
+            next_cursor,
+        })
     }
 
     /// Analytics over every finished run (JSON: counts by outcome, recovery percentiles, by

@@ -226,6 +226,76 @@ pub struct ExperimentPage {
     pub next_cursor: Option<String>,
 }
 
+/// One finished run: how it ended and what its health did.
+#[derive(Debug, Clone, SimpleObject)]
+#[graphql(name = "RunResult")]
+pub struct RunResultNode {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Its name.
+    pub name: String,
+    /// Target key.
+    pub target: String,
+    /// `TERMINATE` or `PAUSE`.
+    pub failure_type: String,
+    /// `RECOVERED`, `NOT_RECOVERED`, `DRY_RUN`, `FAILED`, `STOPPED`, ...
+    pub outcome: String,
+    /// Milliseconds from the injection to the recovery, when it recovered.
+    pub recovery_ms: Option<u64>,
+    /// Its start (RFC 3339).
+    pub started_at: String,
+    /// Its end (RFC 3339).
+    pub ended_at: String,
+    /// End minus start, in milliseconds.
+    pub duration_ms: u64,
+    /// Instances the selector matched.
+    pub candidates: u32,
+    /// Instances the failure was injected into.
+    pub targets_hit: Vec<String>,
+    /// Health samples taken.
+    pub samples: u32,
+    /// The lowest healthy count seen.
+    pub min_healthy: Option<u32>,
+    /// The highest error rate seen, in basis points.
+    pub max_error_rate_bp: Option<u32>,
+    /// The highest p95 latency seen, in milliseconds.
+    pub max_latency_p95_ms: Option<u32>,
+    /// The mean share of healthy instances over the samples, in basis points.
+    pub availability_bp: Option<u32>,
+}
+
+impl From<domain::views::results::RunResult> for RunResultNode {
+    fn from(r: domain::views::results::RunResult) -> Self {
+        RunResultNode {
+            outcome: name_of(&r.outcome),
+            started_at: r.started_at.to_string(),
+            ended_at: r.ended_at.to_string(),
+            experiment_id: r.experiment_id,
+            name: r.name,
+            target: r.target,
+            failure_type: r.failure_type,
+            recovery_ms: r.recovery_ms,
+            duration_ms: r.duration_ms,
+            candidates: r.candidates,
+            targets_hit: r.targets_hit,
+            samples: r.samples,
+            min_healthy: r.min_healthy,
+            max_error_rate_bp: r.max_error_rate_bp,
+            max_latency_p95_ms: r.max_latency_p95_ms,
+            availability_bp: r.availability_bp,
+        }
+    }
+}
+
+/// A page of finished runs.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct RunResultPage {
+    /// Oldest end first.
+    pub items: Vec<RunResultNode>,
+    /// Pass as `after` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
 /// Which experiments to list (every field optional; combined with AND).
 #[derive(Debug, Clone, Default, InputObject)]
 pub struct ExperimentFilterInput {
