@@ -656,3 +656,31 @@ fn an_auditor_compares_the_audit_log_in_the_read_model_table_with_the_events_tab
         "{ghost}"
     );
 }
+
+#[test]
+fn serving_aws_without_its_tables_says_which_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(server::CHAOS)
+        .arg("--db")
+        .arg(dir.path().join("absent.db"))
+        .args([
+            "serve",
+            "--aws",
+            "--addr",
+            "127.0.0.1:0",
+            "--views-table",
+            "Views",
+        ])
+        .env_remove("EVENTS_TABLE")
+        .env_remove("VIEWS_TABLE")
+        .env_remove("STATE_MACHINE_ARN")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run chaos");
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("--aws needs --events-table (or EVENTS_TABLE)"),
+        "{said}"
+    );
+}
