@@ -227,17 +227,12 @@ impl Settings {
         let pool = match &self.store {
             Store::Sqlite(pool) => pool,
             Store::Dynamo { client, table } => {
-                let exists = client
-                    .get_item()
-                    .table_name(table)
-                    .key("Pk", s(TEMPLATES_PK))
-                    .key("Sk", s(id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(dynamo)?
-                    .item
-                    .is_some();
+                let exists = match self.template(id).await {
+                    // One whose stored spec no longer decodes exists too, and may be replaced.
+                    Ok(_) | Err(SettingsError::Invalid(_)) => true,
+                    Err(SettingsError::NotFound(_)) => false,
+                    Err(e) => return Err(e),
+                };
                 let count = client
                     .query()
                     .table_name(table)
