@@ -11,12 +11,14 @@
 //! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
 //! are written under the target directory (the path is printed).
 
+mod server;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
+use server::{CHAOS, Server};
+use std::time::{Duration, Instant};
 
 /// The target directory this test was built in (`<target>/debug/chaos` -> `<target>`).
 fn target_dir() -> PathBuf {
@@ -93,47 +95,14 @@ fn chaos(db: &Path, args: &[&str], stdin: &str) {
     );
 }
 
-/// A running `chaos serve`, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `chaos serve` on `addr` (port 0: any free port) with `args`, once it listens.
-fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> Server {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(["serve", "--addr", addr, "--fleet-replace-after-ms", "300"])
-        .args(args)
-        .env("CHAOS_DASHBOARD_DIR", dashboard)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chaos serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the server announced its address")
-            .expect("read");
-        if let Some(addr) = line.strip_prefix("chaos: listening on ") {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+/// `chaos serve` on `addr` (port 0: any free port) with `args`, serving `dashboard`, once it
+/// listens; and its address as a URL.
+fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> (Server, String) {
+    let dashboard = dashboard.to_str().expect("a UTF-8 path");
+    let args = [&["--fleet-replace-after-ms", "300"], args].concat();
+    let server = server::serve_at(db, addr, &args, &[("CHAOS_DASHBOARD_DIR", dashboard)]);
+    let url = format!("http://{}", server.addr);
+    (server, url)
 }
 
 /// One browser at a time: the machine the tests run on may have two cores.
@@ -221,7 +190,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
     // Access tokens that live six seconds: the pages must refresh them as they go.
-    let server = serve(
+    let (_server, url) = serve(
         &db,
         &dashboard,
         "127.0.0.1:0",
@@ -238,7 +207,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
         );
         chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
     }
-    passed(browser_script("flow.cjs", &server.url), "");
+    passed(browser_script("flow.cjs", &url), "");
     let artifacts = artifacts();
     for page in [
         "01-login",
@@ -262,9 +231,9 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     let dashboard = dashboard_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
-    let server = serve(&db, &dashboard, "127.0.0.1:0", &[]);
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let mut node = browser_script("reconnect.cjs", &server.url);
+    let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    let addr = server.addr.to_string();
+    let mut node = browser_script("reconnect.cjs", &url);
     let mut stdin = node.stdin.take().expect("stdin");
     let mut lines = BufReader::new(node.stdout.take().expect("stdout")).lines();
     let mut report = String::new();

@@ -40,10 +40,16 @@ pub fn serve(db: &Path, args: &[&str]) -> Server {
 
 /// [`serve`] with environment variables `env` set.
 pub fn serve_with(db: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    serve_at(db, "127.0.0.1:0", args, env)
+}
+
+/// `chaos --db DB serve --addr ADDR ARGS...` with `env` set, once it listens (a fixed address
+/// brings a server back where its clients were).
+pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
-        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(["serve", "--addr", addr])
         .args(args)
         .envs(env.iter().copied())
         .env_remove("RUST_LOG")

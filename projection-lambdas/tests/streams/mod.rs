@@ -5,21 +5,10 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::event::dynamodb::Event;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 use serde_json::{Value, json};
 
 use crate::aws;
-
-fn streams_client() -> aws_sdk_dynamodbstreams::Client {
-    let config = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(aws::moto().endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    aws_sdk_dynamodbstreams::Client::from_conf(config)
-}
 
 fn image(item: &HashMap<String, StreamValue>) -> Value {
     let converted: HashMap<String, serde_dynamo::AttributeValue> = item
@@ -39,7 +28,7 @@ fn image(item: &HashMap<String, StreamValue>) -> Value {
 
 /// Every record of the table's stream, read with the Streams API, as Lambda event records.
 pub async fn stream_records(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Value> {
-    let streams = streams_client();
+    let streams = aws::client!(aws_sdk_dynamodbstreams);
     let arn = client
         .describe_table()
         .table_name(table)
