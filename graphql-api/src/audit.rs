@@ -7,6 +7,9 @@
 //! - `digest`: the chain heads of a verified log, for keeping elsewhere.
 //! - `replay`: one stream's state at an instant, folded from its events.
 //!
+//! The API's `auditChain` query checks the chain here too ([`check_chain`]), of the store or
+//! table the server runs on.
+//!
 //! Everything here only reads: the store through its own read-only connection, the table
 //! through `Scan`/`Query`, files as given. The checks themselves are `domain::audit`'s; this
 //! module reads rows, spreads the work over threads and reports.
@@ -1789,6 +1792,75 @@ fn out(line: &str) -> Result<(), AuditError> {
     match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(AuditError::Write(e)),
         _ => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chain, checked for the API
+
+/// One chain check at a time per process: a check of the whole log reads every event, and a
+/// second one at the same moment would only give the same answer later, at twice the cost.
+static CHAIN_CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// Verifies the chain and sequence of one stream (`(type, id)`) or, without one, of every
+/// stream, with the checks `chaos audit verify` makes (the same `ChainVerifier`, fed rows in
+/// the same order): for the API's `auditChain` query.
+///
+/// Embedded, one stream is one indexed read of its rows; the whole log is
+/// [`verify_file`]'s streamed scan (a read-only connection on a blocking thread, memory
+/// growing with the number of streams, not of events). On AWS it is `chaos audit verify
+/// --dynamo-table`'s path: a `Scan` of the table's keys (for the whole log), then one
+/// `Query` per stream, one stream in memory at a time.
+pub async fn check_chain(
+    backend: &crate::backend::Backend,
+    stream: Option<(String, String)>,
+) -> Result<VerifyReport, AuditError> {
+    use crate::backend::Backend;
+    let _one = CHAIN_CHECKS
+        .get_or_init(|| tokio::sync::Semaphore::new(1))
+        .acquire()
+        .await
+        .map_err(|e| AuditError::Task(e.to_string()))?;
+    match backend {
+        Backend::Embedded { reads, .. } => {
+            let path = reads.path().to_owned();
+            tokio::task::spawn_blocking(move || match stream {
+                None => Ok(verify_file(&path, 0, |_| {})?),
+                Some((aggregate_type, aggregate_id)) => {
+                    let mut verifier = ChainVerifier::new();
+                    store_rows(
+                        &read_only(&path)?,
+                        "WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+                        &[&aggregate_type, &aggregate_id],
+                        |row| {
+                            verifier.push(&row);
+                            Ok(())
+                        },
+                    )?;
+                    Ok(verifier.finish())
+                }
+            })
+            .await
+            .map_err(task)?
+        }
+        Backend::Aws(aws) => {
+            let (client, table) = (&aws.events, aws.events_table.as_str());
+            let streams = match stream {
+                Some(stream) => BTreeSet::from([stream]),
+                None => {
+                    dynamo_streams(client, table, &mut Progress::new("", "", 0, false))
+                        .await?
+                        .0
+                }
+            };
+            let mut verifier = ChainVerifier::new();
+            for (aggregate_type, aggregate_id) in &streams {
+                for row in dynamo_stream(client, table, aggregate_type, aggregate_id).await? {
+                    verifier.push(&row.row());
+                }
+            }
+            Ok(verifier.finish())
+        }
     }
 }
 

@@ -1,17 +1,20 @@
 //! Reads: the read models (experiments, their timelines, the audit log, analytics), the
-//! platform's state and the caller. Every one needs at least the VIEWER role.
+//! audit log's chain checked against the log itself, the platform's state and the caller.
+//! Every one needs at least the VIEWER role.
 
 use async_graphql::{Context, ID, Json, Object, Result};
+use command_lambdas::clock::{Clock, SystemClock};
 use domain::provenance::Role;
 use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
 use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
 use super::types::{
-    ApiKeyNode, AuditEntryNode, AuditFilterInput, ExperimentDetailNode, ExperimentFilterInput,
-    ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences, RunResultPage,
-    TargetPreview, TemplateNode, WebhookNode,
+    ApiKeyNode, AuditChainStatus, AuditEntryNode, AuditFilterInput, ExperimentDetailNode,
+    ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences,
+    RunResultPage, TargetPreview, TemplateNode, WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
+use crate::audit::AuditError;
 use crate::backend::ReadFailure;
 
 /// The root of reads.
@@ -121,6 +124,46 @@ impl Query {
             .await
             .map_err(read_error)?;
         Ok(entries.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether the audit log's hash chains are intact, checked now with the checks `chaos
+    /// audit verify` makes: the stream of experiment `experimentId` (or `platform`, the
+    /// platform's own) when given, else every stream (`NOT_FOUND` for a stream without
+    /// events). Any signed-in role may ask. Cost: one stream is one indexed read of its events;
+    /// the whole log reads every event once, streamed (memory grows with the number of
+    /// streams, not of events), one check at a time per server. On AWS it reads the events
+    /// table as `chaos audit verify --dynamo-table` does: a `Scan` of its keys for the whole
+    /// log, then a `Query` per stream.
+    async fn audit_chain(
+        &self,
+        ctx: &Context<'_>,
+        experiment_id: Option<ID>,
+    ) -> Result<AuditChainStatus> {
+        require(ctx, Role::Viewer)?;
+        let stream = experiment_id.map(|id| {
+            let id = id.to_string();
+            let kind = if id == "platform" {
+                "Platform"
+            } else {
+                "Experiment"
+            };
+            (kind.to_owned(), id)
+        });
+        let backend = &ctx.data::<ApiContext>()?.backend;
+        let report = crate::audit::check_chain(backend, stream.clone())
+            .await
+            .map_err(|e: AuditError| {
+                coded("UNAVAILABLE", format!("the log cannot be checked now: {e}"))
+            })?;
+        if let Some((_, id)) = stream
+            && report.streams == 0
+        {
+            return Err(coded(
+                "NOT_FOUND",
+                format!("no events are recorded for {id}"),
+            ));
+        }
+        Ok(AuditChainStatus::new(report, SystemClock.now().to_string()))
     }
 
     /// Finished runs, one row each, in the order they ended, `first` at a time after the cursor

@@ -526,3 +526,58 @@ pub struct TargetPreview {
     /// The ones the run would hit.
     pub would_hit: Vec<String>,
 }
+
+/// Whether the audit log's hash chains hold, as checked when asked: every stream's sequence
+/// runs from 1 without a gap, its payload and metadata are stored in canonical form, and each
+/// event's `prevHash` and `hash` link it to the one before (the checks of `chaos audit
+/// verify`, written down in `docs/AUDIT.md`).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AuditChainStatus {
+    /// True when no stream checked has a fault.
+    pub intact: bool,
+    /// Streams checked.
+    pub streams: u64,
+    /// Events checked.
+    pub events: u64,
+    /// When the check ended (RFC 3339).
+    pub checked_at: String,
+    /// The first bad position of each broken stream, by stream (empty when intact).
+    pub faults: Vec<AuditChainFault>,
+}
+
+/// The first position of a stream that does not verify: nothing after it in that stream can
+/// be trusted.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct AuditChainFault {
+    /// `Experiment` or `Platform`.
+    pub stream_type: String,
+    /// The stream: an experiment id, or `platform`.
+    pub stream_id: String,
+    /// The first sequence that does not verify.
+    pub sequence: u64,
+    /// What is wrong there, in words (`expected sequence 4, found 5`, `payload is not in
+    /// canonical form`, ...).
+    pub problem: String,
+}
+
+impl AuditChainStatus {
+    /// The status a verification report gives, checked at `checked_at`.
+    pub fn new(report: domain::audit::VerifyReport, checked_at: String) -> Self {
+        AuditChainStatus {
+            intact: report.is_ok(),
+            streams: report.streams,
+            events: report.events,
+            checked_at,
+            faults: report
+                .faults
+                .into_iter()
+                .map(|f| AuditChainFault {
+                    problem: f.kind.to_string(),
+                    stream_type: f.aggregate_type,
+                    stream_id: f.aggregate_id,
+                    sequence: f.sequence,
+                })
+                .collect(),
+        }
+    }
+}
