@@ -214,6 +214,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
         "02-home-admin",
         "05-experiment-completed",
         "08-home-viewer",
+        "11-results",
     ] {
         assert!(
             artifacts.join(format!("{page}.png")).exists(),

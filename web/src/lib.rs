@@ -6,9 +6,14 @@
 //! subscriptions over `graphql-transport-ws`); it holds no state the server does not have.
 //!
 //! This library is the dashboard's pure part, the same on every target and unit-tested on the
-//! host: its routes, the delays it reconnects after, and the spec its form sends. The
+//! host: its routes, the delays it reconnects after, the spec its form sends, and the results
+//! page's figures, chart geometry and exports (CSV, JSON, and PDF from its own small writer). The
 //! components are in the `web` binary, built for the browser only.
 
 pub mod backoff;
+pub mod chart;
+pub mod export;
+pub mod pdf;
+pub mod report;
 pub mod route;
 pub mod spec;

@@ -14,6 +14,8 @@ pub enum Route {
     NewExperiment,
     /// One experiment and its timeline.
     Experiment(String),
+    /// Results and analytics of finished runs.
+    Results,
 }
 
 impl Route {
@@ -26,6 +28,7 @@ impl Route {
             ["experiments"] => Route::Experiments,
             ["experiments", "new"] => Route::NewExperiment,
             ["experiments", id] => Route::Experiment((*id).to_owned()),
+            ["results"] => Route::Results,
             _ => Route::Home,
         }
     }
@@ -38,6 +41,7 @@ impl Route {
             Route::Experiments => "/experiments".to_owned(),
             Route::NewExperiment => "/experiments/new".to_owned(),
             Route::Experiment(id) => format!("/experiments/{id}"),
+            Route::Results => "/results".to_owned(),
         }
     }
 
@@ -49,6 +53,7 @@ impl Route {
             Route::Experiments => "Experiments",
             Route::NewExperiment => "Run an experiment",
             Route::Experiment(_) => "Experiment",
+            Route::Results => "Results",
         };
         format!("{page} · Chaos platform")
     }
@@ -66,6 +71,7 @@ mod tests {
             Route::Experiments,
             Route::NewExperiment,
             Route::Experiment("0192-abc".to_owned()),
+            Route::Results,
         ] {
             assert_eq!(Route::parse(&route.path()), route);
         }
@@ -78,6 +84,9 @@ mod tests {
             Route::parse("/experiments/e1#top"),
             Route::Experiment("e1".into())
         );
+        assert_eq!(Route::parse("/results/?from=2026-11-01"), Route::Results);
+        assert_eq!(Route::Results.title(), "Results · Chaos platform");
+        assert_eq!(Route::parse("/results/extra"), Route::Home);
         assert_eq!(Route::parse("/nowhere/at/all"), Route::Home);
         assert_eq!(Route::parse(""), Route::Home);
     }

@@ -117,6 +117,98 @@ async function asAdmin(browser) {
   log(`completed live: ${firstSeen} events when opened, ${events.length} at the end (${events.join(' ')})`);
   await shot(page, '05-experiment-completed');
 
+  // Results: the run just completed, in the timeline, the figures, the charts and the exports.
+  const fs = require('node:fs');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Results' }).click();
+  await page.getByRole('heading', { name: 'Results', level: 1 }).waitFor();
+  const resultRow = page.locator(`table.runs tr[data-id="${id}"]`);
+  await resultRow.waitFor({ timeout: 30_000 });
+  check((await resultRow.locator('td[data-label="Outcome"]').innerText()).trim() === 'RECOVERED', 'the run is not RECOVERED in the results');
+  check(await resultRow.getByRole('link', { name }).count() === 1, 'the timeline does not link the run to its experiment');
+  const shownMs = Number((await resultRow.locator('td.recovery').innerText()).replace(/[^0-9]/g, ''));
+  check(shownMs > 0, `the results show no recovery time for the run (${shownMs})`);
+  const figure = (label) => page.locator('.figure', { has: page.locator('dt', { hasText: new RegExp(`^${label}$`) }) })
+    .locator('dd.value').innerText();
+  const tenths = Math.floor((shownMs + 50) / 100);
+  check(await figure('Runs') === '1', `Runs is ${await figure('Runs')}, not 1`);
+  check(await figure('Success rate') === '100.0 %', `the success rate is ${await figure('Success rate')}`);
+  check(await figure('MTTR') === `${Math.floor(tenths / 10)}.${tenths % 10} s`, `MTTR ${await figure('MTTR')} is not the run's ${shownMs} ms`);
+  for (const chart of ['Success rate per day', 'Recovery time per run', 'Outcomes by target']) {
+    await page.getByRole('img', { name: chart, exact: true }).waitFor();
+  }
+  const bar = page.getByRole('img', { name: 'Recovery time per run' }).locator(`rect[data-key="${id}"]`);
+  check(await bar.count() === 1, 'the recovery chart has no bar for the run');
+  check(Number(await bar.getAttribute('data-value')) === shownMs, 'the bar is not the recovery time shown');
+  check(await page.getByRole('img', { name: 'Outcomes by target' }).locator('rect.o0').count() === 1, 'no RECOVERED segment in the outcomes chart');
+  await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+  await shot(page, '11-results');
+  // The range filters: one that ends before it starts is refused, an empty one says so.
+  await page.getByLabel('Ended to').fill('2000-01-01');
+  await page.getByRole('alert').filter({ hasText: 'ends before it starts' }).waitFor();
+  await page.getByLabel('Ended from').fill('2000-01-01');
+  await page.getByText('No run ended in this range.').waitFor();
+  await page.getByRole('button', { name: 'Last 30 days' }).click();
+  await resultRow.waitFor();
+  // A run that ends while the page is open appears without a reload (a dry run, left out of
+  // the success rate).
+  await page.evaluate(() => { window.resultsPageMark = 'still here'; });
+  const dryId = await page.evaluate(async () => {
+    const token = JSON.parse(sessionStorage.getItem('chaos.session')).access_token;
+    const gql = async (query, variables) => {
+      const answer = await (await fetch('/graphql', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query, variables }),
+      })).json();
+      if (answer.errors) throw new Error(JSON.stringify(answer.errors));
+      return answer.data;
+    };
+    const spec = {
+      name: `dry run while watching results ${Date.now()}`, target: { kind: 'LOCAL_FLEET', group: 'web' },
+      selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' }, dry_run: true,
+      guardrails: { stop_conditions: [], max_duration_secs: 600 },
+      recovery: { timeout_secs: 60, poll_interval_secs: 1, baseline_samples: 1 },
+    };
+    const created = await gql('mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec });
+    const dry = created.createExperiment.aggregateId;
+    await gql('mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: dry });
+    return dry;
+  });
+  await page.locator(`table.runs tr[data-id="${dryId}"]`).waitFor({ timeout: 30_000 });
+  check(await page.evaluate(() => window.resultsPageMark) === 'still here', 'the page was reloaded');
+  await page.locator('.figure dd.value').first().filter({ hasText: /^2$/ }).waitFor();
+  check(await figure('Success rate') === '100.0 %', `a dry run changed the success rate to ${await figure('Success rate')}`);
+  check((await page.locator('.figure dd.note').first().innerText()).includes('1 real, 1 dry'), 'the dry run is not counted apart');
+  log(`results: the run recovered in ${shownMs} ms; a dry run that ended meanwhile appeared live`);
+  // Exports of exactly these rows, downloaded by the browser.
+  const exported = async (label) => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: label }).click()]);
+    return { file: fs.readFileSync(await download.path()), name: download.suggestedFilename() };
+  };
+  const csv = await exported('Export CSV');
+  check(csv.name.endsWith('.csv'), `the CSV is named ${csv.name}`);
+  const lines = csv.file.toString('utf8').split('\r\n');
+  check(lines[0] === 'experimentId,name,target,failureType,outcome,recoveryMs,startedAt,endedAt,durationMs,candidates,targetsHit,samples,minHealthy,maxErrorRateBp,maxLatencyP95Ms,availabilityBp',
+    `the CSV header is ${lines[0]}`);
+  check(lines.length === 4 && lines[3] === '', `the CSV has ${lines.length - 2} rows, not 2`);
+  const csvRow = (lines.find((line) => line.startsWith(`${id},`)) || '').split(',');
+  check(csvRow[1] === name && csvRow[4] === 'RECOVERED' && Number(csvRow[5]) === shownMs, `the CSV row of the run is ${csvRow.join(',')}`);
+  const json = JSON.parse((await exported('Export JSON')).file.toString('utf8'));
+  const jsonRun = json.find((r) => r.experimentId === id);
+  check(json.length === 2 && jsonRun && jsonRun.name === name && jsonRun.outcome === 'RECOVERED' && jsonRun.recoveryMs === shownMs,
+    `the JSON export is ${JSON.stringify(json)}`);
+  const pdf = await exported('Export PDF');
+  const pdfText = pdf.file.toString('latin1');
+  check(pdf.name.endsWith('.pdf') && pdfText.startsWith('%PDF-1.4') && pdfText.trimEnd().endsWith('%%EOF'), 'the PDF is not a PDF 1.4 file');
+  check(pdfText.includes(`(${name}) Tj`), 'the PDF has no row of the run');
+  log(`results exported: CSV ${csv.file.length} bytes, JSON ${json.length} runs, PDF ${pdf.file.length} bytes`);
+  await page.setViewportSize({ width: 375, height: 800 });
+  await page.getByRole('img', { name: 'Recovery time per run' }).waitFor();
+  const resultsOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(resultsOverflow <= 0, `the results page is ${resultsOverflow} px wider than a narrow screen`);
+  await shot(page, '11-results-narrow');
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   // The list: filtered, searched, linked.
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Experiments' }).click();
   await page.getByRole('heading', { name: 'Experiments', level: 1 }).waitFor();
@@ -215,6 +307,14 @@ async function asViewer(browser, experiment) {
   await page.getByText('Your role may not run experiments.').waitFor();
   check(await page.getByRole('button', { name: 'Create and start' }).count() === 0, 'a viewer sees the run form');
   await shot(page, '10-run-viewer');
+
+  // A viewer reads the results too.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Results' }).click();
+  await page.getByRole('heading', { name: 'Results', level: 1 }).waitFor();
+  await page.locator('table.runs').getByRole('link', { name: experiment.name }).waitFor();
+  await page.getByRole('img', { name: 'Recovery time per run' }).waitFor();
+  check(await page.getByRole('button', { name: 'Export CSV' }).isVisible(), 'a viewer cannot export the results');
+  await shot(page, '12-results-viewer');
   await context.close();
 }
 

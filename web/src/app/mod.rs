@@ -9,6 +9,7 @@ mod experiments;
 mod home;
 mod login;
 mod new_experiment;
+mod results;
 mod session;
 
 use dioxus::prelude::*;
@@ -80,6 +81,7 @@ pub fn App() -> Element {
                 span { class: "brand", "Chaos platform" }
                 Link { to: Route::Home, current: page == Route::Home, "Home" }
                 Link { to: Route::Experiments, current: matches!(page, Route::Experiments | Route::Experiment(_)), "Experiments" }
+                Link { to: Route::Results, current: page == Route::Results, "Results" }
                 if user.can_run() {
                     Link { to: Route::NewExperiment, current: page == Route::NewExperiment, "Run an experiment" }
                 }
@@ -103,6 +105,7 @@ pub fn App() -> Element {
                 Route::Experiments => rsx! { experiments::Experiments {} },
                 Route::NewExperiment => rsx! { new_experiment::NewExperiment {} },
                 Route::Experiment(id) => rsx! { experiment::Experiment { key: "{id}", id: id.clone() } },
+                Route::Results => rsx! { results::Results {} },
             }
         }
     }
