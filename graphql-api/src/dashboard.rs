@@ -25,12 +25,14 @@ use axum::routing::get;
 pub const DIR_ENV: &str = "CHAOS_DASHBOARD_DIR";
 
 /// The app's own routes: each answers with `index.html`, and the app shows the page.
-pub const PAGES: [&str; 5] = [
+pub const PAGES: [&str; 7] = [
     "/",
     "/login",
     "/experiments",
     "/experiments/new",
     "/experiments/{id}",
+    "/audit",
+    "/settings",
 ];
 
 /// Where the built dashboard is.
@@ -296,6 +298,8 @@ mod tests {
             "/experiments",
             "/experiments/new",
             "/experiments/x1",
+            "/audit",
+            "/settings",
         ] {
             let (status, headers, body) = fetch(routes(Dashboard::at(dir.path())), uri).await;
             assert_eq!(status, StatusCode::OK, "{uri}");

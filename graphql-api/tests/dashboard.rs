@@ -261,3 +261,46 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     let report = passed(node, &report);
     assert!(report.contains("after the restart"), "{report}");
 }
+
+#[test]
+fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dashboard = dashboard_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = store(dir.path());
+    // Drafts enough for two pages of the audit log, each in its own stream.
+    for n in 0..21 {
+        let spec = format!(
+            r#"{{"name": "audited draft {n:02}", "target": {{"kind": "LOCAL_FLEET", "group": "web"}},
+                "selection": {{"mode": "COUNT", "value": 1}}, "max_targets": 1,
+                "failure": {{"type": "TERMINATE"}}, "dry_run": true,
+                "guardrails": {{"stop_conditions": [], "max_duration_secs": 600}},
+                "recovery": {{"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}}}"#
+        );
+        chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
+    }
+    let artifacts = artifacts();
+    let pages = [
+        "20-audit",
+        "21-audit-filtered",
+        "22-settings-admin",
+        "23-settings-apikey-created",
+        "24-settings-viewer",
+        "25-audit-narrow",
+    ];
+    // Screenshots of an earlier run prove nothing about this one.
+    for page in pages {
+        let _ = std::fs::remove_file(artifacts.join(format!("{page}.png")));
+    }
+    let (_server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    let report = passed(browser_script("admin_pages.cjs", &url), "");
+    assert!(report.contains("appeared live"), "{report}");
+    for page in pages {
+        assert!(
+            artifacts.join(format!("{page}.png")).exists(),
+            "no screenshot of {page}"
+        );
+    }
+}

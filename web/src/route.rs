@@ -16,6 +16,10 @@ pub enum Route {
     Experiment(String),
     /// Results and analytics of finished runs.
     Results,
+    /// The audit log and its hash chain's status.
+    Audit,
+    /// Profile, preferences, webhooks, API keys and the platform's configuration.
+    Settings,
 }
 
 impl Route {
@@ -29,6 +33,8 @@ impl Route {
             ["experiments", "new"] => Route::NewExperiment,
             ["experiments", id] => Route::Experiment((*id).to_owned()),
             ["results"] => Route::Results,
+            ["audit"] => Route::Audit,
+            ["settings"] => Route::Settings,
             _ => Route::Home,
         }
     }
@@ -42,6 +48,8 @@ impl Route {
             Route::NewExperiment => "/experiments/new".to_owned(),
             Route::Experiment(id) => format!("/experiments/{id}"),
             Route::Results => "/results".to_owned(),
+            Route::Audit => "/audit".to_owned(),
+            Route::Settings => "/settings".to_owned(),
         }
     }
 
@@ -54,6 +62,8 @@ impl Route {
             Route::NewExperiment => "Run an experiment",
             Route::Experiment(_) => "Experiment",
             Route::Results => "Results",
+            Route::Audit => "Audit log",
+            Route::Settings => "Settings",
         };
         format!("{page} · Chaos platform")
     }
@@ -72,6 +82,8 @@ mod tests {
             Route::NewExperiment,
             Route::Experiment("0192-abc".to_owned()),
             Route::Results,
+            Route::Audit,
+            Route::Settings,
         ] {
             assert_eq!(Route::parse(&route.path()), route);
         }
@@ -87,6 +99,9 @@ mod tests {
         assert_eq!(Route::parse("/results/?from=2026-11-01"), Route::Results);
         assert_eq!(Route::Results.title(), "Results · Chaos platform");
         assert_eq!(Route::parse("/results/extra"), Route::Home);
+        assert_eq!(Route::parse("/audit?actor=ada"), Route::Audit);
+        assert_eq!(Route::parse("/settings/"), Route::Settings);
+        assert_eq!(Route::Audit.title(), "Audit log · Chaos platform");
         assert_eq!(Route::parse("/nowhere/at/all"), Route::Home);
         assert_eq!(Route::parse(""), Route::Home);
     }

@@ -4,6 +4,7 @@
 #![allow(unused_qualifications)]
 
 mod api;
+mod audit;
 mod experiment;
 mod experiments;
 mod home;
@@ -11,6 +12,7 @@ mod login;
 mod new_experiment;
 mod results;
 mod session;
+mod settings;
 
 use dioxus::prelude::*;
 use wasm_bindgen::JsCast;
@@ -85,6 +87,8 @@ pub fn App() -> Element {
                 if user.can_run() {
                     Link { to: Route::NewExperiment, current: page == Route::NewExperiment, "Run an experiment" }
                 }
+                Link { to: Route::Audit, current: page == Route::Audit, "Audit log" }
+                Link { to: Route::Settings, current: page == Route::Settings, "Settings" }
             }
             div { class: "who",
                 span { "{user.user} ({user.role})" }
@@ -106,6 +110,8 @@ pub fn App() -> Element {
                 Route::NewExperiment => rsx! { new_experiment::NewExperiment {} },
                 Route::Experiment(id) => rsx! { experiment::Experiment { key: "{id}", id: id.clone() } },
                 Route::Results => rsx! { results::Results {} },
+                Route::Audit => rsx! { audit::Audit {} },
+                Route::Settings => rsx! { settings::Settings {} },
             }
         }
     }

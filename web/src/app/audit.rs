@@ -1,0 +1,322 @@
+//! The audit log: every recorded event in the order the API gives them (oldest first), filtered
+//! by actor, experiment and time, a page at a time; and whether the hash chain holds, checked on
+//! the server with the checks `chaos audit verify` makes (of one experiment's stream when the
+//! log is filtered by it). New entries land at the end of the log, so activity on the platform
+//! (the `platformActivity` subscription) reloads the page only while it is the last one.
+
+use dioxus::prelude::*;
+use serde_json::{Value, json};
+use web::route::Route;
+
+use super::api::{Live, call, live};
+use super::settings::Field;
+use super::{Link, LiveBadge, Problem, use_session, when};
+
+const LOG: &str = "query($filter: AuditFilterInput!, $first: Int!, $after: String) { \
+    auditLog(filter: $filter, first: $first, after: $after) { \
+    aggregateType aggregateId sequence eventType action actor actorRole source recordedAt hash } }";
+
+const CHAIN: &str = "query($id: ID) { auditChain(experimentId: $id) { intact streams events \
+    checkedAt faults { streamType streamId sequence problem } } }";
+
+const ACTIVITY: &str = "subscription { platformActivity { streamId sequence } }";
+
+const PAGE_SIZE: usize = 20;
+
+/// What the log is filtered by.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Filters {
+    actor: String,
+    experiment: String,
+    from: String,
+    to: String,
+}
+
+impl Filters {
+    /// The API's `AuditFilterInput`.
+    fn input(&self) -> Value {
+        let mut filter = json!({});
+        for (name, text) in [("actor", &self.actor), ("experimentId", &self.experiment)] {
+            if !text.trim().is_empty() {
+                filter[name] = json!(text.trim());
+            }
+        }
+        for (name, text) in [("from", &self.from), ("to", &self.to)] {
+            if let Some(at) = utc(text) {
+                filter[name] = json!(at);
+            }
+        }
+        filter
+    }
+}
+
+/// A `datetime-local` value (the browser's time zone) in the log's form: RFC 3339, UTC, with
+/// milliseconds, so that it compares with recorded times as text does.
+fn utc(local: &str) -> Option<String> {
+    if local.is_empty() {
+        return None;
+    }
+    let at = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
+    (!at.get_time().is_nan()).then(|| String::from(at.to_iso_string()))
+}
+
+/// The cursor after an entry: `recordedAt|streamId|sequence`.
+fn cursor_after(entry: &Value) -> Option<String> {
+    Some(format!(
+        "{}|{}|{}",
+        entry["recordedAt"].as_str()?,
+        entry["aggregateId"].as_str()?,
+        entry["sequence"].as_u64()?
+    ))
+}
+
+/// The audit log page.
+#[component]
+pub fn Audit() -> Element {
+    let session = use_session();
+    // What the form holds, and what was applied.
+    let actor = use_signal(String::new);
+    let experiment_id = use_signal(String::new);
+    let from = use_signal(String::new);
+    let to = use_signal(String::new);
+    let mut applied = use_signal(Filters::default);
+    // The cursors of the pages before this one, and this one's.
+    let mut before = use_signal(Vec::<Option<String>>::new);
+    let mut cursor = use_signal(|| None::<String>);
+    let mut reload = use_signal(|| 0_u32);
+    let live_status = use_signal(|| Live::Connecting);
+    let mut waiting = use_signal(|| false);
+    // One entry more than shown says whether a next page exists.
+    let page = use_resource(move || async move {
+        reload();
+        let variables =
+            json!({ "filter": applied.read().input(), "first": PAGE_SIZE + 1, "after": cursor() });
+        call(session, LOG, variables)
+            .await
+            .map(|data| data["auditLog"].as_array().cloned().unwrap_or_default())
+    });
+    let experiment = use_memo(move || applied.read().experiment.trim().to_owned());
+    use_future(move || async move {
+        live(
+            session,
+            ACTIVITY,
+            || json!({}),
+            move |_| {
+                let last_page = matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= PAGE_SIZE);
+                if last_page && !*waiting.peek() {
+                    waiting.set(true);
+                    // The read model applies an event a moment after the log has it: read
+                    // again shortly, and once more later in case it was slow. Waiting also
+                    // folds a burst of events into one read.
+                    spawn(async move {
+                        for wait in [250, 2_000] {
+                            gloo_timers::future::TimeoutFuture::new(wait).await;
+                            if wait == 250 {
+                                waiting.set(false);
+                            }
+                            reload += 1;
+                        }
+                    });
+                }
+                false
+            },
+            live_status,
+        )
+        .await;
+    });
+    let next = match &*page.read() {
+        Some(Ok(rows)) if rows.len() > PAGE_SIZE => cursor_after(&rows[PAGE_SIZE - 1]),
+        _ => None,
+    };
+    let listing = match &*page.read() {
+        None => rsx! { p { class: "muted", role: "status", "Loading the audit log…" } },
+        Some(Err(e)) => {
+            rsx! { Problem { message: e.message.clone(), retry: move |()| reload += 1 } }
+        }
+        Some(Ok(rows)) if rows.is_empty() => {
+            rsx! { p { class: "muted empty", "No entry matches these filters." } }
+        }
+        Some(Ok(rows)) => rsx! {
+            div { class: "table-wrap",
+                table { class: "audit",
+                    thead {
+                        tr {
+                            th { scope: "col", "When" }
+                            th { scope: "col", "Actor" }
+                            th { scope: "col", "Stream" }
+                            th { scope: "col", "Event" }
+                            th { scope: "col", "Seq." }
+                            th { scope: "col", "Hash" }
+                        }
+                    }
+                    tbody {
+                        for row in rows.iter().take(PAGE_SIZE) {
+                            AuditRow { key: "{row[\"aggregateId\"]}-{row[\"sequence\"]}", row: row.clone() }
+                        }
+                    }
+                }
+            }
+        },
+    };
+    let first_page = before.read().is_empty();
+    rsx! {
+        div { class: "page-head",
+            h1 { "Audit log" }
+            LiveBadge { status: live_status }
+        }
+        ChainStatus { experiment }
+        form {
+            class: "filters",
+            role: "search",
+            "aria-label": "Filter the audit log",
+            onsubmit: move |e: FormEvent| {
+                e.prevent_default();
+                applied.set(Filters { actor: actor(), experiment: experiment_id(), from: from(), to: to() });
+                before.set(Vec::new());
+                cursor.set(None);
+            },
+            Field { id: "audit-actor", label: "Actor", value: actor }
+            Field { id: "audit-experiment", label: "Experiment id", value: experiment_id }
+            Field { id: "audit-from", label: "Recorded from", value: from, kind: "datetime-local" }
+            Field { id: "audit-to", label: "Recorded before", value: to, kind: "datetime-local" }
+            div { class: "actions",
+                button { r#type: "submit", "Apply filters" }
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    onclick: move |_| {
+                        for mut field in [actor, experiment_id, from, to] {
+                            field.set(String::new());
+                        }
+                        applied.set(Filters::default());
+                        before.set(Vec::new());
+                        cursor.set(None);
+                    },
+                    "Clear"
+                }
+            }
+        }
+        section { class: "card", "aria-label": "Audit entries",
+            {listing}
+            nav { class: "pager", "aria-label": "Pages",
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    disabled: first_page,
+                    onclick: move |_| {
+                        let previous = before.with_mut(|b| b.pop()).flatten();
+                        cursor.set(previous);
+                    },
+                    "Previous page"
+                }
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    disabled: next.is_none(),
+                    onclick: move |_| {
+                        if let Some(next) = next.clone() {
+                            let this = cursor.peek().clone();
+                            before.with_mut(|b| b.push(this));
+                            cursor.set(Some(next));
+                        }
+                    },
+                    "Next page"
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn AuditRow(row: Value) -> Element {
+    let text = |field: &str| row[field].as_str().unwrap_or_default().to_owned();
+    let (stream, id, hash) = (text("aggregateType"), text("aggregateId"), text("hash"));
+    let short = hash.get(..12).unwrap_or(&hash).to_owned();
+    rsx! {
+        tr {
+            td { "data-label": "When", "{when(&text(\"recordedAt\"))}" }
+            td { "data-label": "Actor",
+                "{text(\"actor\")}"
+                span { class: "muted", " {text(\"actorRole\")} · {text(\"source\")}" }
+            }
+            td { "data-label": "Stream", class: "id",
+                if stream == "Experiment" {
+                    Link { to: Route::Experiment(id.clone()), "{id}" }
+                } else {
+                    "{id}"
+                }
+            }
+            td { "data-label": "Event",
+                span { class: "event-type", "{text(\"eventType\")}" }
+                " {text(\"action\")}"
+            }
+            td { "data-label": "Seq.", "{row[\"sequence\"]}" }
+            td { "data-label": "Hash",
+                details {
+                    summary { title: "{hash}", code { "{short}…" } }
+                    code { class: "id", "{hash}" }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the chain holds (of `experiment`'s stream, or of the whole log), in words and
+/// colour, with a way to check again.
+#[component]
+fn ChainStatus(experiment: Memo<String>) -> Element {
+    let session = use_session();
+    let mut chain = use_resource(move || async move {
+        let id = experiment();
+        let id = (!id.is_empty()).then_some(id);
+        call(session, CHAIN, json!({ "id": id }))
+            .await
+            .map(|data| data["auditChain"].clone())
+    });
+    let checking = *chain.state().read() == UseResourceState::Pending;
+    let scope = if experiment.read().is_empty() {
+        "the whole log".to_owned()
+    } else {
+        format!("experiment {}", experiment.read())
+    };
+    let number = |status: &Value, field: &str| status[field].as_u64().unwrap_or(0);
+    rsx! {
+        section { class: "card", "aria-labelledby": "chain-title",
+            div { class: "section-head",
+                h2 { id: "chain-title", "Hash chain of {scope}" }
+                button {
+                    r#type: "button",
+                    class: "secondary",
+                    disabled: checking,
+                    onclick: move |_| chain.restart(),
+                    if checking { "Verifying…" } else { "Verify again" }
+                }
+            }
+            match &*chain.read() {
+                None => rsx! { p { class: "muted", role: "status", "Verifying the chain…" } },
+                Some(Err(e)) => rsx! { Problem { message: format!("The chain cannot be checked: {}", e.message), retry: None } },
+                Some(Ok(status)) if status["intact"].as_bool() == Some(true) => rsx! {
+                    p { class: "chain chain-ok", role: "status",
+                        strong { "Chain intact" }
+                        ": {number(status, \"streams\")} streams, {number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}"
+                    }
+                },
+                Some(Ok(status)) => rsx! {
+                    div { class: "chain chain-broken", role: "alert",
+                        p {
+                            strong { "Chain BROKEN" }
+                            ": {status[\"faults\"].as_array().map_or(0, Vec::len)} of {number(status, \"streams\")} streams do not verify ({number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}). Nothing after the first bad position of a stream can be trusted."
+                        }
+                        ul {
+                            for fault in status["faults"].as_array().cloned().unwrap_or_default() {
+                                li { key: "{fault[\"streamId\"]}",
+                                    "{fault[\"streamType\"].as_str().unwrap_or_default()}/{fault[\"streamId\"].as_str().unwrap_or_default()} at sequence {fault[\"sequence\"]}: {fault[\"problem\"].as_str().unwrap_or_default()}"
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+}

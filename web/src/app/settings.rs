@@ -1,0 +1,457 @@
+//! Settings: who you are and your preferences; for admins the webhooks, the API keys and the
+//! platform's limits, which others see read-only. Controls a role may not use are not rendered
+//! (the API refuses them anyway); what the API refuses is shown in its words.
+//!
+//! The page is one query, read again after each change, and every change is a [`Mutation`]
+//! form: one submit handler for all of them keeps the page small in the bundle.
+
+use dioxus::prelude::*;
+use serde_json::{Value, json};
+
+use super::api::call;
+use super::session::Session;
+use super::{Problem, use_session, when};
+
+const READ: &str = "{ me { id role } preferences { notifyOn timeZone pageSize } \
+    config { maxTargetsPerRun maxDurationSecs halted haltReason } }";
+
+/// [`READ`] and what only admins may read.
+const READ_ADMIN: &str = "{ me { id role } preferences { notifyOn timeZone pageSize } \
+    config { maxTargetsPerRun maxDurationSecs halted haltReason } \
+    webhooks { id url events } apiKeys { id name role createdAt } }";
+
+const SAVE_PREFERENCES: &str =
+    "mutation($v: PreferencesInput!) { updatePreferences(preferences: $v) { pageSize } }";
+
+const REMOVE_WEBHOOK: &str = "mutation($id: ID!) { removeWebhook(id: $id) { version } }";
+
+const REVOKE_KEY: &str = "mutation($id: ID!) { revokeApiKey(id: $id) { version } }";
+
+const SAVE_CONFIG: &str = "mutation($t: Int!, $d: Int!) { updateConfig(maxTargetsPerRun: $t, maxDurationSecs: $d) { version } }";
+
+const ADD_WEBHOOK: &str =
+    "mutation($u: String!, $e: [String!]!) { addWebhook(url: $u, events: $e) { version } }";
+
+const CREATE_KEY: &str =
+    "mutation($n: String!, $r: String!) { createApiKey(name: $n, role: $r) { id secret role } }";
+
+const OUTCOMES: [&str; 5] = ["COMPLETED", "FAILED", "NOT_RECOVERED", "STOPPED", "HALTED"];
+
+const ROLES: [&str; 3] = ["VIEWER", "OPERATOR", "ADMIN"];
+
+/// A JSON string, or nothing.
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+/// The strings of a JSON array.
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A labelled text input bound to `value`.
+#[component]
+pub fn Field(
+    id: &'static str,
+    label: &'static str,
+    value: Signal<String>,
+    #[props(default = "text")] kind: &'static str,
+    #[props(default)] required: bool,
+) -> Element {
+    let mut value = value;
+    rsx! {
+        div { class: "field",
+            label { r#for: id, "{label}" }
+            input { id, r#type: kind, required, value: "{value}", oninput: move |e| value.set(e.value()) }
+        }
+    }
+}
+
+/// A form that sends one mutation, `query`, with what `variables` gives (or the reason it
+/// cannot be sent), says how it went, and hands the answer to `on_done`.
+#[component]
+fn Mutation(
+    label: String,
+    query: &'static str,
+    variables: Callback<(), Result<Value, String>>,
+    done: &'static str,
+    #[props(default)] class: &'static str,
+    on_done: Option<Callback<Value>>,
+    children: Element,
+) -> Element {
+    let session = use_session();
+    let mut said = use_signal(|| None::<Result<&'static str, String>>);
+    rsx! {
+        form {
+            class,
+            "aria-label": "{label}",
+            onsubmit: move |event: FormEvent| async move {
+                event.prevent_default();
+                let sent = match variables.call(()) {
+                    Ok(variables) => call(session, query, variables).await.map_err(|e| e.message),
+                    Err(why) => Err(why),
+                };
+                match sent {
+                    Ok(data) => {
+                        said.set(Some(Ok(done)));
+                        if let Some(on_done) = on_done {
+                            on_done.call(data);
+                        }
+                    }
+                    Err(why) => said.set(Some(Err(why))),
+                }
+            },
+            {children}
+        }
+        match said() {
+            None => rsx! {},
+            Some(Ok(done)) => rsx! { p { class: "notice", role: "status", "{done}" } },
+            Some(Err(why)) => rsx! { p { class: "problem", role: "alert", "{why}" } },
+        }
+    }
+}
+
+/// A button that asks before it sends `query` about `id`: the question and its confirmation
+/// open after it, so the keyboard focus moves on to them.
+#[component]
+fn Confirmed(
+    label: &'static str,
+    question: String,
+    query: &'static str,
+    id: String,
+    done: &'static str,
+    refresh: Callback<Value>,
+) -> Element {
+    let mut asking = use_signal(|| false);
+    rsx! {
+        button {
+            r#type: "button",
+            class: "secondary",
+            "aria-expanded": "{asking}",
+            onclick: move |_| asking.toggle(),
+            "{label}"
+        }
+        if asking() {
+            Mutation {
+                label: question.clone(),
+                class: "confirm-inline",
+                query,
+                variables: move |()| Ok(json!({ "id": id.clone() })),
+                done,
+                on_done: refresh,
+                span { "{question} " }
+                button { r#type: "submit", class: "danger", "Yes, {label.to_lowercase()}" }
+                button { r#type: "button", class: "secondary", onclick: move |_| asking.set(false), "Cancel" }
+            }
+        }
+    }
+}
+
+/// The settings page.
+#[component]
+pub fn Settings() -> Element {
+    let session = use_session();
+    let admin = session.read().as_ref().is_some_and(Session::is_admin);
+    let mut read = use_resource(move || async move {
+        call(session, if admin { READ_ADMIN } else { READ }, json!({})).await
+    });
+    let refresh = use_callback(move |_: Value| read.restart());
+    let data = match &*read.read() {
+        Some(Ok(data)) => data.clone(),
+        Some(Err(e)) => {
+            return rsx! { Problem { message: e.message.clone(), retry: move |()| read.restart() } };
+        }
+        None => return rsx! { p { class: "muted", role: "status", "Loading your settings…" } },
+    };
+    rsx! {
+        div { class: "page-head", h1 { "Settings" } }
+        Profile { me: data["me"].clone(), preferences: data["preferences"].clone() }
+        if admin {
+            Webhooks { hooks: data["webhooks"].clone(), refresh }
+            ApiKeys { keys: data["apiKeys"].clone(), refresh }
+        }
+        Config { config: data["config"].clone(), admin }
+    }
+}
+
+/// Who you are and your preferences.
+#[component]
+fn Profile(me: Value, preferences: Value) -> Element {
+    let mut notify = use_signal(|| strings(&preferences["notifyOn"]));
+    let zone = use_signal(|| text(&preferences["timeZone"]));
+    let size = use_signal(|| preferences["pageSize"].to_string());
+    rsx! {
+        section { class: "card", "aria-labelledby": "profile-title",
+            h2 { id: "profile-title", "Profile" }
+            dl { class: "facts",
+                dt { "Signed in as" }
+                dd { "{text(&me[\"id\"])}" }
+                dt { "Role" }
+                dd { "{text(&me[\"role\"])}" }
+            }
+            Mutation {
+                label: "Preferences",
+                query: SAVE_PREFERENCES,
+                variables: move |()| {
+                    let size: i64 = size.peek().trim().parse().map_err(|_| "Rows per page must be a whole number.".to_owned())?;
+                    Ok(json!({ "v": { "notifyOn": notify.peek().clone(), "timeZone": zone.peek().trim(), "pageSize": size } }))
+                },
+                done: "Preferences saved.",
+                fieldset { class: "choices",
+                    legend { "Notify me of" }
+                    for outcome in OUTCOMES {
+                        div { class: "check",
+                            input {
+                                id: "notify-{outcome}",
+                                r#type: "checkbox",
+                                checked: notify.read().iter().any(|n| n == outcome),
+                                onchange: move |e| {
+                                    let on = e.checked();
+                                    notify.with_mut(|n| {
+                                        n.retain(|o| o != outcome);
+                                        if on {
+                                            n.push(outcome.to_owned());
+                                        }
+                                    });
+                                },
+                            }
+                            label { r#for: "notify-{outcome}", "{outcome}" }
+                        }
+                    }
+                }
+                Field { id: "time-zone", label: "Time zone (IANA)", value: zone }
+                Field { id: "page-size", label: "Rows per page (10 to 200)", value: size, kind: "number" }
+                button { r#type: "submit", "Save preferences" }
+            }
+        }
+    }
+}
+
+/// A row of a [`Listing`]: its id, its cells, and what removing it asks.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    id: String,
+    cells: Vec<String>,
+    question: String,
+}
+
+/// A table of what an admin manages, each row removable after a confirmation: `remove` is
+/// the button's label, `query` the mutation it sends with the row's id.
+#[component]
+fn Listing(
+    headers: Vec<&'static str>,
+    rows: Vec<Row>,
+    empty: &'static str,
+    remove: &'static str,
+    query: &'static str,
+    done: &'static str,
+    refresh: Callback<Value>,
+) -> Element {
+    if rows.is_empty() {
+        return rsx! { p { class: "muted empty", "{empty}" } };
+    }
+    rsx! {
+        div { class: "table-wrap",
+            table {
+                thead {
+                    tr {
+                        for header in headers {
+                            th { scope: "col", "{header}" }
+                        }
+                        th { scope: "col", span { class: "visually-hidden", "Actions" } }
+                    }
+                }
+                tbody {
+                    for row in rows {
+                        tr { key: "{row.id}",
+                            for cell in row.cells {
+                                td { class: "id", "{cell}" }
+                            }
+                            td {
+                                Confirmed { label: remove, question: row.question, query, id: row.id, done, refresh }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The webhook subscriptions (admins only).
+#[component]
+fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
+    let mut url = use_signal(String::new);
+    let mut events = use_signal(String::new);
+    let rows = hooks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|hook| {
+            let events = strings(&hook["events"]);
+            Row {
+                id: text(&hook["id"]),
+                question: format!("Remove the webhook to {}?", text(&hook["url"])),
+                cells: vec![
+                    text(&hook["url"]),
+                    if events.is_empty() {
+                        "every event".to_owned()
+                    } else {
+                        events.join(", ")
+                    },
+                ],
+            }
+        })
+        .collect();
+    rsx! {
+        section { class: "card", "aria-labelledby": "webhooks-title",
+            h2 { id: "webhooks-title", "Webhooks" }
+            Listing {
+                headers: vec!["URL", "Events"],
+                rows,
+                empty: "No webhook yet.",
+                remove: "Remove",
+                query: REMOVE_WEBHOOK,
+                done: "Webhook removed.",
+                refresh,
+            }
+            Mutation {
+                label: "Add a webhook",
+                class: "filters",
+                query: ADD_WEBHOOK,
+                variables: move |()| {
+                    let types: Vec<String> = events.peek().split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+                    Ok(json!({ "u": url.peek().trim(), "e": types }))
+                },
+                done: "Webhook added.",
+                on_done: move |answer| {
+                    url.set(String::new());
+                    events.set(String::new());
+                    refresh.call(answer);
+                },
+                Field { id: "hook-url", label: "URL", value: url, kind: "url", required: true }
+                Field { id: "hook-events", label: "Event types (comma-separated; empty for every event)", value: events }
+                div { class: "actions", button { r#type: "submit", "Add webhook" } }
+            }
+        }
+    }
+}
+
+/// The API keys (admins only): issued with their secret shown once, listed without it.
+#[component]
+fn ApiKeys(keys: Value, refresh: Callback<Value>) -> Element {
+    let mut name = use_signal(String::new);
+    let mut role = use_signal(|| "VIEWER".to_owned());
+    let mut issued = use_signal(|| None::<Value>);
+    let rows = keys
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|key| Row {
+            id: text(&key["id"]),
+            question: format!(
+                "Revoke the key {}? Whatever uses it is refused from now on.",
+                text(&key["name"])
+            ),
+            cells: vec![
+                text(&key["name"]),
+                text(&key["role"]),
+                text(&key["id"]),
+                when(&text(&key["createdAt"])),
+            ],
+        })
+        .collect();
+    rsx! {
+        section { class: "card", "aria-labelledby": "keys-title",
+            h2 { id: "keys-title", "API keys" }
+            Listing {
+                headers: vec!["Name", "Role", "Id", "Created"],
+                rows,
+                empty: "No API key in force.",
+                remove: "Revoke",
+                query: REVOKE_KEY,
+                done: "API key revoked.",
+                refresh,
+            }
+            if let Some(key) = issued() {
+                div { class: "secret", role: "status",
+                    p { strong { "The secret of key {text(&key[\"id\"])} ({text(&key[\"role\"])}), shown this once:" } }
+                    code { class: "id", "data-secret": "", "{text(&key[\"secret\"])}" }
+                    p { class: "muted",
+                        "Copy it now (select it, then Ctrl+C or ⌘C) into your secret store: it cannot be shown again. Scripts send it as Authorization: Bearer <secret>."
+                    }
+                    button { r#type: "button", class: "secondary", onclick: move |_| issued.set(None), "I have copied it" }
+                }
+            }
+            Mutation {
+                label: "Create an API key",
+                class: "filters",
+                query: CREATE_KEY,
+                variables: move |()| Ok(json!({ "n": name.peek().trim(), "r": role.peek().clone() })),
+                done: "API key created.",
+                on_done: move |answer: Value| {
+                    issued.set(Some(answer["createApiKey"].clone()));
+                    name.set(String::new());
+                    refresh.call(answer);
+                },
+                Field { id: "key-name", label: "Name", value: name, required: true }
+                div { class: "field",
+                    label { r#for: "key-role", "Role" }
+                    select { id: "key-role", value: "{role}", onchange: move |e| role.set(e.value()),
+                        for r in ROLES {
+                            option { value: "{r}", "{r}" }
+                        }
+                    }
+                }
+                div { class: "actions", button { r#type: "submit", "Create API key" } }
+            }
+        }
+    }
+}
+
+/// The platform's limits: a form for admins, facts for everyone else.
+#[component]
+fn Config(config: Value, admin: bool) -> Element {
+    let targets = use_signal(|| config["maxTargetsPerRun"].to_string());
+    let duration = use_signal(|| config["maxDurationSecs"].to_string());
+    let halted = if config["halted"].as_bool() == Some(true) {
+        format!("halted: {}", text(&config["haltReason"]))
+    } else {
+        "allowed".to_owned()
+    };
+    rsx! {
+        section { class: "card", "aria-labelledby": "config-title",
+            h2 { id: "config-title", "System configuration" }
+            if admin {
+                Mutation {
+                    label: "System configuration",
+                    query: SAVE_CONFIG,
+                    variables: move |()| {
+                        let number = |s: Signal<String>| s.peek().trim().parse::<u32>().map_err(|_| "Both limits must be whole numbers.".to_owned());
+                        Ok(json!({ "t": number(targets)?, "d": number(duration)? }))
+                    },
+                    done: "Configuration saved.",
+                    Field { id: "max-targets", label: "Most targets per run", value: targets, kind: "number" }
+                    Field { id: "max-duration", label: "Longest run (seconds)", value: duration, kind: "number" }
+                    button { r#type: "submit", "Save configuration" }
+                }
+            } else {
+                dl { class: "facts",
+                    dt { "Most targets per run" }
+                    dd { "{config[\"maxTargetsPerRun\"]}" }
+                    dt { "Longest run" }
+                    dd { "{config[\"maxDurationSecs\"]} s" }
+                }
+            }
+            p { class: "muted", "Experiments are {halted}." }
+        }
+    }
+}
