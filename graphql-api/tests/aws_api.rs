@@ -602,3 +602,90 @@ fn serving_aws_without_its_tables_says_which_is_missing() {
         "{said}"
     );
 }
+
+#[test]
+fn the_audit_chain_on_aws_is_checked_from_the_events_table() {
+    use aws_sdk_dynamodb::primitives::Blob;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    const CHAIN: &str = "query($id: ID) { auditChain(experimentId: $id) { intact streams events \
+        faults { streamType streamId sequence problem } } }";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = Platform::new();
+    let operator = platform.key("chain-ops", Role::Operator);
+    let viewer = platform.key("chain-auditor", Role::Viewer);
+    let server = platform.serve(dir.path());
+    for id in ["chain-a", "chain-b"] {
+        ok(&gql(
+            server.addr,
+            Some(&operator),
+            CREATE,
+            json!({"id": id, "spec": spec(id, false)}),
+        ));
+    }
+    ok(&gql(
+        server.addr,
+        Some(&operator),
+        "mutation { cancelExperiment(id: \"chain-b\", reason: \"no\") { version } }",
+        json!({}),
+    ));
+
+    // The platform's stream (two keys issued) and the two experiments' (three events).
+    let whole = gql(server.addr, Some(&viewer), CHAIN, json!({}));
+    assert_eq!(
+        ok(&whole)["auditChain"],
+        json!({"intact": true, "streams": 3, "events": 5, "faults": []}),
+        "{whole}"
+    );
+    let one = gql(server.addr, Some(&viewer), CHAIN, json!({"id": "chain-b"}));
+    assert_eq!(ok(&one)["auditChain"]["events"], 2, "{one}");
+
+    // The cancellation's reason changed in the table: the chain breaks there.
+    platform.runtime.block_on(async {
+        let client = aws::dynamodb();
+        let mut item = client
+            .get_item()
+            .table_name(&platform.events)
+            .key(
+                "AggregateTypeAndId",
+                AttributeValue::S("Experiment:chain-b".into()),
+            )
+            .key("AggregateIdSequence", AttributeValue::N("2".into()))
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("the cancellation");
+        let payload = String::from_utf8(item["Payload"].as_b().expect("payload").as_ref().to_vec())
+            .expect("UTF-8");
+        let changed = payload.replace("\"reason\":\"no\"", "\"reason\":\"on\"");
+        assert_ne!(changed, payload, "{payload}");
+        item.insert("Payload".into(), AttributeValue::B(Blob::new(changed)));
+        client
+            .put_item()
+            .table_name(&platform.events)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put");
+    });
+    for variables in [json!({}), json!({"id": "chain-b"})] {
+        let broken = gql(server.addr, Some(&viewer), CHAIN, variables);
+        let status = &ok(&broken)["auditChain"];
+        assert_eq!(status["intact"], false, "{broken}");
+        let faults = status["faults"].as_array().expect("faults");
+        assert_eq!(faults.len(), 1, "{broken}");
+        assert_eq!(
+            (&faults[0]["streamId"], &faults[0]["sequence"]),
+            (&json!("chain-b"), &json!(2)),
+            "{broken}"
+        );
+        assert!(
+            faults[0]["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("does not match the content")),
+            "{broken}"
+        );
+    }
+    let missing = gql(server.addr, Some(&viewer), CHAIN, json!({"id": "chain-z"}));
+    assert_eq!(code(&missing).as_deref(), Some("NOT_FOUND"), "{missing}");
+}
