@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use web::route::Route;
 
 use super::api::{Live, call, live};
-use super::settings::Field;
+use super::settings::field;
 use super::{Link, LiveBadge, Problem, use_session, when};
 
 const LOG: &str = "query($filter: AuditFilterInput!, $first: Int!, $after: String) { \
@@ -151,7 +151,7 @@ pub fn Audit() -> Element {
                     }
                     tbody {
                         for row in rows.iter().take(PAGE_SIZE) {
-                            AuditRow { key: "{row[\"aggregateId\"]}-{row[\"sequence\"]}", row: row.clone() }
+                            {audit_row(row)}
                         }
                     }
                 }
@@ -175,10 +175,10 @@ pub fn Audit() -> Element {
                 before.set(Vec::new());
                 cursor.set(None);
             },
-            Field { id: "audit-actor", label: "Actor", value: actor }
-            Field { id: "audit-experiment", label: "Experiment id", value: experiment_id }
-            Field { id: "audit-from", label: "Recorded from", value: from, kind: "datetime-local" }
-            Field { id: "audit-to", label: "Recorded before", value: to, kind: "datetime-local" }
+            {field("audit-actor", "Actor", actor, "text", false)}
+            {field("audit-experiment", "Experiment id", experiment_id, "text", false)}
+            {field("audit-from", "Recorded from", from, "datetime-local", false)}
+            {field("audit-to", "Recorded before", to, "datetime-local", false)}
             div { class: "actions",
                 button { r#type: "submit", "Apply filters" }
                 button {
@@ -227,13 +227,13 @@ pub fn Audit() -> Element {
     }
 }
 
-#[component]
-fn AuditRow(row: Value) -> Element {
+/// One entry as a row of the table.
+fn audit_row(row: &Value) -> Element {
     let text = |field: &str| row[field].as_str().unwrap_or_default().to_owned();
     let (stream, id, hash) = (text("aggregateType"), text("aggregateId"), text("hash"));
     let short = hash.get(..12).unwrap_or(&hash).to_owned();
     rsx! {
-        tr {
+        tr { key: "{id}-{row[\"sequence\"]}",
             td { "data-label": "When", "{when(&text(\"recordedAt\"))}" }
             td { "data-label": "Actor",
                 "{text(\"actor\")}"

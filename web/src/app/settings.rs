@@ -57,20 +57,25 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A labelled text input bound to `value`.
-#[component]
-pub fn Field(
+/// A labelled input of type `kind` bound to `value` (a function, not a component: it keeps
+/// no state of its own, and the bundle pays nothing per use).
+pub fn field(
     id: &'static str,
     label: &'static str,
-    value: Signal<String>,
-    #[props(default = "text")] kind: &'static str,
-    #[props(default)] required: bool,
+    mut value: Signal<String>,
+    kind: &'static str,
+    required: bool,
 ) -> Element {
-    let mut value = value;
     rsx! {
         div { class: "field",
             label { r#for: id, "{label}" }
-            input { id, r#type: kind, required, value: "{value}", oninput: move |e| value.set(e.value()) }
+            input {
+                id,
+                r#type: kind,
+                required,
+                value: "{value}",
+                oninput: move |e| value.set(e.value()),
+            }
         }
     }
 }
@@ -227,8 +232,8 @@ fn Profile(me: Value, preferences: Value) -> Element {
                         }
                     }
                 }
-                Field { id: "time-zone", label: "Time zone (IANA)", value: zone }
-                Field { id: "page-size", label: "Rows per page (10 to 200)", value: size, kind: "number" }
+                {field("time-zone", "Time zone (IANA)", zone, "text", false)}
+                {field("page-size", "Rows per page (10 to 200)", size, "number", false)}
                 button { r#type: "submit", "Save preferences" }
             }
         }
@@ -245,9 +250,8 @@ struct Row {
 
 /// A table of what an admin manages, each row removable after a confirmation: `remove` is
 /// the button's label, `query` the mutation it sends with the row's id.
-#[component]
-fn Listing(
-    headers: Vec<&'static str>,
+fn listing(
+    headers: &[&'static str],
     rows: Vec<Row>,
     empty: &'static str,
     remove: &'static str,
@@ -263,7 +267,7 @@ fn Listing(
             table {
                 thead {
                     tr {
-                        for header in headers {
+                        for header in headers.iter().copied() {
                             th { scope: "col", "{header}" }
                         }
                         th { scope: "col", span { class: "visually-hidden", "Actions" } }
@@ -314,15 +318,7 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
     rsx! {
         section { class: "card", "aria-labelledby": "webhooks-title",
             h2 { id: "webhooks-title", "Webhooks" }
-            Listing {
-                headers: vec!["URL", "Events"],
-                rows,
-                empty: "No webhook yet.",
-                remove: "Remove",
-                query: REMOVE_WEBHOOK,
-                done: "Webhook removed.",
-                refresh,
-            }
+            {listing(&["URL", "Events"], rows, "No webhook yet.", "Remove", REMOVE_WEBHOOK, "Webhook removed.", refresh)}
             Mutation {
                 label: "Add a webhook",
                 class: "filters",
@@ -337,8 +333,8 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
                     events.set(String::new());
                     refresh.call(answer);
                 },
-                Field { id: "hook-url", label: "URL", value: url, kind: "url", required: true }
-                Field { id: "hook-events", label: "Event types (comma-separated; empty for every event)", value: events }
+                {field("hook-url", "URL", url, "url", true)}
+                {field("hook-events", "Event types (comma-separated; empty for every event)", events, "text", false)}
                 div { class: "actions", button { r#type: "submit", "Add webhook" } }
             }
         }
@@ -372,15 +368,7 @@ fn ApiKeys(keys: Value, refresh: Callback<Value>) -> Element {
     rsx! {
         section { class: "card", "aria-labelledby": "keys-title",
             h2 { id: "keys-title", "API keys" }
-            Listing {
-                headers: vec!["Name", "Role", "Id", "Created"],
-                rows,
-                empty: "No API key in force.",
-                remove: "Revoke",
-                query: REVOKE_KEY,
-                done: "API key revoked.",
-                refresh,
-            }
+            {listing(&["Name", "Role", "Id", "Created"], rows, "No API key in force.", "Revoke", REVOKE_KEY, "API key revoked.", refresh)}
             if let Some(key) = issued() {
                 div { class: "secret", role: "status",
                     p { strong { "The secret of key {text(&key[\"id\"])} ({text(&key[\"role\"])}), shown this once:" } }
@@ -402,7 +390,7 @@ fn ApiKeys(keys: Value, refresh: Callback<Value>) -> Element {
                     name.set(String::new());
                     refresh.call(answer);
                 },
-                Field { id: "key-name", label: "Name", value: name, required: true }
+                {field("key-name", "Name", name, "text", true)}
                 div { class: "field",
                     label { r#for: "key-role", "Role" }
                     select { id: "key-role", value: "{role}", onchange: move |e| role.set(e.value()),
@@ -439,8 +427,8 @@ fn Config(config: Value, admin: bool) -> Element {
                         Ok(json!({ "t": number(targets)?, "d": number(duration)? }))
                     },
                     done: "Configuration saved.",
-                    Field { id: "max-targets", label: "Most targets per run", value: targets, kind: "number" }
-                    Field { id: "max-duration", label: "Longest run (seconds)", value: duration, kind: "number" }
+                    {field("max-targets", "Most targets per run", targets, "number", false)}
+                    {field("max-duration", "Longest run (seconds)", duration, "number", false)}
                     button { r#type: "submit", "Save configuration" }
                 }
             } else {
