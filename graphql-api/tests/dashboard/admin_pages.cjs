@@ -134,9 +134,9 @@ async function auditLog(page, token) {
   await page.locator('table.audit tbody tr').first().waitFor();
   const actors = await column(page, 'Actor');
   check(actors.length >= 1 && actors.every((a) => a.startsWith(`${adminActor} ADMIN · `)), `actors: ${actors}`);
-  await applyFilters(page, { Actor: '', 'Recorded before': '2000-01-01T00:00' });
+  await applyFilters(page, { Actor: '', 'Recorded before (your time)': '2000-01-01T00:00' });
   await page.getByText('No entry matches these filters.').waitFor();
-  await applyFilters(page, { 'Recorded before': '', 'Recorded from': '2000-01-01T00:00' });
+  await applyFilters(page, { 'Recorded before (your time)': '', 'Recorded from (your time)': '2000-01-01T00:00' });
   await rowCount(page, 20);
   log('filtered by experiment, actor and time');
 }

@@ -100,7 +100,11 @@ pub fn Audit() -> Element {
         live(
             session,
             ACTIVITY,
-            || json!({}),
+            // Anything may have been recorded while disconnected: read the page again.
+            move || {
+                reload += 1;
+                json!({})
+            },
             move |_| {
                 let last_page = matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= PAGE_SIZE);
                 if last_page && !*waiting.peek() {
@@ -141,7 +145,7 @@ pub fn Audit() -> Element {
                 table { class: "audit",
                     thead {
                         tr {
-                            th { scope: "col", "When" }
+                            th { scope: "col", "When (UTC)" }
                             th { scope: "col", "Actor" }
                             th { scope: "col", "Stream" }
                             th { scope: "col", "Event" }
@@ -177,8 +181,8 @@ pub fn Audit() -> Element {
             },
             {field("audit-actor", "Actor", actor, "text", false)}
             {field("audit-experiment", "Experiment id", experiment_id, "text", false)}
-            {field("audit-from", "Recorded from", from, "datetime-local", false)}
-            {field("audit-to", "Recorded before", to, "datetime-local", false)}
+            {field("audit-from", "Recorded from (your time)", from, "datetime-local", false)}
+            {field("audit-to", "Recorded before (your time)", to, "datetime-local", false)}
             div { class: "actions",
                 button { r#type: "submit", "Apply filters" }
                 button {
@@ -298,14 +302,14 @@ fn ChainStatus(experiment: Memo<String>) -> Element {
                 Some(Ok(status)) if status["intact"].as_bool() == Some(true) => rsx! {
                     p { class: "chain chain-ok", role: "status",
                         strong { "Chain intact" }
-                        ": {number(status, \"streams\")} streams, {number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}"
+                        ": {number(status, \"streams\")} streams, {number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())} UTC"
                     }
                 },
                 Some(Ok(status)) => rsx! {
                     div { class: "chain chain-broken", role: "alert",
                         p {
                             strong { "Chain BROKEN" }
-                            ": {status[\"faults\"].as_array().map_or(0, Vec::len)} of {number(status, \"streams\")} streams do not verify ({number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}). Nothing after the first bad position of a stream can be trusted."
+                            ": {status[\"faults\"].as_array().map_or(0, Vec::len)} of {number(status, \"streams\")} streams do not verify ({number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())} UTC). Nothing after the first bad position of a stream can be trusted."
                         }
                         ul {
                             for fault in status["faults"].as_array().cloned().unwrap_or_default() {
