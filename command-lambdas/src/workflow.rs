@@ -221,7 +221,24 @@ where
         let this = self.clone();
         let (execution, state) = (id.to_owned(), state.to_owned());
         tokio::spawn(async move {
-            this.execute(&execution, &state, notify).await;
+            let running = tokio::spawn({
+                let (this, execution) = (this.clone(), execution.clone());
+                async move { this.execute(&execution, &state, notify).await }
+            });
+            // A panic in the execution must not leave the run RUNNING with nothing driving it
+            // and its slot taken (which keeps `reconcile` from resuming it): it ends the run.
+            if let Err(e) = running.await {
+                tracing::error!(experiment = %execution, error = %e, "the workflow execution panicked");
+                let finished = Finished::Failed {
+                    error: "Chaos.Panicked".to_owned(),
+                    cause: e.to_string(),
+                    state: "unknown".to_owned(),
+                };
+                if let Err(e) = this.end_if_running(&execution, &finished).await {
+                    tracing::error!(experiment = %execution, error = %e, "the run outlived its execution and could not be ended; it is left as it is until the next restart");
+                    lock(&this.inner.abandoned).insert(execution.clone());
+                }
+            }
             lock(&this.inner.executions).remove(&execution);
         });
         Started::New {
