@@ -17,3 +17,4 @@ pub mod pdf;
 pub mod report;
 pub mod route;
 pub mod spec;
+pub mod units;

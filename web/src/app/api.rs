@@ -1,12 +1,16 @@
 //! The GraphQL API as the pages use it: queries and mutations over HTTP with the session's
 //! token, and subscriptions over `graphql-transport-ws` that reconnect by themselves.
+//!
+//! The WebSocket protocol is spoken here directly over the browser's `WebSocket`: one
+//! subscription per socket needs only `connection_init`/`ack`, `subscribe`, `next`, `error`,
+//! `complete` and `ping`/`pong`, and a client library for it cost the bundle about a tenth of
+//! its size.
 
 use dioxus::prelude::*;
 use futures::StreamExt;
-use graphql_ws_client::Client;
-use graphql_ws_client::graphql::GraphqlOperation;
-use serde::Serialize;
 use serde_json::{Value, json};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
 use web::backoff;
 
 use super::session::{Session, forget};
@@ -72,6 +76,33 @@ pub async fn request(
     Ok(answer["data"].clone())
 }
 
+/// An answer of the API still to come, boxed (see [`use_api`]).
+pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, ApiError>>>>;
+
+/// `use_resource` for an API answer. Dioxus's hooks are compiled anew for every distinct
+/// closure and future they are given; boxed, every page shares one copy, which keeps several
+/// kilobytes per use out of the bundle.
+pub fn use_api(make: impl FnMut() -> Answer + 'static) -> Resource<Result<Value, ApiError>> {
+    use_api_boxed(Box::new(make))
+}
+
+fn use_api_boxed(make: Box<dyn FnMut() -> Answer>) -> Resource<Result<Value, ApiError>> {
+    use_resource(make)
+}
+
+/// `use_future` for work that runs as long as its component (see [`use_api`] for why boxed).
+pub fn use_task(
+    make: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + 'static,
+) -> UseFuture {
+    use_task_boxed(Box::new(make))
+}
+
+fn use_task_boxed(
+    make: Box<dyn FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>,
+) -> UseFuture {
+    use_future(make)
+}
+
 /// A request as the signed-in user; a refused credential signs the user out.
 pub async fn call(
     mut session: Signal<Option<Session>>,
@@ -87,22 +118,6 @@ pub async fn call(
         session.set(None);
     }
     answer
-}
-
-/// A subscription as graphql-ws-client sends it; answers are passed on as JSON.
-#[derive(Debug, Serialize)]
-struct Operation {
-    query: String,
-    variables: Value,
-}
-
-impl GraphqlOperation for Operation {
-    type Response = Value;
-    type Error = serde_json::Error;
-
-    fn decode(&self, data: Value) -> Result<Value, serde_json::Error> {
-        Ok(data)
-    }
 }
 
 /// The state of a page's live connection.
@@ -139,8 +154,110 @@ struct Followed {
     received: bool,
 }
 
-/// One connection: subscribes and hands every answer's `data` to `on` until `on` says the
-/// subscription is done (true), the server ends it, or the socket drops.
+/// What the socket reported.
+enum Incoming {
+    Opened,
+    Text(String),
+    Closed(String),
+}
+
+/// A WebSocket speaking `graphql-transport-ws`, whose events arrive on a channel; closed
+/// (and its handlers dropped) when dropped.
+struct Socket {
+    socket: web_sys::WebSocket,
+    events: futures::channel::mpsc::UnboundedReceiver<Incoming>,
+    // Kept alive as long as the socket may call them.
+    _handlers: [Closure<dyn FnMut(web_sys::Event)>; 4],
+}
+
+impl Socket {
+    fn open(url: &str) -> Result<Socket, String> {
+        let socket = web_sys::WebSocket::new_with_str(url, "graphql-transport-ws")
+            .map_err(|e| format!("cannot open {url}: {e:?}"))?;
+        let (sender, events) = futures::channel::mpsc::unbounded();
+        let handler = |f: fn(web_sys::Event) -> Incoming| {
+            let sender = sender.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                // A closed receiver means the page has stopped listening: nothing to do.
+                let _ = sender.unbounded_send(f(event));
+            })
+        };
+        let handlers = [
+            handler(|_| Incoming::Opened),
+            handler(|event| {
+                let text = event
+                    .dyn_ref::<web_sys::MessageEvent>()
+                    .and_then(|m| m.data().as_string())
+                    .unwrap_or_default();
+                Incoming::Text(text)
+            }),
+            handler(|event| {
+                let why = event
+                    .dyn_ref::<web_sys::CloseEvent>()
+                    .map(|c| match c.reason() {
+                        reason if reason.is_empty() => format!("closed ({})", c.code()),
+                        reason => format!("closed ({}: {reason})", c.code()),
+                    })
+                    .unwrap_or_else(|| "closed".to_owned());
+                Incoming::Closed(why)
+            }),
+            handler(|_| Incoming::Closed("the connection failed".to_owned())),
+        ];
+        socket.set_onopen(Some(handlers[0].as_ref().unchecked_ref()));
+        socket.set_onmessage(Some(handlers[1].as_ref().unchecked_ref()));
+        socket.set_onclose(Some(handlers[2].as_ref().unchecked_ref()));
+        socket.set_onerror(Some(handlers[3].as_ref().unchecked_ref()));
+        Ok(Socket {
+            socket,
+            events,
+            _handlers: handlers,
+        })
+    }
+
+    fn send(&self, message: &Value) -> Result<(), String> {
+        self.socket
+            .send_with_str(&message.to_string())
+            .map_err(|e| format!("cannot send: {e:?}"))
+    }
+
+    /// The next message, parsed; an error once the socket is closed.
+    async fn next(&mut self) -> Result<Value, String> {
+        loop {
+            match self.events.next().await {
+                Some(Incoming::Opened) => {}
+                Some(Incoming::Text(text)) => {
+                    return serde_json::from_str(&text)
+                        .map_err(|e| format!("the server sent what is not JSON: {e}"));
+                }
+                Some(Incoming::Closed(why)) => return Err(why),
+                None => return Err("closed".to_owned()),
+            }
+        }
+    }
+
+    /// Waits until the socket is open.
+    async fn opened(&mut self) -> Result<(), String> {
+        match self.events.next().await {
+            Some(Incoming::Opened) => Ok(()),
+            Some(Incoming::Closed(why)) => Err(why),
+            _ => Err("the connection failed".to_owned()),
+        }
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.socket.set_onopen(None);
+        self.socket.set_onmessage(None);
+        self.socket.set_onclose(None);
+        self.socket.set_onerror(None);
+        let _ = self.socket.close();
+    }
+}
+
+/// One connection: `connection_init` with the token, one `subscribe`, and every `next`
+/// answer's `data` handed to `on` until `on` says the subscription is done (true), the server
+/// completes it, or the socket drops. Pings are answered.
 async fn follow(
     token: &str,
     query: &str,
@@ -148,39 +265,58 @@ async fn follow(
     on: &mut impl FnMut(Value) -> bool,
     mut status: Signal<Live>,
 ) -> Result<Followed, String> {
-    let (meta, stream) =
-        ws_stream_wasm::WsMeta::connect(socket_url(), Some(vec!["graphql-transport-ws"]))
-            .await
-            .map_err(|e| e.to_string())?;
-    let connection = graphql_ws_client::ws_stream_wasm::Connection::new((meta, stream)).await;
-    let mut subscription = Client::build(connection)
-        .payload(json!({ "Authorization": format!("Bearer {token}") }))
-        .map_err(|e| e.to_string())?
-        .subscribe(Operation {
-            query: query.to_owned(),
-            variables,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    status.set(Live::Receiving);
-    let mut received = false;
-    while let Some(answer) = subscription.next().await {
-        let answer = answer.map_err(|e| e.to_string())?;
-        if let Some(error) = answer["errors"].get(0) {
-            return Err(error["message"].as_str().unwrap_or("refused").to_owned());
-        }
-        received = true;
-        if on(answer["data"].clone()) {
-            return Ok(Followed {
-                done: true,
-                received,
-            });
+    let mut socket = Socket::open(&socket_url())?;
+    socket.opened().await?;
+    socket.send(&json!({
+        "type": "connection_init",
+        "payload": { "Authorization": format!("Bearer {token}") },
+    }))?;
+    loop {
+        let message = socket.next().await?;
+        match message["type"].as_str() {
+            Some("connection_ack") => break,
+            Some("ping") => socket.send(&json!({ "type": "pong" }))?,
+            _ => return Err(format!("the server refused the connection: {message}")),
         }
     }
-    Ok(Followed {
-        done: false,
-        received,
-    })
+    socket.send(&json!({
+        "type": "subscribe",
+        "id": "1",
+        "payload": { "query": query, "variables": variables },
+    }))?;
+    status.set(Live::Receiving);
+    let mut received = false;
+    loop {
+        let message = socket.next().await?;
+        match message["type"].as_str() {
+            Some("next") => {
+                let answer = &message["payload"];
+                if let Some(error) = answer["errors"].get(0) {
+                    return Err(error["message"].as_str().unwrap_or("refused").to_owned());
+                }
+                received = true;
+                if on(answer["data"].clone()) {
+                    let _ = socket.send(&json!({ "type": "complete", "id": "1" }));
+                    return Ok(Followed {
+                        done: true,
+                        received,
+                    });
+                }
+            }
+            Some("error") => {
+                let error = &message["payload"][0];
+                return Err(error["message"].as_str().unwrap_or("refused").to_owned());
+            }
+            Some("complete") => {
+                return Ok(Followed {
+                    done: false,
+                    received,
+                });
+            }
+            Some("ping") => socket.send(&json!({ "type": "pong" }))?,
+            _ => {}
+        }
+    }
 }
 
 /// Follows a subscription for as long as the page lives: when the socket drops it connects
@@ -215,8 +351,8 @@ pub async fn live(
         let wait = backoff::delay_ms(attempt, js_sys::Math::random());
         attempt = attempt.saturating_add(1);
         status.set(Live::Retrying(format!(
-            "{why}; reconnecting in {:.1} s",
-            f64::from(wait) / 1000.0
+            "{why}; reconnecting in {}",
+            web::units::seconds(i64::from(wait))
         )));
         gloo_timers::future::TimeoutFuture::new(wait).await;
     }
