@@ -86,7 +86,7 @@ async function asAdmin(browser) {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
   await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
   const name = `kill one web worker ${Date.now()}`;
-  await page.getByLabel('Name').fill(name);
+  await page.getByLabel('Name', { exact: true }).fill(name);
   await page.getByLabel('How many workers').fill('0');
   await page.getByRole('button', { name: 'Create and start' }).click();
   const refusal = page.getByRole('alert').filter({ hasText: 'selection.value' });
@@ -94,9 +94,24 @@ async function asAdmin(browser) {
   log(`refused: ${(await refusal.innerText()).trim()}`);
   await shot(page, '03-run-refused');
 
-  // A real run: terminate one worker of the demo fleet.
+  // A real run: terminate one worker of the demo fleet, exactly the one the preview shows.
   await page.getByLabel('How many workers').fill('1');
   check(!(await page.getByLabel('Dry run').isChecked()), 'dry run is on by default');
+  check(await page.getByLabel('Stop when the error rate passes a limit').isChecked(), 'no error-rate guardrail by default');
+  await page.getByRole('button', { name: 'Preview targets' }).click();
+  const preview = page.getByRole('region', { name: 'Target preview' });
+  await preview.waitFor();
+  const candidates = await preview.locator('li code').allInnerTexts();
+  const previewed = await preview.locator('li[data-hit="true"] code').allInnerTexts();
+  check(candidates.length >= 2, `the preview lists ${candidates.length} workers in service`);
+  check(previewed.length === 1, `the preview would hit ${previewed.length} workers, not 1`);
+  log(`preview: ${candidates.join(', ')} in service; would hit ${previewed[0]}`);
+  await shot(page, '03-run-preview');
+  // A change after the preview makes it stale, and undoing the change makes it current again.
+  await page.getByLabel('Never more than (targets)').fill('2');
+  await preview.getByText('The form changed after this preview').waitFor();
+  await page.getByLabel('Never more than (targets)').fill('1');
+  await preview.getByText('The form changed after this preview').waitFor({ state: 'detached' });
   await page.getByRole('button', { name: 'Create and start' }).click();
   await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);
   const id = page.url().split('/').pop();
@@ -113,6 +128,8 @@ async function asAdmin(browser) {
     check(events.includes(needed), `the timeline has no ${needed}: ${events.join(', ')}`);
   }
   check(events.length > firstSeen, `the timeline did not grow live (${firstSeen} then ${events.length})`);
+  const injected = await page.locator('.timeline li[data-event="FailureInjected"] .what').innerText();
+  check(injected.includes(previewed[0]), `the run hit ${injected}, not the previewed ${previewed[0]}`);
   await page.getByText('RECOVERED', { exact: true }).waitFor();
   log(`completed live: ${firstSeen} events when opened, ${events.length} at the end (${events.join(' ')})`);
   await shot(page, '05-experiment-completed');
@@ -220,7 +237,26 @@ async function asAdmin(browser) {
   await page.getByText('No experiment matches these filters.').waitFor();
   await page.getByLabel('Status').selectOption('');
   await row.waitFor();
+  // By target, and by the day it was created (the browser's days).
+  const day = (offset) => {
+    const d = new Date();
+    d.setDate(d.getDate() + offset);
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  };
+  await page.getByLabel('Target', { exact: true }).fill('fleet:elsewhere');
+  await page.getByText('No experiment matches these filters.').waitFor();
+  await page.getByLabel('Target', { exact: true }).fill('fleet:web');
+  await row.waitFor();
+  await page.getByLabel('Created until').fill(day(-1));
+  await page.getByText('No experiment matches these filters.').waitFor();
+  await page.getByLabel('Created until').fill(day(0));
+  await page.getByLabel('Created from').fill(day(0));
+  await row.waitFor();
   await shot(page, '06-experiments');
+  await page.getByLabel('Target', { exact: true }).fill('');
+  await page.getByLabel('Created from').fill('');
+  await page.getByLabel('Created until').fill('');
+  log('the list filters by status, name, target and creation day');
   // 21 drafts: twenty on the first page, one on the next.
   await page.getByLabel('Name contains').fill('');
   await page.getByLabel('Status').selectOption('DRAFT');
@@ -248,10 +284,46 @@ async function asAdmin(browser) {
 
   await page.setViewportSize({ width: 1280, height: 900 });
 
+  // Run again from the finished run: save its form as a template, then schedule a run from
+  // the template through the home page's quick action, and cancel it.
+  await page.goto(`${base}/experiments/${id}`);
+  await page.getByRole('heading', { name, level: 1 }).waitFor();
+  await page.getByRole('button', { name: 'Run again…' }).click();
+  await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
+  await page.waitForFunction((want) => document.getElementById('name').value === want, name);
+  const templateName = `one web worker ${Date.now()}`;
+  await page.getByText('Save this form as a template').click();
+  await page.getByLabel('Template name').fill(templateName);
+  await page.getByRole('button', { name: 'Save as template' }).click();
+  await page.getByRole('status').filter({ hasText: `Saved the template “${templateName}”` }).waitFor();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
+  await page.getByRole('button', { name: `From template “${templateName}”` }).click();
+  await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
+  await page.waitForFunction((want) => document.getElementById('name').value === want, name);
+  const chosen = await page.getByLabel('Start from a template').evaluate((select) => select.selectedOptions[0].textContent);
+  check(chosen === templateName, `the form did not start from the template (${chosen})`);
+  const scheduled = `scheduled from a template ${Date.now()}`;
+  await page.getByLabel('Name', { exact: true }).fill(scheduled);
+  await page.getByLabel('At a time').check();
+  const later = new Date(Date.now() + 3_600_000);
+  const local = `${later.getFullYear()}-${String(later.getMonth() + 1).padStart(2, '0')}-${String(later.getDate()).padStart(2, '0')}T${String(later.getHours()).padStart(2, '0')}:${String(later.getMinutes()).padStart(2, '0')}`;
+  await page.getByLabel('Start at (your local time)').fill(local);
+  await shot(page, '07-run-from-template-scheduled');
+  await page.getByRole('button', { name: 'Create and schedule' }).click();
+  await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);
+  await page.getByRole('heading', { name: scheduled, level: 1 }).waitFor();
+  await page.locator('.facts .status', { hasText: 'SCHEDULED' }).waitFor();
+  const scheduledAt = await page.locator('.timeline li[data-event="ExperimentScheduled"] .what').innerText();
+  check(scheduledAt.includes(later.toISOString().slice(0, 16)), `scheduled for the wrong time: ${scheduledAt}, wanted ${later.toISOString()}`);
+  await page.getByRole('button', { name: 'Cancel the schedule' }).click();
+  await page.locator('.facts .status', { hasText: 'CANCELLED' }).waitFor();
+  await page.locator('.timeline li[data-event="ExperimentCancelled"]').waitFor();
+  log(`run again, saved as a template, scheduled from it for ${later.toISOString()} and cancelled`);
+
   // Halt-all from the dashboard stops a running experiment.
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
   const paused = `pause until halted ${Date.now()}`;
-  await page.getByLabel('Name').fill(paused);
+  await page.getByLabel('Name', { exact: true }).fill(paused);
   await page.getByLabel('Failure').selectOption('PAUSE');
   await page.getByLabel('Pause for (seconds)').fill('60');
   await page.getByRole('button', { name: 'Create and start' }).click();
@@ -292,9 +364,10 @@ async function asViewer(browser, experiment) {
   await signIn(page, process.env.VIEWER_USER, process.env.VIEWER_PASSWORD);
   await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   await page.getByRole('link', { name: experiment.name }).first().waitFor();
-  const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back|Lift the halt)$/;
+  const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back|Lift the halt|Run again…|Cancel the schedule)$/;
   check(await page.getByRole('button', { name: forbidden }).count() === 0, 'a viewer sees a control they may not use');
   check(await page.getByRole('link', { name: forbidden }).count() === 0, 'a viewer sees a link to running experiments');
+  check(await page.getByRole('heading', { name: 'Quick actions' }).count() === 0, 'a viewer sees quick actions that run experiments');
   await shot(page, '08-home-viewer');
 
   await page.getByRole('link', { name: experiment.name }).first().click();
@@ -302,6 +375,38 @@ async function asViewer(browser, experiment) {
   await page.locator('.timeline li[data-event="ExperimentCompleted"]').waitFor();
   check(await page.getByRole('button').filter({ hasText: /Start|Stop/ }).count() === 0, 'a viewer sees start or stop');
   await shot(page, '09-experiment-viewer');
+
+  // Not shown, and refused anyway: the viewer's own token, straight to the API.
+  const refused = await page.evaluate(async (experimentId) => {
+    const token = JSON.parse(sessionStorage.getItem('chaos.session')).access_token;
+    const spec = {
+      name: 'a viewer tries', target: { kind: 'LOCAL_FLEET', group: 'web' },
+      selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' },
+      guardrails: { stop_conditions: [], max_duration_secs: 60 },
+      recovery: { timeout_secs: 30, poll_interval_secs: 1, baseline_samples: 1 },
+    };
+    const attempts = {
+      run: ['mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec }],
+      start: ['mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: experimentId }],
+      stop: ['mutation($id: ID!) { stopExperiment(id: $id, reason: "a viewer") { version } }', { id: experimentId }],
+      halt: ['mutation { haltAll(reason: "a viewer") { stopped } }', {}],
+    };
+    const codes = {};
+    for (const [what, [query, variables]] of Object.entries(attempts)) {
+      const response = await fetch('/graphql', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query, variables }),
+      });
+      const answer = await response.json();
+      codes[what] = answer.errors?.[0]?.extensions?.code ?? `accepted: ${JSON.stringify(answer.data)}`;
+    }
+    return codes;
+  }, experiment.id);
+  for (const [what, code] of Object.entries(refused)) {
+    check(code === 'FORBIDDEN', `the API let a viewer ${what}: ${code}`);
+  }
+  log(`the API refuses a viewer's run, start, stop and halt: ${JSON.stringify(refused)}`);
 
   await page.goto(`${base}/experiments/new`);
   await page.getByText('Your role may not run experiments.').waitFor();

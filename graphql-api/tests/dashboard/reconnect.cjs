@@ -45,7 +45,7 @@ async function shot(page, name) {
     // Signed in where the address pointed.
     await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
     const name = `pause across a restart ${Date.now()}`;
-    await page.getByLabel('Name').fill(name);
+    await page.getByLabel('Name', { exact: true }).fill(name);
     await page.getByLabel('Failure').selectOption('PAUSE');
     await page.getByLabel('Pause for (seconds)').fill('6');
     await page.getByRole('button', { name: 'Create and start' }).click();

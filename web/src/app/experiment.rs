@@ -5,9 +5,10 @@
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::backoff;
+use web::route::Route;
 
-use super::api::{Live, call, live};
-use super::{LiveBadge, Problem, Status, use_session, when};
+use super::api::{Live, call, live, use_task};
+use super::{LiveBadge, Problem, Status, go_with_query, use_route, use_session, when};
 
 const DETAIL: &str = "query($id: ID!) { experiment(id: $id) { failure stopReason \
     experiment { id name target failureType dryRun status phase outcome recoveryMs createdAt createdBy startedAt endedAt version } \
@@ -45,9 +46,9 @@ pub fn Experiment(id: String) -> Element {
     let mut phase = use_signal(|| None::<String>);
     let live_status = use_signal(|| Live::Connecting);
     let id_for_task = id.clone();
-    let mut follow = use_future(move || {
+    let mut follow = use_task(move || {
         let id = id_for_task.clone();
-        async move {
+        Box::pin(async move {
             // The experiment as it is now, then every event after it.
             let mut tries = 0;
             let detail = loop {
@@ -109,7 +110,7 @@ pub fn Experiment(id: String) -> Element {
                 apply_detail(&data["experiment"], timeline, status, phase);
                 loaded.set(Loaded::Found(data["experiment"].clone()));
             }
-        }
+        })
     });
     let detail = match loaded() {
         Loaded::Loading => {
@@ -133,9 +134,7 @@ pub fn Experiment(id: String) -> Element {
     };
     let experiment = &detail["experiment"];
     let text = |field: &str| experiment[field].as_str().unwrap_or_default().to_owned();
-    let recovery = experiment["recoveryMs"]
-        .as_i64()
-        .map(|ms| format!("{:.1} s", ms as f64 / 1000.0));
+    let recovery = experiment["recoveryMs"].as_i64().map(web::units::seconds);
     let can_run = session.read().as_ref().is_some_and(|s| s.can_run());
     let current = status();
     rsx! {
@@ -239,10 +238,12 @@ fn apply_detail(
     phase.set(detail["experiment"]["phase"].as_str().map(str::to_owned));
 }
 
-/// Start (a draft) and stop (a running experiment), for those who may.
+/// Start (a draft), stop (a running experiment), cancel (a scheduled one) and run again, for
+/// those who may.
 #[component]
 fn Controls(id: String, status: String) -> Element {
     let session = use_session();
+    let route = use_route();
     let mut error = use_signal(|| None::<String>);
     let mut busy = use_signal(|| false);
     let act = move |query: &'static str, id: String| async move {
@@ -255,6 +256,8 @@ fn Controls(id: String, status: String) -> Element {
     };
     let start_id = id.clone();
     let stop_id = id.clone();
+    let cancel_id = id.clone();
+    let again = format!("from={id}");
     rsx! {
         div { class: "actions",
             if status == "DRAFT" {
@@ -276,6 +279,24 @@ fn Controls(id: String, status: String) -> Element {
                     ),
                     "Stop and roll back"
                 }
+            }
+            if status == "SCHEDULED" {
+                button {
+                    r#type: "button",
+                    class: "danger",
+                    disabled: busy(),
+                    onclick: move |_| act(
+                        "mutation($id: ID!) { cancelExperiment(id: $id, reason: \"cancelled from the dashboard\") { version } }",
+                        cancel_id.clone(),
+                    ),
+                    "Cancel the schedule"
+                }
+            }
+            button {
+                r#type: "button",
+                class: "secondary",
+                onclick: move |_| go_with_query(route, Route::NewExperiment, &again),
+                "Run again…"
             }
         }
         if let Some(message) = error() {

@@ -1,11 +1,12 @@
-//! The experiments list: filtered by status, searched by name, a page at a time.
+//! The experiments list: filtered by status, target and creation date, searched by name, a
+//! page at a time.
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::route::Route;
 
-use super::api::{ApiError, call};
-use super::{Link, Problem, Status, use_session, when};
+use super::api::{ApiError, call, use_api};
+use super::{Link, Problem, Status, local_midnight, use_session, when};
 
 /// A page of experiments (`filter`, `first`, `after`).
 pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
@@ -30,11 +31,15 @@ pub fn Experiments() -> Element {
     let session = use_session();
     let mut status = use_signal(String::new);
     let mut search = use_signal(String::new);
+    let mut target = use_signal(String::new);
+    let mut created_from = use_signal(String::new);
+    let mut created_to = use_signal(String::new);
+    let mut archived = use_signal(|| false);
     // The cursors of the pages before this one, and this one's.
     let mut before = use_signal(Vec::<Option<String>>::new);
     let mut cursor = use_signal(|| None::<String>);
     let mut reload = use_signal(|| 0_u32);
-    let page = use_resource(move || async move {
+    let page = use_api(move || {
         reload();
         let mut filter = json!({});
         if !status().is_empty() {
@@ -43,12 +48,24 @@ pub fn Experiments() -> Element {
         if !search().trim().is_empty() {
             filter["search"] = json!(search().trim());
         }
-        call(
+        if !target().trim().is_empty() {
+            filter["target"] = json!(target().trim());
+        }
+        // Days are the viewer's: from the start of the first to the end of the last.
+        if let Some(from) = local_midnight(&created_from(), 0) {
+            filter["createdFrom"] = json!(from);
+        }
+        if let Some(to) = local_midnight(&created_to(), 1) {
+            filter["createdTo"] = json!(to);
+        }
+        if archived() {
+            filter["includeArchived"] = json!(true);
+        }
+        Box::pin(call(
             session,
             LIST,
             json!({ "filter": filter, "first": PAGE_SIZE, "after": cursor() }),
-        )
-        .await
+        ))
     });
     let next = match &*page.read() {
         Some(Ok(data)) => data["experiments"]["nextCursor"]
@@ -96,6 +113,57 @@ pub fn Experiments() -> Element {
                         restart();
                     },
                 }
+            }
+            div { class: "field",
+                label { r#for: "target-filter", "Target" }
+                input {
+                    id: "target-filter",
+                    r#type: "search",
+                    placeholder: "fleet:web",
+                    "aria-describedby": "target-help",
+                    value: "{target}",
+                    oninput: move |e| {
+                        target.set(e.value());
+                        restart();
+                    },
+                }
+                span { id: "target-help", class: "visually-hidden", "A target key such as fleet:web or asg:web-prod" }
+            }
+            div { class: "field",
+                label { r#for: "created-from", "Created from" }
+                input {
+                    id: "created-from",
+                    r#type: "date",
+                    value: "{created_from}",
+                    onchange: move |e| {
+                        created_from.set(e.value());
+                        restart();
+                    },
+                }
+            }
+            div { class: "field",
+                label { r#for: "created-to", "Created until" }
+                input {
+                    id: "created-to",
+                    r#type: "date",
+                    value: "{created_to}",
+                    onchange: move |e| {
+                        created_to.set(e.value());
+                        restart();
+                    },
+                }
+            }
+            div { class: "field check",
+                input {
+                    id: "archived",
+                    r#type: "checkbox",
+                    checked: archived(),
+                    onchange: move |e| {
+                        archived.set(e.checked());
+                        restart();
+                    },
+                }
+                label { r#for: "archived", "Archived too" }
             }
         }
         section { class: "card", "aria-label": "Experiments found",

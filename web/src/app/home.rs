@@ -1,14 +1,16 @@
-//! Home: the platform's health, the experiments running now (kept current by the
-//! `platformActivity` subscription), recent history, and for admins the halt switch.
+//! Home: the platform's health, quick actions (run, run the last experiment again, start from
+//! a template), the experiments running now (kept current by the `platformActivity`
+//! subscription), recent history, and for admins the halt switch.
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::route::Route;
 
-use super::api::{Live, call, live};
+use super::api::{Live, call, live, use_api, use_task};
 use super::experiments::{ExperimentRows, LIST};
-use super::{Link, LiveBadge, Problem, use_session};
+use super::{Link, LiveBadge, Problem, go_with_query, use_route, use_session};
 
+const TEMPLATES: &str = "{ templates { id name } }";
 const HEALTH: &str = "{ health { halted haltReason projectionBehind projectionParked } }";
 const ACTIVITY: &str =
     "subscription { platformActivity { streamType streamId sequence eventType summary at actor } }";
@@ -20,44 +22,45 @@ pub fn Home() -> Element {
     let mut changed = use_signal(|| 0_u64);
     let live_status = use_signal(|| Live::Connecting);
     let mut latest = use_signal(Vec::<Value>::new);
-    let health = use_resource(move || async move {
+    let health = use_api(move || {
         changed();
-        call(session, HEALTH, json!({})).await
+        Box::pin(call(session, HEALTH, json!({})))
     });
-    let running = use_resource(move || async move {
+    let running = use_api(move || {
         changed();
-        call(
+        Box::pin(call(
             session,
             LIST,
             json!({ "filter": { "status": "RUNNING" }, "first": 50 }),
-        )
-        .await
+        ))
     });
-    let recent = use_resource(move || async move {
+    let recent = use_api(move || {
         changed();
-        call(session, LIST, json!({ "filter": {}, "first": 10 })).await
+        Box::pin(call(session, LIST, json!({ "filter": {}, "first": 10 })))
     });
-    use_future(move || async move {
-        live(
-            session,
-            ACTIVITY,
-            // Anything may have happened while disconnected: read everything again.
-            move || {
-                changed += 1;
-                json!({})
-            },
-            move |data| {
-                let update = data["platformActivity"].clone();
-                latest.with_mut(|l| {
-                    l.insert(0, update);
-                    l.truncate(8);
-                });
-                changed += 1;
-                false
-            },
-            live_status,
-        )
-        .await;
+    use_task(move || {
+        Box::pin(async move {
+            live(
+                session,
+                ACTIVITY,
+                // Anything may have happened while disconnected: read everything again.
+                move || {
+                    changed += 1;
+                    json!({})
+                },
+                move |data| {
+                    let update = data["platformActivity"].clone();
+                    latest.with_mut(|l| {
+                        l.insert(0, update);
+                        l.truncate(8);
+                    });
+                    changed += 1;
+                    false
+                },
+                live_status,
+            )
+            .await;
+        })
     });
     let user = session.read().clone();
     let admin = user.as_ref().is_some_and(|u| u.is_admin());
@@ -75,12 +78,12 @@ pub fn Home() -> Element {
                 Some(Ok(data)) => rsx! { HealthView { health: data["health"].clone(), admin, on_change: move |()| changed += 1 } },
             }
         }
+        if can_run {
+            QuickActions { recent }
+        }
         section { class: "card", "aria-labelledby": "running-title",
             div { class: "section-head",
                 h2 { id: "running-title", "Running now" }
-                if can_run {
-                    Link { to: Route::NewExperiment, class: "button", "Run an experiment" }
-                }
             }
             ExperimentRows { page: running, empty: "No experiment is running." }
         }
@@ -101,6 +104,69 @@ pub fn Home() -> Element {
                     li { key: "{update[\"streamId\"]}-{update[\"sequence\"]}",
                         span { class: "event-type", "{update[\"eventType\"].as_str().unwrap_or_default()}" }
                         " {update[\"summary\"].as_str().unwrap_or_default()}"
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What someone who runs experiments does most: run one, run the last one again, or start
+/// from one of the first few templates.
+#[component]
+fn QuickActions(recent: Resource<Result<Value, super::api::ApiError>>) -> Element {
+    let session = use_session();
+    let route = use_route();
+    let templates = use_api(move || Box::pin(call(session, TEMPLATES, json!({}))));
+    let last = match &*recent.read() {
+        Some(Ok(data)) => data["experiments"]["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .map(|e| {
+                (
+                    e["id"].as_str().unwrap_or_default().to_owned(),
+                    e["name"].as_str().unwrap_or_default().to_owned(),
+                )
+            }),
+        _ => None,
+    };
+    let first_templates: Vec<(String, String)> = match &*templates.read() {
+        Some(Ok(data)) => data["templates"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .take(3)
+                    .map(|t| {
+                        (
+                            t["id"].as_str().unwrap_or_default().to_owned(),
+                            t["name"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    rsx! {
+        section { class: "card", "aria-labelledby": "quick-title",
+            h2 { id: "quick-title", "Quick actions" }
+            div { class: "quick",
+                Link { to: Route::NewExperiment, class: "button", "Run an experiment" }
+                if let Some((id, name)) = last {
+                    button {
+                        r#type: "button",
+                        class: "secondary",
+                        onclick: move |_| go_with_query(route, Route::NewExperiment, &format!("from={id}")),
+                        "Run “{name}” again"
+                    }
+                }
+                for (id, name) in first_templates {
+                    button {
+                        key: "{id}",
+                        r#type: "button",
+                        class: "secondary",
+                        onclick: move |_| go_with_query(route, Route::NewExperiment, &format!("template={id}")),
+                        "From template “{name}”"
                     }
                 }
             }

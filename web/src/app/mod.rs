@@ -37,6 +37,15 @@ pub fn go(mut route: Signal<Route>, to: Route) {
     route.set(to);
 }
 
+/// Goes to `to` with `query` (`from=<id>`) in its address, for a page that reads it.
+pub fn go_with_query(mut route: Signal<Route>, to: Route, query: &str) {
+    if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+        let url = format!("{}?{query}", to.path());
+        let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+    route.set(to);
+}
+
 /// The signed-in session, shared by every page.
 pub fn use_session() -> Signal<Option<Session>> {
     use_context()
@@ -63,7 +72,7 @@ pub fn App() -> Element {
         }
         on_pop.forget();
     });
-    use_future(move || session::keep_fresh(session));
+    api::use_task(move || Box::pin(session::keep_fresh(session)));
     let page = route();
     use_effect(move || {
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
@@ -99,7 +108,7 @@ pub fn App() -> Element {
                         session::logout(session).await;
                         go(route, Route::Login);
                     },
-                    "Sign out"
+                    if user.pool.is_some() { "Sign out everywhere" } else { "Sign out" }
                 }
             }
         }
@@ -158,7 +167,7 @@ pub fn LiveBadge(status: Signal<api::Live>) -> Element {
 /// A status as a coloured label (the text says it; the colour only repeats it).
 #[component]
 pub fn Status(status: String) -> Element {
-    let class = format!("status status-{}", status.to_lowercase());
+    let class = format!("status status-{}", status.to_ascii_lowercase());
     rsx! { span { class: "{class}", "{status}" } }
 }
 
@@ -173,6 +182,21 @@ pub fn Problem(message: String, retry: Option<EventHandler<()>>) -> Element {
             }
         }
     }
+}
+
+/// The start of day `date` (`2026-11-27`, as a date input gives it) plus `days`, in the
+/// browser's time zone, as an RFC 3339 UTC time; none for an empty or unreadable date.
+pub fn local_midnight(date: &str, days: u32) -> Option<String> {
+    if date.is_empty() {
+        return None;
+    }
+    let day = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&format!("{date}T00:00")));
+    if day.get_time().is_nan() {
+        return None;
+    }
+    // Through the calendar, not by adding hours: a day with a clock change is not 24 h long.
+    day.set_date(day.get_date() + days);
+    Some(String::from(day.to_iso_string()))
 }
 
 /// A short, readable form of an RFC 3339 time (`2026-11-27 02:41:10`).

@@ -1,115 +1,521 @@
-//! Running an experiment against a fleet: a form without JSON that creates the experiment,
-//! then starts it, and opens its page. What the API refuses is shown as it says it.
+//! Running an experiment: a form over every field of the spec (no JSON to write), that can
+//! start from a saved template (`?template=<id>`) or an earlier run (`?from=<experiment id>`),
+//! preview exactly which targets the run would hit, and start it now or schedule it. What the
+//! API refuses is shown in the API's words.
+//!
+//! The preview is the API's `targets` query, a dry run of target selection for an experiment
+//! id it returns: the experiment is then created with that id, so it hits exactly the targets
+//! shown, as long as the form and the group are unchanged. A form changed after its preview
+//! says the preview is stale and the run gets a fresh id.
 
 use dioxus::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use web::route::Route;
-use web::spec::SimpleSpec;
+use web::spec::{Field, Flag, SpecForm};
 
-use super::api::call;
-use super::{go, use_route, use_session};
+use super::api::{call, use_api, use_task};
+use super::{Problem, go, use_route, use_session};
+
+const TEMPLATES: &str = "{ templates { id name spec } }";
+const PREVIEW: &str =
+    "query($spec: JSON!) { targets(spec: $spec) { experimentId target candidates wouldHit } }";
+const CREATE: &str =
+    "mutation($spec: JSON!, $id: ID) { createExperiment(spec: $spec, id: $id) { aggregateId } }";
+const CREATE_FROM_TEMPLATE: &str = "mutation($template: ID!, $name: String, $id: ID) { \
+    createExperimentFromTemplate(templateId: $template, name: $name, id: $id) { aggregateId } }";
+const START: &str = "mutation($id: ID!) { startExperiment(id: $id) { version } }";
+const SCHEDULE: &str =
+    "mutation($id: ID!, $at: String!) { scheduleExperiment(id: $id, startAt: $at) { version } }";
+const SAVE_TEMPLATE: &str =
+    "mutation($name: String!, $spec: JSON!) { saveTemplate(name: $name, spec: $spec) { id name } }";
+const EARLIER_RUN: &str = "query($id: ID!) { experiment(id: $id) { spec } }";
+
+/// A preview of target selection, and the spec it was made for.
+#[derive(Debug, Clone, PartialEq)]
+struct Preview {
+    spec: Value,
+    experiment_id: String,
+    target: String,
+    candidates: Vec<String>,
+    would_hit: Vec<String>,
+}
+
+/// A saved template.
+#[derive(Debug, Clone, PartialEq)]
+struct Template {
+    id: String,
+    name: String,
+    spec: Value,
+}
+
+/// The templates of a `templates` answer.
+fn templates_of(data: &Value) -> Vec<Template> {
+    data["templates"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|t| Template {
+                    id: t["id"].as_str().unwrap_or_default().to_owned(),
+                    name: t["name"].as_str().unwrap_or_default().to_owned(),
+                    spec: t["spec"].clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `spec` without its name (a run from a template may be named afresh).
+fn unnamed(mut spec: Value) -> Value {
+    if let Some(fields) = spec.as_object_mut() {
+        fields.remove("name");
+    }
+    spec
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The value of `name` in the address's query (`?from=<id>`), if it has one. Ids need no
+/// decoding: they are URL-safe.
+fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let prefix = format!("{name}=");
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(prefix.as_str()))
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
+/// `local` (`2026-11-27T09:30`, as a `datetime-local` input gives it, in the browser's time
+/// zone) as an RFC 3339 UTC time.
+fn utc(local: &str) -> Option<String> {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
+    (!date.get_time().is_nan()).then(|| String::from(date.to_iso_string()))
+}
 
 /// The form.
 #[component]
 pub fn NewExperiment() -> Element {
     let session = use_session();
     let route = use_route();
-    let mut name = use_signal(String::new);
-    let mut group = use_signal(|| "web".to_owned());
-    let mut failure = use_signal(|| "TERMINATE".to_owned());
-    let mut pause_secs = use_signal(|| "10".to_owned());
-    let mut count = use_signal(|| "1".to_owned());
-    let mut dry_run = use_signal(|| false);
+    let mut form = use_signal(SpecForm::default);
+    let mut template = use_signal(|| None::<Template>);
+    let mut preview = use_signal(|| None::<Preview>);
+    let mut previewing = use_signal(|| false);
+    let mut preview_error = use_signal(|| None::<String>);
+    let mut schedule = use_signal(|| false);
+    let mut start_at = use_signal(String::new);
+    let mut template_name = use_signal(String::new);
+    let mut saved = use_signal(|| None::<String>);
     let mut error = use_signal(|| None::<String>);
     let mut busy = use_signal(|| false);
+    let mut templates = use_api(move || Box::pin(call(session, TEMPLATES, json!({}))));
+    // `?template=<id>`: the form starts from that template once the templates are read.
+    let mut wanted_template = use_signal(|| query_param("template"));
+    use_effect(move || {
+        let Some(wanted) = wanted_template() else {
+            return;
+        };
+        if let Some(Ok(data)) = &*templates.read() {
+            if let Some(t) = templates_of(data).into_iter().find(|t| t.id == wanted) {
+                form.set(SpecForm::from_json(&t.spec));
+                template.set(Some(t));
+            } else {
+                error.set(Some(format!("There is no template {wanted}.")));
+            }
+            wanted_template.set(None);
+        }
+    });
+    // `?from=<id>`, run again: the form starts as an earlier experiment was.
+    use_task(move || {
+        Box::pin(async move {
+            let Some(id) = query_param("from") else {
+                return;
+            };
+            match call(session, EARLIER_RUN, json!({ "id": id })).await {
+                Ok(data) if data["experiment"]["spec"].is_object() => {
+                    form.set(SpecForm::from_json(&data["experiment"]["spec"]));
+                }
+                Ok(_) => error.set(Some(format!("There is no experiment {id} to run again."))),
+                Err(e) => error.set(Some(e.message)),
+            }
+        })
+    });
     if !session.read().as_ref().is_some_and(|s| s.can_run()) {
         return rsx! { p { class: "problem", role: "alert", "Your role may not run experiments." } };
     }
+    let current = form.read().to_json();
+    let stale = match (&*preview.read(), &current) {
+        (Some(p), Ok(spec)) => &p.spec != spec,
+        (Some(_), Err(_)) => true,
+        (None, _) => false,
+    };
+    let run_preview = move |_| async move {
+        let spec = match form.peek().to_json() {
+            Ok(spec) => spec,
+            Err(e) => {
+                preview_error.set(Some(e.to_string()));
+                return;
+            }
+        };
+        previewing.set(true);
+        preview_error.set(None);
+        match call(session, PREVIEW, json!({ "spec": spec })).await {
+            Ok(data) => {
+                let found = &data["targets"];
+                preview.set(Some(Preview {
+                    spec,
+                    experiment_id: found["experimentId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    target: found["target"].as_str().unwrap_or_default().to_owned(),
+                    candidates: strings(&found["candidates"]),
+                    would_hit: strings(&found["wouldHit"]),
+                }));
+            }
+            Err(e) => {
+                preview.set(None);
+                preview_error.set(Some(e.message));
+            }
+        }
+        previewing.set(false);
+    };
+    let save_template = move |_| async move {
+        let spec = match form.peek().to_json() {
+            Ok(spec) => spec,
+            Err(e) => {
+                error.set(Some(e.to_string()));
+                return;
+            }
+        };
+        let name = template_name.peek().trim().to_owned();
+        match call(
+            session,
+            SAVE_TEMPLATE,
+            json!({ "name": name, "spec": spec }),
+        )
+        .await
+        {
+            Ok(data) => {
+                error.set(None);
+                saved.set(Some(format!(
+                    "Saved the template “{}”.",
+                    data["saveTemplate"]["name"].as_str().unwrap_or(&name)
+                )));
+                templates.restart();
+            }
+            Err(e) => {
+                saved.set(None);
+                error.set(Some(format!("The template was not saved: {}", e.message)));
+            }
+        }
+    };
     let submit = move |event: FormEvent| async move {
         event.prevent_default();
         if busy() {
             return;
         }
-        let (Ok(count), Ok(pause_secs)) = (
-            count.peek().trim().parse::<u32>(),
-            pause_secs.peek().trim().parse::<u32>(),
-        ) else {
-            error.set(Some(
-                "How many and how long must be whole numbers.".to_owned(),
-            ));
-            return;
+        let spec = match form.peek().to_json() {
+            Ok(spec) => spec,
+            Err(e) => {
+                error.set(Some(e.to_string()));
+                return;
+            }
         };
-        let spec = SimpleSpec {
-            name: name.peek().clone(),
-            group: group.peek().clone(),
-            failure: failure.peek().clone(),
-            pause_secs,
-            count,
-            dry_run: dry_run(),
-        }
-        .to_json();
+        let at = if schedule() {
+            match utc(&start_at.peek()) {
+                Some(at) => Some(at),
+                None => {
+                    error.set(Some("Start at must be a date and a time.".to_owned()));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        // The previewed targets, if the preview is of this very spec.
+        let id = preview
+            .peek()
+            .as_ref()
+            .filter(|p| p.spec == spec)
+            .map(|p| p.experiment_id.clone());
+        // Unchanged from its template: created from it, so the log says which template.
+        let from_template = template
+            .peek()
+            .as_ref()
+            .filter(|t| unnamed(t.spec.clone()) == unnamed(spec.clone()))
+            .map(|t| t.id.clone());
         busy.set(true);
         error.set(None);
-        let created = call(
-            session,
-            "mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }",
-            json!({ "spec": spec }),
-        )
-        .await;
+        let created = match from_template {
+            Some(template) => call(
+                session,
+                CREATE_FROM_TEMPLATE,
+                json!({ "template": template, "name": spec["name"], "id": id }),
+            )
+            .await
+            .map(|data| data["createExperimentFromTemplate"]["aggregateId"].clone()),
+            None => call(session, CREATE, json!({ "spec": spec, "id": id }))
+                .await
+                .map(|data| data["createExperiment"]["aggregateId"].clone()),
+        };
         let id = match created {
-            Ok(data) => data["createExperiment"]["aggregateId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            Ok(id) => id.as_str().unwrap_or_default().to_owned(),
             Err(e) => {
                 error.set(Some(e.message));
                 busy.set(false);
                 return;
             }
         };
-        let started = call(
-            session,
-            "mutation($id: ID!) { startExperiment(id: $id) { version } }",
-            json!({ "id": id }),
-        )
-        .await;
+        let launched = match &at {
+            Some(at) => call(session, SCHEDULE, json!({ "id": id, "at": at })).await,
+            None => call(session, START, json!({ "id": id })).await,
+        };
         busy.set(false);
-        match started {
+        match launched {
             Ok(_) => go(route, Route::Experiment(id)),
+            Err(e) if at.is_some() => {
+                error.set(Some(format!("Created, but not scheduled: {}", e.message)));
+            }
             Err(e) => error.set(Some(format!("Created, but not started: {}", e.message))),
         }
     };
+    let f = form.read().clone();
+    let count_label = if f.selection_mode == "PERCENT" {
+        "Percent of the group"
+    } else {
+        "How many workers"
+    };
+    let loaded_templates = templates
+        .read()
+        .as_ref()
+        .map(|answer| answer.as_ref().map(templates_of).map_err(Clone::clone));
     rsx! {
         div { class: "page-head", h1 { "Run an experiment" } }
-        section { class: "card",
-            form { class: "run", onsubmit: submit, "aria-describedby": "run-help",
-                p { id: "run-help", class: "muted",
-                    "The experiment hits workers of a demo fleet, watches the fleet's health and records how long it takes to recover."
+        form { class: "run", onsubmit: submit, "aria-describedby": "run-help",
+            p { id: "run-help", class: "muted",
+                "An experiment injects a failure into targets of a group, watches the group's health and records how long it takes to recover. Its guardrails stop it early."
+            }
+            section { class: "card",
+                h2 { "What" }
+                label { r#for: "template", "Start from a template" }
+                match loaded_templates {
+                    None => rsx! { p { class: "muted", role: "status", "Loading the templates…" } },
+                    Some(Err(e)) => rsx! { Problem { message: format!("The templates cannot be read: {}", e.message), retry: move |()| templates.restart() } },
+                    Some(Ok(list)) => {
+                        let choices = list.clone();
+                        rsx! {
+                        select {
+                            id: "template",
+                            value: template.read().as_ref().map(|t| t.id.clone()).unwrap_or_default(),
+                            onchange: move |e| {
+                                let chosen = choices.iter().find(|t| t.id == e.value()).cloned();
+                                if let Some(t) = &chosen {
+                                    form.set(SpecForm::from_json(&t.spec));
+                                }
+                                template.set(chosen);
+                            },
+                            option { value: "", if list.is_empty() { "No template saved yet" } else { "None: start from scratch" } }
+                            for t in list.iter() {
+                                option { key: "{t.id}", value: "{t.id}", "{t.name}" }
+                            }
+                        }
+                        }
+                    }
                 }
-                label { r#for: "name", "Name" }
-                input { id: "name", name: "name", required: true, value: "{name}", oninput: move |e| name.set(e.value()) }
-                label { r#for: "group", "Target group (fleet)" }
-                input { id: "group", name: "group", required: true, value: "{group}", oninput: move |e| group.set(e.value()) }
-                label { r#for: "failure", "Failure" }
-                select { id: "failure", name: "failure", value: "{failure}", onchange: move |e| failure.set(e.value()),
-                    option { value: "TERMINATE", "Terminate (kill the worker)" }
-                    option { value: "PAUSE", "Pause (stop the process for a while)" }
+                Text { form, field: Field::Name, id: "name", label: "Name" }
+                Text { form, field: Field::Description, id: "description", label: "Hypothesis (optional)", optional: true }
+                Choice { form, field: Field::Failure, id: "failure", label: "Failure", options: FAILURES }
+                if f.failure == "PAUSE" {
+                    Text { form, field: Field::PauseSecs, id: "pause", label: "Pause for (seconds)", number: true }
                 }
-                if failure() == "PAUSE" {
-                    label { r#for: "pause", "Pause for (seconds)" }
-                    input { id: "pause", name: "pause", r#type: "number", min: "1", max: "3600", required: true, value: "{pause_secs}", oninput: move |e| pause_secs.set(e.value()) }
+            }
+            section { class: "card", "aria-labelledby": "targets-title",
+                h2 { id: "targets-title", "Targets" }
+                div { class: "row",
+                    div { Choice { form, field: Field::TargetKind, id: "kind", label: "Kind of target", options: KINDS } }
+                    div { Text { form, field: Field::Group, id: "group", label: "Target group" } }
                 }
-                label { r#for: "count", "How many workers" }
-                input { id: "count", name: "count", r#type: "number", min: "0", required: true, value: "{count}", oninput: move |e| count.set(e.value()) }
-                div { class: "check",
-                    input { id: "dry-run", name: "dry-run", r#type: "checkbox", checked: dry_run(), onchange: move |e| dry_run.set(e.checked()) }
-                    label { r#for: "dry-run", "Dry run (only resolve the targets, touch nothing)" }
+                div { class: "row",
+                    div { Choice { form, field: Field::SelectionMode, id: "mode", label: "Choose workers by", options: MODES } }
+                    if f.selection_mode != "ALL" {
+                        div {
+                            Text {
+                                form,
+                                field: Field::SelectionValue,
+                                id: "count",
+                                label: count_label,
+                                number: true,
+                            }
+                        }
+                    }
+                    div { Text { form, field: Field::MaxTargets, id: "max-targets", label: "Never more than (targets)", number: true } }
+                }
+                p { class: "muted", "The blast radius: the run never hits more targets than this, whatever the selection matches." }
+                div { class: "preview",
+                    button { r#type: "button", class: "secondary", disabled: previewing(), onclick: run_preview,
+                        if previewing() { "Looking…" } else { "Preview targets" }
+                    }
+                    if let Some(message) = preview_error() {
+                        div { class: "problem", role: "alert", "{message}" }
+                    }
+                    if let Some(p) = preview.read().as_ref() {
+                        div { class: if stale { "preview-result stale" } else { "preview-result" }, role: "region", "aria-label": "Target preview",
+                            if stale {
+                                p { class: "warn", role: "status", "The form changed after this preview: preview again to see what the run would hit." }
+                            }
+                            p {
+                                "{p.target}: {p.candidates.len()} in service; this run would hit {p.would_hit.len()}."
+                            }
+                            if p.candidates.is_empty() {
+                                p { class: "muted empty", "Nothing is in service in this group." }
+                            }
+                            ul { class: "targets",
+                                for c in p.candidates.iter() {
+                                    li { key: "{c}", class: if p.would_hit.contains(c) { "hit" } else { "" }, "data-hit": "{p.would_hit.contains(c)}",
+                                        code { "{c}" }
+                                        if p.would_hit.contains(c) { span { class: "tag", "would be hit" } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section { class: "card", "aria-labelledby": "guardrails-title",
+                h2 { id: "guardrails-title", "Guardrails" }
+                Check { form, flag: Flag::StopOnErrorRate, id: "stop-on-errors", label: "Stop when the error rate passes a limit" }
+                if f.stop_on_error_rate {
+                    Text { form, field: Field::MaxErrorRate, id: "error-rate", label: "Error rate limit (%)", number: true }
+                }
+                Text { form, field: Field::Alarms, id: "alarms", label: "Alarms that stop the run (names, comma-separated)", optional: true }
+                Text { form, field: Field::MaxDurationSecs, id: "max-duration", label: "Longest run (seconds)", number: true }
+                details {
+                    summary { "Recovery timing" }
+                    Text { form, field: Field::RecoveryTimeoutSecs, id: "recovery-timeout", label: "Recovery timeout (seconds)", number: true }
+                    Text { form, field: Field::PollIntervalSecs, id: "poll", label: "Sample health every (seconds)", number: true }
+                    Text { form, field: Field::BaselineSamples, id: "baseline", label: "Baseline samples", number: true }
+                }
+            }
+            section { class: "card", "aria-labelledby": "when-title",
+                h2 { id: "when-title", "When" }
+                Check { form, flag: Flag::DryRun, id: "dry-run", label: "Dry run (only resolve the targets, touch nothing)" }
+                fieldset {
+                    legend { "Start" }
+                    div { class: "check",
+                        input { id: "start-now", r#type: "radio", name: "when", checked: !schedule(), onchange: move |_| schedule.set(false) }
+                        label { r#for: "start-now", "Now" }
+                    }
+                    div { class: "check",
+                        input { id: "start-later", r#type: "radio", name: "when", checked: schedule(), onchange: move |_| schedule.set(true) }
+                        label { r#for: "start-later", "At a time" }
+                    }
+                    if schedule() {
+                        label { r#for: "start-at", "Start at (your local time)" }
+                        input { id: "start-at", r#type: "datetime-local", required: true, value: "{start_at}", oninput: move |e| start_at.set(e.value()) }
+                    }
                 }
                 if let Some(message) = error() {
                     div { class: "problem", role: "alert", "{message}" }
                 }
-                button { r#type: "submit", disabled: busy(), if busy() { "Starting…" } else { "Create and start" } }
+                div { class: "actions",
+                    button { r#type: "submit", disabled: busy(),
+                        if busy() { "Working…" } else if schedule() { "Create and schedule" } else { "Create and start" }
+                    }
+                }
+                details { class: "save-template",
+                    summary { "Save this form as a template" }
+                    label { r#for: "template-name", "Template name" }
+                    input { id: "template-name", value: "{template_name}", oninput: move |e| template_name.set(e.value()) }
+                    button { r#type: "button", class: "secondary", onclick: save_template, "Save as template" }
+                    if let Some(message) = saved() {
+                        p { class: "ok", role: "status", "{message}" }
+                    }
+                }
             }
+        }
+    }
+}
+
+const FAILURES: &[(&str, &str)] = &[
+    ("TERMINATE", "Terminate (kill the worker)"),
+    ("PAUSE", "Pause (stop the process for a while)"),
+];
+const KINDS: &[(&str, &str)] = &[
+    ("LOCAL_FLEET", "Demo fleet (local workers)"),
+    ("AUTO_SCALING_GROUP", "EC2 Auto Scaling group"),
+];
+const MODES: &[(&str, &str)] = &[
+    ("COUNT", "Count"),
+    ("PERCENT", "Percent of the group"),
+    ("ALL", "All of the group"),
+];
+
+/// A labelled text or number input bound to one field of the form. (One component for every
+/// field keeps the bundle small: each distinct handler is code of its own.)
+#[component]
+fn Text(
+    form: Signal<SpecForm>,
+    field: Field,
+    id: &'static str,
+    label: &'static str,
+    #[props(default)] number: bool,
+    #[props(default)] optional: bool,
+) -> Element {
+    let value = form.read().text(field).to_owned();
+    rsx! {
+        label { r#for: id, "{label}" }
+        input {
+            id,
+            r#type: if number { "number" } else { "text" },
+            min: if number { "0" } else { "" },
+            required: !optional,
+            value,
+            oninput: move |e| form.write().set(field, e.value()),
+        }
+    }
+}
+
+/// A labelled choice among `options` (value, label) bound to one field of the form.
+#[component]
+fn Choice(
+    form: Signal<SpecForm>,
+    field: Field,
+    id: &'static str,
+    label: &'static str,
+    options: &'static [(&'static str, &'static str)],
+) -> Element {
+    let value = form.read().text(field).to_owned();
+    rsx! {
+        label { r#for: id, "{label}" }
+        select { id, value, onchange: move |e| form.write().set(field, e.value()),
+            for (value, text) in options.iter() {
+                option { key: "{value}", value: *value, "{text}" }
+            }
+        }
+    }
+}
+
+/// A labelled checkbox bound to one flag of the form.
+#[component]
+fn Check(form: Signal<SpecForm>, flag: Flag, id: &'static str, label: &'static str) -> Element {
+    let checked = form.read().flag(flag);
+    rsx! {
+        div { class: "check",
+            input { id, r#type: "checkbox", checked, onchange: move |e| form.write().set_flag(flag, e.checked()) }
+            label { r#for: id, "{label}" }
         }
     }
 }
