@@ -546,14 +546,29 @@ fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
         graphql["CachePolicyId"], "4135ea2d-6df8-44a3-9df3-4b5a84be39ad",
         "caching disabled"
     );
-    // The Content-Security-Policy `chaos serve` sends, with no inline script.
-    let csp = all["DashboardHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
-        ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"]
+    // The Content-Security-Policy `chaos serve` sends, with no inline script; the page may
+    // call the pool's Cognito endpoint, where people sign in.
+    let policy = &all["DashboardHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
+        ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"];
+    let csp = policy
         .as_str()
+        .or_else(|| policy["Fn::Sub"].as_str())
         .expect("a CSP");
     assert!(
         csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
         "{csp}"
+    );
+    assert!(
+        csp.contains("connect-src 'self' wss: https://cognito-idp.${AWS::Region}.amazonaws.com;"),
+        "{csp}"
+    );
+    let flows = &all["DashboardClient"]["Properties"]["ExplicitAuthFlows"];
+    assert!(
+        flows
+            .as_array()
+            .expect("flows")
+            .contains(&json!("ALLOW_USER_PASSWORD_AUTH")),
+        "the dashboard signs in with USER_PASSWORD_AUTH: {flows}"
     );
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");

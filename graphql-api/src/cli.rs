@@ -236,6 +236,11 @@ struct IdentityArgs {
     /// Where the user pool's keys are served (default: its issuer's /.well-known/jwks.json).
     #[arg(long, env = "CHAOS_COGNITO_JWKS_URL")]
     cognito_jwks_url: Option<String>,
+    /// Where the dashboard sends people's Cognito sign-in (default:
+    /// https://cognito-idp.<region>.amazonaws.com/); it is allowed in the dashboard's
+    /// Content-Security-Policy.
+    #[arg(long, env = "CHAOS_COGNITO_SIGN_IN_ENDPOINT")]
+    cognito_sign_in_endpoint: Option<String>,
 }
 
 /// `chaos serve --aws`: the API of a platform deployed on AWS.
@@ -1130,6 +1135,7 @@ impl IdentityArgs {
                     region: self.cognito_region.clone(),
                     client_id: client_id.clone(),
                     jwks_url: self.cognito_jwks_url.clone(),
+                    sign_in_endpoint: self.cognito_sign_in_endpoint.clone(),
                 })?;
                 tracing::info!(issuer = cognito.issuer(), "accepting Cognito tokens");
                 Some(Arc::new(cognito))

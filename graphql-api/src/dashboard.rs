@@ -5,7 +5,9 @@
 //! immutable (a new build has new names), sent gzipped to browsers that accept it when the
 //! build wrote a gzipped copy beside them. Every response carries a Content-Security-Policy that
 //! allows scripts only from this origin (and the compilation of its wasm), no inline script or
-//! style, connections only to this origin (its GraphQL endpoint and WebSocket), and no framing.
+//! style, connections only to this origin (its GraphQL endpoint and WebSocket) and, when the
+//! server trusts a Cognito user pool, to the Cognito endpoint people sign in through, and no
+//! framing.
 //! Where the build is found: `CHAOS_DASHBOARD_DIR`, or `dashboard/` beside the directory of the
 //! `chaos` executable (cargo's target directory, where `cargo xtask` builds it). Without a
 //! build the API still runs and the pages answer 503 saying how to build it.
@@ -39,12 +41,23 @@ pub const PAGES: [&str; 7] = [
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     dir: PathBuf,
+    /// Origins besides this one the pages may call (a Cognito endpoint to sign in to).
+    connect: Vec<String>,
 }
 
 impl Dashboard {
     /// The dashboard built into `dir` (it may not be built yet).
     pub fn at(dir: impl Into<PathBuf>) -> Dashboard {
-        Dashboard { dir: dir.into() }
+        Dashboard {
+            dir: dir.into(),
+            connect: Vec::new(),
+        }
+    }
+
+    /// The same dashboard, its pages also allowed to call `origin` (`https://host[:port]`).
+    pub fn connecting_to(mut self, origin: String) -> Dashboard {
+        self.connect.push(origin);
+        self
     }
 
     /// The dashboard named by `CHAOS_DASHBOARD_DIR`, or else the one beside the `chaos`
@@ -79,7 +92,7 @@ pub fn routes(dashboard: Dashboard) -> Router {
 /// The Content-Security-Policy of every dashboard response. `'self'` covers same-origin
 /// WebSockets in current browsers; the socket's own origin is named too, for those that
 /// predate that rule (only when the `Host` header is a plain host name and port).
-fn content_security_policy(headers: &HeaderMap) -> String {
+fn content_security_policy(headers: &HeaderMap, connect: &[String]) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -88,7 +101,11 @@ fn content_security_policy(headers: &HeaderMap) -> String {
                 && h.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
         });
-    let sockets = host.map_or_else(String::new, |h| format!(" ws://{h} wss://{h}"));
+    let mut sockets = host.map_or_else(String::new, |h| format!(" ws://{h} wss://{h}"));
+    for origin in connect {
+        sockets.push(' ');
+        sockets.push_str(origin);
+    }
     format!(
         "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
          img-src 'self' data:; font-src 'self'; connect-src 'self'{sockets}; object-src 'none'; \
@@ -98,6 +115,7 @@ fn content_security_policy(headers: &HeaderMap) -> String {
 
 /// A response with the dashboard's security headers.
 fn secured(
+    dashboard: &Dashboard,
     request: &HeaderMap,
     status: StatusCode,
     content_type: &'static str,
@@ -108,7 +126,7 @@ fn secured(
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(request)) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(request, &dashboard.connect)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(
@@ -137,6 +155,7 @@ at a directory holding a built dashboard (its <code>index.html</code> and <code>
 async fn index(State(dashboard): State<Dashboard>, request: HeaderMap) -> Response {
     match tokio::fs::read(dashboard.dir.join("index.html")).await {
         Ok(html) => secured(
+            &dashboard,
             &request,
             StatusCode::OK,
             "text/html; charset=utf-8",
@@ -153,6 +172,7 @@ async fn index(State(dashboard): State<Dashboard>, request: HeaderMap) -> Respon
                 .replace('<', "&lt;")
                 .replace('>', "&gt;");
             secured(
+                &dashboard,
                 &request,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/html; charset=utf-8",
@@ -195,6 +215,7 @@ async fn asset(
     });
     let not_found = |request: &HeaderMap| {
         secured(
+            &dashboard,
             request,
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -215,6 +236,7 @@ async fn asset(
         && let Ok(bytes) = tokio::fs::read(path.with_file_name(format!("{file}.gz"))).await
     {
         let mut response = secured(
+            &dashboard,
             &request,
             StatusCode::OK,
             kind,
@@ -229,6 +251,7 @@ async fn asset(
     match tokio::fs::read(&path).await {
         Ok(bytes) => {
             let mut response = secured(
+                &dashboard,
                 &request,
                 StatusCode::OK,
                 kind,
@@ -417,6 +440,31 @@ mod tests {
         assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
     }
 
+    #[tokio::test]
+    async fn the_pages_may_call_the_sign_in_endpoint_they_are_given_and_no_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dashboard = Dashboard::at(dir.path())
+            .connecting_to("https://cognito-idp.eu-west-1.amazonaws.com".to_owned());
+        let (_, headers, _) = fetch(routes(dashboard), "/").await;
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("text");
+        let connect = csp
+            .split(';')
+            .find(|d| d.trim_start().starts_with("connect-src"))
+            .expect("a connect-src");
+        assert!(
+            connect.ends_with(" https://cognito-idp.eu-west-1.amazonaws.com"),
+            "{csp}"
+        );
+        assert!(!connect.contains('*'), "{csp}");
+        let (_, headers, _) = fetch(routes(Dashboard::at(dir.path())), "/").await;
+        let plain = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("text");
+        assert!(!plain.contains("cognito"), "{plain}");
+    }
+
     #[test]
     fn a_host_that_is_not_a_plain_name_is_left_out_of_the_policy() {
         let mut headers = HeaderMap::new();
@@ -424,7 +472,7 @@ mod tests {
             header::HOST,
             HeaderValue::from_static("evil.test; script-src *"),
         );
-        let csp = content_security_policy(&headers);
+        let csp = content_security_policy(&headers, &[]);
         assert!(!csp.contains("evil"), "{csp}");
     }
 }

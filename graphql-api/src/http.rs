@@ -293,14 +293,17 @@ async fn not_found() -> AppError {
 /// The application's routes: the API, `/health`, `/fleet` and the dashboard.
 pub fn router(state: AppState) -> Router {
     let api = crate::api::routes(state.api.clone());
+    let mut dashboard = crate::dashboard::Dashboard::located();
+    // People sign in to the Cognito user pool from the page itself.
+    if let Some(cognito) = &state.api.context.auth.cognito {
+        dashboard = dashboard.connecting_to(cognito.sign_in().origin());
+    }
     Router::new()
         .route("/health", get(health))
         .route("/fleet", get(fleet))
         .with_state(state)
         .merge(api)
-        .merge(crate::dashboard::routes(
-            crate::dashboard::Dashboard::located(),
-        ))
+        .merge(crate::dashboard::routes(dashboard))
         .fallback(not_found)
 }
 

@@ -11,6 +11,8 @@
 //! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
 //! are written under the target directory (the path is printed).
 
+#[path = "../../command-lambdas/tests/aws/mod.rs"]
+mod aws;
 mod server;
 
 use std::io::Write;
@@ -100,7 +102,12 @@ fn chaos(db: &Path, args: &[&str], stdin: &str) {
 fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> (Server, String) {
     let dashboard = dashboard.to_str().expect("a UTF-8 path");
     let args = [&["--fleet-replace-after-ms", "300"], args].concat();
-    let server = server::serve_at(db, addr, &args, &[("CHAOS_DASHBOARD_DIR", dashboard)]);
+    // The workflow's states are logged too: a failing run shows where each experiment was.
+    let env = [
+        ("CHAOS_DASHBOARD_DIR", dashboard),
+        ("RUST_LOG", "info,command_lambdas::workflow=debug"),
+    ];
+    let server = server::serve_at(db, addr, &args, &env);
     let url = format!("http://{}", server.addr);
     (server, url)
 }
@@ -138,6 +145,11 @@ fn artifacts() -> PathBuf {
 
 /// `node tests/dashboard/SCRIPT` against `url`, its standard input and output piped.
 fn browser_script(script: &str, url: &str) -> Child {
+    browser_script_with(script, url, &[])
+}
+
+/// [`browser_script`] with more environment variables for the script.
+fn browser_script_with(script: &str, url: &str, env: &[(&str, &str)]) -> Child {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/dashboard")
         .join(script);
@@ -151,6 +163,7 @@ fn browser_script(script: &str, url: &str) -> Child {
         .env("ARTIFACTS", artifacts())
         .env("CHROMIUM", chromium())
         .env("PLAYWRIGHT_NODE_MODULES", playwright_modules())
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -158,9 +171,10 @@ fn browser_script(script: &str, url: &str) -> Child {
         .expect("run node (cargo xtask test installs it)")
 }
 
-/// Waits (at most five minutes) for the script to end and asserts it passed; returns its
-/// report (`already`: what was read of its output before).
-fn passed(mut node: Child, already: &str) -> String {
+/// Waits (at most five minutes) for the script to end and asserts it passed, showing what
+/// `server` logged if it did not; returns its report (`already`: what was read of its output
+/// before).
+fn passed(mut node: Child, already: &str, server: &Server) -> String {
     let deadline = Instant::now() + Duration::from_secs(300);
     while node.try_wait().expect("wait for node").is_none() {
         if Instant::now() > deadline {
@@ -176,6 +190,9 @@ fn passed(mut node: Child, already: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{report}");
+    if !out.status.success() {
+        eprintln!("the server's log:\n{}", server.log_tail());
+    }
     assert!(out.status.success(), "the browser test failed:\n{report}");
     assert!(report.contains("dashboard: ok"), "{report}");
     report
@@ -190,7 +207,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
     // Access tokens that live six seconds: the pages must refresh them as they go.
-    let (_server, url) = serve(
+    let (server, url) = serve(
         &db,
         &dashboard,
         "127.0.0.1:0",
@@ -207,7 +224,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
         );
         chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
     }
-    passed(browser_script("flow.cjs", &url), "");
+    passed(browser_script("flow.cjs", &url), "", &server);
     let artifacts = artifacts();
     for page in [
         "01-login",
@@ -252,14 +269,102 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     );
     // Killed, as a crash would be; its runs resume once it is back on the same address.
     drop(server);
-    let _server = serve(&db, &dashboard, &addr, &[]);
+    let (server, _) = serve(&db, &dashboard, &addr, &[]);
     writeln!(stdin, "RESTARTED").expect("tell the script");
     for line in lines {
         report.push_str(&line.expect("read the script's output"));
         report.push('\n');
     }
-    let report = passed(node, &report);
+    let report = passed(node, &report, &server);
     assert!(report.contains("after the restart"), "{report}");
+}
+
+/// A Cognito user pool on moto (`tests/cognito/pool.py`): its id, app client and the users'
+/// password.
+fn cognito_pool() -> (String, String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cognito/pool.py");
+    let out = Command::new(aws::python())
+        .arg(script)
+        .arg(aws::moto().endpoint())
+        .output()
+        .expect("run pool.py");
+    assert!(
+        out.status.success(),
+        "pool.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pool: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = |field: &str| pool[field].as_str().expect(field).to_owned();
+    (text("pool"), text("client"), text("password"))
+}
+
+#[test]
+fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dashboard = dashboard_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (pool, client, password) = cognito_pool();
+    let endpoint = aws::moto().endpoint();
+    let (events, views) = (aws::unique("Events"), aws::unique("Views"));
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let dynamodb = aws::dynamodb();
+            command_lambdas::dynamo::create_events_table(&dynamodb, &events)
+                .await
+                .expect("events table");
+            projection_lambdas::dynamo_stream::create_views_table(&dynamodb, &views)
+                .await
+                .expect("views table");
+        });
+    let jwks = format!("{endpoint}/{pool}/.well-known/jwks.json");
+    let server = server::serve_with(
+        &dir.path().join("absent.db"),
+        &[
+            "--aws",
+            "--events-table",
+            &events,
+            "--views-table",
+            &views,
+            "--state-machine-arn",
+            "arn:aws:states:us-east-1:123456789012:stateMachine:experiment",
+            "--cognito-user-pool-id",
+            &pool,
+            "--cognito-client-id",
+            &client,
+            "--cognito-region",
+            "us-east-1",
+            "--cognito-jwks-url",
+            &jwks,
+            "--cognito-sign-in-endpoint",
+            &endpoint,
+        ],
+        &[
+            ("CHAOS_DASHBOARD_DIR", dashboard.to_str().expect("UTF-8")),
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let url = format!("http://{}", server.addr);
+    let node = browser_script_with(
+        "cognito.cjs",
+        &url,
+        &[
+            ("COGNITO_ENDPOINT", &endpoint),
+            ("COGNITO_PASSWORD", &password),
+        ],
+    );
+    let report = passed(node, "", &server);
+    assert!(report.contains("refreshed through Cognito"), "{report}");
+    assert!(
+        artifacts().join("30-login-cognito.png").exists(),
+        "no screenshot of the Cognito sign-in"
+    );
 }
 
 #[test]
@@ -294,8 +399,8 @@ fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
     for page in pages {
         let _ = std::fs::remove_file(artifacts.join(format!("{page}.png")));
     }
-    let (_server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
-    let report = passed(browser_script("admin_pages.cjs", &url), "");
+    let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    let report = passed(browser_script("admin_pages.cjs", &url), "", &server);
     assert!(report.contains("appeared live"), "{report}");
     for page in pages {
         assert!(

@@ -11,8 +11,9 @@ use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 use super::types::{
     ApiKeyNode, AuditChainStatus, AuditEntryNode, AuditFilterInput, ExperimentDetailNode,
     ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences,
-    RunResultPage, TargetPreview, TemplateNode, WebhookNode,
+    RunResultPage, SignInOptions, TargetPreview, TemplateNode, WebhookNode,
 };
+use super::types::CognitoSignInNode;
 use super::{ApiContext, MAX_PAGE, coded, require};
 use crate::audit::AuditError;
 use crate::backend::ReadFailure;
@@ -50,6 +51,29 @@ impl Query {
         Ok(Me {
             id: actor.id,
             role: actor.role.as_str().to_owned(),
+        })
+    }
+
+    /// How to sign in to this server; asked before signing in, so it needs no credential.
+    async fn sign_in_options(&self, ctx: &Context<'_>) -> Result<SignInOptions> {
+        let auth = &ctx.data::<ApiContext>()?.auth;
+        let cognito = auth.cognito.as_ref().map(|c| {
+            let sign_in = c.sign_in();
+            CognitoSignInNode {
+                endpoint: sign_in.endpoint.clone(),
+                region: sign_in.region.clone(),
+                user_pool_id: sign_in.user_pool_id.clone(),
+                client_id: sign_in.client_id.clone(),
+            }
+        });
+        let method = match (&auth.local, &cognito) {
+            (Some(_), _) => "PASSWORD",
+            (None, Some(_)) => "COGNITO",
+            (None, None) => "NONE",
+        };
+        Ok(SignInOptions {
+            method: method.to_owned(),
+            cognito,
         })
     }
 

@@ -395,6 +395,29 @@ pub struct Me {
     pub role: String,
 }
 
+/// How people sign in to this server.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct SignInOptions {
+    /// `PASSWORD` (this server's own accounts, through `login`), `COGNITO` (the user pool in
+    /// `cognito`, through Cognito's `InitiateAuth`), or `NONE` (only API keys authenticate).
+    pub method: String,
+    /// The Cognito user pool whose tokens are accepted, if one is.
+    pub cognito: Option<CognitoSignInNode>,
+}
+
+/// A Cognito user pool as a browser signs in to it (nothing here is secret).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CognitoSignInNode {
+    /// The Cognito API endpoint to send `InitiateAuth` to.
+    pub endpoint: String,
+    /// The pool's region.
+    pub region: String,
+    /// The pool.
+    pub user_pool_id: String,
+    /// The app client (it has no secret).
+    pub client_id: String,
+}
+
 /// Whether the platform is fit to run experiments.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct PlatformHealth {

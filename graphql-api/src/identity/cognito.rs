@@ -36,6 +36,8 @@ pub struct CognitoConfig {
     pub client_id: String,
     /// Where its JWKS is served (default: the issuer's `/.well-known/jwks.json`).
     pub jwks_url: Option<String>,
+    /// Where browsers send their sign-in requests (default: the region's Cognito endpoint).
+    pub sign_in_endpoint: Option<String>,
 }
 
 impl CognitoConfig {
@@ -45,6 +47,30 @@ impl CognitoConfig {
             "https://cognito-idp.{}.amazonaws.com/{}",
             self.region, self.user_pool_id
         )
+    }
+}
+
+/// What a browser needs to sign in to the pool itself (Cognito's `InitiateAuth`): none of it
+/// is secret, the app client has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CognitoSignIn {
+    /// The Cognito API endpoint (`https://cognito-idp.<region>.amazonaws.com/`).
+    pub endpoint: String,
+    /// The pool's region.
+    pub region: String,
+    /// The pool.
+    pub user_pool_id: String,
+    /// The app client.
+    pub client_id: String,
+}
+
+impl CognitoSignIn {
+    /// The endpoint's origin (`scheme://host[:port]`), for a Content-Security-Policy.
+    pub fn origin(&self) -> String {
+        match reqwest::Url::parse(&self.endpoint) {
+            Ok(url) => url.origin().ascii_serialization(),
+            Err(_) => self.endpoint.clone(),
+        }
     }
 }
 
@@ -62,6 +88,9 @@ pub enum CognitoError {
         /// Why.
         why: String,
     },
+    /// The sign-in endpoint is not an absolute http(s) URL.
+    #[error("the Cognito sign-in endpoint {0:?} is not an http:// or https:// URL")]
+    SignInEndpoint(String),
 }
 
 struct Keys {
@@ -74,6 +103,7 @@ pub struct Cognito {
     issuer: String,
     client_id: String,
     jwks_url: String,
+    sign_in: CognitoSignIn,
     http: reqwest::Client,
     keys: Mutex<Keys>,
 }
@@ -118,16 +148,35 @@ impl Cognito {
                 url: jwks_url.clone(),
                 why: e.to_string(),
             })?;
+        let endpoint = config.sign_in_endpoint.clone().unwrap_or_else(|| {
+            format!("https://cognito-idp.{}.amazonaws.com/", config.region)
+        });
+        let absolute = reqwest::Url::parse(&endpoint)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
+        if !absolute {
+            return Err(CognitoError::SignInEndpoint(endpoint));
+        }
         Ok(Cognito {
             issuer,
             client_id: config.client_id.clone(),
             jwks_url,
+            sign_in: CognitoSignIn {
+                endpoint,
+                region: config.region.clone(),
+                user_pool_id: config.user_pool_id.clone(),
+                client_id: config.client_id.clone(),
+            },
             http,
             keys: Mutex::new(Keys {
                 set: JwkSet { keys: Vec::new() },
                 fetched: None,
             }),
         })
+    }
+
+    /// What a browser needs to sign in to the pool.
+    pub fn sign_in(&self) -> &CognitoSignIn {
+        &self.sign_in
     }
 
     /// The issuer whose tokens this verifies.

@@ -4,7 +4,8 @@ and prints tokens it issued, as JSON, for the API's Cognito tests.
 Usage: pool.py ENDPOINT
 
 Users: ada (ADMIN), otto (OPERATOR), vera (VIEWER), nemo (no group), each signed in to the
-app client `dashboard`; ada also to a second app client. `expired` is ada's access token
+app client `dashboard` (which also lets the dashboard sign people in with their password);
+ada also to a second app client. The password they share is printed too. `expired` is ada's access token
 re-signed with the pool's own key (moto's) with an expiry in the past: a token the pool
 issued, an hour later.
 """
@@ -25,7 +26,12 @@ idp = boto3.client(
 )
 
 pool = idp.create_user_pool(PoolName="chaos-test")["UserPool"]["Id"]
-flows = ["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+# USER_PASSWORD_AUTH: the dashboard signs people in from the browser with it.
+flows = [
+    "ALLOW_ADMIN_USER_PASSWORD_AUTH",
+    "ALLOW_USER_PASSWORD_AUTH",
+    "ALLOW_REFRESH_TOKEN_AUTH",
+]
 client = idp.create_user_pool_client(
     UserPoolId=pool, ClientName="dashboard", ExplicitAuthFlows=flows
 )["UserPoolClient"]["ClientId"]
@@ -75,4 +81,8 @@ claims["iat"] = claims["auth_time"] = now - 7200
 claims["exp"] = now - 3600
 tokens["expired"] = jwt.encode({"kid": "dummy", "alg": "RS256"}, claims, key)
 
-print(json.dumps({"pool": pool, "client": client, "tokens": tokens}))
+print(
+    json.dumps(
+        {"pool": pool, "client": client, "password": password, "tokens": tokens}
+    )
+)

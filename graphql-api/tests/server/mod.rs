@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -24,6 +26,26 @@ pub struct Server {
     pub child: Child,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// The last lines it logged, for a failing test to show.
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// How many of a server's last log lines are kept.
+const LOG_LINES: usize = 2_000;
+
+impl Server {
+    /// The last lines the server logged (at most [`LOG_LINES`]), oldest first.
+    pub fn log_tail(&self) -> String {
+        let log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.iter().fold(String::new(), |mut all, line| {
+            all.push_str(line);
+            all.push('\n');
+            all
+        })
+    }
 }
 
 impl Drop for Server {
@@ -51,8 +73,8 @@ pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> S
         .arg(db)
         .args(["serve", "--addr", addr])
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -68,9 +90,19 @@ pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> S
             break addr.parse().expect("address");
         }
     };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+    // Keep draining the log so the server never blocks on a full pipe; its tail is kept.
+    let log = Arc::new(Mutex::new(VecDeque::with_capacity(LOG_LINES)));
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if kept.len() == LOG_LINES {
+                kept.pop_front();
+            }
+            kept.push_back(line);
+        }
+    });
+    Server { child, addr, log }
 }
 
 /// `chaos --db DB ARGS...` as `actor`.

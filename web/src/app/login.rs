@@ -1,8 +1,10 @@
-//! Signing in with a user of the embedded identity provider.
+//! Signing in: with this server's own accounts, or with its Cognito user pool, as the server's
+//! `signInOptions` says.
 
 use dioxus::prelude::*;
 use web::route::Route;
 
+use super::session::Method;
 use super::{go, session, use_route, use_session};
 
 /// The sign-in form.
@@ -14,6 +16,8 @@ pub fn Login() -> Element {
     let mut password = use_signal(String::new);
     let mut error = use_signal(|| None::<String>);
     let mut busy = use_signal(|| false);
+    // Asked while the form is filled in; a failure falls back to this server's own accounts.
+    let method = use_resource(session::method);
     let submit = move |event: FormEvent| async move {
         event.prevent_default();
         if busy() {
@@ -22,7 +26,11 @@ pub fn Login() -> Element {
         busy.set(true);
         error.set(None);
         let (name, secret) = (username.peek().clone(), password.peek().clone());
-        match session::login(&name, &secret).await {
+        let signed_in = match method.peek().as_ref() {
+            Some(Ok(Method::Cognito(pool))) => session::login_cognito(pool, &name, &secret).await,
+            _ => session::login(&name, &secret).await,
+        };
+        match signed_in {
             Ok(signed_in) => {
                 password.set(String::new());
                 session.set(Some(signed_in));
@@ -37,9 +45,23 @@ pub fn Login() -> Element {
         }
         busy.set(false);
     };
+    if let Some(Ok(Method::Nobody)) = &*method.read() {
+        return rsx! {
+            section { class: "card login", "aria-labelledby": "login-title",
+                h1 { id: "login-title", "Sign in to the chaos platform" }
+                p { role: "alert",
+                    "No one signs in to this server with a password: it accepts API keys only (scripts and CI). Ask an administrator for the dashboard's address."
+                }
+            }
+        };
+    }
+    let through_cognito = matches!(&*method.read(), Some(Ok(Method::Cognito(_))));
     rsx! {
         section { class: "card login", "aria-labelledby": "login-title",
             h1 { id: "login-title", "Sign in to the chaos platform" }
+            if through_cognito {
+                p { class: "muted", "With your account in the platform's Cognito user pool." }
+            }
             form { onsubmit: submit,
                 label { r#for: "username", "User name" }
                 input {

@@ -1,6 +1,15 @@
 //! The signed-in session: its access token in memory and in this tab's `sessionStorage` (so
-//! a reload keeps it and closing the tab ends it), refreshed with its one-use refresh token a
-//! minute before it expires, and ended on the server at logout.
+//! a reload keeps it and closing the tab ends it), refreshed with its refresh token a minute
+//! before it expires, and ended at logout.
+//!
+//! Two identity providers sign people in, as the server's `signInOptions` says:
+//! - this server's own accounts (`login`, `refreshSession`, `logout`);
+//! - a Cognito user pool (on AWS), spoken to directly from the page: `InitiateAuth` with
+//!   `USER_PASSWORD_AUTH` (the password goes over TLS to Cognito, never to this API; SRP would
+//!   spare even that, at the cost of big-number arithmetic in the bundle), then
+//!   `REFRESH_TOKEN_AUTH`, and `GlobalSignOut` at logout (which ends the user's refresh
+//!   tokens on every device, as the button says). The API is sent the access token and says
+//!   who it belongs to (`me`).
 
 use dioxus::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -13,7 +22,52 @@ const KEY: &str = "chaos.session";
 
 const SESSION_FIELDS: &str = "accessToken accessTokenExpiresAt refreshToken user { id role }";
 
-/// A session of the embedded identity provider.
+/// A Cognito user pool's app client, as a browser signs in to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    /// The Cognito API endpoint.
+    pub endpoint: String,
+    /// The app client.
+    pub client_id: String,
+}
+
+/// How this server signs people in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Method {
+    /// With its own accounts.
+    Password,
+    /// With a Cognito user pool.
+    Cognito(Pool),
+    /// Not at all: only API keys authenticate.
+    Nobody,
+}
+
+/// Asks the server how people sign in.
+pub async fn method() -> Result<Method, ApiError> {
+    let data = request(
+        None,
+        "{ signInOptions { method cognito { endpoint clientId } } }",
+        json!({}),
+    )
+    .await?;
+    let options = &data["signInOptions"];
+    Ok(match options["method"].as_str() {
+        Some("COGNITO") => Method::Cognito(Pool {
+            endpoint: options["cognito"]["endpoint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            client_id: options["cognito"]["clientId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }),
+        Some("NONE") => Method::Nobody,
+        _ => Method::Password,
+    })
+}
+
+/// A signed-in session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// The bearer token.
@@ -26,6 +80,9 @@ pub struct Session {
     pub user: String,
     /// `ADMIN`, `OPERATOR` or `VIEWER`.
     pub role: String,
+    /// The Cognito pool it came from (none: this server's own accounts).
+    #[serde(default)]
+    pub pool: Option<Pool>,
 }
 
 impl Session {
@@ -36,6 +93,7 @@ impl Session {
             refresh_token: session["refreshToken"].as_str()?.to_owned(),
             user: session["user"]["id"].as_str()?.to_owned(),
             role: session["user"]["role"].as_str()?.to_owned(),
+            pool: None,
         })
     }
 
@@ -89,16 +147,166 @@ pub async fn login(username: &str, password: &str) -> Result<Session, ApiError> 
     Ok(session)
 }
 
-/// Signs out: the server ends the session, and this tab forgets it.
-pub async fn logout(mut session: Signal<Option<Session>>) {
-    let current = session.peek().clone();
-    if let Some(current) = current {
-        let _ = request(
-            Some(&current.access_token),
-            "mutation($r: String) { logout(refreshToken: $r) }",
+/// One call of Cognito's API (`action`, e.g. `InitiateAuth`): its answer, or its error in
+/// words (`UNAUTHENTICATED` for a refused credential).
+async fn cognito(pool: &Pool, action: &str, body: Value) -> Result<Value, ApiError> {
+    let failed = |code: &str, message: String| ApiError {
+        code: code.to_owned(),
+        message,
+    };
+    let response = gloo_net::http::Request::post(&pool.endpoint)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "X-Amz-Target",
+            &format!("AWSCognitoIdentityProviderService.{action}"),
+        )
+        .body(body.to_string())
+        .map_err(|e| failed("NETWORK", e.to_string()))?
+        .send()
+        .await
+        .map_err(|e| failed("NETWORK", format!("Cognito cannot be reached ({e})")))?;
+    let status = response.status();
+    let answer: Value = response
+        .json()
+        .await
+        .map_err(|_| failed("NETWORK", format!("Cognito answered HTTP {status}")))?;
+    if response_ok(status) {
+        return Ok(answer);
+    }
+    let kind = answer["__type"].as_str().unwrap_or_default();
+    let message = answer["message"]
+        .as_str()
+        .unwrap_or("Cognito refused the request")
+        .to_owned();
+    Err(match kind.rsplit('#').next().unwrap_or(kind) {
+        "NotAuthorizedException" | "UserNotFoundException" => failed("UNAUTHENTICATED", message),
+        "TooManyRequestsException" => failed("RATE_LIMITED", message),
+        other => failed("ERROR", format!("{message} ({other})")),
+    })
+}
+
+fn response_ok(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// `AuthenticationResult` of an `InitiateAuth` answer: the access token, when it expires,
+/// and the refresh token if a new one came.
+fn tokens(answer: &Value) -> Result<(String, String, Option<String>), ApiError> {
+    let result = &answer["AuthenticationResult"];
+    let Some(access) = result["AccessToken"].as_str() else {
+        let challenge = answer["ChallengeName"].as_str().unwrap_or("none");
+        return Err(ApiError {
+            code: "ERROR".to_owned(),
+            message: format!(
+                "Cognito asks for more before signing in ({challenge}): finish it where your account was set up, or ask an administrator"
+            ),
+        });
+    };
+    let lifetime_ms = result["ExpiresIn"].as_f64().unwrap_or(3600.0) * 1000.0;
+    let expires = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
+        js_sys::Date::now() + lifetime_ms,
+    ));
+    Ok((
+        access.to_owned(),
+        String::from(expires.to_iso_string()),
+        result["RefreshToken"].as_str().map(str::to_owned),
+    ))
+}
+
+/// Signs in to the Cognito pool, then asks the API who the token belongs to.
+pub async fn login_cognito(
+    pool: &Pool,
+    username: &str,
+    password: &str,
+) -> Result<Session, ApiError> {
+    let answer = cognito(
+        pool,
+        "InitiateAuth",
+        json!({
+            "AuthFlow": "USER_PASSWORD_AUTH",
+            "ClientId": pool.client_id,
+            "AuthParameters": { "USERNAME": username, "PASSWORD": password },
+        }),
+    )
+    .await?;
+    let (access_token, expires_at, refresh_token) = tokens(&answer)?;
+    let me = request(Some(&access_token), "{ me { id role } }", json!({}))
+        .await
+        .map_err(|e| ApiError {
+            code: "NO_ROLE".to_owned(),
+            message: format!(
+                "Cognito signed you in, but the platform refused your token: {} (an administrator adds accounts to a group: ADMIN, OPERATOR or VIEWER)",
+                e.message
+            ),
+        })?;
+    let session = Session {
+        access_token,
+        expires_at,
+        refresh_token: refresh_token.unwrap_or_default(),
+        user: me["me"]["id"].as_str().unwrap_or_default().to_owned(),
+        role: me["me"]["role"].as_str().unwrap_or_default().to_owned(),
+        pool: Some(pool.clone()),
+    };
+    keep(&session);
+    Ok(session)
+}
+
+/// The next access token of `current`.
+async fn refreshed(current: &Session) -> Result<Option<Session>, ApiError> {
+    let Some(pool) = &current.pool else {
+        let data = request(
+            None,
+            &format!("mutation($r: String!) {{ refreshSession(refreshToken: $r) {{ {SESSION_FIELDS} }} }}"),
             json!({ "r": current.refresh_token }),
         )
-        .await;
+        .await?;
+        return Ok(Session::from_answer(&data["refreshSession"]));
+    };
+    let answer = cognito(
+        pool,
+        "InitiateAuth",
+        json!({
+            "AuthFlow": "REFRESH_TOKEN_AUTH",
+            "ClientId": pool.client_id,
+            "AuthParameters": { "REFRESH_TOKEN": current.refresh_token },
+        }),
+    )
+    .await?;
+    let (access_token, expires_at, refresh_token) = tokens(&answer)?;
+    Ok(Some(Session {
+        access_token,
+        expires_at,
+        refresh_token: refresh_token.unwrap_or_else(|| current.refresh_token.clone()),
+        ..current.clone()
+    }))
+}
+
+/// Signs out: the identity provider ends the session (this server's; or Cognito ends every
+/// refresh token of the user), and this tab forgets it.
+pub async fn logout(mut session: Signal<Option<Session>>) {
+    let current = session.peek().clone();
+    match current {
+        Some(Session {
+            pool: Some(pool),
+            access_token,
+            ..
+        }) => {
+            let _ = cognito(
+                &pool,
+                "GlobalSignOut",
+                json!({ "AccessToken": access_token }),
+            )
+            .await;
+        }
+        Some(current) => {
+            let _ = request(
+                Some(&current.access_token),
+                "mutation($r: String) { logout(refreshToken: $r) }",
+                json!({ "r": current.refresh_token }),
+            )
+            .await;
+        }
+        None => {}
     }
     forget();
     session.set(None);
@@ -123,13 +331,7 @@ pub async fn keep_fresh(mut session: Signal<Option<Session>>) {
         if session.peek().as_ref() != Some(&current) {
             continue;
         }
-        let answer = request(
-            None,
-            &format!("mutation($r: String!) {{ refreshSession(refreshToken: $r) {{ {SESSION_FIELDS} }} }}"),
-            json!({ "r": current.refresh_token }),
-        )
-        .await;
-        match answer.map(|data| Session::from_answer(&data["refreshSession"])) {
+        match refreshed(&current).await {
             Ok(Some(fresh)) => {
                 keep(&fresh);
                 session.set(Some(fresh));
