@@ -424,6 +424,13 @@ fn mib(bytes: u64) -> f64 {
 }
 
 fn bench() -> Result<(), String> {
+    // The dashboard's load in the browser, as `test` sets it up.
+    ensure_debian_packages(&[("node", "nodejs"), ("npm", "npm"), ("chromium", "chromium")])?;
+    set_env("CHROMIUM", "/usr/bin/chromium");
+    let playwright = ensure_playwright_core()?;
+    set_env("PLAYWRIGHT_NODE_MODULES", &playwright.to_string_lossy());
+    let dashboard = dashboard::build()?;
+    set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
     step("command path and replay + verify (embedded store)");
     cargo(&[
         "bench",
@@ -452,5 +459,14 @@ fn bench() -> Result<(), String> {
         "graphql-api",
         "--bench",
         "audit_verify",
+    ])?;
+    step("dashboard: first render and time to interactive, 10 cold loads in chromium");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "graphql-api",
+        "--bench",
+        "dashboard_load",
     ])
 }
