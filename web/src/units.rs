@@ -1,8 +1,6 @@
-//! Numbers as the pages show them, with one decimal, computed in integers.
-//!
-//! Formatting an `f64` pulls the standard library's float printing (about 15 KB of wasm) into
-//! the bundle; every figure the dashboard shows is a ratio of integers it already has, so it
-//! is rounded here instead.
+//! Numbers as the pages show them, with one decimal, computed in integers: every figure the
+//! dashboard shows is a ratio of integers it already has (milliseconds, basis points), so it
+//! is rounded exactly, the same way on every page, without going through floating point.
 
 /// `numerator / denominator` with one decimal, rounded half away from zero (`"12.3"`); `"–"`
 /// when `denominator` is zero.
