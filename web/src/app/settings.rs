@@ -124,42 +124,6 @@ fn Mutation(
     }
 }
 
-/// A button that asks before it sends `query` about `id`: the question and its confirmation
-/// open after it, so the keyboard focus moves on to them.
-#[component]
-fn Confirmed(
-    label: &'static str,
-    question: String,
-    query: &'static str,
-    id: String,
-    done: &'static str,
-    refresh: Callback<Value>,
-) -> Element {
-    let mut asking = use_signal(|| false);
-    rsx! {
-        button {
-            r#type: "button",
-            class: "secondary",
-            "aria-expanded": "{asking}",
-            onclick: move |_| asking.toggle(),
-            "{label}"
-        }
-        if asking() {
-            Mutation {
-                label: question.clone(),
-                class: "confirm-inline",
-                query,
-                variables: move |()| Ok(json!({ "id": id.clone() })),
-                done,
-                on_done: refresh,
-                span { "{question} " }
-                button { r#type: "submit", class: "danger", "Yes, {label.to_lowercase()}" }
-                button { r#type: "button", class: "secondary", onclick: move |_| asking.set(false), "Cancel" }
-            }
-        }
-    }
-}
-
 /// The settings page.
 #[component]
 pub fn Settings() -> Element {
@@ -240,7 +204,7 @@ fn Profile(me: Value, preferences: Value) -> Element {
     }
 }
 
-/// A row of a [`Listing`]: its id, its cells, and what removing it asks.
+/// A row of a [`listing`]: its id, its cells, and what removing it asks.
 #[derive(Debug, Clone, PartialEq)]
 struct Row {
     id: String,
@@ -248,44 +212,85 @@ struct Row {
     question: String,
 }
 
-/// A table of what an admin manages, each row removable after a confirmation: `remove` is
-/// the button's label, `query` the mutation it sends with the row's id.
+/// How the rows of a [`listing`] are removed: `label` on each row's button, `query` the
+/// mutation sent with the row's id once the browser's own confirmation dialog says so; a
+/// refusal is shown in `said`.
+#[derive(Clone, Copy)]
+struct Removal {
+    label: &'static str,
+    query: &'static str,
+    session: Signal<Option<Session>>,
+    refresh: Callback<Value>,
+    said: Signal<Option<String>>,
+}
+
+/// A table of what an admin manages, each row removable after a confirmation.
 fn listing(
     headers: &[&'static str],
     rows: Vec<Row>,
     empty: &'static str,
-    remove: &'static str,
-    query: &'static str,
-    done: &'static str,
-    refresh: Callback<Value>,
+    removal: Removal,
 ) -> Element {
-    if rows.is_empty() {
-        return rsx! { p { class: "muted empty", "{empty}" } };
-    }
+    let Removal {
+        label,
+        query,
+        session,
+        refresh,
+        mut said,
+    } = removal;
+    let refused = said();
     rsx! {
-        div { class: "table-wrap",
-            table {
-                thead {
-                    tr {
-                        for header in headers.iter().copied() {
-                            th { scope: "col", "{header}" }
-                        }
-                        th { scope: "col", span { class: "visually-hidden", "Actions" } }
-                    }
-                }
-                tbody {
-                    for row in rows {
-                        tr { key: "{row.id}",
-                            for cell in row.cells {
-                                td { class: "id", "{cell}" }
+        if rows.is_empty() {
+            p { class: "muted empty", "{empty}" }
+        } else {
+            div { class: "table-wrap",
+                table {
+                    thead {
+                        tr {
+                            for header in headers.iter().copied() {
+                                th { scope: "col", "{header}" }
                             }
-                            td {
-                                Confirmed { label: remove, question: row.question, query, id: row.id, done, refresh }
+                            th { scope: "col", span { class: "visually-hidden", "Actions" } }
+                        }
+                    }
+                    tbody {
+                        for Row { id, cells, question } in rows {
+                            tr { key: "{id}",
+                                for cell in cells {
+                                    td { class: "id", "{cell}" }
+                                }
+                                td {
+                                    button {
+                                        r#type: "button",
+                                        class: "secondary",
+                                        onclick: move |_| {
+                                            let (id, question) = (id.clone(), question.clone());
+                                            async move {
+                                                let confirmed = web_sys::window()
+                                                    .and_then(|w| w.confirm_with_message(&question).ok())
+                                                    .unwrap_or(false);
+                                                if confirmed {
+                                                    match call(session, query, json!({ "id": id })).await {
+                                                        Ok(data) => {
+                                                            said.set(None);
+                                                            refresh.call(data);
+                                                        }
+                                                        Err(e) => said.set(Some(e.message)),
+                                                    }
+                                                }
+                                            }
+                                        },
+                                        "{label}"
+                                    }
+                                }
                             }
                         }
                     }
                 }
             }
+        }
+        if let Some(why) = refused {
+            p { class: "problem", role: "alert", "{why}" }
         }
     }
 }
@@ -293,6 +298,8 @@ fn listing(
 /// The webhook subscriptions (admins only).
 #[component]
 fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
+    let session = use_session();
+    let said = use_signal(|| None::<String>);
     let mut url = use_signal(String::new);
     let mut events = use_signal(String::new);
     let rows = hooks
@@ -318,7 +325,7 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
     rsx! {
         section { class: "card", "aria-labelledby": "webhooks-title",
             h2 { id: "webhooks-title", "Webhooks" }
-            {listing(&["URL", "Events"], rows, "No webhook yet.", "Remove", REMOVE_WEBHOOK, "Webhook removed.", refresh)}
+            {listing(&["URL", "Events"], rows, "No webhook yet.", Removal { label: "Remove", query: REMOVE_WEBHOOK, session, refresh, said })}
             Mutation {
                 label: "Add a webhook",
                 class: "filters",
@@ -344,6 +351,8 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
 /// The API keys (admins only): issued with their secret shown once, listed without it.
 #[component]
 fn ApiKeys(keys: Value, refresh: Callback<Value>) -> Element {
+    let session = use_session();
+    let said = use_signal(|| None::<String>);
     let mut name = use_signal(String::new);
     let mut role = use_signal(|| "VIEWER".to_owned());
     let mut issued = use_signal(|| None::<Value>);
@@ -368,7 +377,7 @@ fn ApiKeys(keys: Value, refresh: Callback<Value>) -> Element {
     rsx! {
         section { class: "card", "aria-labelledby": "keys-title",
             h2 { id: "keys-title", "API keys" }
-            {listing(&["Name", "Role", "Id", "Created"], rows, "No API key in force.", "Revoke", REVOKE_KEY, "API key revoked.", refresh)}
+            {listing(&["Name", "Role", "Id", "Created"], rows, "No API key in force.", Removal { label: "Revoke", query: REVOKE_KEY, session, refresh, said })}
             if let Some(key) = issued() {
                 div { class: "secret", role: "status",
                     p { strong { "The secret of key {text(&key[\"id\"])} ({text(&key[\"role\"])}), shown this once:" } }
