@@ -20,6 +20,29 @@ pub const TOP: f64 = 30.0;
 /// Bottom of the plot area (room for the labels under it).
 pub const BOTTOM: f64 = 180.0;
 
+/// The same numbers as SVG attributes take them, written out so that the page formats no
+/// float (checked against the numbers by a test).
+pub mod svg {
+    /// The view box of a column chart.
+    pub const VIEW_BOX: &str = "0 0 600 232";
+    /// [`super::WIDTH`].
+    pub const WIDTH: &str = "600";
+    /// [`super::LEFT`].
+    pub const LEFT: &str = "60";
+    /// [`super::RIGHT`].
+    pub const RIGHT: &str = "590";
+    /// [`super::BOTTOM`].
+    pub const BOTTOM: &str = "180";
+    /// Where the value axis' labels end, a little left of the plot area.
+    pub const LABELS_END: &str = "54";
+    /// The baseline of the labels under the columns.
+    pub const UNDER: &str = "198";
+    /// The middle of the plot area.
+    pub const MIDDLE: &str = "325";
+    /// The baseline of the title under the columns.
+    pub const TITLE_Y: &str = "228";
+}
+
 /// A rectangle of the box.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rect {
@@ -546,6 +569,22 @@ mod tests {
             by_target.rows[1].2.iter().map(|s| s.0).collect::<Vec<_>>(),
             ["o0", "o1", "o4"]
         );
+    }
+
+    #[test]
+    fn the_svg_numbers_are_the_numbers() {
+        assert_eq!(
+            svg::VIEW_BOX,
+            format!("0 0 {} {}", coord(WIDTH), coord(HEIGHT))
+        );
+        assert_eq!(svg::WIDTH, coord(WIDTH));
+        assert_eq!(svg::LEFT, coord(LEFT));
+        assert_eq!(svg::RIGHT, coord(RIGHT));
+        assert_eq!(svg::BOTTOM, coord(BOTTOM));
+        assert_eq!(svg::LABELS_END, coord(LEFT - 6.0));
+        assert_eq!(svg::UNDER, coord(BOTTOM + 18.0));
+        assert_eq!(svg::MIDDLE, coord((LEFT + RIGHT) / 2.0));
+        assert_eq!(svg::TITLE_Y, coord(HEIGHT - 4.0));
     }
 
     #[test]

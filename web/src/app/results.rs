@@ -357,18 +357,17 @@ const OUTCOME_NAMES: [&str; 5] = ["Recovered", "Not recovered", "Failed", "Stopp
 fn ColumnChart(data: chart::Columns) -> Element {
     let id = data.id;
     let (first, last) = data.ends.clone();
-    let under = chart::BOTTOM + 18.0;
     rsx! {
         figure { class: "chart",
             svg {
                 role: "img",
                 "aria-label": "{data.label}",
                 "aria-describedby": "{id}",
-                view_box: "0 0 {chart::WIDTH} {chart::HEIGHT}",
+                view_box: chart::svg::VIEW_BOX,
                 text { class: "axis-title", x: "4", y: "18", "{data.titles.0}" }
                 for (y, label) in data.ticks.iter() {
-                    line { class: "grid", x1: "{chart::LEFT}", x2: "{chart::RIGHT}", y1: "{coord(*y)}", y2: "{coord(*y)}" }
-                    text { x: "{chart::LEFT - 6.0}", y: "{coord(y + 4.0)}", text_anchor: "end", "{label}" }
+                    line { class: "grid", x1: chart::svg::LEFT, x2: chart::svg::RIGHT, y1: "{coord(*y)}", y2: "{coord(*y)}" }
+                    text { x: chart::svg::LABELS_END, y: "{coord(y + 4.0)}", text_anchor: "end", "{label}" }
                 }
                 for bar in data.bars.iter() {
                     rect {
@@ -383,14 +382,14 @@ fn ColumnChart(data: chart::Columns) -> Element {
                     }
                 }
                 if let Some(y) = data.reference {
-                    line { class: "ref", x1: "{chart::LEFT}", x2: "{chart::RIGHT}", y1: "{coord(y)}", y2: "{coord(y)}" }
+                    line { class: "ref", x1: chart::svg::LEFT, x2: chart::svg::RIGHT, y1: "{coord(y)}", y2: "{coord(y)}" }
                 }
-                line { class: "axis", x1: "{chart::LEFT}", x2: "{chart::RIGHT}", y1: "{chart::BOTTOM}", y2: "{chart::BOTTOM}" }
-                text { x: "{chart::LEFT}", y: "{under}", "{first}" }
+                line { class: "axis", x1: chart::svg::LEFT, x2: chart::svg::RIGHT, y1: chart::svg::BOTTOM, y2: chart::svg::BOTTOM }
+                text { x: chart::svg::LEFT, y: chart::svg::UNDER, "{first}" }
                 if last != first {
-                    text { x: "{chart::RIGHT}", y: "{under}", text_anchor: "end", "{last}" }
+                    text { x: chart::svg::RIGHT, y: chart::svg::UNDER, text_anchor: "end", "{last}" }
                 }
-                text { class: "axis-title", x: "{(chart::LEFT + chart::RIGHT) / 2.0}", y: "{chart::HEIGHT - 4.0}", text_anchor: "middle", "{data.titles.1}" }
+                text { class: "axis-title", x: chart::svg::MIDDLE, y: chart::svg::TITLE_Y, text_anchor: "middle", "{data.titles.1}" }
             }
             figcaption { id: "{id}", "{data.caption}" }
         }
@@ -407,14 +406,14 @@ fn StackChart(data: chart::Stacks) -> Element {
                 role: "img",
                 "aria-label": "{data.label}",
                 "aria-describedby": "stack-caption",
-                view_box: "0 0 {chart::WIDTH} {coord(data.height)}",
+                view_box: "0 0 {chart::svg::WIDTH} {coord(data.height)}",
                 for (label, baseline, segments) in data.rows.iter() {
                     text { x: "10", y: "{coord(*baseline)}", "{label}" }
                     for (class, r) in segments.iter() {
                         rect { class: *class, x: coord(r.x), y: coord(r.y), width: coord(r.w), height: coord(r.h) }
                     }
                 }
-                line { class: "axis", x1: "10", x2: "{chart::RIGHT}", y1: "{coord(axis_y)}", y2: "{coord(axis_y)}" }
+                line { class: "axis", x1: "10", x2: chart::svg::RIGHT, y1: "{coord(axis_y)}", y2: "{coord(axis_y)}" }
                 for (x, label) in ticks {
                     text { x: coord(x), y: "{coord(axis_y + 14.0)}", text_anchor: "middle", "{label}" }
                 }
