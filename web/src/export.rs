@@ -93,7 +93,7 @@ const COLUMNS: [(&str, usize, bool); 8] = [
     ("Target", 16, false),
     ("Failure", 9, false),
     ("Outcome", 13, false),
-    ("Recovery", 9, true),
+    ("Recovery", 10, true),
     ("Avail.", 7, true),
     ("Id", 36, false),
 ];
@@ -128,7 +128,9 @@ fn cells(run: &Run) -> Vec<Vec<String>> {
         run.target.clone(),
         run.failure_type.clone(),
         run.outcome.clone(),
-        run.recovery_ms.map(seconds).unwrap_or_default(),
+        run.recovery_ms
+            .map(|ms| millis(Some(ms)))
+            .unwrap_or_default(),
         percent(run.availability_bp.and_then(|a| u32::try_from(a).ok())).replace('–', ""),
         run.experiment_id.clone(),
     ];
@@ -191,6 +193,16 @@ fn recovery_chart(page: &mut Page, runs: &[Run], p95: Option<u64>, left: f64, to
         let r = bar.rect;
         page.rect(left + r.x, y(r.y + r.h), r.w, r.h);
     }
+    if let Some(p95) = columns.reference {
+        page.stroke(RED);
+        page.dashed(true);
+        page.line(
+            (left + chart::LEFT, y(p95)),
+            (left + chart::RIGHT, y(p95)),
+            0.6,
+        );
+        page.dashed(false);
+    }
     page.stroke(INK);
     page.line(
         (left + chart::LEFT, y(chart::BOTTOM)),
@@ -198,13 +210,17 @@ fn recovery_chart(page: &mut Page, runs: &[Run], p95: Option<u64>, left: f64, to
         0.8,
     );
     page.fill(MUTED);
-    page.text(
-        Font::Regular,
-        8.0,
-        left + chart::LEFT,
-        y(chart::BOTTOM) - 14.0,
-        &columns.caption,
-    );
+    // A sentence a line: the caption is longer than the page is wide.
+    for (i, sentence) in columns.caption.split_inclusive(". ").enumerate() {
+        let at = y(chart::BOTTOM) - 14.0 - 10.0 * i as f64;
+        page.text(
+            Font::Regular,
+            8.0,
+            left + chart::LEFT,
+            at,
+            sentence.trim_end(),
+        );
+    }
 }
 
 /// The PDF report of `runs`, which ended in `range`; `generated` is the time it is made
@@ -266,24 +282,30 @@ pub fn pdf(
     }
     y -= 24.0;
     page.fill(MUTED);
-    page.text(
-        Font::Regular,
-        8.0,
-        MARGIN,
-        y,
-        &format!(
-            "Success rate: recovered ÷ real runs = {} ÷ {} (dry runs left out: {}). MTTR (mean) and percentiles (nearest rank): over recovered runs, n = {}; MTTR {}. Availability: mean healthy share during runs with health samples, n = {}.",
+    let notes = [
+        format!(
+            "Success rate: recovered ÷ real runs = {} ÷ {} (dry runs left out: {}).",
             figures.by_outcome[0],
             figures.real_runs(),
-            figures.dry_runs(),
-            figures.recoveries,
-            millis(figures.mttr_ms),
-            figures.sampled,
+            figures.dry_runs()
         ),
-    );
-    y -= 30.0;
+        format!(
+            "MTTR (mean) and percentiles (nearest rank): over recovered runs, n = {}; MTTR {}.",
+            figures.recoveries,
+            millis(figures.mttr_ms)
+        ),
+        format!(
+            "Availability: mean healthy share during runs with health samples, n = {}.",
+            figures.sampled
+        ),
+    ];
+    for note in notes {
+        page.text(Font::Regular, 8.0, MARGIN, y, &note);
+        y -= 10.0;
+    }
+    y -= 20.0;
     recovery_chart(&mut page, runs, figures.p95_ms, MARGIN, y);
-    y -= chart::HEIGHT + 14.0;
+    y -= chart::HEIGHT + 24.0;
     let header: Vec<Vec<String>> = COLUMNS
         .iter()
         .map(|(h, _, _)| vec![(*h).to_owned()])

@@ -128,6 +128,12 @@ impl Page {
         let _ = writeln!(self.content, "{} {} {} {} re f", n(x), n(y), n(w), n(h));
     }
 
+    /// Lines from now on dashed (3 points on, 2 off) or solid.
+    pub fn dashed(&mut self, dashed: bool) {
+        self.content
+            .push_str(if dashed { "[3 2] 0 d\n" } else { "[] 0 d\n" });
+    }
+
     /// A line `width` points wide.
     pub fn line(&mut self, from: (f64, f64), to: (f64, f64), width: f64) {
         let _ = writeln!(
@@ -316,7 +322,9 @@ pub(crate) mod tests {
         first.text(Font::Bold, 18.0, 36.0, 800.0, "Results (all) \\ done");
         first.rect(36.0, 100.0, 50.0, 20.5);
         first.stroke([0.2, 0.2, 0.2]);
+        first.dashed(true);
         first.line((36.0, 90.0), (300.0, 90.0), 0.5);
+        first.dashed(false);
         let mut second = Page::default();
         second.text(Font::Mono, 8.0, 36.0, 700.0, "naïve");
         let doc = Document {
@@ -332,6 +340,7 @@ pub(crate) mod tests {
         assert!(text.contains(r"(na\357ve) Tj"));
         assert!(text.contains("0.00 0.50 1.00 rg"));
         assert!(text.contains("36 100 50 20.5 re f"));
+        assert!(text.contains("[3 2] 0 d\n0.5 w 36 90 m 300 90 l S\n[] 0 d\n"));
         assert!(text.contains("/Title (Report \\(test\\))"));
         assert!(text.contains("/BaseFont /Courier /Encoding /WinAnsiEncoding"));
     }
