@@ -16,7 +16,8 @@ use crate::chart;
 use crate::pdf::{Document, Font, Page, mono_width};
 use crate::report::{FIELDS, Figures, Range, Run, millis, percent, seconds};
 
-/// One CSV field, quoted when it must be.
+/// One CSV field, quoted when it must be; `text` says it is text, which a spreadsheet could
+/// take for a formula.
 fn csv_field(out: &mut String, value: &str, text: bool) {
     let risky = text && value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = value.contains([',', '"', '\r', '\n']);
@@ -37,38 +38,25 @@ fn csv_field(out: &mut String, value: &str, text: bool) {
     }
 }
 
-fn number(v: Option<u64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// The runs as CSV.
-pub fn csv(runs: &[Run]) -> String {
+/// The runs (`RunResult` objects, as the API gives them and [`Run::to_json`] writes them) as
+/// CSV, the columns in the order of [`FIELDS`].
+pub fn csv(rows: &[Value]) -> String {
     let mut out = FIELDS.split_whitespace().collect::<Vec<_>>().join(",");
     out.push_str("\r\n");
-    for run in runs {
-        let fields: [(String, bool); 16] = [
-            (run.experiment_id.clone(), true),
-            (run.name.clone(), true),
-            (run.target.clone(), true),
-            (run.failure_type.clone(), true),
-            (run.outcome.clone(), true),
-            (number(run.recovery_ms), false),
-            (run.started_at.clone(), false),
-            (run.ended_at.clone(), false),
-            (run.duration_ms.to_string(), false),
-            (run.candidates.to_string(), false),
-            (run.targets_hit.join(";"), true),
-            (run.samples.to_string(), false),
-            (number(run.min_healthy), false),
-            (number(run.max_error_rate_bp), false),
-            (number(run.max_latency_p95_ms), false),
-            (number(run.availability_bp), false),
-        ];
-        for (i, (value, text)) in fields.iter().enumerate() {
+    for row in rows {
+        for (i, field) in FIELDS.split_whitespace().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            csv_field(&mut out, value, *text);
+            match &row[field] {
+                Value::String(text) => csv_field(&mut out, text, true),
+                Value::Array(items) => {
+                    let items: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                    csv_field(&mut out, &items.join(";"), true);
+                }
+                Value::Null => {}
+                other => out.push_str(&other.to_string()),
+            }
         }
         out.push_str("\r\n");
     }
@@ -76,8 +64,8 @@ pub fn csv(runs: &[Run]) -> String {
 }
 
 /// The runs as a JSON array.
-pub fn json(runs: &[Run]) -> String {
-    Value::Array(runs.iter().map(Run::to_json).collect()).to_string()
+pub fn json(rows: &[Value]) -> String {
+    Value::Array(rows.to_vec()).to_string()
 }
 
 /// A4 landscape, in points.
@@ -388,7 +376,10 @@ mod tests {
         odd.target = "=cmd|'/c calc'!A1".to_owned();
         odd.targets_hit = vec!["i-1".into(), "i-2".into()];
         odd.availability_bp = None;
-        let text = csv(&[run("e1", "RECOVERED", "2026-11-01", Some(2_345)), odd]);
+        let text = csv(&[
+            run("e1", "RECOVERED", "2026-11-01", Some(2_345)).to_json(),
+            odd.to_json(),
+        ]);
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines[0],
@@ -420,7 +411,8 @@ mod tests {
             run("e1", "RECOVERED", "2026-11-01", Some(2_345)),
             run("e2", "DRY_RUN", "2026-11-02", None),
         ];
-        let parsed: Value = serde_json::from_str(&json(&runs)).unwrap_or_default();
+        let rows: Vec<Value> = runs.iter().map(Run::to_json).collect();
+        let parsed: Value = serde_json::from_str(&json(&rows)).unwrap_or_default();
         let back: Vec<Run> = parsed
             .as_array()
             .map(|a| a.iter().filter_map(Run::from_json).collect())

@@ -50,6 +50,8 @@ const TIMELINE_STEP: usize = 50;
 struct Loaded {
     range: Range,
     runs: Vec<Run>,
+    /// The same runs as the API gave them (what the CSV and JSON exports write).
+    rows: Vec<serde_json::Value>,
     /// The range has more runs than [`MAX_RUNS`]: these are its oldest.
     capped: bool,
 }
@@ -87,20 +89,19 @@ async fn load(
     })?;
     let mut tries = 0_u32;
     loop {
-        let mut runs = Vec::new();
+        let (mut runs, mut rows) = (Vec::new(), Vec::new());
         let mut after: Option<String> = None;
         let mut capped = false;
         read.set(0);
         loop {
             let data = page(session, json!({ "from": from, "to": to, "after": after })).await?;
             let results = &data["results"];
-            runs.extend(
-                results["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Run::from_json),
-            );
+            for item in results["items"].as_array().into_iter().flatten() {
+                if let Some(run) = Run::from_json(item) {
+                    runs.push(run);
+                    rows.push(item.clone());
+                }
+            }
             read.set(runs.len());
             after = results["nextCursor"].as_str().map(str::to_owned);
             if after.is_none() {
@@ -108,6 +109,7 @@ async fn load(
             }
             if runs.len() >= MAX_RUNS {
                 runs.truncate(MAX_RUNS);
+                rows.truncate(MAX_RUNS);
                 capped = true;
                 break;
             }
@@ -119,6 +121,7 @@ async fn load(
             return Ok(Loaded {
                 range,
                 runs,
+                rows,
                 capped,
             });
         }
@@ -239,6 +242,7 @@ fn Report(loaded: Loaded) -> Element {
     let Loaded {
         range,
         runs,
+        rows,
         capped,
     } = loaded;
     if runs.is_empty() {
@@ -268,7 +272,7 @@ fn Report(loaded: Loaded) -> Element {
             }
         }
         Timeline { runs: runs.clone() }
-        Exports { runs, figures, range, capped }
+        Exports { runs, rows, figures, range, capped }
     }
 }
 
@@ -520,14 +524,20 @@ fn download(name: &str, mime: &str, bytes: &[u8]) -> Result<(), String> {
 
 /// The export buttons.
 #[component]
-fn Exports(runs: Vec<Run>, figures: Figures, range: Range, capped: bool) -> Element {
+fn Exports(
+    runs: Vec<Run>,
+    rows: Vec<serde_json::Value>,
+    figures: Figures,
+    range: Range,
+    capped: bool,
+) -> Element {
     let mut error = use_signal(|| None::<String>);
     let count = runs.len();
     // One handler for the three buttons: `kind` is the file's extension.
     let save = use_callback(move |kind: &'static str| {
         let (mime, bytes) = match kind {
-            "csv" => ("text/csv;charset=utf-8", export::csv(&runs).into_bytes()),
-            "json" => ("application/json", export::json(&runs).into_bytes()),
+            "csv" => ("text/csv;charset=utf-8", export::csv(&rows).into_bytes()),
+            "json" => ("application/json", export::json(&rows).into_bytes()),
             _ => {
                 let now = report::rfc3339_of_epoch_ms(js_sys::Date::now());
                 (
