@@ -262,13 +262,13 @@ fn Report(loaded: Loaded) -> Element {
                 "This range has more than {MAX_RUNS} runs: the page shows its oldest {MAX_RUNS}, and the figures, charts and exports cover those only. Narrow the range to see the rest."
             }
         }
-        Headline { figures: figures.clone(), range: range.clone() }
+        {headline(&figures, &range)}
         section { class: "card", "aria-labelledby": "charts-title",
             h2 { id: "charts-title", "Charts" }
             div { class: "charts",
-                ColumnChart { data: days }
-                ColumnChart { data: recovery }
-                StackChart { data: outcomes }
+                {column_chart(&days)}
+                {column_chart(&recovery)}
+                {stack_chart(&outcomes)}
             }
         }
         Timeline { runs: runs.clone() }
@@ -276,10 +276,11 @@ fn Report(loaded: Loaded) -> Element {
     }
 }
 
+// The parts below without state of their own are plain functions rather than components: a
+// component costs the bundle its props' code.
+
 /// The headline figures, each with what it counts.
-#[component]
-fn Headline(figures: Figures, range: Range) -> Element {
-    let f = &figures;
+fn headline(f: &Figures, range: &Range) -> Element {
     let or_dash = |ms: Option<u64>| ms.map_or_else(|| "–".to_owned(), seconds);
     let tiles = [
         (
@@ -357,8 +358,7 @@ fn Headline(figures: Figures, range: Range) -> Element {
 const OUTCOME_NAMES: [&str; 5] = ["Recovered", "Not recovered", "Failed", "Stopped", "Dry run"];
 
 /// A column chart: its value axis, columns, labels, and its caption as text alternative.
-#[component]
-fn ColumnChart(data: chart::Columns) -> Element {
+fn column_chart(data: &chart::Columns) -> Element {
     let id = data.id;
     let (first, last) = data.ends.clone();
     rsx! {
@@ -401,8 +401,7 @@ fn ColumnChart(data: chart::Columns) -> Element {
 }
 
 /// A stacked bar chart with its legend and caption.
-#[component]
-fn StackChart(data: chart::Stacks) -> Element {
+fn stack_chart(data: &chart::Stacks) -> Element {
     let (axis_y, ticks) = data.axis.clone();
     rsx! {
         figure { class: "chart",
