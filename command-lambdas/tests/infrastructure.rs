@@ -548,8 +548,8 @@ fn the_api_is_one_service_behind_cloudfront_beside_the_dashboard() {
     );
     // The Content-Security-Policy `chaos serve` sends, with no inline script; the page may
     // call the pool's Cognito endpoint, where people sign in.
-    let policy = &all["DashboardHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]
-        ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"];
+    let policy = &all["DashboardHeaders"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+        ["ContentSecurityPolicy"]["ContentSecurityPolicy"];
     let csp = policy
         .as_str()
         .or_else(|| policy["Fn::Sub"].as_str())

@@ -60,7 +60,10 @@ fn bundle(dir: &Path) -> (u64, u64) {
                 pending.push(path);
                 continue;
             }
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+            let ext = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or_default();
             if ext != "wasm" && ext != "js" {
                 continue;
             }
@@ -140,7 +143,11 @@ fn main() {
             .collect()
     };
     let (raw, gzipped) = bundle(&dashboard);
-    println!("dashboard: {} cold loads from http://{}", runs.len(), server.addr);
+    println!(
+        "dashboard: {} cold loads from http://{}",
+        runs.len(),
+        server.addr
+    );
     for (name, label) in [
         ("firstRender", "first render (sign-in form)"),
         ("interactive", "time to interactive"),

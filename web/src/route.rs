@@ -23,6 +23,21 @@ pub enum Route {
 }
 
 impl Route {
+    /// One of every page (an experiment's with the id `sample`): the server answers each of
+    /// their paths with the app, and its tests check it does. A new page belongs here.
+    pub fn every() -> [Route; 8] {
+        [
+            Route::Login,
+            Route::Home,
+            Route::Experiments,
+            Route::NewExperiment,
+            Route::Experiment("sample".to_owned()),
+            Route::Results,
+            Route::Audit,
+            Route::Settings,
+        ]
+    }
+
     /// The page at `path` (anything unknown is the home page).
     pub fn parse(path: &str) -> Route {
         let path = path.split(['?', '#']).next().unwrap_or_default();
@@ -75,18 +90,13 @@ mod tests {
 
     #[test]
     fn paths_and_pages_agree() {
-        for route in [
-            Route::Login,
-            Route::Home,
-            Route::Experiments,
-            Route::NewExperiment,
-            Route::Experiment("0192-abc".to_owned()),
-            Route::Results,
-            Route::Audit,
-            Route::Settings,
-        ] {
+        for route in Route::every() {
             assert_eq!(Route::parse(&route.path()), route);
         }
+        assert_eq!(
+            Route::parse("/experiments/0192-abc"),
+            Route::Experiment("0192-abc".to_owned())
+        );
     }
 
     #[test]

@@ -8,12 +8,12 @@ use domain::provenance::Role;
 use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
 use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
+use super::types::CognitoSignInNode;
 use super::types::{
     ApiKeyNode, AuditChainStatus, AuditEntryNode, AuditFilterInput, ExperimentDetailNode,
     ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences,
     RunResultPage, SignInOptions, TargetPreview, TemplateNode, WebhookNode,
 };
-use super::types::CognitoSignInNode;
 use super::{ApiContext, MAX_PAGE, coded, require};
 use crate::audit::AuditError;
 use crate::backend::ReadFailure;

@@ -148,9 +148,10 @@ impl Cognito {
                 url: jwks_url.clone(),
                 why: e.to_string(),
             })?;
-        let endpoint = config.sign_in_endpoint.clone().unwrap_or_else(|| {
-            format!("https://cognito-idp.{}.amazonaws.com/", config.region)
-        });
+        let endpoint = config
+            .sign_in_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://cognito-idp.{}.amazonaws.com/", config.region));
         let absolute = reqwest::Url::parse(&endpoint)
             .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
         if !absolute {

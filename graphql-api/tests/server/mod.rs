@@ -95,7 +95,9 @@ pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> S
     let kept = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
-            let mut kept = kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut kept = kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if kept.len() == LOG_LINES {
                 kept.pop_front();
             }

@@ -17,6 +17,10 @@ const DETAIL: &str = "query($id: ID!) { experiment(id: $id) { failure stopReason
 const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { \
     sequence eventType summary actor at status phase ended } }";
 
+/// How many times an experiment the read models do not have yet is asked for again (every
+/// 250 ms) before the page says there is none.
+const MISSING_TRIES: u32 = 20;
+
 /// One line of the timeline.
 #[derive(Debug, Clone, PartialEq)]
 struct Entry {
@@ -50,9 +54,15 @@ pub fn Experiment(id: String) -> Element {
         let id = id_for_task.clone();
         Box::pin(async move {
             // The experiment as it is now, then every event after it.
-            let mut tries = 0;
+            let (mut tries, mut missing) = (0, 0);
             let detail = loop {
                 match call(session, DETAIL, json!({ "id": id })).await {
+                    // The read models follow the log: an experiment created a moment ago (this
+                    // page opens right after the run form creates one) may not be in them yet.
+                    Ok(data) if data["experiment"].is_null() && missing < MISSING_TRIES => {
+                        gloo_timers::future::TimeoutFuture::new(250).await;
+                        missing += 1;
+                    }
                     Ok(data) => break data["experiment"].clone(),
                     Err(e) if e.code == "NETWORK" => {
                         loaded.set(Loaded::Failed(e.message));
