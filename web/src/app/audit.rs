@@ -8,7 +8,7 @@ use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::route::Route;
 
-use super::api::{Live, call, live};
+use super::api::{Live, call, live, use_api, use_task};
 use super::settings::field;
 use super::{Link, LiveBadge, Problem, use_session, when};
 
@@ -96,37 +96,40 @@ pub fn Audit() -> Element {
             .map(|data| data["auditLog"].as_array().cloned().unwrap_or_default())
     });
     let experiment = use_memo(move || applied.read().experiment.trim().to_owned());
-    use_future(move || async move {
-        live(
-            session,
-            ACTIVITY,
-            // Anything may have been recorded while disconnected: read the page again.
-            move || {
-                reload += 1;
-                json!({})
-            },
-            move |_| {
-                let last_page = matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= PAGE_SIZE);
-                if last_page && !*waiting.peek() {
-                    waiting.set(true);
-                    // The read model applies an event a moment after the log has it: read
-                    // again shortly, and once more later in case it was slow. Waiting also
-                    // folds a burst of events into one read.
-                    spawn(async move {
-                        for wait in [250, 2_000] {
-                            gloo_timers::future::TimeoutFuture::new(wait).await;
-                            if wait == 250 {
-                                waiting.set(false);
+    use_task(move || {
+        Box::pin(async move {
+            live(
+                session,
+                ACTIVITY,
+                // Anything may have been recorded while disconnected: read the page again.
+                move || {
+                    reload += 1;
+                    json!({})
+                },
+                move |_| {
+                    let last_page =
+                        matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= PAGE_SIZE);
+                    if last_page && !*waiting.peek() {
+                        waiting.set(true);
+                        // The read model applies an event a moment after the log has it: read
+                        // again shortly, and once more later in case it was slow. Waiting also
+                        // folds a burst of events into one read.
+                        spawn(async move {
+                            for wait in [250, 2_000] {
+                                gloo_timers::future::TimeoutFuture::new(wait).await;
+                                if wait == 250 {
+                                    waiting.set(false);
+                                }
+                                reload += 1;
                             }
-                            reload += 1;
-                        }
-                    });
-                }
-                false
-            },
-            live_status,
-        )
-        .await;
+                        });
+                    }
+                    false
+                },
+                live_status,
+            )
+            .await;
+        })
     });
     let next = match &*page.read() {
         Some(Ok(rows)) if rows.len() > PAGE_SIZE => cursor_after(&rows[PAGE_SIZE - 1]),
@@ -270,13 +273,15 @@ fn audit_row(row: &Value) -> Element {
 #[component]
 fn ChainStatus(experiment: Memo<String>) -> Element {
     let session = use_session();
-    let mut chain = use_resource(move || async move {
+    let mut chain = use_api(move || {
         let id = experiment();
         let id = (!id.is_empty()).then_some(id);
-        call(session, CHAIN, json!({ "id": id }))
-            .await
-            .map(|data| data["auditChain"].clone())
+        Box::pin(call(session, CHAIN, json!({ "id": id })))
     });
+    let answer = chain
+        .read()
+        .clone()
+        .map(|answer| answer.map(|data| data["auditChain"].clone()));
     let checking = *chain.state().read() == UseResourceState::Pending;
     let scope = if experiment.read().is_empty() {
         "the whole log".to_owned()
@@ -296,7 +301,7 @@ fn ChainStatus(experiment: Memo<String>) -> Element {
                     if checking { "Verifying…" } else { "Verify again" }
                 }
             }
-            match &*chain.read() {
+            match &answer {
                 None => rsx! { p { class: "muted", role: "status", "Verifying the chain…" } },
                 Some(Err(e)) => rsx! { Problem { message: format!("The chain cannot be checked: {}", e.message), retry: None } },
                 Some(Ok(status)) if status["intact"].as_bool() == Some(true) => rsx! {

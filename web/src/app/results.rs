@@ -13,7 +13,7 @@ use web::export;
 use web::report::{self, Figures, Range, Run, millis, percent, seconds};
 use web::route::Route;
 
-use super::api::{ApiError, Live, call, live};
+use super::api::{ApiError, Live, call, live, use_task};
 use super::{Link, LiveBadge, Problem, Status, use_session, when};
 
 const RESULTS: &str = "query($from: String, $to: String, $after: String) { \
@@ -150,34 +150,36 @@ pub fn Results() -> Element {
         let waiting = waiting.peek().clone();
         load(session, range, waiting, read).await
     });
-    use_future(move || async move {
-        let mut first = true;
-        live(
-            session,
-            ACTIVITY,
-            // After a reconnection a run may have ended unseen: read the range again.
-            move || {
-                if !std::mem::take(&mut first) {
-                    reload += 1;
-                }
-                json!({})
-            },
-            move |data| {
-                let update = &data["platformActivity"];
-                let event = update["eventType"].as_str().unwrap_or_default();
-                let day = update["at"]
-                    .as_str()
-                    .and_then(|at| at.get(..10))
-                    .unwrap_or_default();
-                if ENDINGS.contains(&event) && range.peek().contains(day) {
-                    waiting.set(update["streamId"].as_str().map(str::to_owned));
-                    reload += 1;
-                }
-                false
-            },
-            live_status,
-        )
-        .await;
+    use_task(move || {
+        Box::pin(async move {
+            let mut first = true;
+            live(
+                session,
+                ACTIVITY,
+                // After a reconnection a run may have ended unseen: read the range again.
+                move || {
+                    if !std::mem::take(&mut first) {
+                        reload += 1;
+                    }
+                    json!({})
+                },
+                move |data| {
+                    let update = &data["platformActivity"];
+                    let event = update["eventType"].as_str().unwrap_or_default();
+                    let day = update["at"]
+                        .as_str()
+                        .and_then(|at| at.get(..10))
+                        .unwrap_or_default();
+                    if ENDINGS.contains(&event) && range.peek().contains(day) {
+                        waiting.set(update["streamId"].as_str().map(str::to_owned));
+                        reload += 1;
+                    }
+                    false
+                },
+                live_status,
+            )
+            .await;
+        })
     });
     let current = range();
     let mut preset = move |days: Option<i64>| {

@@ -8,7 +8,7 @@
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 
-use super::api::call;
+use super::api::{call, use_api};
 use super::session::Session;
 use super::{Problem, use_session, when};
 
@@ -129,8 +129,12 @@ fn Mutation(
 pub fn Settings() -> Element {
     let session = use_session();
     let admin = session.read().as_ref().is_some_and(Session::is_admin);
-    let mut read = use_resource(move || async move {
-        call(session, if admin { READ_ADMIN } else { READ }, json!({})).await
+    let mut read = use_api(move || {
+        Box::pin(call(
+            session,
+            if admin { READ_ADMIN } else { READ },
+            json!({}),
+        ))
     });
     let refresh = use_callback(move |_: Value| read.restart());
     let data = match &*read.read() {
