@@ -10,42 +10,16 @@
 #[path = "../tests/server/mod.rs"]
 mod server;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
+use server::chaos_input as chaos;
 
 const USER: (&str, &str) = ("bench", "a password only a benchmark knows");
 
 fn env_path(name: &str, default: &str) -> PathBuf {
     std::env::var_os(name).map_or_else(|| PathBuf::from(default), PathBuf::from)
-}
-
-/// `chaos --db DB ARGS...` with `stdin`; panics on failure.
-fn chaos(db: &Path, args: &[&str], stdin: &str) {
-    let mut child = Command::new(server::CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("CHAOS_ACTOR", "bench")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run chaos");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("chaos");
-    assert!(
-        out.status.success(),
-        "chaos {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The wasm and JavaScript under `dir`: bytes raw, and as served gzipped.
@@ -161,6 +135,10 @@ fn main() {
             values.iter().max().copied().unwrap_or_default()
         );
     }
+    println!(
+        "  long tasks (over 50 ms) per load: at most {}",
+        column("longTasks").into_iter().max().unwrap_or_default()
+    );
     println!(
         "  bytes transferred per cold load: median {}",
         median(column("bytes"))

@@ -4,14 +4,15 @@
 
 #[path = "../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
+#[path = "cognito/pool.rs"]
+mod pool;
 mod server;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use pool::pool;
 use serde_json::{Value, json};
 
 /// A GraphQL request with `Authorization: Bearer <token>`: the JSON answer.
@@ -25,22 +26,6 @@ fn code(answer: &Value) -> Option<String> {
 
 fn message(answer: &Value) -> &str {
     answer["errors"][0]["message"].as_str().unwrap_or_default()
-}
-
-/// The pool, its client and the tokens it issued.
-fn pool() -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cognito/pool.py");
-    let out = Command::new(aws::python())
-        .arg(script)
-        .arg(aws::moto().endpoint())
-        .output()
-        .expect("run pool.py");
-    assert!(
-        out.status.success(),
-        "pool.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("pool.py prints JSON")
 }
 
 /// `token` with one claim changed and its signature kept.

@@ -13,13 +13,15 @@
 
 #[path = "../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
+#[path = "cognito/pool.rs"]
+mod cognito;
 mod server;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use server::{CHAOS, Server};
+use server::{CHAOS, Server, chaos_input as chaos};
 use std::time::{Duration, Instant};
 
 /// The target directory this test was built in (`<target>/debug/chaos` -> `<target>`).
@@ -68,33 +70,6 @@ fn chromium() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// `chaos --db DB ARGS...`, with `stdin` written to its standard input; panics on failure.
-fn chaos(db: &Path, args: &[&str], stdin: &str) {
-    let mut child = Command::new(CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(args)
-        .env("CHAOS_ACTOR", "admin-at-console")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run chaos");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("chaos");
-    assert!(
-        out.status.success(),
-        "chaos {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `chaos serve` on `addr` (port 0: any free port) with `args`, serving `dashboard`, once it
@@ -279,25 +254,6 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     assert!(report.contains("after the restart"), "{report}");
 }
 
-/// A Cognito user pool on moto (`tests/cognito/pool.py`): its id, app client and the users'
-/// password.
-fn cognito_pool() -> (String, String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cognito/pool.py");
-    let out = Command::new(aws::python())
-        .arg(script)
-        .arg(aws::moto().endpoint())
-        .output()
-        .expect("run pool.py");
-    assert!(
-        out.status.success(),
-        "pool.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pool: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let text = |field: &str| pool[field].as_str().expect(field).to_owned();
-    (text("pool"), text("client"), text("password"))
-}
-
 #[test]
 fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
     let _one = BROWSER
@@ -305,7 +261,9 @@ fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dashboard = dashboard_dir();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (pool, client, password) = cognito_pool();
+    let pool = cognito::pool();
+    let text = |field: &str| pool[field].as_str().expect(field).to_owned();
+    let (pool, client, password) = (text("pool"), text("client"), text("password"));
     let endpoint = aws::moto().endpoint();
     let (events, views) = (aws::unique("Events"), aws::unique("Views"));
     tokio::runtime::Runtime::new()

@@ -258,10 +258,10 @@ pub fn percent(bp: Option<u32>) -> String {
     )
 }
 
-/// Milliseconds as seconds with one decimal, rounded half up (`2.35 s` for 2349 ms is `2.3 s`).
+/// Milliseconds as seconds with one decimal, rounded half up (`2.35 s` for 2349 ms is `2.3 s`),
+/// as every page shows a duration.
 pub fn seconds(ms: u64) -> String {
-    let tenths = (ms + 50) / 100;
-    format!("{}.{} s", tenths / 10, tenths % 10)
+    crate::units::seconds(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
 /// Milliseconds with thousands separators (`12,345 ms`), `–` for none.

@@ -5,144 +5,99 @@
 // and PLAYWRIGHT_NODE_MODULES. Prints one line per step; exits non-zero on the first failure.
 'use strict';
 
-const path = require('node:path');
-const { chromium } = require(path.join(process.env.PLAYWRIGHT_NODE_MODULES, 'playwright-core'));
+const { base, check, log, shot, watch, signIn, run } = require('./harness.cjs');
 
-const base = process.env.BASE_URL;
 const cognito = process.env.COGNITO_ENDPOINT.replace(/\/$/, '');
 const password = process.env.COGNITO_PASSWORD;
-const problems = [];
 // A refused password is a 400 from Cognito, and a refused token a 401 from the API, which
-// the browser logs: expected only while a refusal is being tested.
+// the browser logs: excused only while a refusal is being tested.
 let refusalExpected = false;
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
+function refusal(message) {
+  const url = message.location().url || '';
+  return refusalExpected
+    && ((url.startsWith(cognito) && /status of 400/.test(message.text()))
+      || (url.startsWith(base) && /status of 401/.test(message.text())));
 }
 
-function log(message) {
-  console.log(`dashboard: ${message}`);
-}
+run(async (browser) => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  watch(page, 'page', refusal);
+  const response = await page.goto(`${base}/`);
+  const csp = response.headers()['content-security-policy'] || '';
+  check(csp.includes(`connect-src 'self'`) && csp.includes(cognito), `the CSP does not allow the pool's endpoint: ${csp}`);
+  await page.getByText("With your account in the platform's Cognito user pool.").waitFor();
+  await shot(page, '30-login-cognito');
 
-async function shot(page, name) {
-  const file = path.join(process.env.ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log(`screenshot ${file}`);
-}
+  // A wrong password: Cognito's refusal, in words.
+  refusalExpected = true;
+  await signIn(page, 'ada', 'not the password', { home: false });
+  await page.getByRole('alert').filter({ hasText: 'Wrong user name or password.' }).waitFor();
+  refusalExpected = false;
+  log('a wrong password is refused by the pool');
 
-function watch(page) {
-  page.on('console', (message) => {
-    const url = message.location().url || '';
-    const refusal = (url.startsWith(cognito) && /status of 400/.test(message.text()))
-      || (url.startsWith(base) && /status of 401/.test(message.text()));
-    if (refusalExpected && refusal) return;
-    if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
-      problems.push(`console ${message.type()}: ${message.text()} (${message.location().url})`);
-    }
+  // Someone the pool knows but who has no role: the API refuses the token.
+  refusalExpected = true;
+  await signIn(page, 'nemo', password, { home: false });
+  const refused = page.getByRole('alert').filter({ hasText: 'the platform refused' });
+  await refused.waitFor();
+  refusalExpected = false;
+  log(`a user in no group is refused by the API: ${(await refused.innerText()).trim()}`);
+  check(await page.getByLabel('User name').isVisible(), 'a user without a role got past the sign-in');
+
+  await signIn(page, 'ada', password);
+  await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+  await page.getByText('cognito:ada (ADMIN)').waitFor();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
+  check(await page.getByRole('button', { name: 'Halt all experiments…' }).isVisible(), 'an admin from the pool sees no halt control');
+  await shot(page, '31-home-cognito-admin');
+  log('signed in as cognito:ada (ADMIN) through the pool');
+
+  // The access token is refreshed through Cognito before it expires.
+  const stored = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('chaos.session')));
+  const before = await stored();
+  check(before.pool && before.pool.endpoint.startsWith(cognito), `the session does not name the pool: ${JSON.stringify(before.pool)}`);
+  await page.evaluate(() => {
+    const session = JSON.parse(sessionStorage.getItem('chaos.session'));
+    session.expires_at = new Date(Date.now() + 4_000).toISOString();
+    sessionStorage.setItem('chaos.session', JSON.stringify(session));
   });
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-}
+  await page.reload();
+  await page.waitForFunction((old) => {
+    const session = JSON.parse(sessionStorage.getItem('chaos.session') || 'null');
+    return session && session.access_token !== old && Date.parse(session.expires_at) > Date.now() + 600_000;
+  }, before.access_token, { timeout: 30_000 });
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
+  log('the access token was refreshed through Cognito, and the page kept working');
 
-async function signIn(page, user, secret) {
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(secret);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-}
-
-(async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-  });
-  try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    const page = await context.newPage();
-    watch(page);
-    const response = await page.goto(`${base}/`);
-    const csp = response.headers()['content-security-policy'] || '';
-    check(csp.includes(`connect-src 'self'`) && csp.includes(cognito), `the CSP does not allow the pool's endpoint: ${csp}`);
-    await page.getByText("With your account in the platform's Cognito user pool.").waitFor();
-    await shot(page, '30-login-cognito');
-
-    // A wrong password: Cognito's refusal, in words.
-    refusalExpected = true;
-    await signIn(page, 'ada', 'not the password');
-    await page.getByRole('alert').filter({ hasText: 'Wrong user name or password.' }).waitFor();
-    refusalExpected = false;
-    log('a wrong password is refused by the pool');
-
-    // Someone the pool knows but who has no role: the API refuses the token.
-    refusalExpected = true;
-    await signIn(page, 'nemo', password);
-    const refused = page.getByRole('alert').filter({ hasText: 'the platform refused' });
-    await refused.waitFor();
-    refusalExpected = false;
-    log(`a user in no group is refused by the API: ${(await refused.innerText()).trim()}`);
-    check(await page.getByLabel('User name').isVisible(), 'a user without a role got past the sign-in');
-
-    await signIn(page, 'ada', password);
-    await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
-    await page.getByText('cognito:ada (ADMIN)').waitFor();
-    await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
-    check(await page.getByRole('button', { name: 'Halt all experiments…' }).isVisible(), 'an admin from the pool sees no halt control');
-    await shot(page, '31-home-cognito-admin');
-    log('signed in as cognito:ada (ADMIN) through the pool');
-
-    // The access token is refreshed through Cognito before it expires.
-    const stored = () => page.evaluate(() => JSON.parse(sessionStorage.getItem('chaos.session')));
-    const before = await stored();
-    check(before.pool && before.pool.endpoint.startsWith(cognito), `the session does not name the pool: ${JSON.stringify(before.pool)}`);
-    await page.evaluate(() => {
-      const session = JSON.parse(sessionStorage.getItem('chaos.session'));
-      session.expires_at = new Date(Date.now() + 4_000).toISOString();
-      sessionStorage.setItem('chaos.session', JSON.stringify(session));
+  const session = await stored();
+  refusalExpected = true;
+  await page.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await page.getByLabel('User name').waitFor();
+  check(await page.evaluate(() => sessionStorage.getItem('chaos.session')) === null, 'signing out left the session');
+  // The pool no longer honours the refresh token.
+  const again = await page.evaluate(async ({ endpoint, client, token }) => {
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/x-amz-json-1.1',
+        'X-Amz-Target': 'AWSCognitoIdentityProviderService.InitiateAuth',
+      },
+      body: JSON.stringify({ AuthFlow: 'REFRESH_TOKEN_AUTH', ClientId: client, AuthParameters: { REFRESH_TOKEN: token } }),
     });
-    await page.reload();
-    await page.waitForFunction((old) => {
-      const session = JSON.parse(sessionStorage.getItem('chaos.session') || 'null');
-      return session && session.access_token !== old && Date.parse(session.expires_at) > Date.now() + 600_000;
-    }, before.access_token, { timeout: 30_000 });
-    await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
-    log('the access token was refreshed through Cognito, and the page kept working');
+    return { status: response.status, answer: await response.json() };
+  }, { endpoint: session.pool.endpoint, client: session.pool.client_id, token: session.refresh_token });
+  check(again.status === 400 && /NotAuthorized/.test(again.answer.__type), `the refresh token still works after signing out: ${JSON.stringify(again)}`);
+  refusalExpected = false;
+  log(`signed out everywhere: the pool refuses the old refresh token (${again.answer.__type})`);
 
-    const session = await stored();
-    refusalExpected = true;
-    await page.getByRole('button', { name: 'Sign out everywhere' }).click();
-    await page.getByLabel('User name').waitFor();
-    check(await page.evaluate(() => sessionStorage.getItem('chaos.session')) === null, 'signing out left the session');
-    // The pool no longer honours the refresh token.
-    const again = await page.evaluate(async ({ endpoint, client, token }) => {
-      const response = await fetch(endpoint, {
-        method: 'POST',
-        headers: {
-          'Content-Type': 'application/x-amz-json-1.1',
-          'X-Amz-Target': 'AWSCognitoIdentityProviderService.InitiateAuth',
-        },
-        body: JSON.stringify({ AuthFlow: 'REFRESH_TOKEN_AUTH', ClientId: client, AuthParameters: { REFRESH_TOKEN: token } }),
-      });
-      return { status: response.status, answer: await response.json() };
-    }, { endpoint: session.pool.endpoint, client: session.pool.client_id, token: session.refresh_token });
-    check(again.status === 400 && /NotAuthorized/.test(again.answer.__type), `the refresh token still works after signing out: ${JSON.stringify(again)}`);
-    refusalExpected = false;
-    log(`signed out everywhere: the pool refuses the old refresh token (${again.answer.__type})`);
-
-    await signIn(page, 'vera', password);
-    await page.getByText('cognito:vera (VIEWER)').waitFor();
-    await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
-    check(await page.getByRole('button', { name: 'Halt all experiments…' }).count() === 0, 'a viewer from the pool sees the halt control');
-    check(await page.getByRole('link', { name: 'Run an experiment' }).count() === 0, 'a viewer from the pool may run experiments');
-    await shot(page, '32-home-cognito-viewer');
-    log('a viewer from the pool sees no controls');
-    await context.close();
-  } finally {
-    await browser.close();
-  }
-  check(problems.length === 0, `the pages reported problems:\n${problems.join('\n')}`);
-  log('ok');
-})().catch((error) => {
-  console.error(`dashboard: FAILED: ${error.stack || error}`);
-  if (problems.length) console.error(`dashboard: problems seen:\n${problems.join('\n')}`);
-  process.exit(1);
+  await signIn(page, 'vera', password, { home: false });
+  await page.getByText('cognito:vera (VIEWER)').waitFor();
+  await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
+  check(await page.getByRole('button', { name: 'Halt all experiments…' }).count() === 0, 'a viewer from the pool sees the halt control');
+  check(await page.getByRole('link', { name: 'Run an experiment' }).count() === 0, 'a viewer from the pool may run experiments');
+  await shot(page, '32-home-cognito-viewer');
+  log('a viewer from the pool sees no controls');
+  await context.close();
 });

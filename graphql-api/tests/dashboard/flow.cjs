@@ -5,49 +5,7 @@
 // Prints one line per step; exits non-zero with the reason on the first failure.
 'use strict';
 
-const path = require('node:path');
-const { chromium } = require(path.join(process.env.PLAYWRIGHT_NODE_MODULES, 'playwright-core'));
-
-const base = process.env.BASE_URL;
-const artifacts = process.env.ARTIFACTS;
-const problems = [];
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-function log(message) {
-  console.log(`dashboard: ${message}`);
-}
-
-async function shot(page, name) {
-  const file = path.join(artifacts, `${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log(`screenshot ${file}`);
-}
-
-// Every console error, uncaught exception and CSP violation is a failure of the test.
-function watch(page, who) {
-  page.on('console', (message) => {
-    if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
-      problems.push(`${who} console ${message.type()}: ${message.text()}`);
-    }
-  });
-  page.on('pageerror', (error) => problems.push(`${who} page error: ${error.message}`));
-  page.on('requestfailed', (request) => {
-    // A socket closed on purpose when a page is left is not a failure.
-    if (request.resourceType() !== 'websocket') {
-      problems.push(`${who} request failed: ${request.url()} ${request.failure()?.errorText}`);
-    }
-  });
-}
-
-async function signIn(page, user, password) {
-  await page.getByLabel('User name').fill(user);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
-}
+const { base, check, log, shot, watch, signIn, run } = require('./harness.cjs');
 
 async function asAdmin(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -423,23 +381,7 @@ async function asViewer(browser, experiment) {
   await context.close();
 }
 
-(async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-  });
-  try {
-    const experiment = await asAdmin(browser);
-    await asViewer(browser, experiment);
-  } finally {
-    await browser.close();
-  }
-  check(problems.length === 0, `the pages reported problems:\n${problems.join('\n')}`);
-  log('ok');
-})().catch((error) => {
-  console.error(`dashboard: FAILED: ${error.stack || error}`);
-  if (problems.length) console.error(`dashboard: problems seen:\n${problems.join('\n')}`);
-  process.exit(1);
+run(async (browser) => {
+  const experiment = await asAdmin(browser);
+  await asViewer(browser, experiment);
 });

@@ -119,6 +119,34 @@ pub fn chaos_as(db: &Path, actor: &str, args: &[&str]) -> Output {
         .expect("run chaos")
 }
 
+/// `chaos --db DB ARGS...` as the console's administrator, with `stdin` written to its
+/// standard input (a password, a spec); panics on failure.
+pub fn chaos_input(db: &Path, args: &[&str], stdin: &str) {
+    let mut child = Command::new(CHAOS)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("CHAOS_ACTOR", "admin-at-console")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chaos");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("chaos");
+    assert!(
+        out.status.success(),
+        "chaos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The JSON a successful command printed.
 pub fn ok_json(out: &Output) -> Value {
     assert!(

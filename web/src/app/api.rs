@@ -76,6 +76,19 @@ pub async fn request(
     Ok(answer["data"].clone())
 }
 
+/// The strings of a JSON array (none when it is not one).
+pub fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// An answer of the API still to come, boxed (see [`use_api`]).
 pub type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value, ApiError>>>>;
 

@@ -10,7 +10,7 @@ use web::route::Route;
 
 use super::api::{Live, call, live, use_api, use_task};
 use super::settings::field;
-use super::{Link, LiveBadge, Problem, use_session, when};
+use super::{Link, LiveBadge, Pager, Problem, use_session, when};
 
 const LOG: &str = "query($filter: AuditFilterInput!, $first: Int!, $after: String) { \
     auditLog(filter: $filter, first: $first, after: $after) { \
@@ -165,7 +165,6 @@ pub fn Audit() -> Element {
             }
         },
     };
-    let first_page = before.read().is_empty();
     rsx! {
         div { class: "page-head",
             h1 { "Audit log" }
@@ -205,31 +204,7 @@ pub fn Audit() -> Element {
         }
         section { class: "card", "aria-label": "Audit entries",
             {listing}
-            nav { class: "pager", "aria-label": "Pages",
-                button {
-                    r#type: "button",
-                    class: "secondary",
-                    disabled: first_page,
-                    onclick: move |_| {
-                        let previous = before.with_mut(|b| b.pop()).flatten();
-                        cursor.set(previous);
-                    },
-                    "Previous page"
-                }
-                button {
-                    r#type: "button",
-                    class: "secondary",
-                    disabled: next.is_none(),
-                    onclick: move |_| {
-                        if let Some(next) = next.clone() {
-                            let this = cursor.peek().clone();
-                            before.with_mut(|b| b.push(this));
-                            cursor.set(Some(next));
-                        }
-                    },
-                    "Next page"
-                }
-            }
+            Pager { before, cursor, next }
         }
     }
 }

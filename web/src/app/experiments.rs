@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use web::route::Route;
 
 use super::api::{ApiError, call, use_api};
-use super::{Link, Problem, Status, local_midnight, use_session, when};
+use super::{Link, Pager, Problem, Status, local_midnight, use_session, when};
 
 /// A page of experiments (`filter`, `first`, `after`).
 pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
@@ -74,7 +74,6 @@ pub fn Experiments() -> Element {
         _ => None,
     };
     let can_run = session.read().as_ref().is_some_and(|s| s.can_run());
-    let first_page = before.read().is_empty();
     let mut restart = move || {
         before.set(Vec::new());
         cursor.set(None);
@@ -168,31 +167,7 @@ pub fn Experiments() -> Element {
         }
         section { class: "card", "aria-label": "Experiments found",
             ExperimentRows { page, empty: "No experiment matches these filters.", retry: move |()| reload += 1 }
-            nav { class: "pager", "aria-label": "Pages",
-                button {
-                    r#type: "button",
-                    class: "secondary",
-                    disabled: first_page,
-                    onclick: move |_| {
-                        let previous = before.with_mut(|b| b.pop()).flatten();
-                        cursor.set(previous);
-                    },
-                    "Previous page"
-                }
-                button {
-                    r#type: "button",
-                    class: "secondary",
-                    disabled: next.is_none(),
-                    onclick: move |_| {
-                        if let Some(next) = next.clone() {
-                            let this = cursor.peek().clone();
-                            before.with_mut(|b| b.push(this));
-                            cursor.set(Some(next));
-                        }
-                    },
-                    "Next page"
-                }
-            }
+            Pager { before, cursor, next }
         }
     }
 }

@@ -150,6 +150,45 @@ pub fn Link(
     }
 }
 
+/// Previous and next buttons over cursor pages: `cursor` is this page's (none: the first),
+/// `before` the cursors of the pages before it, `next` the next page's, if there is one.
+#[component]
+pub fn Pager(
+    before: Signal<Vec<Option<String>>>,
+    cursor: Signal<Option<String>>,
+    next: Option<String>,
+) -> Element {
+    let first_page = before.read().is_empty();
+    let last_page = next.is_none();
+    rsx! {
+        nav { class: "pager", "aria-label": "Pages",
+            button {
+                r#type: "button",
+                class: "secondary",
+                disabled: first_page,
+                onclick: move |_| {
+                    let previous = before.with_mut(|b| b.pop()).flatten();
+                    cursor.set(previous);
+                },
+                "Previous page"
+            }
+            button {
+                r#type: "button",
+                class: "secondary",
+                disabled: last_page,
+                onclick: move |_| {
+                    if let Some(next) = next.clone() {
+                        let this = cursor.peek().clone();
+                        before.with_mut(|b| b.push(this));
+                        cursor.set(Some(next));
+                    }
+                },
+                "Next page"
+            }
+        }
+    }
+}
+
 /// The state of a page's live updates, announced politely to screen readers.
 #[component]
 pub fn LiveBadge(status: Signal<api::Live>) -> Element {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use web::route::Route;
 use web::spec::{Field, Flag, SpecForm};
 
-use super::api::{call, use_api, use_task};
+use super::api::{call, strings, use_api, use_task};
 use super::{Problem, go, use_route, use_session};
 
 const TEMPLATES: &str = "{ templates { id name spec } }";
@@ -70,18 +70,6 @@ fn unnamed(mut spec: Value) -> Value {
         fields.remove("name");
     }
     spec
-}
-
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The value of `name` in the address's query (`?from=<id>`), if it has one. Ids need no

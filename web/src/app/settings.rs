@@ -8,7 +8,7 @@
 use dioxus::prelude::*;
 use serde_json::{Value, json};
 
-use super::api::{call, use_api};
+use super::api::{call, strings, use_api};
 use super::session::Session;
 use super::{Problem, use_session, when};
 
@@ -42,19 +42,6 @@ const ROLES: [&str; 3] = ["VIEWER", "OPERATOR", "ADMIN"];
 /// A JSON string, or nothing.
 fn text(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
-}
-
-/// The strings of a JSON array.
-fn strings(value: &Value) -> Vec<String> {
-    value
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A labelled input of type `kind` bound to `value` (a function, not a component: it keeps
