@@ -1,11 +1,20 @@
-//! The dashboard in a real browser: `chaos serve` (embedded, with its demo fleet) on
-//! 127.0.0.1 port 0, an admin and a viewer added with `chaos user add`, and
-//! `tests/dashboard/flow.cjs` driving headless Debian chromium through playwright-core: sign
-//! in, a refused and then a real run against the demo fleet followed live to COMPLETED, the
-//! list a page at a time, a narrow screen, halt-all stopping a running experiment, and a viewer who is shown no
-//! control they may not use, all with access tokens that expire every six seconds; and an experiment page that must reconnect by itself when the
-//! server is killed and restarted under it, missing nothing. The script
-//! also checks the Content-Security-Policy and fails on any console error or CSP violation.
+//! The dashboard in a real browser: `chaos serve` on 127.0.0.1 port 0 (embedded, with its demo
+//! fleet, an admin and a viewer added with `chaos user add`; or `--aws` on moto), and scripts
+//! under `tests/dashboard/` driving headless Debian chromium through playwright-core:
+//! - `flow.cjs`: sign in; a refused run, a target preview and a real run that hits exactly
+//!   the previewed worker, followed live to COMPLETED; its result, charts and CSV, JSON and PDF
+//!   exports; the list's filters and pages; a narrow screen; run again, a template, a
+//!   scheduled run cancelled; halt-all stopping a running experiment; a viewer shown no control
+//!   they may not use and refused by the API anyway; all with access tokens that expire every
+//!   six seconds;
+//! - `admin_pages.cjs`: the audit log and settings for an admin and a viewer;
+//! - `chain_broken.cjs`: an auditor told where the hash chain breaks in a changed store;
+//! - `cognito.cjs`: signing in through a Cognito user pool on AWS;
+//! - `reconnect.cjs`: an experiment page that must reconnect by itself when the server is
+//!   killed and restarted under it, missing nothing.
+//!
+//! The scripts share `harness.cjs`, which fails on any console error, failed request or CSP
+//! violation; a failing script is shown with the server's log.
 //!
 //! Needs the built dashboard, chromium and playwright-core, which `cargo xtask test` provides
 //! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
@@ -366,4 +375,49 @@ fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
             "no screenshot of {page}"
         );
     }
+}
+
+#[test]
+fn an_auditor_is_told_the_chain_is_broken_where_an_event_was_changed() {
+    let _one = BROWSER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dashboard = dashboard_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = store(dir.path());
+    chaos(
+        &db,
+        &["experiment", "create", "--spec", "-"],
+        r#"{"name": "to be changed", "target": {"kind": "LOCAL_FLEET", "group": "web"},
+            "selection": {"mode": "COUNT", "value": 1}, "max_targets": 1,
+            "failure": {"type": "TERMINATE"}, "dry_run": true,
+            "guardrails": {"stop_conditions": [], "max_duration_secs": 600},
+            "recovery": {"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}"#,
+    );
+    // One recorded event changed in the store file, as someone with the disk could.
+    let conn = rusqlite::Connection::open(&db).expect("open the store");
+    let (rowid, stream): (i64, String) = conn
+        .query_row(
+            "SELECT rowid, aggregate_id FROM events WHERE aggregate_type = 'Experiment' \
+             ORDER BY rowid LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the experiment's first event");
+    let changed = conn
+        .execute(
+            "UPDATE events SET payload = replace(payload, '\"at\":\"2', '\"at\":\"1') \
+             WHERE rowid = ?1",
+            [rowid],
+        )
+        .expect("change the event");
+    assert_eq!(changed, 1);
+    drop(conn);
+    let shot = artifacts().join("26-audit-chain-broken.png");
+    let _ = std::fs::remove_file(&shot);
+    let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    let node = browser_script_with("chain_broken.cjs", &url, &[("TAMPERED_STREAM", &stream)]);
+    let report = passed(node, "", &server);
+    assert!(report.contains("the chain is broken"), "{report}");
+    assert!(shot.exists(), "no screenshot of the broken chain");
 }
