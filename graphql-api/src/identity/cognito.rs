@@ -286,3 +286,51 @@ impl Cognito {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(sign_in_endpoint: Option<&str>) -> CognitoConfig {
+        CognitoConfig {
+            user_pool_id: "eu-west-1_AbCdEf123".to_owned(),
+            region: "eu-west-1".to_owned(),
+            client_id: "dashboard".to_owned(),
+            jwks_url: None,
+            sign_in_endpoint: sign_in_endpoint.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn browsers_sign_in_at_the_regions_endpoint_unless_told_otherwise() {
+        let cognito = Cognito::new(&config(None)).expect("a verifier");
+        let sign_in = cognito.sign_in();
+        assert_eq!(
+            sign_in.endpoint,
+            "https://cognito-idp.eu-west-1.amazonaws.com/"
+        );
+        assert_eq!(
+            sign_in.origin(),
+            "https://cognito-idp.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(sign_in.client_id, "dashboard");
+        let local = Cognito::new(&config(Some("http://127.0.0.1:5000/"))).expect("a verifier");
+        assert_eq!(local.sign_in().origin(), "http://127.0.0.1:5000");
+    }
+
+    #[test]
+    fn a_sign_in_endpoint_that_is_not_an_http_url_is_refused_by_name() {
+        for bad in [
+            "cognito-idp.eu-west-1.amazonaws.com",
+            "ftp://host/",
+            "https://",
+        ] {
+            let error = Cognito::new(&config(Some(bad))).expect_err(bad);
+            assert!(
+                matches!(&error, CognitoError::SignInEndpoint(named) if named == bad),
+                "{error}"
+            );
+            assert!(error.to_string().contains("not an http:// or https:// URL"));
+        }
+    }
+}
