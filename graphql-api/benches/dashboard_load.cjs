@@ -14,7 +14,7 @@
 'use strict';
 
 const path = require('node:path');
-const { chromium } = require(path.join(process.env.PLAYWRIGHT_NODE_MODULES, 'playwright-core'));
+const { launch } = require(path.join(__dirname, '../tests/dashboard/harness.cjs'));
 
 const base = process.env.BASE_URL;
 const loads = Number(process.env.LOADS || 10);
@@ -53,12 +53,7 @@ async function once(browser, n) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-  });
+  const browser = await launch();
   try {
     // One load first, not counted: the browser itself starts cold once.
     await once(browser, 0);

@@ -119,6 +119,14 @@ fn store(dir: &Path) -> PathBuf {
     db
 }
 
+/// `count` dry-run drafts against the demo fleet, named `<prefix> 00`, `<prefix> 01`, ...
+fn drafts(db: &Path, prefix: &str, count: usize) {
+    for n in 0..count {
+        let spec = server::spec(&format!("{prefix} {n:02}"), true).to_string();
+        chaos(db, &["experiment", "create", "--spec", "-"], &spec);
+    }
+}
+
 /// Where screenshots go (printed).
 fn artifacts() -> PathBuf {
     let artifacts = target_dir().join("test-artifacts").join("dashboard");
@@ -198,16 +206,7 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
         &["--access-token-ttl-secs", "6"],
     );
     // Drafts enough for two pages of the experiments list.
-    for n in 0..21 {
-        let spec = format!(
-            r#"{{"name": "draft {n:02}", "target": {{"kind": "LOCAL_FLEET", "group": "web"}},
-                "selection": {{"mode": "COUNT", "value": 1}}, "max_targets": 1,
-                "failure": {{"type": "TERMINATE"}}, "dry_run": true,
-                "guardrails": {{"stop_conditions": [], "max_duration_secs": 600}},
-                "recovery": {{"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}}}"#
-        );
-        chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
-    }
+    drafts(&db, "draft", 21);
     passed(browser_script("flow.cjs", &url), "", &server);
     let artifacts = artifacts();
     for page in [
@@ -343,16 +342,7 @@ fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
     // Drafts enough for two pages of the audit log, each in its own stream.
-    for n in 0..21 {
-        let spec = format!(
-            r#"{{"name": "audited draft {n:02}", "target": {{"kind": "LOCAL_FLEET", "group": "web"}},
-                "selection": {{"mode": "COUNT", "value": 1}}, "max_targets": 1,
-                "failure": {{"type": "TERMINATE"}}, "dry_run": true,
-                "guardrails": {{"stop_conditions": [], "max_duration_secs": 600}},
-                "recovery": {{"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}}}"#
-        );
-        chaos(&db, &["experiment", "create", "--spec", "-"], &spec);
-    }
+    drafts(&db, "audited draft", 21);
     let artifacts = artifacts();
     let pages = [
         "20-audit",
@@ -385,15 +375,7 @@ fn an_auditor_is_told_the_chain_is_broken_where_an_event_was_changed() {
     let dashboard = dashboard_dir();
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store(dir.path());
-    chaos(
-        &db,
-        &["experiment", "create", "--spec", "-"],
-        r#"{"name": "to be changed", "target": {"kind": "LOCAL_FLEET", "group": "web"},
-            "selection": {"mode": "COUNT", "value": 1}, "max_targets": 1,
-            "failure": {"type": "TERMINATE"}, "dry_run": true,
-            "guardrails": {"stop_conditions": [], "max_duration_secs": 600},
-            "recovery": {"timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 1}}"#,
-    );
+    drafts(&db, "to be changed", 1);
     // One recorded event changed in the store file, as someone with the disk could.
     let conn = rusqlite::Connection::open(&db).expect("open the store");
     let (rowid, stream): (i64, String) = conn

@@ -53,16 +53,21 @@ async function signIn(page, user, password, { home = true } = {}) {
   if (home) await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
 }
 
+// Headless Debian chromium, with nothing running in the background that could skew a step.
+function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+  });
+}
+
 // Runs `script(browser)` in a fresh headless chromium, then fails if any watched page reported
 // a problem; prints `dashboard: ok` or why it failed, and exits accordingly.
 function run(script) {
   (async () => {
-    const browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-        '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-    });
+    const browser = await launch();
     try {
       await script(browser);
     } finally {
@@ -78,4 +83,4 @@ function run(script) {
   });
 }
 
-module.exports = { base, check, log, shot, watch, signIn, run };
+module.exports = { base, check, log, shot, watch, signIn, launch, run };
