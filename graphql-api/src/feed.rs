@@ -244,6 +244,15 @@ impl LogFeed {
                 let Some(sender) = weak.upgrade() else { return };
                 match tail_after(&pool, position, &Filter::All, BATCH).await {
                     Ok(items) => {
+                        if let Some(last) = items.last() {
+                            tracing::debug!(
+                                records = items.len(),
+                                after = position,
+                                to = last.position,
+                                subscribers = sender.receiver_count(),
+                                "the live feed broadcasts"
+                            );
+                        }
                         for item in items {
                             position = item.position.unwrap_or(position);
                             // No subscriber is fine: they read the log when they come.

@@ -89,7 +89,11 @@ fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> (Server, Str
     // The workflow's states are logged too: a failing run shows where each experiment was.
     let env = [
         ("CHAOS_DASHBOARD_DIR", dashboard),
-        ("RUST_LOG", "info,command_lambdas::workflow=debug"),
+        (
+            "RUST_LOG",
+            "info,command_lambdas::workflow=debug,graphql_api::feed=debug,\
+             graphql_api::api::subscription=debug",
+        ),
     ];
     let server = server::serve_at(db, addr, &args, &env);
     let url = format!("http://{}", server.addr);

@@ -234,3 +234,97 @@ fn a_socket_without_a_good_credential_is_closed_and_roles_hold() {
     assert!(refused.is_err(), "no subprotocol, no socket");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// What a page does: read the experiment, then subscribe after the last event it read. Every
+/// joiner, whenever it joins (before the run starts, mid-run, after it ended), ends up with
+/// the whole stream, each event once, in order, and the subscription ends with the run.
+#[test]
+fn subscribers_joining_mid_run_after_reading_the_experiment_see_the_rest_exactly_once() {
+    const JOINERS: u64 = 12;
+    const DETAIL: &str =
+        "query($id: ID!) { experiment(id: $id) { experiment { version } timeline { sequence } } }";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let operator = key(&db, "ops", "OPERATOR");
+    let viewer = key(&db, "watcher", "VIEWER");
+    let server = server::serve(
+        &db,
+        &["--fleet-size", "3", "--fleet-replace-after-ms", "200"],
+    );
+    let addr = server.addr;
+
+    for run in 0..3 {
+        let id = format!("joined-{run}");
+        let created = gql(
+            addr,
+            Some(&operator),
+            "mutation($id: ID!, $spec: JSON!) { createExperiment(id: $id, spec: $spec) { version } }",
+            json!({"id": id, "spec": spec(&format!("joined run {run}"), false)}),
+        );
+        assert!(created["errors"].is_null(), "{created}");
+        let joiners: Vec<_> = (0..JOINERS)
+            .map(|i| {
+                let (id, viewer) = (id.clone(), viewer.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(i * 120));
+                    let read = loop {
+                        let answer = gql(addr, Some(&viewer), DETAIL, json!({"id": id}));
+                        assert!(answer["errors"].is_null(), "{answer}");
+                        if !answer["data"]["experiment"].is_null() {
+                            break answer["data"]["experiment"].clone();
+                        }
+                        std::thread::sleep(Duration::from_millis(20));
+                    };
+                    let mut seen: Vec<i64> = read["timeline"]
+                        .as_array()
+                        .expect("timeline")
+                        .iter()
+                        .map(|e| e["sequence"].as_i64().expect("sequence"))
+                        .collect();
+                    let after = seen.last().copied().unwrap_or(0);
+                    let mut socket = connect(addr, &viewer);
+                    send(
+                        &mut socket,
+                        json!({"id": "u", "type": "subscribe", "payload": {"query": UPDATES, "variables": {"id": id, "after": after}}}),
+                    );
+                    let updates = collect(&mut socket, "u");
+                    seen.extend(
+                        updates
+                            .iter()
+                            .map(|u| u["experimentUpdates"]["sequence"].as_i64().expect("sequence")),
+                    );
+                    (i, after, seen, updates.last().cloned())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let started = gql(
+            addr,
+            Some(&operator),
+            "mutation($id: ID!) { startExperiment(id: $id) { events } }",
+            json!({"id": id}),
+        );
+        assert!(started["errors"].is_null(), "{started}");
+        let results: Vec<_> = joiners
+            .into_iter()
+            .map(|j| j.join().expect("joiner"))
+            .collect();
+        let shown = ok_json(&chaos(&db, &["experiment", "show", &id]));
+        let stored =
+            i64::try_from(shown["timeline"].as_array().expect("timeline").len()).expect("length");
+        let whole: Vec<i64> = (1..=stored).collect();
+        for (i, after, seen, last) in results {
+            assert_eq!(
+                seen, whole,
+                "joiner {i} of run {run} read up to {after}, then subscribed"
+            );
+            if let Some(last) = last {
+                assert_eq!(
+                    last["experimentUpdates"]["ended"], true,
+                    "joiner {i}: {last}"
+                );
+            }
+        }
+    }
+}

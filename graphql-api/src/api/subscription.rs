@@ -160,6 +160,15 @@ impl Subscription {
             }
         }
         let ended = state.status().is_terminal();
+        tracing::debug!(
+            experiment = id.as_str(),
+            after = after_sequence,
+            stored = newest.sequence,
+            position = newest.position,
+            replayed = replay.len(),
+            ended,
+            "experimentUpdates subscribed"
+        );
         let experiment_id = id.to_string();
         // Follows the log until the run ends: the update that ends it is the last.
         let live = futures::stream::unfold(
@@ -190,6 +199,19 @@ impl Subscription {
                         },
                     };
                     let ended = state.status().is_terminal() || next.is_err();
+                    match &next {
+                        Ok(update) => tracing::debug!(
+                            experiment = experiment_id.as_str(),
+                            sequence = update.sequence,
+                            ended,
+                            "experimentUpdates delivers"
+                        ),
+                        Err(e) => tracing::debug!(
+                            experiment = experiment_id.as_str(),
+                            error = e.message.as_str(),
+                            "experimentUpdates fails"
+                        ),
+                    }
                     Some((next, (items, state, ended)))
                 }
             },

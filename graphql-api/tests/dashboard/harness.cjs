@@ -26,10 +26,22 @@ async function shot(page, name) {
 
 // Problems the pages reported, across every page a script watches.
 const problems = [];
+// Every watched page, to be shown as it was when a script fails.
+const watched = [];
+// The last frames of every subscription socket the watched pages opened, printed when a
+// script fails: they tell a server that stopped sending from a page that stopped showing.
+const frames = [];
+const FRAMES_KEPT = 200;
+
+function frame(who, what) {
+  if (frames.length === FRAMES_KEPT) frames.shift();
+  frames.push(`${new Date().toISOString()} ${who} ${what}`);
+}
 
 // Watches `page` (`who` names it in the report). `excused(message)` may excuse a console
 // message a step expects (a refused password is a 400 the browser logs).
 function watch(page, who, excused = () => false) {
+  watched.push({ page, who });
   page.on('console', (message) => {
     if (excused(message)) return;
     if (message.type() === 'error' || /Content Security Policy/i.test(message.text())) {
@@ -37,6 +49,15 @@ function watch(page, who, excused = () => false) {
     }
   });
   page.on('pageerror', (error) => problems.push(`${who} page error: ${error.message}`));
+  page.on('websocket', (socket) => {
+    const name = `${who} socket ${socket.url()}`;
+    frame(name, 'opened');
+    const text = (payload) => String(payload).slice(0, 300);
+    socket.on('framesent', (f) => frame(name, `> ${text(f.payload)}`));
+    socket.on('framereceived', (f) => frame(name, `< ${text(f.payload)}`));
+    socket.on('socketerror', (error) => frame(name, `error ${error}`));
+    socket.on('close', () => frame(name, 'closed'));
+  });
   page.on('requestfailed', (request) => {
     // A socket closed on purpose when a page is left is not a failure.
     if (request.resourceType() !== 'websocket') {
@@ -63,6 +84,34 @@ function launch() {
   });
 }
 
+// `promise`, or an error after five seconds: a page whose script is stuck answers nothing,
+// and saying so beats waiting with it.
+async function within(promise) {
+  let timer;
+  const stuck = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('the page did not answer in 5 s')), 5_000);
+  });
+  try {
+    return await Promise.race([promise, stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// What each watched page still open shows, with a screenshot of it (`failed-<who>.png`).
+async function showPages() {
+  for (const { page, who } of watched) {
+    if (page.isClosed()) continue;
+    try {
+      const text = await within(page.evaluate(() => document.body.innerText));
+      console.error(`dashboard: ${who} was at ${page.url()}, showing:\n${text.slice(0, 2_000)}`);
+      await within(shot(page, `failed-${who}`));
+    } catch (error) {
+      console.error(`dashboard: ${who} cannot be shown: ${error.message}`);
+    }
+  }
+}
+
 // Runs `script(browser)` in a fresh headless chromium, then fails if any watched page reported
 // a problem; prints `dashboard: ok` or why it failed, and exits accordingly.
 function run(script) {
@@ -70,6 +119,9 @@ function run(script) {
     const browser = await launch();
     try {
       await script(browser);
+    } catch (error) {
+      await showPages();
+      throw error;
     } finally {
       await browser.close();
     }
@@ -79,6 +131,7 @@ function run(script) {
   })().catch((error) => {
     console.error(`dashboard: FAILED: ${error.stack || error}`);
     if (problems.length) console.error(`dashboard: problems seen:\n${problems.join('\n')}`);
+    if (frames.length) console.error(`dashboard: the last socket frames:\n${frames.join('\n')}`);
     process.exit(1);
   });
 }
