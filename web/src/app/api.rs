@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web::backoff;
 
-use super::session::{Session, forget};
+use super::session::{Renewal, Session, forget, renew};
 
 /// An error the API answered with (its stable `code`), or a transport failure (`NETWORK`).
 #[derive(Debug, Clone, PartialEq)]
@@ -116,21 +116,41 @@ fn use_task_boxed(
     use_future(make)
 }
 
-/// A request as the signed-in user; a refused credential signs the user out.
+fn unauthenticated(answer: &Result<Value, ApiError>) -> bool {
+    matches!(answer, Err(e) if e.code == "UNAUTHENTICATED")
+}
+
+fn token(session: Signal<Option<Session>>) -> Option<String> {
+    session.peek().as_ref().map(|s| s.access_token.clone())
+}
+
+/// A request as the signed-in user. A refused access token (expired while the machine slept,
+/// say) is renewed and the request made once more (the API refuses a credential before it
+/// runs anything, so nothing runs twice); refused again, the user is signed out.
 pub async fn call(
     mut session: Signal<Option<Session>>,
     query: &str,
     variables: Value,
 ) -> Result<Value, ApiError> {
-    let token = session.peek().as_ref().map(|s| s.access_token.clone());
-    let answer = request(token.as_deref(), query, variables).await;
-    if let Err(e) = &answer
-        && e.code == "UNAUTHENTICATED"
-    {
-        forget();
-        session.set(None);
+    let Some(stale) = token(session) else {
+        return request(None, query, variables).await;
+    };
+    let answer = request(Some(&stale), query, variables.clone()).await;
+    if !unauthenticated(&answer) {
+        return answer;
     }
-    answer
+    match renew(session, &stale).await {
+        Renewal::Renewed => {
+            let again = request(token(session).as_deref(), query, variables).await;
+            if unauthenticated(&again) {
+                forget();
+                session.set(None);
+            }
+            again
+        }
+        Renewal::Unavailable(e) => Err(e),
+        Renewal::Ended => answer,
+    }
 }
 
 /// The state of a page's live connection.
@@ -167,11 +187,25 @@ struct Followed {
     received: bool,
 }
 
+/// Why a connection ended before its subscription did.
+struct Dropped {
+    /// The close frame's code (4403: the credential was refused), or 0.
+    code: u16,
+    /// Why, in words.
+    why: String,
+}
+
+impl From<String> for Dropped {
+    fn from(why: String) -> Self {
+        Dropped { code: 0, why }
+    }
+}
+
 /// What the socket reported.
 enum Incoming {
     Opened,
     Text(String),
-    Closed(String),
+    Closed(Dropped),
 }
 
 /// A WebSocket speaking `graphql-transport-ws`, whose events arrive on a channel; closed
@@ -205,16 +239,19 @@ impl Socket {
                 Incoming::Text(text)
             }),
             handler(|event| {
-                let why = event
+                let dropped = event
                     .dyn_ref::<web_sys::CloseEvent>()
-                    .map(|c| match c.reason() {
-                        reason if reason.is_empty() => format!("closed ({})", c.code()),
-                        reason => format!("closed ({}: {reason})", c.code()),
+                    .map(|c| Dropped {
+                        code: c.code(),
+                        why: match c.reason() {
+                            reason if reason.is_empty() => format!("closed ({})", c.code()),
+                            reason => format!("closed ({}: {reason})", c.code()),
+                        },
                     })
-                    .unwrap_or_else(|| "closed".to_owned());
-                Incoming::Closed(why)
+                    .unwrap_or_else(|| Dropped::from("closed".to_owned()));
+                Incoming::Closed(dropped)
             }),
-            handler(|_| Incoming::Closed("the connection failed".to_owned())),
+            handler(|_| Incoming::Closed(Dropped::from("the connection failed".to_owned()))),
         ];
         socket.set_onopen(Some(handlers[0].as_ref().unchecked_ref()));
         socket.set_onmessage(Some(handlers[1].as_ref().unchecked_ref()));
@@ -234,26 +271,27 @@ impl Socket {
     }
 
     /// The next message, parsed; an error once the socket is closed.
-    async fn next(&mut self) -> Result<Value, String> {
+    async fn next(&mut self) -> Result<Value, Dropped> {
         loop {
             match self.events.next().await {
                 Some(Incoming::Opened) => {}
                 Some(Incoming::Text(text)) => {
-                    return serde_json::from_str(&text)
-                        .map_err(|e| format!("the server sent what is not JSON: {e}"));
+                    return serde_json::from_str(&text).map_err(|e| {
+                        Dropped::from(format!("the server sent what is not JSON: {e}"))
+                    });
                 }
-                Some(Incoming::Closed(why)) => return Err(why),
-                None => return Err("closed".to_owned()),
+                Some(Incoming::Closed(dropped)) => return Err(dropped),
+                None => return Err(Dropped::from("closed".to_owned())),
             }
         }
     }
 
     /// Waits until the socket is open.
-    async fn opened(&mut self) -> Result<(), String> {
+    async fn opened(&mut self) -> Result<(), Dropped> {
         match self.events.next().await {
             Some(Incoming::Opened) => Ok(()),
-            Some(Incoming::Closed(why)) => Err(why),
-            _ => Err("the connection failed".to_owned()),
+            Some(Incoming::Closed(dropped)) => Err(dropped),
+            _ => Err(Dropped::from("the connection failed".to_owned())),
         }
     }
 }
@@ -277,7 +315,7 @@ async fn follow(
     variables: Value,
     on: &mut impl FnMut(Value) -> bool,
     mut status: Signal<Live>,
-) -> Result<Followed, String> {
+) -> Result<Followed, Dropped> {
     let mut socket = Socket::open(&socket_url())?;
     socket.opened().await?;
     socket.send(&json!({
@@ -289,7 +327,7 @@ async fn follow(
         match message["type"].as_str() {
             Some("connection_ack") => break,
             Some("ping") => socket.send(&json!({ "type": "pong" }))?,
-            _ => return Err(format!("the server refused the connection: {message}")),
+            _ => return Err(format!("the server refused the connection: {message}").into()),
         }
     }
     socket.send(&json!({
@@ -305,7 +343,11 @@ async fn follow(
             Some("next") => {
                 let answer = &message["payload"];
                 if let Some(error) = answer["errors"].get(0) {
-                    return Err(error["message"].as_str().unwrap_or("refused").to_owned());
+                    return Err(error["message"]
+                        .as_str()
+                        .unwrap_or("refused")
+                        .to_owned()
+                        .into());
                 }
                 received = true;
                 if on(answer["data"].clone()) {
@@ -318,7 +360,11 @@ async fn follow(
             }
             Some("error") => {
                 let error = &message["payload"][0];
-                return Err(error["message"].as_str().unwrap_or("refused").to_owned());
+                return Err(error["message"]
+                    .as_str()
+                    .unwrap_or("refused")
+                    .to_owned()
+                    .into());
             }
             Some("complete") => {
                 return Ok(Followed {
@@ -334,7 +380,9 @@ async fn follow(
 
 /// Follows a subscription for as long as the page lives: when the socket drops it connects
 /// again after a growing wait, with the variables `variables` gives then (so a page resumes
-/// after the last update it has). Returns once `on` says it is done.
+/// after the last update it has). A socket closed because its credential no longer holds
+/// (4403: the access token expired, or the role changed) renews the session first. Returns
+/// once `on` says it is done, or the session has ended.
 pub async fn live(
     session: Signal<Option<Session>>,
     query: &'static str,
@@ -344,7 +392,7 @@ pub async fn live(
 ) {
     let mut attempt = 0;
     loop {
-        let Some(token) = session.peek().as_ref().map(|s| s.access_token.clone()) else {
+        let Some(token) = token(session) else {
             return;
         };
         status.set(Live::Connecting);
@@ -359,7 +407,11 @@ pub async fn live(
                 }
                 "the connection closed".to_owned()
             }
-            Err(e) => e,
+            Err(Dropped { code: 4403, why }) => match renew(session, &token).await {
+                Renewal::Ended => return,
+                Renewal::Renewed | Renewal::Unavailable(_) => why,
+            },
+            Err(Dropped { why, .. }) => why,
         };
         let wait = backoff::delay_ms(attempt, js_sys::Math::random());
         attempt = attempt.saturating_add(1);

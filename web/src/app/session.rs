@@ -1,6 +1,7 @@
 //! The signed-in session: its access token in memory and in this tab's `sessionStorage` (so
 //! a reload keeps it and closing the tab ends it), refreshed with its refresh token a minute
-//! before it expires, and ended at logout.
+//! before it expires (or at once, when the API refuses it: a machine that slept, or a page
+//! starved of time, may hold one that expired), and ended at logout.
 //!
 //! Two identity providers sign people in, as the server's `signInOptions` says:
 //! - this server's own accounts (`login`, `refreshSession`, `logout`);
@@ -312,9 +313,53 @@ pub async fn logout(mut session: Signal<Option<Session>>) {
     session.set(None);
 }
 
-/// Keeps the session fresh for as long as the app runs: refreshes the access token before it
+/// What renewing a session came to.
+#[derive(Debug)]
+pub enum Renewal {
+    /// The session has a new access token (from this renewal or one that ran meanwhile).
+    Renewed,
+    /// The identity provider cannot be reached now: the session is kept, to try again later.
+    Unavailable(ApiError),
+    /// The session is over (its refresh was refused, or the user signed out): forgotten.
+    Ended,
+}
+
+thread_local! {
+    /// Held while a renewal runs: a refresh token works once, and presented a second time
+    /// it ends its session, so two renewals must never overlap.
+    static RENEWING: std::rc::Rc<futures::lock::Mutex<()>> = std::rc::Rc::default();
+}
+
+/// Renews the session whose access token `stale` was refused or is about to expire. However
+/// many pages ask at once, the refresh token is presented once: whoever comes after a renewal
+/// finds the session renewed and is told so.
+pub async fn renew(mut session: Signal<Option<Session>>, stale: &str) -> Renewal {
+    let lock = RENEWING.with(std::rc::Rc::clone);
+    let _turn = lock.lock().await;
+    let Some(current) = session.peek().clone() else {
+        return Renewal::Ended;
+    };
+    if current.access_token != stale {
+        return Renewal::Renewed;
+    }
+    match refreshed(&current).await {
+        Ok(Some(fresh)) => {
+            keep(&fresh);
+            session.set(Some(fresh));
+            Renewal::Renewed
+        }
+        Err(e) if e.code == "NETWORK" || e.code == "RATE_LIMITED" => Renewal::Unavailable(e),
+        Ok(None) | Err(_) => {
+            forget();
+            session.set(None);
+            Renewal::Ended
+        }
+    }
+}
+
+/// Keeps the session fresh for as long as the app runs: renews the access token before it
 /// expires; a refused refresh signs the user out, a network failure is retried.
-pub async fn keep_fresh(mut session: Signal<Option<Session>>) {
+pub async fn keep_fresh(session: Signal<Option<Session>>) {
     loop {
         let current = session.peek().clone();
         let wait = match &current {
@@ -331,18 +376,8 @@ pub async fn keep_fresh(mut session: Signal<Option<Session>>) {
         if session.peek().as_ref() != Some(&current) {
             continue;
         }
-        match refreshed(&current).await {
-            Ok(Some(fresh)) => {
-                keep(&fresh);
-                session.set(Some(fresh));
-            }
-            Err(e) if e.code == "NETWORK" || e.code == "RATE_LIMITED" => {
-                gloo_timers::future::TimeoutFuture::new(5_000).await;
-            }
-            Ok(None) | Err(_) => {
-                forget();
-                session.set(None);
-            }
+        if let Renewal::Unavailable(_) = renew(session, &current.access_token).await {
+            gloo_timers::future::TimeoutFuture::new(5_000).await;
         }
     }
 }
