@@ -86,7 +86,7 @@ impl Default for Preferences {
         Preferences {
             notify_on: vec!["FAILED".into(), "NOT_RECOVERED".into(), "HALTED".into()],
             time_zone: "UTC".into(),
-            page_size: 50,
+            page_size: 20,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod backoff;
 pub mod chart;
+pub mod clock;
 pub mod export;
 pub mod pdf;
 pub mod report;

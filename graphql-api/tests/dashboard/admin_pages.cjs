@@ -199,9 +199,18 @@ async function asAdmin(browser) {
   await auditLog(page, token);
   await settingsAsAdmin(page);
 
-  await page.setViewportSize({ width: 375, height: 800 });
+  // The preferences saved above apply: pages of 50 rows (fewer entries than that: one page),
+  // and times on Berlin's clocks.
   await page.getByRole('button', { name: 'Clear' }).click();
-  await rowCount(page, 20);
+  const all = await graphql(token, 'query { auditLog(filter: {}, first: 50) { sequence } }');
+  const entries = all.data.auditLog.length;
+  check(entries > 20, `only ${entries} audit entries to page through`);
+  await rowCount(page, entries);
+  const times = await column(page, 'When');
+  check(times.every((t) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T$/.test(t)), `times not on Berlin's clocks: ${times.slice(0, 3)}`);
+  log(`the preferences apply: ${entries} rows on a page, times like ${times[0]}`);
+  await page.setViewportSize({ width: 375, height: 800 });
+  await rowCount(page, entries);
   await page.getByRole('status').filter({ hasText: 'Chain intact' }).waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the audit log is ${overflow} px wider than a narrow screen`);
@@ -223,6 +232,8 @@ async function asViewer(browser) {
   await nav(page, 'Audit log');
   await page.getByRole('status').filter({ hasText: 'Chain intact' }).waitFor();
   await rowCount(page, 20);
+  // Another user's preferences are theirs: this one sees UTC.
+  check((await column(page, 'When')).every((t) => t.endsWith(' UTC')), 'a viewer sees times in another user\'s time zone');
 
   await nav(page, 'Settings');
   await page.getByRole('region', { name: 'Profile' }).getByText('VIEWER', { exact: true }).waitFor();

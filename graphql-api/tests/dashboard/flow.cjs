@@ -195,12 +195,9 @@ async function asAdmin(browser) {
   await page.getByText('No experiment matches these filters.').waitFor();
   await page.getByLabel('Status').selectOption('');
   await row.waitFor();
-  // By target, and by the day it was created (the browser's days).
-  const day = (offset) => {
-    const d = new Date();
-    d.setDate(d.getDate() + offset);
-    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
-  };
+  // By target, and by the day it was created (the user's days: UTC, as this user has not
+  // chosen a time zone).
+  const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
   await page.getByLabel('Target', { exact: true }).fill('fleet:elsewhere');
   await page.getByText('No experiment matches these filters.').waitFor();
   await page.getByLabel('Target', { exact: true }).fill('fleet:web');
@@ -264,8 +261,8 @@ async function asAdmin(browser) {
   await page.getByLabel('Name', { exact: true }).fill(scheduled);
   await page.getByLabel('At a time').check();
   const later = new Date(Date.now() + 3_600_000);
-  const local = `${later.getFullYear()}-${String(later.getMonth() + 1).padStart(2, '0')}-${String(later.getDate()).padStart(2, '0')}T${String(later.getHours()).padStart(2, '0')}:${String(later.getMinutes()).padStart(2, '0')}`;
-  await page.getByLabel('Start at (your local time)').fill(local);
+  // The user's clocks read UTC.
+  await page.getByLabel('Start at (your local time)').fill(later.toISOString().slice(0, 16));
   await shot(page, '07-run-from-template-scheduled');
   await page.getByRole('button', { name: 'Create and schedule' }).click();
   await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);

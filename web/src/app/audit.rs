@@ -10,6 +10,7 @@ use web::route::Route;
 
 use super::api::{Live, call, live, use_api, use_task};
 use super::settings::field;
+use super::shown::{SHOWN, utc};
 use super::{Link, LiveBadge, Pager, Problem, use_session, when};
 
 const LOG: &str = "query($filter: AuditFilterInput!, $first: Int!, $after: String) { \
@@ -20,8 +21,6 @@ const CHAIN: &str = "query($id: ID) { auditChain(experimentId: $id) { intact str
     checkedAt faults { streamType streamId sequence problem } } }";
 
 const ACTIVITY: &str = "subscription { platformActivity { streamId sequence } }";
-
-const PAGE_SIZE: usize = 20;
 
 /// What the log is filtered by.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,14 +49,9 @@ impl Filters {
     }
 }
 
-/// A `datetime-local` value (the browser's time zone) in the log's form: RFC 3339, UTC, with
-/// milliseconds, so that it compares with recorded times as text does.
-fn utc(local: &str) -> Option<String> {
-    if local.is_empty() {
-        return None;
-    }
-    let at = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
-    (!at.get_time().is_nan()).then(|| String::from(at.to_iso_string()))
+/// Rows per page, as the user prefers.
+fn page_size() -> usize {
+    usize::try_from(SHOWN.read().page_size).unwrap_or(20)
 }
 
 /// The cursor after an entry: `recordedAt|streamId|sequence`.
@@ -89,8 +83,7 @@ pub fn Audit() -> Element {
     // One entry more than shown says whether a next page exists.
     let page = use_resource(move || async move {
         reload();
-        let variables =
-            json!({ "filter": applied.read().input(), "first": PAGE_SIZE + 1, "after": cursor() });
+        let variables = json!({ "filter": applied.read().input(), "first": page_size() + 1, "after": cursor() });
         call(session, LOG, variables)
             .await
             .map(|data| data["auditLog"].as_array().cloned().unwrap_or_default())
@@ -108,7 +101,7 @@ pub fn Audit() -> Element {
                 },
                 move |_| {
                     let last_page =
-                        matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= PAGE_SIZE);
+                        matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= page_size());
                     if last_page && !*waiting.peek() {
                         waiting.set(true);
                         // The read model applies an event a moment after the log has it: read
@@ -132,7 +125,7 @@ pub fn Audit() -> Element {
         })
     });
     let next = match &*page.read() {
-        Some(Ok(rows)) if rows.len() > PAGE_SIZE => cursor_after(&rows[PAGE_SIZE - 1]),
+        Some(Ok(rows)) if rows.len() > page_size() => cursor_after(&rows[page_size() - 1]),
         _ => None,
     };
     let listing = match &*page.read() {
@@ -148,7 +141,7 @@ pub fn Audit() -> Element {
                 table { class: "audit",
                     thead {
                         tr {
-                            th { scope: "col", "When (UTC)" }
+                            th { scope: "col", "When" }
                             th { scope: "col", "Actor" }
                             th { scope: "col", "Stream" }
                             th { scope: "col", "Event" }
@@ -157,7 +150,7 @@ pub fn Audit() -> Element {
                         }
                     }
                     tbody {
-                        for row in rows.iter().take(PAGE_SIZE) {
+                        for row in rows.iter().take(page_size()) {
                             {audit_row(row)}
                         }
                     }
@@ -282,14 +275,14 @@ fn ChainStatus(experiment: Memo<String>) -> Element {
                 Some(Ok(status)) if status["intact"].as_bool() == Some(true) => rsx! {
                     p { class: "chain chain-ok", role: "status",
                         strong { "Chain intact" }
-                        ": {number(status, \"streams\")} streams, {number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())} UTC"
+                        ": {number(status, \"streams\")} streams, {number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}"
                     }
                 },
                 Some(Ok(status)) => rsx! {
                     div { class: "chain chain-broken", role: "alert",
                         p {
                             strong { "Chain BROKEN" }
-                            ": {status[\"faults\"].as_array().map_or(0, Vec::len)} of {number(status, \"streams\")} streams do not verify ({number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())} UTC). Nothing after the first bad position of a stream can be trusted."
+                            ": {status[\"faults\"].as_array().map_or(0, Vec::len)} of {number(status, \"streams\")} streams do not verify ({number(status, \"events\")} events, checked at {when(status[\"checkedAt\"].as_str().unwrap_or_default())}). Nothing after the first bad position of a stream can be trusted."
                         }
                         ul {
                             for fault in status["faults"].as_array().cloned().unwrap_or_default() {

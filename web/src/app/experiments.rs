@@ -6,14 +6,13 @@ use serde_json::{Value, json};
 use web::route::Route;
 
 use super::api::{ApiError, call, use_api};
-use super::{Link, Pager, Problem, Status, local_midnight, use_session, when};
+use super::shown::{SHOWN, midnight};
+use super::{Link, Pager, Problem, Status, use_session, when};
 
 /// A page of experiments (`filter`, `first`, `after`).
 pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
     experiments(filter: $filter, first: $first, after: $after) { \
     items { id name target failureType dryRun status phase outcome recoveryMs createdAt } nextCursor } }";
-
-const PAGE_SIZE: u32 = 20;
 
 const STATUSES: [&str; 7] = [
     "RUNNING",
@@ -51,11 +50,12 @@ pub fn Experiments() -> Element {
         if !target().trim().is_empty() {
             filter["target"] = json!(target().trim());
         }
-        // Days are the viewer's: from the start of the first to the end of the last.
-        if let Some(from) = local_midnight(&created_from(), 0) {
+        // Days are the user's (in their time zone): from the start of the first to the end of
+        // the last.
+        if let Some(from) = midnight(&created_from(), 0) {
             filter["createdFrom"] = json!(from);
         }
-        if let Some(to) = local_midnight(&created_to(), 1) {
+        if let Some(to) = midnight(&created_to(), 1) {
             filter["createdTo"] = json!(to);
         }
         if archived() {
@@ -64,7 +64,7 @@ pub fn Experiments() -> Element {
         Box::pin(call(
             session,
             LIST,
-            json!({ "filter": filter, "first": PAGE_SIZE, "after": cursor() }),
+            json!({ "filter": filter, "first": SHOWN.read().page_size, "after": cursor() }),
         ))
     });
     let next = match &*page.read() {

@@ -13,6 +13,7 @@ mod new_experiment;
 mod results;
 mod session;
 mod settings;
+mod shown;
 
 use dioxus::prelude::*;
 use wasm_bindgen::JsCast;
@@ -20,6 +21,7 @@ use wasm_bindgen::closure::Closure;
 use web::route::Route;
 
 use session::Session;
+pub use shown::when;
 
 /// The page this tab is on, as its address says.
 fn current_route() -> Route {
@@ -73,6 +75,7 @@ pub fn App() -> Element {
         on_pop.forget();
     });
     api::use_task(move || Box::pin(session::keep_fresh(session)));
+    shown::use_preferences(session);
     let page = route();
     use_effect(move || {
         if let Some(document) = web_sys::window().and_then(|w| w.document()) {
@@ -221,24 +224,4 @@ pub fn Problem(message: String, retry: Option<EventHandler<()>>) -> Element {
             }
         }
     }
-}
-
-/// The start of day `date` (`2026-11-27`, as a date input gives it) plus `days`, in the
-/// browser's time zone, as an RFC 3339 UTC time; none for an empty or unreadable date.
-pub fn local_midnight(date: &str, days: u32) -> Option<String> {
-    if date.is_empty() {
-        return None;
-    }
-    let day = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(&format!("{date}T00:00")));
-    if day.get_time().is_nan() {
-        return None;
-    }
-    // Through the calendar, not by adding hours: a day with a clock change is not 24 h long.
-    day.set_date(day.get_date() + days);
-    Some(String::from(day.to_iso_string()))
-}
-
-/// A short, readable form of an RFC 3339 time (`2026-11-27 02:41:10`).
-pub fn when(at: &str) -> String {
-    at.get(..19).unwrap_or(at).replace('T', " ")
 }

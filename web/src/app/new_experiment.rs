@@ -14,6 +14,7 @@ use web::route::Route;
 use web::spec::{Field, Flag, SpecForm};
 
 use super::api::{call, strings, use_api, use_task};
+use super::shown::utc;
 use super::{Problem, go, use_route, use_session};
 
 const TEMPLATES: &str = "{ templates { id name spec } }";
@@ -83,13 +84,6 @@ fn query_param(name: &str) -> Option<String> {
         .find_map(|pair| pair.strip_prefix(prefix.as_str()))
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
-}
-
-/// `local` (`2026-11-27T09:30`, as a `datetime-local` input gives it, in the browser's time
-/// zone) as an RFC 3339 UTC time.
-fn utc(local: &str) -> Option<String> {
-    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_str(local));
-    (!date.get_time().is_nan()).then(|| String::from(date.to_iso_string()))
 }
 
 /// The form.

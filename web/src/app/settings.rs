@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::api::{call, strings, use_api};
 use super::session::Session;
+use super::shown::{SHOWN, Shown};
 use super::{Problem, use_session, when};
 
 const READ: &str = "{ me { id role } preferences { notifyOn timeZone pageSize } \
@@ -21,7 +22,7 @@ const READ_ADMIN: &str = "{ me { id role } preferences { notifyOn timeZone pageS
     webhooks { id url events } apiKeys { id name role createdAt } }";
 
 const SAVE_PREFERENCES: &str =
-    "mutation($v: PreferencesInput!) { updatePreferences(preferences: $v) { pageSize } }";
+    "mutation($v: PreferencesInput!) { updatePreferences(preferences: $v) { timeZone pageSize } }";
 
 const REMOVE_WEBHOOK: &str = "mutation($id: ID!) { removeWebhook(id: $id) { version } }";
 
@@ -165,6 +166,7 @@ fn Profile(me: Value, preferences: Value) -> Element {
                     Ok(json!({ "v": { "notifyOn": notify.peek().clone(), "timeZone": zone.peek().trim(), "pageSize": size } }))
                 },
                 done: "Preferences saved.",
+                on_done: move |data: Value| *SHOWN.write() = Shown::from_preferences(&data["updatePreferences"]),
                 fieldset { class: "choices",
                     legend { "Notify me of" }
                     for outcome in OUTCOMES {
