@@ -7,8 +7,9 @@
 //!
 //! This library is the dashboard's pure part, the same on every target and unit-tested on the
 //! host: its routes, the delays it reconnects after, the spec its form sends, and the results
-//! page's figures, chart geometry and exports (CSV, JSON, and PDF from its own small writer). The
-//! components are in the `web` binary, built for the browser only.
+//! page's figures, chart geometry and exports (CSV, JSON, and PDF from its own small writer), and
+//! the instant a reading of a time zone's clocks stands for. The components are in the `web`
+//! binary, built for the browser only.
 
 pub mod backoff;
 pub mod chart;
