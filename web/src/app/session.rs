@@ -342,7 +342,16 @@ pub async fn renew(mut session: Signal<Option<Session>>, stale: &str) -> Renewal
     if current.access_token != stale {
         return Renewal::Renewed;
     }
-    match refreshed(&current).await {
+    let answer = refreshed(&current).await;
+    // Signed out (or in again) while the refresh was on its way: that stands.
+    if session.peek().as_ref() != Some(&current) {
+        return if session.peek().is_some() {
+            Renewal::Renewed
+        } else {
+            Renewal::Ended
+        };
+    }
+    match answer {
         Ok(Some(fresh)) => {
             keep(&fresh);
             session.set(Some(fresh));
