@@ -40,27 +40,35 @@ impl Shown {
     }
 }
 
+fn unset() -> Shown {
+    Shown {
+        zone: "UTC".to_owned(),
+        page_size: 20,
+    }
+}
+
 /// The signed-in user's [`Shown`] (UTC and 20 rows until their preferences are read).
-pub static SHOWN: GlobalSignal<Shown> = Signal::global(|| Shown {
-    zone: "UTC".to_owned(),
-    page_size: 20,
-});
+pub static SHOWN: GlobalSignal<Shown> = Signal::global(unset);
+
+fn show(shown: Shown) {
+    // Asked again at every renewal of the session: only a change shows anew.
+    if *SHOWN.peek() != shown {
+        *SHOWN.write() = shown;
+    }
+}
 
 /// Reads the signed-in user's preferences into [`SHOWN`] (again whenever the session changes,
-/// as when another user signs in).
+/// as when another user signs in); back to UTC and 20 rows once nobody is signed in.
 pub fn use_preferences(session: Signal<Option<Session>>) {
     use_api(move || {
         let signed_in = session.read().is_some();
         Box::pin(async move {
             if !signed_in {
+                show(unset());
                 return Ok(Value::Null);
             }
             let data = call(session, "{ preferences { timeZone pageSize } }", json!({})).await?;
-            let shown = Shown::from_preferences(&data["preferences"]);
-            // Asked again at every renewal of the session: only a change shows anew.
-            if *SHOWN.peek() != shown {
-                *SHOWN.write() = shown;
-            }
+            show(Shown::from_preferences(&data["preferences"]));
             Ok(data)
         })
     });
