@@ -103,6 +103,24 @@ fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> (Server, Str
 /// One browser at a time: the machine the tests run on may have two cores.
 static BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// What every browser test starts from: the browser to itself, the built dashboard, and a
+/// directory of its own.
+struct Start {
+    _one: std::sync::MutexGuard<'static, ()>,
+    dashboard: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+fn start() -> Start {
+    Start {
+        _one: BROWSER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+        dashboard: dashboard_dir(),
+        dir: tempfile::tempdir().expect("tempdir"),
+    }
+}
+
 const ADMIN: (&str, &str) = ("ada", "correct horse battery staple");
 const VIEWER: (&str, &str) = ("vic", "viewer sees but never touches");
 
@@ -137,6 +155,25 @@ fn artifacts() -> PathBuf {
     std::fs::create_dir_all(&artifacts).expect("artifacts directory");
     eprintln!("dashboard screenshots: {}", artifacts.display());
     artifacts
+}
+
+/// Removes the screenshots `pages` left by an earlier run: they prove nothing about this one.
+fn clear_screenshots(pages: &[&str]) {
+    let artifacts = artifacts();
+    for page in pages {
+        let _ = std::fs::remove_file(artifacts.join(format!("{page}.png")));
+    }
+}
+
+/// Asserts the script took a screenshot of each of `pages`.
+fn assert_screenshots(pages: &[&str]) {
+    let artifacts = artifacts();
+    for page in pages {
+        assert!(
+            artifacts.join(format!("{page}.png")).exists(),
+            "no screenshot of {page}"
+        );
+    }
 }
 
 /// `node tests/dashboard/SCRIPT` against `url`, its standard input and output piped.
@@ -196,11 +233,11 @@ fn passed(mut node: Child, already: &str, server: &Server) -> String {
 
 #[test]
 fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() {
-    let _one = BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dashboard = dashboard_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
     let db = store(dir.path());
     // Access tokens that live six seconds: the pages must refresh them as they go.
     let (server, url) = serve(
@@ -211,30 +248,26 @@ fn sign_in_run_an_experiment_live_to_completion_and_a_viewer_sees_no_controls() 
     );
     // Drafts enough for two pages of the experiments list.
     drafts(&db, "draft", 21);
-    passed(browser_script("flow.cjs", &url), "", &server);
-    let artifacts = artifacts();
-    for page in [
+    let pages = [
         "01-login",
         "02-home-admin",
         "05-experiment-completed",
         "08-home-viewer",
         "11-results",
-    ] {
-        assert!(
-            artifacts.join(format!("{page}.png")).exists(),
-            "no screenshot of {page}"
-        );
-    }
+    ];
+    clear_screenshots(&pages);
+    passed(browser_script("flow.cjs", &url), "", &server);
+    assert_screenshots(&pages);
 }
 
 #[test]
 fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
     use std::io::{BufRead, BufReader};
-    let _one = BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dashboard = dashboard_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
     let db = store(dir.path());
     let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
     let addr = server.addr.to_string();
@@ -269,11 +302,11 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
 
 #[test]
 fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
-    let _one = BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dashboard = dashboard_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
     let pool = cognito::pool();
     let text = |field: &str| pool[field].as_str().expect(field).to_owned();
     let (pool, client, password) = (text("pool"), text("client"), text("password"));
@@ -322,6 +355,7 @@ fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
         ],
     );
     let url = format!("http://{}", server.addr);
+    clear_screenshots(&["30-login-cognito"]);
     let node = browser_script_with(
         "cognito.cjs",
         &url,
@@ -332,23 +366,19 @@ fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
     );
     let report = passed(node, "", &server);
     assert!(report.contains("refreshed through Cognito"), "{report}");
-    assert!(
-        artifacts().join("30-login-cognito.png").exists(),
-        "no screenshot of the Cognito sign-in"
-    );
+    assert_screenshots(&["30-login-cognito"]);
 }
 
 #[test]
 fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
-    let _one = BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dashboard = dashboard_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
     let db = store(dir.path());
     // Drafts enough for two pages of the audit log, each in its own stream.
     drafts(&db, "audited draft", 21);
-    let artifacts = artifacts();
     let pages = [
         "20-audit",
         "21-audit-filtered",
@@ -357,28 +387,20 @@ fn the_audit_log_and_settings_pages_show_each_role_what_it_may_do() {
         "24-settings-viewer",
         "25-audit-narrow",
     ];
-    // Screenshots of an earlier run prove nothing about this one.
-    for page in pages {
-        let _ = std::fs::remove_file(artifacts.join(format!("{page}.png")));
-    }
+    clear_screenshots(&pages);
     let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
     let report = passed(browser_script("admin_pages.cjs", &url), "", &server);
     assert!(report.contains("appeared live"), "{report}");
-    for page in pages {
-        assert!(
-            artifacts.join(format!("{page}.png")).exists(),
-            "no screenshot of {page}"
-        );
-    }
+    assert_screenshots(&pages);
 }
 
 #[test]
 fn an_auditor_is_told_the_chain_is_broken_where_an_event_was_changed() {
-    let _one = BROWSER
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let dashboard = dashboard_dir();
-    let dir = tempfile::tempdir().expect("tempdir");
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
     let db = store(dir.path());
     drafts(&db, "to be changed", 1);
     // One recorded event changed in the store file, as someone with the disk could.
@@ -400,11 +422,10 @@ fn an_auditor_is_told_the_chain_is_broken_where_an_event_was_changed() {
         .expect("change the event");
     assert_eq!(changed, 1);
     drop(conn);
-    let shot = artifacts().join("26-audit-chain-broken.png");
-    let _ = std::fs::remove_file(&shot);
+    clear_screenshots(&["26-audit-chain-broken"]);
     let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
     let node = browser_script_with("chain_broken.cjs", &url, &[("TAMPERED_STREAM", &stream)]);
     let report = passed(node, "", &server);
     assert!(report.contains("the chain is broken"), "{report}");
-    assert!(shot.exists(), "no screenshot of the broken chain");
+    assert_screenshots(&["26-audit-chain-broken"]);
 }

@@ -4,7 +4,6 @@
 
 mod server;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Output;
@@ -26,25 +25,11 @@ fn serve(db: &Path, fleet: bool) -> Server {
 
 /// Adds user `name` with `role` and `password` through `chaos user add` (password on stdin).
 fn add_user(db: &Path, name: &str, role: &str, password: &str) -> Output {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(server::CHAOS)
-        .arg("--db")
-        .arg(db)
-        .args(["user", "add", name, "--role", role])
-        .env("CHAOS_ACTOR", "admin-at-console")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run chaos user add");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    child.wait_with_output().expect("chaos user add")
+    server::chaos_with_input(
+        db,
+        &["user", "add", name, "--role", role],
+        &format!("{password}\n"),
+    )
 }
 
 /// Signs `name` in through the API: the `login` answer.

@@ -3,18 +3,27 @@
 
 mod server;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use server::ws::{collect, connect, next, open, send};
-use server::{chaos, gql, key, ok_json, spec};
+use server::{Server, chaos, gql, key, ok_json, spec};
 use tungstenite::client::IntoClientRequest;
 
 const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { experimentId sequence eventType status phase ended actor summary } }";
 
-#[test]
-fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
+/// A store in a directory of its own, an operator's and a viewer's keys, and `chaos serve`
+/// over it with a demo fleet of `workers`, each replaced `replace_ms` after it is lost.
+struct Platform {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    operator: String,
+    viewer: String,
+    server: Server,
+}
+
+fn platform(workers: &str, replace_ms: &str) -> Platform {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
     ok_json(&chaos(&db, &["init"]));
@@ -22,8 +31,31 @@ fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
     let viewer = key(&db, "watcher", "VIEWER");
     let server = server::serve(
         &db,
-        &["--fleet-size", "2", "--fleet-replace-after-ms", "300"],
+        &[
+            "--fleet-size",
+            workers,
+            "--fleet-replace-after-ms",
+            replace_ms,
+        ],
     );
+    Platform {
+        _dir: dir,
+        db,
+        operator,
+        viewer,
+        server,
+    }
+}
+
+#[test]
+fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
+    let Platform {
+        db,
+        operator,
+        viewer,
+        server,
+        ..
+    } = platform("2", "300");
     let addr = server.addr;
 
     let created = gql(
@@ -243,15 +275,13 @@ fn subscribers_joining_mid_run_after_reading_the_experiment_see_the_rest_exactly
     const JOINERS: u64 = 12;
     const DETAIL: &str =
         "query($id: ID!) { experiment(id: $id) { experiment { version } timeline { sequence } } }";
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("chaos.db");
-    ok_json(&chaos(&db, &["init"]));
-    let operator = key(&db, "ops", "OPERATOR");
-    let viewer = key(&db, "watcher", "VIEWER");
-    let server = server::serve(
-        &db,
-        &["--fleet-size", "3", "--fleet-replace-after-ms", "200"],
-    );
+    let Platform {
+        db,
+        operator,
+        viewer,
+        server,
+        ..
+    } = platform("3", "200");
     let addr = server.addr;
 
     for run in 0..3 {

@@ -122,6 +122,17 @@ pub fn chaos_as(db: &Path, actor: &str, args: &[&str]) -> Output {
 /// `chaos --db DB ARGS...` as the console's administrator, with `stdin` written to its
 /// standard input (a password, a spec); panics on failure.
 pub fn chaos_input(db: &Path, args: &[&str], stdin: &str) {
+    let out = chaos_with_input(db, args, stdin);
+    assert!(
+        out.status.success(),
+        "chaos {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `chaos --db DB ARGS...` as the console's administrator, with `stdin` written to its
+/// standard input: what it printed and how it ended.
+pub fn chaos_with_input(db: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
@@ -139,12 +150,7 @@ pub fn chaos_input(db: &Path, args: &[&str], stdin: &str) {
         .expect("stdin")
         .write_all(stdin.as_bytes())
         .expect("write stdin");
-    let out = child.wait_with_output().expect("chaos");
-    assert!(
-        out.status.success(),
-        "chaos {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child.wait_with_output().expect("chaos")
 }
 
 /// The JSON a successful command printed.
