@@ -6,17 +6,7 @@
 // Prints one line per step; exits non-zero with the reason on the first failure.
 'use strict';
 
-const { base, check, log, shot, watch, signIn, run } = require('./harness.cjs');
-
-// A GraphQL request from outside the browser, as a script would send it.
-async function graphql(secret, query, variables = {}) {
-  const response = await fetch(`${base}/graphql`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${secret}` },
-    body: JSON.stringify({ query, variables }),
-  });
-  return response.json();
-}
+const { base, check, graphql, log, shot, watch, signIn, run } = require('./harness.cjs');
 
 // Users of the embedded identity provider act as `user:<name>`.
 const adminActor = `user:${process.env.ADMIN_USER}`;

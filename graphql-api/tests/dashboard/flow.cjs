@@ -5,7 +5,16 @@
 // Prints one line per step; exits non-zero with the reason on the first failure.
 'use strict';
 
-const { base, check, log, shot, watch, signIn, run } = require('./harness.cjs');
+const { base, check, graphql, log, shot, watch, signIn, run } = require('./harness.cjs');
+
+// An access token of `user`'s own, for requests made beside the pages. Not the page's: the
+// server's tokens live six seconds, which a loaded machine can spend between the page's last
+// refresh and the request.
+async function tokenOf(user, password) {
+  const answer = await graphql(null, 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }', { u: user, p: password });
+  check(!answer.errors, `${user} cannot sign in: ${JSON.stringify(answer.errors)}`);
+  return answer.data.login.accessToken;
+}
 
 async function asAdmin(browser) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -127,28 +136,18 @@ async function asAdmin(browser) {
   // A run that ends while the page is open appears without a reload (a dry run, left out of
   // the success rate).
   await page.evaluate(() => { window.resultsPageMark = 'still here'; });
-  const dryId = await page.evaluate(async () => {
-    const token = JSON.parse(sessionStorage.getItem('chaos.session')).access_token;
-    const gql = async (query, variables) => {
-      const answer = await (await fetch('/graphql', {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query, variables }),
-      })).json();
-      if (answer.errors) throw new Error(JSON.stringify(answer.errors));
-      return answer.data;
-    };
-    const spec = {
-      name: `dry run while watching results ${Date.now()}`, target: { kind: 'LOCAL_FLEET', group: 'web' },
-      selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' }, dry_run: true,
-      guardrails: { stop_conditions: [], max_duration_secs: 600 },
-      recovery: { timeout_secs: 60, poll_interval_secs: 1, baseline_samples: 1 },
-    };
-    const created = await gql('mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec });
-    const dry = created.createExperiment.aggregateId;
-    await gql('mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: dry });
-    return dry;
-  });
+  const admin = await tokenOf(process.env.ADMIN_USER, process.env.ADMIN_PASSWORD);
+  const dryRun = {
+    name: `dry run while watching results ${Date.now()}`, target: { kind: 'LOCAL_FLEET', group: 'web' },
+    selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' }, dry_run: true,
+    guardrails: { stop_conditions: [], max_duration_secs: 600 },
+    recovery: { timeout_secs: 60, poll_interval_secs: 1, baseline_samples: 1 },
+  };
+  const created = await graphql(admin, 'mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec: dryRun });
+  check(!created.errors, `the dry run was not created: ${JSON.stringify(created.errors)}`);
+  const dryId = created.data.createExperiment.aggregateId;
+  const dryStarted = await graphql(admin, 'mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: dryId });
+  check(!dryStarted.errors, `the dry run did not start: ${JSON.stringify(dryStarted.errors)}`);
   await page.locator(`table.runs tr[data-id="${dryId}"]`).waitFor({ timeout: 30_000 });
   check(await page.evaluate(() => window.resultsPageMark) === 'still here', 'the page was reloaded');
   await page.locator('.figure dd.value').first().filter({ hasText: /^2$/ }).waitFor();
@@ -331,37 +330,25 @@ async function asViewer(browser, experiment) {
   check(await page.getByRole('button').filter({ hasText: /Start|Stop/ }).count() === 0, 'a viewer sees start or stop');
   await shot(page, '09-experiment-viewer');
 
-  // Not shown, and refused anyway: the viewer's own token, straight to the API, from a sign-in
-  // made for it: the server's tokens live six seconds, which a loaded machine can spend
-  // between the page's last refresh and the last attempt.
-  const refused = await page.evaluate(async ([experimentId, user, password]) => {
-    const post = async (query, variables, token) => {
-      const headers = { 'Content-Type': 'application/json' };
-      if (token) headers.Authorization = `Bearer ${token}`;
-      const response = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
-      return response.json();
-    };
-    const signIn = 'mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }';
-    const spec = {
-      name: 'a viewer tries', target: { kind: 'LOCAL_FLEET', group: 'web' },
-      selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' },
-      guardrails: { stop_conditions: [], max_duration_secs: 60 },
-      recovery: { timeout_secs: 30, poll_interval_secs: 1, baseline_samples: 1 },
-    };
-    const attempts = {
-      run: ['mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec }],
-      start: ['mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: experimentId }],
-      stop: ['mutation($id: ID!) { stopExperiment(id: $id, reason: "a viewer") { version } }', { id: experimentId }],
-      halt: ['mutation { haltAll(reason: "a viewer") { stopped } }', {}],
-    };
-    const codes = {};
-    const token = (await post(signIn, { u: user, p: password })).data.login.accessToken;
-    for (const [what, [query, variables]] of Object.entries(attempts)) {
-      const answer = await post(query, variables, token);
-      codes[what] = answer.errors?.[0]?.extensions?.code ?? `accepted: ${JSON.stringify(answer.data)}`;
-    }
-    return codes;
-  }, [experiment.id, process.env.VIEWER_USER, process.env.VIEWER_PASSWORD]);
+  // Not shown, and refused anyway: the viewer's own token, straight to the API.
+  const token = await tokenOf(process.env.VIEWER_USER, process.env.VIEWER_PASSWORD);
+  const spec = {
+    name: 'a viewer tries', target: { kind: 'LOCAL_FLEET', group: 'web' },
+    selection: { mode: 'COUNT', value: 1 }, max_targets: 1, failure: { type: 'TERMINATE' },
+    guardrails: { stop_conditions: [], max_duration_secs: 60 },
+    recovery: { timeout_secs: 30, poll_interval_secs: 1, baseline_samples: 1 },
+  };
+  const attempts = {
+    run: ['mutation($spec: JSON!) { createExperiment(spec: $spec) { aggregateId } }', { spec }],
+    start: ['mutation($id: ID!) { startExperiment(id: $id) { version } }', { id: experiment.id }],
+    stop: ['mutation($id: ID!) { stopExperiment(id: $id, reason: "a viewer") { version } }', { id: experiment.id }],
+    halt: ['mutation { haltAll(reason: "a viewer") { stopped } }', {}],
+  };
+  const refused = {};
+  for (const [what, [query, variables]] of Object.entries(attempts)) {
+    const answer = await graphql(token, query, variables);
+    refused[what] = answer.errors?.[0]?.extensions?.code ?? `accepted: ${JSON.stringify(answer.data)}`;
+  }
   for (const [what, code] of Object.entries(refused)) {
     check(code === 'FORBIDDEN', `the API let a viewer ${what}: ${code}`);
   }

@@ -10,6 +10,15 @@ const { chromium } = require(path.join(process.env.PLAYWRIGHT_NODE_MODULES, 'pla
 
 const base = process.env.BASE_URL;
 
+// A GraphQL request from outside the browser, as a script would send it (`secret`: a bearer
+// token or API key; none, anonymous).
+async function graphql(secret, query, variables = {}) {
+  const headers = { 'Content-Type': 'application/json' };
+  if (secret) headers.Authorization = `Bearer ${secret}`;
+  const response = await fetch(`${base}/graphql`, { method: 'POST', headers, body: JSON.stringify({ query, variables }) });
+  return response.json();
+}
+
 function check(condition, message) {
   if (!condition) throw new Error(message);
 }
@@ -136,4 +145,4 @@ function run(script) {
   });
 }
 
-module.exports = { base, check, log, shot, watch, signIn, launch, run };
+module.exports = { base, check, graphql, log, shot, watch, signIn, launch, run };
