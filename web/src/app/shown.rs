@@ -51,20 +51,25 @@ fn unset() -> Shown {
 pub static SHOWN: GlobalSignal<Shown> = Signal::global(unset);
 
 fn show(shown: Shown) {
-    // Asked again at every renewal of the session: only a change shows anew.
+    // Only a change shows anew.
     if *SHOWN.peek() != shown {
         *SHOWN.write() = shown;
     }
 }
 
-/// Reads the signed-in user's preferences into [`SHOWN`] (again whenever the session changes,
-/// as when another user signs in); back to UTC and 20 rows once nobody is signed in.
+/// Reads the signed-in user's preferences into [`SHOWN`] when a user signs in (not at each
+/// renewal of their session); back to UTC and 20 rows once nobody is signed in.
 pub fn use_preferences(session: Signal<Option<Session>>) {
+    let mut read_for = None::<String>;
     use_api(move || {
-        let signed_in = session.read().is_some();
+        let user = session.read().as_ref().map(|s| s.user.clone());
+        let unread = user.is_some() && user != read_for;
+        read_for.clone_from(&user);
         Box::pin(async move {
-            if !signed_in {
+            if user.is_none() {
                 show(unset());
+            }
+            if !unread {
                 return Ok(Value::Null);
             }
             let data = call(session, "{ preferences { timeZone pageSize } }", json!({})).await?;
