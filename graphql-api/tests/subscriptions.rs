@@ -50,11 +50,11 @@ fn platform(workers: &str, replace_ms: &str) -> Platform {
 #[test]
 fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
     let Platform {
+        _dir,
         db,
         operator,
         viewer,
         server,
-        ..
     } = platform("2", "300");
     let addr = server.addr;
 
@@ -276,11 +276,11 @@ fn subscribers_joining_mid_run_after_reading_the_experiment_see_the_rest_exactly
     const DETAIL: &str =
         "query($id: ID!) { experiment(id: $id) { experiment { version } timeline { sequence } } }";
     let Platform {
+        _dir,
         db,
         operator,
         viewer,
         server,
-        ..
     } = platform("3", "200");
     let addr = server.addr;
 
