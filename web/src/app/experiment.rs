@@ -17,8 +17,8 @@ const DETAIL: &str = "query($id: ID!) { experiment(id: $id) { failure stopReason
 const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { \
     sequence eventType summary actor at status phase ended } }";
 
-/// How many times an experiment the read models do not have yet is asked for again (every
-/// 250 ms) before the page says there is none.
+/// How many times an experiment the read models do not have yet (or not yet as far as the log)
+/// is asked for again, every 250 ms, before the page makes do with what it has.
 const MISSING_TRIES: u32 = 20;
 
 /// One line of the timeline.
@@ -48,6 +48,9 @@ pub fn Experiment(id: String) -> Element {
     let mut timeline = use_signal(Vec::<Entry>::new);
     let mut status = use_signal(String::new);
     let mut phase = use_signal(|| None::<String>);
+    // The version of the experiment that `status` and `phase` describe: the read models keep
+    // the experiment and its timeline apart, and either may trail the other or the log.
+    let mut version = use_signal(|| 0_i64);
     let live_status = use_signal(|| Live::Connecting);
     let id_for_task = id.clone();
     let mut follow = use_task(move || {
@@ -83,21 +86,21 @@ pub fn Experiment(id: String) -> Element {
                 loaded.set(Loaded::Missing);
                 return;
             }
-            apply_detail(&detail, timeline, status, phase);
+            apply_detail(&detail, timeline, status, phase, version);
             loaded.set(Loaded::Found(detail));
             let subscribed = id.clone();
             live(
                 session,
                 UPDATES,
+                // After what both the timeline and the state shown have.
                 move || {
-                    let after = timeline.peek().last().map_or(0, |e| e.sequence);
-                    json!({ "id": subscribed, "after": after })
+                    let shown = timeline.peek().last().map_or(0, |e| e.sequence);
+                    json!({ "id": subscribed, "after": shown.min(*version.peek()) })
                 },
                 move |data| {
                     let update = &data["experimentUpdates"];
                     let sequence = update["sequence"].as_i64().unwrap_or(0);
-                    let last = timeline.peek().last().map_or(0, |e| e.sequence);
-                    if sequence > last {
+                    if sequence > timeline.peek().last().map_or(0, |e| e.sequence) {
                         timeline.push(Entry {
                             sequence,
                             event_type: update["eventType"].as_str().unwrap_or_default().to_owned(),
@@ -105,20 +108,32 @@ pub fn Experiment(id: String) -> Element {
                             actor: update["actor"].as_str().unwrap_or_default().to_owned(),
                             at: update["at"].as_str().unwrap_or_default().to_owned(),
                         });
+                    }
+                    if sequence > *version.peek() {
                         status.set(update["status"].as_str().unwrap_or_default().to_owned());
                         phase.set(update["phase"].as_str().map(str::to_owned));
+                        version.set(sequence);
                     }
                     update["ended"].as_bool().unwrap_or(false)
                 },
                 live_status,
             )
             .await;
-            // The run is over: read its outcome.
-            if let Ok(data) = call(session, DETAIL, json!({ "id": id })).await
-                && !data["experiment"].is_null()
-            {
-                apply_detail(&data["experiment"], timeline, status, phase);
-                loaded.set(Loaded::Found(data["experiment"].clone()));
+            // The run is over: read its outcome, once the read models have caught up with it.
+            for _ in 0..MISSING_TRIES {
+                if let Ok(data) = call(session, DETAIL, json!({ "id": id })).await
+                    && !data["experiment"].is_null()
+                {
+                    let detail = &data["experiment"];
+                    let read = detail["experiment"]["version"].as_i64().unwrap_or(0);
+                    let caught_up = read >= *version.peek();
+                    apply_detail(detail, timeline, status, phase, version);
+                    loaded.set(Loaded::Found(detail.clone()));
+                    if caught_up {
+                        break;
+                    }
+                }
+                gloo_timers::future::TimeoutFuture::new(250).await;
             }
         })
     });
@@ -213,12 +228,14 @@ pub fn Experiment(id: String) -> Element {
     }
 }
 
-/// Fills the timeline and state from an `experiment(id)` answer.
+/// Fills the timeline and state from an `experiment(id)` answer, each unless what the page
+/// already shows is newer.
 fn apply_detail(
     detail: &Value,
     mut timeline: Signal<Vec<Entry>>,
     mut status: Signal<String>,
     mut phase: Signal<Option<String>>,
+    mut version: Signal<i64>,
 ) {
     let entries: Vec<Entry> = detail["timeline"]
         .as_array()
@@ -239,13 +256,17 @@ fn apply_detail(
     if entries.len() >= timeline.peek().len() {
         timeline.set(entries);
     }
-    status.set(
-        detail["experiment"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    );
-    phase.set(detail["experiment"]["phase"].as_str().map(str::to_owned));
+    let read = detail["experiment"]["version"].as_i64().unwrap_or(0);
+    if read >= *version.peek() {
+        status.set(
+            detail["experiment"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        phase.set(detail["experiment"]["phase"].as_str().map(str::to_owned));
+        version.set(read);
+    }
 }
 
 /// Start (a draft), stop (a running experiment), cancel (a scheduled one) and run again, for
