@@ -30,9 +30,19 @@ fn states(definition: &Value) -> &serde_json::Map<String, Value> {
     definition["States"].as_object().expect("States")
 }
 
-/// asl-validator: `ASL_VALIDATOR` (set by `cargo xtask test`) or on PATH.
+/// asl-validator: `ASL_VALIDATOR` (set by `cargo xtask test`), or the one `cargo xtask test`
+/// installed last, or on PATH.
 fn validate(path: &std::path::Path) -> (bool, String) {
-    let validator = std::env::var("ASL_VALIDATOR").unwrap_or_else(|_| "asl-validator".into());
+    let installed = std::env::var("HOME")
+        .ok()
+        .map(|home| {
+            format!("{home}/.cache/chaos-platform/tools/node/node_modules/.bin/asl-validator")
+        })
+        .filter(|path| std::path::Path::new(path).exists());
+    let validator = std::env::var("ASL_VALIDATOR")
+        .ok()
+        .or(installed)
+        .unwrap_or_else(|| "asl-validator".into());
     let out = Command::new(&validator)
         .arg("--json-path")
         .arg(path)

@@ -95,7 +95,7 @@ fn main() {
             "PLAYWRIGHT_NODE_MODULES",
             env_path(
                 "PLAYWRIGHT_NODE_MODULES",
-                "/root/.cache/chaos-platform/node/node_modules",
+                "/root/.cache/chaos-platform/tools/node/node_modules",
             )
             .as_os_str(),
         )

@@ -4,8 +4,10 @@
 //! test (CI runs exactly this through `.ci/run`); `cargo xtask bench` runs the benchmarks.
 //! Each recipe installs or checks what it needs itself and says what it is doing.
 
+mod coverage;
 mod dashboard;
 mod tidy;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -20,6 +22,9 @@ commands:
   test    every check and test: format, lints, repository rules, unit, integration and
           end-to-end tests (what CI runs)
   bench   the benchmarks, printing their figures
+  coverage
+          line coverage of the tests (cargo-llvm-cov): per crate and in total, with an HTML
+          report in <target dir>/coverage
   dashboard
           build the web dashboard (wasm) into <target dir>/dashboard and report its size
   lambdas build every Lambda for AWS as `sam build` does (cargo-lambda, release, arm64) and
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test(),
         Some("bench") => bench(),
+        Some("coverage") => coverage::run(),
         Some("lambdas") => lambdas(),
         Some("dashboard") => dashboard::build().map(|_| ()),
         Some("-h" | "--help" | "help") => {
@@ -70,6 +76,7 @@ fn step(what: &str) {
 fn sh(program: &str, args: &[&str]) -> Result<(), String> {
     let mut command = Command::new(program);
     command.args(args).current_dir(root());
+    as_from_a_shell(&mut command);
     ENV.with(|env| {
         for (name, value) in env.borrow().iter() {
             command.env(name, value);
@@ -83,6 +90,43 @@ fn sh(program: &str, args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!("`{program} {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// Takes away what `cargo run` added to this process's environment (the package's
+/// `CARGO_*` variables, its library paths), so the commands run from here see what a person's
+/// shell gives them. Build scripts that track variables (aws-lc-sys's do) then find nothing
+/// changed, and a `cargo test` typed by hand after `cargo xtask test` reuses its build.
+fn as_from_a_shell(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let added_by_cargo_run = matches!(
+            name.as_ref(),
+            "CARGO"
+                | "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+        ) || name.starts_with("CARGO_PKG_");
+        if added_by_cargo_run {
+            command.env_remove(name.as_ref());
+        }
+    }
+    // cargo put the target directory's and the toolchain's library directories first.
+    let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") else {
+        return;
+    };
+    let toolchain = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|cargo| Some(cargo.parent()?.parent()?.to_path_buf()));
+    let target = target_dir();
+    let kept: Vec<PathBuf> = std::env::split_paths(&paths)
+        .filter(|p| !p.starts_with(&target) && toolchain.as_ref().is_none_or(|t| !p.starts_with(t)))
+        .collect();
+    match std::env::join_paths(&kept) {
+        Ok(joined) if !kept.is_empty() => command.env("LD_LIBRARY_PATH", joined),
+        _ => command.env_remove("LD_LIBRARY_PATH"),
+    };
 }
 
 /// Sets a variable for the commands this process runs next (see [`sh`]).
@@ -146,140 +190,10 @@ fn apt_install(packages: &[&str]) -> Result<(), String> {
     sh("apt-get", &args)
 }
 
-/// Where tools the tests need are installed: outside the clone, so they survive it.
-fn tools_dir() -> PathBuf {
-    std::env::var("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/root"))
-        .join(".cache/chaos-platform")
-}
-
-/// Installs, into a virtual environment of their own, the moto server (a local AWS endpoint the
-/// tests talk to over the wire) and cfn-lint with the SAM translator (checks the SAM
-/// template offline); returns the paths of `moto_server` and `cfn-lint`.
-fn ensure_python_tools() -> Result<(PathBuf, PathBuf), String> {
-    let venv = tools_dir().join("moto-venv");
-    let server = venv.join("bin/moto_server");
-    let lint = venv.join("bin/cfn-lint");
-    let python = venv.join("bin/python");
-    let sam_translator = || {
-        Command::new(&python)
-            .args(["-c", "import samtranslator"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if server.exists() && lint.exists() && sam_translator() {
-        return Ok((server, lint));
-    }
-    step("install moto server (local AWS endpoint) and cfn-lint (checks the SAM template)");
-    let python3 = |args: &[&str]| sh("python3", args);
-    // Debian ships venv support separately.
-    if !python.exists() && python3(&["-m", "venv", &venv.to_string_lossy()]).is_err() {
-        apt_install(&["python3-venv"])?;
-        let _ = std::fs::remove_dir_all(&venv);
-        python3(&["-m", "venv", &venv.to_string_lossy()])?;
-    }
-    let pip = venv.join("bin/pip");
-    sh(
-        &pip.to_string_lossy(),
-        &[
-            "install",
-            "--quiet",
-            "moto[server]>=5.1,<6",
-            "cfn-lint>=1.20,<2",
-            "aws-sam-translator>=1.97,<2",
-        ],
-    )?;
-    for tool in [&server, &lint] {
-        if !tool.exists() {
-            return Err(format!("installed, but {} is missing", tool.display()));
-        }
-    }
-    Ok((server, lint))
-}
-
-/// asl-validator (npm), which checks the workflow definition, in the tool cache.
-fn ensure_asl_validator() -> Result<PathBuf, String> {
-    let prefix = tools_dir().join("node");
-    let validator = prefix.join("node_modules/.bin/asl-validator");
-    if validator.exists() {
-        return Ok(validator);
-    }
-    step("install asl-validator (checks the Step Functions definition)");
-    std::fs::create_dir_all(&prefix)
-        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
-    sh(
-        "npm",
-        &[
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            &prefix.to_string_lossy(),
-            "asl-validator@4.0.0",
-        ],
-    )?;
-    if validator.exists() {
-        Ok(validator)
-    } else {
-        Err(format!(
-            "asl-validator installed but {} is missing",
-            validator.display()
-        ))
-    }
-}
-
-/// playwright-core (npm; it never downloads a browser), which drives Debian's chromium in the
-/// dashboard's browser tests; returns the `node_modules` directory that holds it.
-fn ensure_playwright_core() -> Result<PathBuf, String> {
-    let prefix = tools_dir().join("node");
-    let modules = prefix.join("node_modules");
-    if modules.join("playwright-core/package.json").exists() {
-        return Ok(modules);
-    }
-    step("install playwright-core (drives chromium in the dashboard's browser tests)");
-    std::fs::create_dir_all(&prefix)
-        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
-    sh(
-        "npm",
-        &[
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--prefix",
-            &prefix.to_string_lossy(),
-            "playwright-core@1.65.1",
-        ],
-    )?;
-    if modules.join("playwright-core/package.json").exists() {
-        Ok(modules)
-    } else {
-        Err(format!(
-            "playwright-core installed but {} is missing",
-            modules.join("playwright-core").display()
-        ))
-    }
-}
-
 fn test() -> Result<(), String> {
     require_cargo_tool("fmt")?;
     require_cargo_tool("clippy")?;
-    // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py) and
-    // the moto server that stands in for AWS.
-    // npm installs asl-validator, which node runs.
-    ensure_debian_packages(&[("python3", "python3"), ("node", "nodejs"), ("npm", "npm")])?;
-    let (moto, cfn_lint) = ensure_python_tools()?;
-    set_env("MOTO_SERVER", &moto.to_string_lossy());
-    set_env("CFN_LINT", &cfn_lint.to_string_lossy());
-    let validator = ensure_asl_validator()?;
-    set_env("ASL_VALIDATOR", &validator.to_string_lossy());
-    // The dashboard's browser tests: Debian's chromium, driven by playwright-core.
-    ensure_debian_packages(&[("chromium", "chromium")])?;
-    set_env("CHROMIUM", "/usr/bin/chromium");
-    let playwright = ensure_playwright_core()?;
-    set_env("PLAYWRIGHT_NODE_MODULES", &playwright.to_string_lossy());
-    let dashboard = dashboard::build()?;
-    set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
+    test_environment()?;
     step("format");
     cargo(&["fmt", "--all", "--", "--check"])?;
     step("lints");
@@ -307,6 +221,29 @@ fn test() -> Result<(), String> {
     step("tests (unit, integration, end-to-end, repository rules)");
     cargo(&["test", "--workspace", "--locked"])?;
     eprintln!("\nxtask: all checks and tests passed");
+    Ok(())
+}
+
+/// Installs what the tests need and tells them where it is (through variables of the
+/// commands run next): the locked Python and npm tools, Debian's chromium, the dashboard.
+fn test_environment() -> Result<(), String> {
+    // python3 runs the auditors' independent chain verifier (docs/audit/verify_chain.py) and
+    // the moto server that stands in for AWS.
+    let python = tools::python_test_tools()?;
+    set_env("MOTO_SERVER", &python.moto_server.to_string_lossy());
+    set_env("CFN_LINT", &python.cfn_lint.to_string_lossy());
+    // node runs asl-validator, and playwright-core, which drives Debian's chromium in the
+    // dashboard's browser tests.
+    let node_modules = tools::node_modules()?;
+    set_env(
+        "ASL_VALIDATOR",
+        &node_modules.join(".bin/asl-validator").to_string_lossy(),
+    );
+    set_env("PLAYWRIGHT_NODE_MODULES", &node_modules.to_string_lossy());
+    ensure_debian_packages(&[("chromium", "chromium")])?;
+    set_env("CHROMIUM", "/usr/bin/chromium");
+    let dashboard = dashboard::build()?;
+    set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
     Ok(())
 }
 
@@ -343,8 +280,9 @@ fn run(extra: &[String]) -> Result<(), String> {
 /// The build directory cargo uses.
 fn target_dir() -> PathBuf {
     std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"))
+        .ok()
+        .and_then(|dir| std::path::absolute(dir).ok())
+        .unwrap_or_else(|| root().join("target"))
 }
 
 /// The Lambda binaries of a package (`src/bin/*.rs`).
@@ -365,21 +303,8 @@ fn lambda_binaries(package: &str) -> Result<Vec<String>, String> {
 /// Builds every Lambda as `sam build` does for the template (BuildMethod rust-cargolambda):
 /// cargo-lambda, release, arm64 for `provided.al2023`, then reports each binary's size.
 fn lambdas() -> Result<(), String> {
-    let venv = tools_dir().join("lambda-venv");
-    let bin = venv.join("bin");
-    if !bin.join("cargo-lambda").exists() {
-        step("install cargo-lambda (PyPI; it brings zig to link for arm64)");
-        let venv_text = venv.to_string_lossy().into_owned();
-        if sh("python3", &["-m", "venv", &venv_text]).is_err() {
-            apt_install(&["python3-venv"])?;
-            let _ = std::fs::remove_dir_all(&venv);
-            sh("python3", &["-m", "venv", &venv_text])?;
-        }
-        sh(
-            &bin.join("pip").to_string_lossy(),
-            &["install", "--quiet", "cargo-lambda>=1.8,<2"],
-        )?;
-    }
+    // cargo-lambda (PyPI) brings zig to link for arm64.
+    let bin = tools::cargo_lambda_bin()?;
     step("add the arm64 standard library");
     sh("rustup", &["target", "add", "aarch64-unknown-linux-gnu"])?;
     let path = std::env::var("PATH").unwrap_or_default();
@@ -425,10 +350,10 @@ fn mib(bytes: u64) -> f64 {
 
 fn bench() -> Result<(), String> {
     // The dashboard's load in the browser, as `test` sets it up.
-    ensure_debian_packages(&[("node", "nodejs"), ("npm", "npm"), ("chromium", "chromium")])?;
+    let node_modules = tools::node_modules()?;
+    set_env("PLAYWRIGHT_NODE_MODULES", &node_modules.to_string_lossy());
+    ensure_debian_packages(&[("chromium", "chromium")])?;
     set_env("CHROMIUM", "/usr/bin/chromium");
-    let playwright = ensure_playwright_core()?;
-    set_env("PLAYWRIGHT_NODE_MODULES", &playwright.to_string_lossy());
     let dashboard = dashboard::build()?;
     set_env("CHAOS_DASHBOARD_DIR", &dashboard.to_string_lossy());
     step("command path and replay + verify (embedded store)");

@@ -31,7 +31,8 @@ fn free_port() -> u16 {
 }
 
 /// The Python that has moto: the one beside `MOTO_SERVER` (set by `cargo xtask test` to the
-/// virtual environment's `moto_server`), or `python3` on PATH.
+/// virtual environment's `moto_server`), or the one `cargo xtask test` installed last, or
+/// `python3` on PATH.
 pub fn python() -> String {
     std::env::var("MOTO_SERVER")
         .ok()
@@ -41,7 +42,19 @@ pub fn python() -> String {
                 .exists()
                 .then(|| python.to_string_lossy().into_owned())
         })
+        .or_else(|| installed_tool("python-test/bin/python"))
         .unwrap_or_else(|| "python3".to_owned())
+}
+
+/// `path` under the tools `cargo xtask test` installed last (`~/.cache/chaos-platform/tools`,
+/// where it links the newest installation of each kind), if it is there: what a `cargo test`
+/// run by hand uses when xtask did not say.
+pub fn installed_tool(path: &str) -> Option<String> {
+    let home = std::env::var_os("HOME")?;
+    let tool = std::path::Path::new(&home)
+        .join(".cache/chaos-platform/tools")
+        .join(path);
+    tool.exists().then(|| tool.to_string_lossy().into_owned())
 }
 
 /// `moto_server.py` beside this file: moto's server, with canned Lambda errors (see there).

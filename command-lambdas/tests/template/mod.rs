@@ -20,9 +20,17 @@ pub fn template_path() -> PathBuf {
     root().join("infrastructure/template.yaml")
 }
 
-/// cfn-lint: `CFN_LINT` (set by `cargo xtask test`) or on PATH.
+/// cfn-lint: `CFN_LINT` (set by `cargo xtask test`), or the one `cargo xtask test` installed
+/// last, or on PATH.
 fn cfn_lint() -> String {
-    std::env::var("CFN_LINT").unwrap_or_else(|_| "cfn-lint".into())
+    let installed = std::env::var("HOME")
+        .ok()
+        .map(|home| format!("{home}/.cache/chaos-platform/tools/python-test/bin/cfn-lint"))
+        .filter(|path| Path::new(path).exists());
+    std::env::var("CFN_LINT")
+        .ok()
+        .or(installed)
+        .unwrap_or_else(|| "cfn-lint".into())
 }
 
 /// The Python cfn-lint runs on (beside it in its virtual environment), or `python3`.
