@@ -620,8 +620,8 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
     );
 }
 
-/// The embedded identity provider: sign-in, rotating refresh tokens, a replayed refresh
-/// token ending its session, logout, and role changes and removals holding from the next
+/// The embedded identity provider: sign-in, rotating refresh tokens, a refresh whose answer
+/// was lost taken again, a replayed refresh token ending its session, logout, and role changes and removals holding from the next
 /// request on.
 #[test]
 fn users_sign_in_refresh_once_and_sign_out() {
@@ -706,7 +706,22 @@ fn users_sign_in_refresh_once_and_sign_out() {
         gql(addr, Some(&renewed), me, json!({}))["data"]["me"]["id"],
         "user:sam"
     );
-    // Presented again, the spent one ends the session: every token of it is refused.
+    // The answer to that refresh may never have reached its page (a reload, a dropped
+    // connection): while `next` is unused, the spent token is traded once more, and `next`
+    // is spent in its place.
+    let retried = refresh(&spent);
+    let again = retried["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a refresh whose answer was lost ended the session: {retried}"))
+        .to_owned();
+    assert!(again != next && again != spent, "{retried}");
+    let latest = refresh(&again);
+    let last = latest["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{latest}"))
+        .to_owned();
+    // Once the line it started went on, the spent one presented again is a copy: it ends the
+    // session, and every token of it is refused.
     let replayed = refresh(&spent);
     assert_eq!(
         code(&replayed).as_deref(),
@@ -721,7 +736,30 @@ fn users_sign_in_refresh_once_and_sign_out() {
             "{answer}"
         );
     }
-    assert_eq!(code(&refresh(&next)).as_deref(), Some("UNAUTHENTICATED"));
+    for token in [&next, &last] {
+        assert_eq!(code(&refresh(token)).as_deref(), Some("UNAUTHENTICATED"));
+    }
+
+    // A token traded again within the grace spends its first successor: whoever holds that
+    // one and presents it has a copy, and the session ends.
+    let session = login(addr, "sam", password);
+    let first_token = session["data"]["login"]["refreshToken"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    let superseded = refresh(&first_token)["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .expect("refreshed")
+        .to_owned();
+    let kept = refresh(&first_token)["data"]["refreshSession"]["refreshToken"]
+        .as_str()
+        .expect("traded again within the grace")
+        .to_owned();
+    assert_eq!(
+        code(&refresh(&superseded)).as_deref(),
+        Some("UNAUTHENTICATED")
+    );
+    assert_eq!(code(&refresh(&kept)).as_deref(), Some("UNAUTHENTICATED"));
 
     // Logout with the refresh token (when the access token has expired) ends the session.
     let third = login(addr, "sam", password);

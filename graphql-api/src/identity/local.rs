@@ -12,9 +12,15 @@
 //!   accepted for them, with no leeway.
 //! - **Sessions and refresh tokens.** A sign-in opens a session (`identity_sessions`) with an
 //!   absolute lifetime; each refresh token (`identity_refresh_tokens`, stored as its
-//!   SHA-256) can be used once and is replaced by a new one. A refresh token used a second
-//!   time means it was copied: the whole session is revoked. Logout revokes the session, and
-//!   an access token of a revoked session is refused at once, not at its expiry.
+//!   SHA-256) is traded once for a new pair, and the store remembers which token it was
+//!   traded for (its successor). A spent token presented again means it was copied, and the
+//!   whole session is revoked, with one exception: the answer to a refresh can be lost (the
+//!   page reloaded, the connection dropped) after the token was spent, so for
+//!   [`TokenPolicy::refresh_grace`] after its use, while its successor has never been used,
+//!   the spent token is traded once more and the unused successor is spent instead. Only one
+//!   line of tokens stays alive either way, and a copy is still caught as soon as both holders
+//!   refresh. Logout revokes the session, and an access token of a revoked session is refused
+//!   at once, not at its expiry.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +47,9 @@ pub struct TokenPolicy {
     pub refresh_ttl: Duration,
     /// A session's life, however often it is refreshed.
     pub session_ttl: Duration,
+    /// How long after its use a refresh token whose answer was lost may be traded again
+    /// (while the token it was traded for is unused).
+    pub refresh_grace: Duration,
 }
 
 impl Default for TokenPolicy {
@@ -49,6 +58,7 @@ impl Default for TokenPolicy {
             access_ttl: Duration::from_secs(15 * 60),
             refresh_ttl: Duration::from_secs(24 * 3_600),
             session_ttl: Duration::from_secs(7 * 24 * 3_600),
+            refresh_grace: Duration::from_secs(60),
         }
     }
 }
@@ -148,9 +158,13 @@ CREATE TABLE IF NOT EXISTS identity_refresh_tokens (
     sha256 TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
     expires_at INTEGER NOT NULL,
-    used_at INTEGER
+    used_at INTEGER,
+    successor TEXT
 );
 ";
+
+/// Stores made before refresh tokens remembered their successor lack the column.
+const ADD_SUCCESSOR: &str = "ALTER TABLE identity_refresh_tokens ADD COLUMN successor TEXT";
 
 fn now() -> i64 {
     SystemTime::now()
@@ -168,6 +182,11 @@ fn random_hex() -> Result<String, AuthError> {
     Ok(hex::encode(bytes))
 }
 
+/// A refresh token not yet stored.
+fn new_refresh_token() -> Result<String, AuthError> {
+    Ok(format!("{REFRESH_PREFIX}{}", random_hex()?))
+}
+
 fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -177,6 +196,19 @@ impl LocalIssuer {
     /// use.
     pub async fn open(pool: SqlitePool, policy: TokenPolicy) -> Result<Self, AuthError> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        let has_successor: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('identity_refresh_tokens') WHERE name = 'successor'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if !has_successor {
+            // Two processes opening an older store at once both try; one adds the column.
+            if let Err(e) = sqlx::query(ADD_SUCCESSOR).execute(&pool).await
+                && !e.to_string().contains("duplicate column")
+            {
+                return Err(e.into());
+            }
+        }
         let fresh = hex::decode(random_hex()?).map_err(|e| AuthError::Issue(e.to_string()))?;
         // Two processes opening at once both try; the first key stays.
         sqlx::query(
@@ -272,15 +304,17 @@ impl LocalIssuer {
         .bind(expires)
         .execute(&self.pool)
         .await?;
-        self.tokens(username, &session_id, expires).await
+        self.tokens(username, &session_id, expires, &new_refresh_token()?)
+            .await
     }
 
-    /// A new access token and refresh token for an open session.
+    /// A new access token, and `refresh_token` stored, for an open session.
     async fn tokens(
         &self,
         username: &str,
         session_id: &str,
         session_expires: i64,
+        refresh_token: &str,
     ) -> Result<Tokens, AuthError> {
         let issued = now();
         let claims = Claims {
@@ -297,14 +331,13 @@ impl LocalIssuer {
         let access_token =
             jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
                 .map_err(|e| AuthError::Issue(e.to_string()))?;
-        let refresh_token = format!("{REFRESH_PREFIX}{}", random_hex()?);
         let refresh_expires = issued
             .saturating_add(secs(self.policy.refresh_ttl))
             .min(session_expires);
         sqlx::query(
             "INSERT INTO identity_refresh_tokens (sha256, session_id, expires_at) VALUES (?, ?, ?)",
         )
-        .bind(sha256(&refresh_token))
+        .bind(sha256(refresh_token))
         .bind(session_id)
         .bind(refresh_expires)
         .execute(&self.pool)
@@ -312,14 +345,15 @@ impl LocalIssuer {
         Ok(Tokens {
             access_token,
             access_expires_at: claims.exp,
-            refresh_token,
+            refresh_token: refresh_token.to_owned(),
             refresh_expires_at: refresh_expires,
             session_id: session_id.to_owned(),
         })
     }
 
     /// Trades a refresh token for a new pair; the old one is spent. `known` is asked whether
-    /// the session's user still exists. A spent token presented again revokes its session.
+    /// the session's user still exists. A spent token presented again revokes its session,
+    /// unless its answer may have been lost (see the module's documentation).
     pub async fn refresh(
         &self,
         refresh_token: &str,
@@ -328,8 +362,8 @@ impl LocalIssuer {
         let refused = |why: &str| AuthError::Refused(why.to_owned());
         let digest = sha256(refresh_token.trim());
         let row = sqlx::query(
-            "SELECT t.session_id, t.expires_at, t.used_at, s.username, s.expires_at AS session_expires,
-                    s.revoked_at, s.revoked_why
+            "SELECT t.session_id, t.expires_at, t.used_at, t.successor, s.username,
+                    s.expires_at AS session_expires, s.revoked_at, s.revoked_why
              FROM identity_refresh_tokens t JOIN identity_sessions s ON s.id = t.session_id
              WHERE t.sha256 = ?",
         )
@@ -342,6 +376,7 @@ impl LocalIssuer {
         let expires_at: i64 = row.try_get("expires_at")?;
         let session_expires: i64 = row.try_get("session_expires")?;
         let used_at: Option<i64> = row.try_get("used_at")?;
+        let successor: Option<String> = row.try_get("successor")?;
         let revoked_why: Option<String> = row.try_get("revoked_why")?;
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         if revoked_at.is_some() {
@@ -350,36 +385,59 @@ impl LocalIssuer {
                 revoked_why.as_deref().unwrap_or("revoked")
             )));
         }
-        if used_at.is_some() {
-            self.revoke_session(&session_id, "a spent refresh token was presented again")
-                .await?;
-            return Err(refused(
-                "the refresh token was already used: the session is revoked, sign in again",
-            ));
-        }
         if expires_at <= now() || session_expires <= now() {
             return Err(refused("the refresh token has expired: sign in again"));
         }
         if !known(&username) {
             return Err(refused("the user no longer exists"));
         }
-        // Spend it; of two refreshes racing with the same token, one wins.
-        let spent = sqlx::query(
-            "UPDATE identity_refresh_tokens SET used_at = ? WHERE sha256 = ? AND used_at IS NULL",
-        )
-        .bind(now())
-        .bind(&digest)
-        .execute(&self.pool)
-        .await?;
-        if spent.rows_affected() != 1 {
+        let next = new_refresh_token()?;
+        let traded = match (used_at, successor) {
+            // Spend it; of two refreshes racing with the same token, one wins.
+            (None, _) => self.spend(&digest, Some(&next), "used_at IS NULL").await?,
+            // Spent, and its answer perhaps lost: traded again only while the token it was
+            // traded for has never been used, which spends that one instead.
+            (Some(used), Some(unused))
+                if now().saturating_sub(used) <= secs(self.policy.refresh_grace) =>
+            {
+                self.spend(&unused, None, "used_at IS NULL").await?
+                    && self
+                        .spend(&digest, Some(&next), "used_at IS NOT NULL")
+                        .await?
+            }
+            (Some(_), _) => false,
+        };
+        if !traded {
             self.revoke_session(&session_id, "a spent refresh token was presented again")
                 .await?;
             return Err(refused(
                 "the refresh token was already used: the session is revoked, sign in again",
             ));
         }
-        let tokens = self.tokens(&username, &session_id, session_expires).await?;
+        let tokens = self
+            .tokens(&username, &session_id, session_expires, &next)
+            .await?;
         Ok((username, tokens))
+    }
+
+    /// Marks the refresh token whose digest is `digest` spent (keeping the time of its first
+    /// use) and traded for `successor`, if `condition` holds of its row; whether it did.
+    async fn spend(
+        &self,
+        digest: &str,
+        successor: Option<&str>,
+        condition: &str,
+    ) -> Result<bool, AuthError> {
+        let done = sqlx::query(&format!(
+            "UPDATE identity_refresh_tokens SET used_at = COALESCE(used_at, ?), successor = ?
+             WHERE sha256 = ? AND {condition}"
+        ))
+        .bind(now())
+        .bind(successor.map(sha256))
+        .bind(digest)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Ends a session: its access and refresh tokens authenticate nothing from now on.

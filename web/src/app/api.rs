@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web::backoff;
 
-use super::session::{Renewal, Session, forget, renew};
+use super::session::{Renewal, Session, renew};
 
 /// An error the API answered with (its stable `code`), or a transport failure (`NETWORK`).
 #[derive(Debug, Clone, PartialEq)]
@@ -124,32 +124,38 @@ fn token(session: Signal<Option<Session>>) -> Option<String> {
     session.peek().as_ref().map(|s| s.access_token.clone())
 }
 
+/// How many times one request renews the session before it gives up (each renewal brings a
+/// token that a starved page may again hold past its expiry).
+const RENEWALS_PER_REQUEST: usize = 3;
+
 /// A request as the signed-in user. A refused access token (expired while the machine slept,
-/// say) is renewed and the request made once more (the API refuses a credential before it
-/// runs anything, so nothing runs twice); refused again, the user is signed out.
+/// or before a slow request reached the server) is renewed and the request made once more:
+/// the API refuses a credential before it runs anything, so nothing runs twice. Only the
+/// identity provider ends the session (by refusing a renewal); a request refused however
+/// often is answered with its refusal and the user stays signed in.
 pub async fn call(
-    mut session: Signal<Option<Session>>,
+    session: Signal<Option<Session>>,
     query: &str,
     variables: Value,
 ) -> Result<Value, ApiError> {
-    let Some(stale) = token(session) else {
+    let Some(mut stale) = token(session) else {
         return request(None, query, variables).await;
     };
-    let answer = request(Some(&stale), query, variables.clone()).await;
-    if !unauthenticated(&answer) {
-        return answer;
-    }
-    match renew(session, &stale).await {
-        Renewal::Renewed => {
-            let again = request(token(session).as_deref(), query, variables).await;
-            if unauthenticated(&again) {
-                forget();
-                session.set(None);
-            }
-            again
+    let mut renewals = 0;
+    loop {
+        let answer = request(Some(&stale), query, variables.clone()).await;
+        if !unauthenticated(&answer) || renewals == RENEWALS_PER_REQUEST {
+            return answer;
         }
-        Renewal::Unavailable(e) => Err(e),
-        Renewal::Ended => answer,
+        renewals += 1;
+        match renew(session, &stale).await {
+            Renewal::Renewed => match token(session) {
+                Some(fresh) => stale = fresh,
+                None => return answer,
+            },
+            Renewal::Unavailable(e) => return Err(e),
+            Renewal::Ended => return answer,
+        }
     }
 }
 

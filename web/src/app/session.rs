@@ -126,7 +126,7 @@ fn keep(session: &Session) {
 }
 
 /// Forgets the session in this tab.
-pub fn forget() {
+fn forget() {
     if let Some(storage) = storage() {
         let _ = storage.remove_item(KEY);
     }
@@ -357,17 +357,24 @@ pub async fn renew(mut session: Signal<Option<Session>>, stale: &str) -> Renewal
             session.set(Some(fresh));
             Renewal::Renewed
         }
-        Err(e) if e.code == "NETWORK" || e.code == "RATE_LIMITED" => Renewal::Unavailable(e),
-        Ok(None) | Err(_) => {
+        // Only the identity provider's refusal ends the session. Anything else (no answer, an
+        // answer cut short, a busy or failing server) leaves it as it is, to try again: the
+        // refresh token is still good, or the provider takes it once more within its grace.
+        Err(e) if e.code == "UNAUTHENTICATED" => {
             forget();
             session.set(None);
             Renewal::Ended
         }
+        Err(e) => Renewal::Unavailable(e),
+        Ok(None) => Renewal::Unavailable(ApiError {
+            code: "ERROR".to_owned(),
+            message: "the server answered the renewal without a session".to_owned(),
+        }),
     }
 }
 
 /// Keeps the session fresh for as long as the app runs: renews the access token before it
-/// expires; a refused refresh signs the user out, a network failure is retried.
+/// expires; a refused refresh signs the user out, any other failure is retried.
 pub async fn keep_fresh(session: Signal<Option<Session>>) {
     loop {
         let current = session.peek().clone();
