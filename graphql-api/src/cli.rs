@@ -87,6 +87,10 @@ enum Command {
         /// Address to listen on (use port 0 for any free port).
         #[arg(long, env = "CHAOS_ADDR", default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
+        /// Stop, as on SIGTERM, when standard input closes: a supervisor holding a pipe to it
+        /// ends the server by going away, however it goes (killed by SIGKILL too).
+        #[arg(long)]
+        stop_when_stdin_closes: bool,
         #[command(flatten)]
         fleet: FleetArgs,
         #[command(flatten)]
@@ -683,16 +687,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Init => init(&db).await,
         Command::Serve {
             addr,
+            stop_when_stdin_closes,
             identity,
             aws,
             ..
-        } if aws.aws => serve_aws(addr, &aws, &identity).await,
+        } if aws.aws => {
+            let stopped = shutdown_signal(stop_when_stdin_closes)?;
+            serve_aws(addr, &aws, &identity, stopped).await
+        }
         Command::Serve {
             addr,
+            stop_when_stdin_closes,
             fleet,
             identity,
             ..
-        } => serve(&db, addr, &fleet, &identity).await,
+        } => {
+            let stopped = shutdown_signal(stop_when_stdin_closes)?;
+            serve(&db, addr, &fleet, &identity, stopped).await
+        }
         Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
             .await
             .map_err(CliError::Serve),
@@ -817,7 +829,7 @@ async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
     }
     let mut printed = 0;
     let mut changes: Vec<_> = fleets.fleets().iter().map(|f| (f, f.changes())).collect();
-    let stopped = shutdown_signal();
+    let stopped = shutdown_signal(false)?;
     tokio::pin!(stopped);
     loop {
         for (fleet, _) in &changes {
@@ -846,8 +858,8 @@ async fn serve(
     addr: SocketAddr,
     fleet: &FleetArgs,
     identity: &IdentityArgs,
+    stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
-    let stopped = shutdown_signal();
     let pool = open(db, OpenMode::CreateIfMissing).await?;
     let clock: Arc<SystemClock> = Arc::new(SystemClock);
     let fleets = fleet.start(clock.clone()).await?;
@@ -953,8 +965,8 @@ async fn serve_aws(
     addr: SocketAddr,
     aws: &AwsArgs,
     identity: &IdentityArgs,
+    stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
-    let stopped = shutdown_signal();
     let resources = aws.resources()?;
     let auth = identity.authenticator(None).await?;
     if auth.cognito.is_none() {
@@ -983,14 +995,16 @@ async fn serve_aws(
     Ok(())
 }
 
-/// A future that ends at SIGINT or SIGTERM. The handlers are installed when this is called, not
-/// when the future is first polled, so a signal that arrives while the server is still starting
-/// stops it gracefully rather than killing it.
-fn shutdown_signal() -> impl Future<Output = ()> {
+/// A future that ends at SIGINT or SIGTERM, or (`stdin`) once standard input closes. The
+/// handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives while the server is still starting stops it gracefully rather than
+/// killing it.
+fn shutdown_signal(stdin: bool) -> Result<impl Future<Output = ()> + Send + 'static, CliError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
-    async move {
+    let closed = if stdin { Some(stdin_closed()?) } else { None };
+    Ok(async move {
         let wait = |s: Option<tokio::signal::unix::Signal>| async move {
             match s {
                 Some(mut s) => {
@@ -999,11 +1013,38 @@ fn shutdown_signal() -> impl Future<Output = ()> {
                 None => std::future::pending::<()>().await,
             }
         };
+        let closed = async move {
+            match closed {
+                Some(closed) => {
+                    let _ = closed.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             () = wait(interrupt.take()) => {},
             () = wait(terminate.take()) => {},
+            () = closed => tracing::info!("standard input closed: stopping"),
         }
-    }
+    })
+}
+
+/// Ends once standard input reaches its end or fails. It is read on a thread of its own, which
+/// the process does not wait for when it ends for another reason (a blocking task of the
+/// runtime would hold up its shutdown).
+fn stdin_closed() -> Result<tokio::sync::oneshot::Receiver<()>, CliError> {
+    let (closed, on_close) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("stdin-watch".to_owned())
+        .spawn(move || {
+            use std::io::Read;
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 64];
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = closed.send(());
+        })
+        .map_err(|e| CliError::Task(format!("cannot watch standard input: {e}")))?;
+    Ok(on_close)
 }
 
 async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Result<(), CliError> {

@@ -420,12 +420,22 @@ fn tampering_is_named_at_the_first_bad_sequence() {
 fn serve_answers_health_on_an_ephemeral_port_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("fresh.db");
+    // Its standard input is a pipe from this test: should the test die first, it stops too.
     let mut child = Command::new(CHAOS)
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--stop-when-stdin-closes",
+            "--db",
+        ])
         .arg(&db)
+        .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn serve");
+    // Held open until it has stopped: what stops it below is SIGTERM.
+    let _stdin = child.stdin.take();
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -637,11 +647,19 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
     assert_eq!(listed["ci"]["url"], url.as_str());
 
     let mut server = Command::new(CHAOS)
-        .args(["serve", "--addr", "127.0.0.1:0", "--db"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--stop-when-stdin-closes",
+            "--db",
+        ])
         .arg(&db)
+        .stdin(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn serve");
+    let _stdin = server.stdin.take();
     let created = chaos(
         &db,
         &[

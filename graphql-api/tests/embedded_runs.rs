@@ -299,7 +299,7 @@ fn a_run_cut_off_by_a_server_crash_is_resumed_by_the_next_server() {
         s["phase"] == "OBSERVING_RECOVERY"
     });
     // SIGKILL: no shutdown of any kind. Its workers go with it.
-    drop(first);
+    first.kill();
     assert_eq!(show(&db, "crash")["status"], "RUNNING");
 
     let second = serve(&db);

@@ -377,3 +377,70 @@ fn workers_exit_when_their_supervisor_is_killed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `chaos serve --stop-when-stdin-closes` stops, with its whole demo fleet, when whoever holds
+/// its standard input dies, even by SIGKILL: what keeps a test's servers from outliving it.
+#[test]
+fn serve_and_its_fleet_stop_when_the_holder_of_its_stdin_is_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The holder: a process whose standard output is the server's standard input, and which
+    // this test kills as a test runner might be killed.
+    let mut holder = Command::new("sleep")
+        .arg("600")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn sleep");
+    let pipe = holder.stdout.take().expect("the holder's output");
+    let mut serve = Command::new(CHAOS)
+        .arg("--db")
+        .arg(dir.path().join("chaos.db"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--stop-when-stdin-closes"])
+        .args(["--fleet-size", "2"])
+        .stdin(Stdio::from(pipe))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chaos serve");
+    let mut lines = BufReader::new(serve.stderr.take().expect("stderr")).lines();
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("the server announced its address")
+            .expect("read");
+        if let Some(addr) = line.strip_prefix("chaos: listening on http://") {
+            break addr.parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let (status, body) = get(addr, "/fleet");
+    assert_eq!(status, 200, "{body}");
+    let fleets: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let pids: Vec<u32> = fleets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|fleet| fleet["members"].as_array().cloned().unwrap_or_default())
+        .filter_map(|member| u32::try_from(member["pid"].as_u64()?).ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{fleets}");
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    holder.kill().expect("SIGKILL the holder");
+    holder.wait().expect("reap the holder");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = serve.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server outlived the holder of its standard input"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "it stops cleanly: {status:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(Instant::now() < deadline, "workers outlived their server");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

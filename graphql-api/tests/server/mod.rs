@@ -7,7 +7,7 @@ pub mod ws;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -20,10 +20,14 @@ use serde_json::{Value, json};
 /// The binary under test.
 pub const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
 
-/// A running `chaos serve`, killed when dropped.
+/// A running `chaos serve`, stopped when dropped. It also stops by itself when this test
+/// process dies, however it dies: it holds the other end of its standard input, which the
+/// kernel closes then.
 pub struct Server {
     /// Its process.
     pub child: Child,
+    /// Its standard input: closing it asks the server to stop as it does on SIGTERM.
+    stdin: Option<ChildStdin>,
     /// Where it listens.
     pub addr: SocketAddr,
     /// The last lines it logged, for a failing test to show.
@@ -48,10 +52,42 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
+/// How long a server is given to stop cleanly before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+impl Server {
+    /// Stops the server as SIGTERM would (so it writes what a clean exit writes, a coverage
+    /// profile among them), killing it if it has not stopped within [`STOP_TIMEOUT`].
+    pub fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "chaos serve (pid {}) did not stop within {STOP_TIMEOUT:?}: killed",
+            self.child.id()
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Kills the server with SIGKILL, as a crash would end it: no shutdown of any kind (its
+    /// demo fleet's workers see their standard input close and go with it).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -71,14 +107,16 @@ pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> S
     let mut child = Command::new(CHAOS)
         .arg("--db")
         .arg(db)
-        .args(["serve", "--addr", addr])
+        .args(["serve", "--addr", addr, "--stop-when-stdin-closes"])
         .args(args)
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn chaos serve");
+    let stdin = child.stdin.take();
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let addr = loop {
@@ -104,7 +142,12 @@ pub fn serve_at(db: &Path, addr: &str, args: &[&str], env: &[(&str, &str)]) -> S
             kept.push_back(line);
         }
     });
-    Server { child, addr, log }
+    Server {
+        child,
+        stdin,
+        addr,
+        log,
+    }
 }
 
 /// `chaos --db DB ARGS...` as `actor`.
