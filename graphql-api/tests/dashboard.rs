@@ -56,10 +56,7 @@ fn dashboard_dir() -> PathBuf {
 
 fn playwright_modules() -> PathBuf {
     let dir = std::env::var_os("PLAYWRIGHT_NODE_MODULES").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                .join(".cache/chaos-platform/node/node_modules")
-        },
+        || PathBuf::from(aws::installed_tool("node/node_modules").unwrap_or_default()),
         PathBuf::from,
     );
     assert!(
@@ -289,7 +286,7 @@ fn a_live_page_reconnects_after_a_server_restart_and_misses_nothing() {
         panic!("the script never asked for a restart:\n{report}");
     }
     // Killed, as a crash would be; its runs resume once it is back on the same address.
-    drop(server);
+    server.kill();
     let (server, _) = serve(&db, &dashboard, &addr, &[]);
     writeln!(stdin, "RESTARTED").expect("tell the script");
     for line in lines {
@@ -428,4 +425,63 @@ fn an_auditor_is_told_the_chain_is_broken_where_an_event_was_changed() {
     let report = passed(node, "", &server);
     assert!(report.contains("the chain is broken"), "{report}");
     assert_screenshots(&["26-audit-chain-broken"]);
+}
+
+/// A process that keeps one core busy until it is dropped (or this test process dies: it ends
+/// when its standard input closes).
+struct Burner(Child);
+
+impl Burner {
+    fn start() -> Burner {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg("while :; do :; done & pid=$!; read _; kill $pid")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start a busy loop");
+        Burner(child)
+    }
+}
+
+impl Drop for Burner {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_session_renewed_under_load_is_never_signed_out() {
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
+    let db = store(dir.path());
+    // Access tokens that live two seconds: the page renews every second.
+    let (server, url) = serve(
+        &db,
+        &dashboard,
+        "127.0.0.1:0",
+        &["--access-token-ttl-secs", "2"],
+    );
+    clear_screenshots(&["30-session-after-load"]);
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let burners: Vec<Burner> = (0..cores).map(|_| Burner::start()).collect();
+    let node = browser_script_with("session.cjs", &url, &[("LOAD_SECONDS", "30")]);
+    let report = passed(node, "", &server);
+    drop(burners);
+    assert!(report.contains("never signed out"), "{report}");
+    assert_screenshots(&["30-session-after-load"]);
+    // The identity provider ended no session: none was taken for a stolen one.
+    let revoked: Vec<String> = rusqlite::Connection::open(&db)
+        .expect("open the store")
+        .prepare("SELECT revoked_why FROM identity_sessions WHERE revoked_at IS NOT NULL")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()
+        })
+        .expect("read the sessions");
+    assert!(revoked.is_empty(), "sessions revoked: {revoked:?}");
 }

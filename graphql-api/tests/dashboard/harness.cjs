@@ -48,8 +48,9 @@ function frame(who, what) {
 }
 
 // Watches `page` (`who` names it in the report). `excused(message)` may excuse a console
-// message a step expects (a refused password is a 400 the browser logs).
-function watch(page, who, excused = () => false) {
+// message a step expects (a refused password is a 400 the browser logs), and
+// `failedOnPurpose(request)` a request the script itself made fail.
+function watch(page, who, excused = () => false, failedOnPurpose = () => false) {
   watched.push({ page, who });
   page.on('console', (message) => {
     if (excused(message)) return;
@@ -69,7 +70,7 @@ function watch(page, who, excused = () => false) {
   });
   page.on('requestfailed', (request) => {
     // A socket closed on purpose when a page is left is not a failure.
-    if (request.resourceType() !== 'websocket') {
+    if (request.resourceType() !== 'websocket' && !failedOnPurpose(request)) {
       problems.push(`${who} request failed: ${request.url()} ${request.failure()?.errorText}`);
     }
   });
