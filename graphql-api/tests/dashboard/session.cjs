@@ -34,9 +34,19 @@ run(async (browser) => {
     && /Failed to load resource: net::ERR_(CONNECTION_RESET|ABORTED)/.test(message.text()),
   (request) => failedOnPurpose.has(request));
   let renewals = 0;
+  // Requests on their way: a reload this script makes aborts them, which is no failure of
+  // the page's.
+  const inFlight = new Set();
   page.on('request', (request) => {
+    inFlight.add(request);
     if (isRenewal(request)) renewals += 1;
   });
+  page.on('requestfinished', (request) => inFlight.delete(request));
+  page.on('requestfailed', (request) => inFlight.delete(request));
+  const reload = async () => {
+    for (const request of inFlight) failedOnPurpose.add(request);
+    await page.reload();
+  };
   const signedIn = async (when) => {
     check(await page.getByLabel('User name').count() === 0, `signed out ${when}`);
     check(await page.evaluate(() => sessionStorage.getItem('chaos.session')) !== null, `the session is gone ${when}`);
@@ -74,7 +84,7 @@ run(async (browser) => {
 
   // Reloads while a renewal is on its way: the new page starts from the token the old one
   // spent.
-  for (let reload = 1; reload <= 3; reload += 1) {
+  for (let round = 1; round <= 3; round += 1) {
     let traded;
     const sent = new Promise((resolve) => { traded = resolve; });
     await page.route('**/graphql', async (route) => {
@@ -88,10 +98,10 @@ run(async (browser) => {
     });
     await sent;
     await page.unroute('**/graphql');
-    await page.reload();
+    await reload();
     await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
-    await renewalsAfter(2, `after reload ${reload}`);
-    await signedIn(`after reload ${reload}`);
+    await renewalsAfter(2, `after reload ${round}`);
+    await signedIn(`after reload ${round}`);
   }
   log('three reloads in the middle of a renewal: still signed in');
 
@@ -105,7 +115,7 @@ run(async (browser) => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link }).click();
     await page.getByRole('heading', { name: heading, level: 1 }).waitFor({ timeout: 60_000 });
     if (steps % 4 === 3) {
-      await page.reload();
+      await reload();
       await page.getByRole('heading', { name: heading, level: 1 }).waitFor({ timeout: 60_000 });
     }
     await signedIn(`at step ${steps} (${link})`);
