@@ -741,8 +741,10 @@ fn users_sign_in_refresh_once_and_sign_out() {
     }
 
     // A token traded again within the grace spends its first successor: whoever holds that
-    // one and presents it has a copy, and the session ends.
-    let session = login(addr, "sam", password);
+    // one and presents it has a copy, and the session ends. (Another user: sign-ins are
+    // limited per user name.)
+    ok_json(&add_user(&db, "kim", "VIEWER", password));
+    let session = login(addr, "kim", password);
     let first_token = session["data"]["login"]["refreshToken"]
         .as_str()
         .expect("refresh token")

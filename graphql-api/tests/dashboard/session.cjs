@@ -32,7 +32,8 @@ run(async (browser) => {
   // A renewal this script cut off shows in the console as a load that failed that way.
   watch(page, 'admin', (message) => failedOnPurpose.size > 0
     && /Failed to load resource: net::ERR_(CONNECTION_RESET|ABORTED)/.test(message.text()),
-  (request) => failedOnPurpose.has(request));
+  (request) => failedOnPurpose.has(request)
+    || (reloading && request.failure()?.errorText === 'net::ERR_ABORTED'));
   let renewals = 0;
   // Requests on their way: a reload this script makes aborts them, which is no failure of
   // the page's.
@@ -43,9 +44,15 @@ run(async (browser) => {
   });
   page.on('requestfinished', (request) => inFlight.delete(request));
   page.on('requestfailed', (request) => inFlight.delete(request));
+  let reloading = false;
   const reload = async () => {
     for (const request of inFlight) failedOnPurpose.add(request);
-    await page.reload();
+    reloading = true;
+    try {
+      await page.reload();
+    } finally {
+      reloading = false;
+    }
   };
   const signedIn = async (when) => {
     check(await page.getByLabel('User name').count() === 0, `signed out ${when}`);
