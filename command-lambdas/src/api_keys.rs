@@ -7,7 +7,7 @@
 //! itself, so a revocation holds from the next request on. Its holder acts as `key:<id>` with
 //! the key's role, and that is the actor every command it sends is recorded with.
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::provenance::{Actor, CommandContext, Role};
 use sha2::{Digest, Sha256};
 
@@ -68,7 +68,7 @@ pub fn looks_like_secret(text: &str) -> bool {
 }
 
 /// Issues a key `id` for `name` with `role`, as the actor of `context`.
-pub async fn issue<R: PersistedEventRepository>(
+pub async fn issue<R: Repository>(
     service: &ExperimentService<R>,
     id: &str,
     name: &str,
@@ -87,14 +87,17 @@ pub async fn issue<R: PersistedEventRepository>(
 }
 
 /// The actor a presented secret authenticates: none for an unknown or revoked key.
-pub async fn authenticate<R: PersistedEventRepository>(
+pub async fn authenticate<R: Repository>(
     service: &ExperimentService<R>,
     secret: &str,
 ) -> Result<Option<Actor>, ServiceError> {
     if !looks_like_secret(secret) {
         return Ok(None);
     }
-    let platform = service.platform().await?.aggregate;
+    let platform = service
+        .platform_of(&[domain::platform::Concern::ApiKeys])
+        .await?
+        .aggregate;
     Ok(holder(&platform, secret))
 }
 

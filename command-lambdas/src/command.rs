@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::ExperimentError;
 use domain::provenance::{Actor, CommandContext, Role, Source};
@@ -219,7 +219,7 @@ pub async fn handle<R, T, H, A, W>(
     request: Request,
 ) -> Response
 where
-    R: PersistedEventRepository,
+    R: Repository,
     T: TargetProvider,
     H: HealthProbe,
     A: AlarmSource,
@@ -341,7 +341,7 @@ async fn settle<R, T, H, A, W>(
     reason: &str,
     response: &mut Response,
 ) where
-    R: PersistedEventRepository,
+    R: Repository,
     T: TargetProvider,
     H: HealthProbe,
     A: AlarmSource,
@@ -371,7 +371,7 @@ async fn settle_one<R, T, H, A, W>(
     deadline: Instant,
 ) -> bool
 where
-    R: PersistedEventRepository,
+    R: Repository,
     T: TargetProvider,
     H: HealthProbe,
     A: AlarmSource,
@@ -418,7 +418,7 @@ async fn start<R, A, W>(
     context: &CommandContext,
 ) -> Response
 where
-    R: PersistedEventRepository,
+    R: Repository,
     A: AlarmSource,
     W: WorkflowEngine,
 {

@@ -15,18 +15,122 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, StreamSpecification, StreamViewType,
 };
+use cqrs_es::Aggregate;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
 use domain::audit::{ChainVerifier, OwnedRow, VerifyReport, sort_streams};
 
-use crate::store::EventStore;
+use crate::store::{EventStore, StreamHead};
 
 /// The layer over dynamo-es.
-pub type DynamoStore = EventStore<dynamo_es::DynamoEventRepository>;
+pub type DynamoStore = EventStore<DynamoRepository>;
 
 /// dynamo-es's repository over `table` (its snapshot table is never used: the 0.5 snapshot
 /// stores apply events twice).
-pub fn repository(client: Client, table: &str) -> dynamo_es::DynamoEventRepository {
-    dynamo_es::DynamoEventRepository::new(client)
-        .with_tables(table, &format!("{table}-unused-snapshots"))
+pub fn repository(client: Client, table: &str) -> DynamoRepository {
+    DynamoRepository {
+        inner: dynamo_es::DynamoEventRepository::new(client.clone())
+            .with_tables(table, &format!("{table}-unused-snapshots")),
+        client,
+        table: table.to_owned(),
+    }
+}
+
+/// dynamo-es's repository, and where a stream ends read with one small query.
+pub struct DynamoRepository {
+    inner: dynamo_es::DynamoEventRepository,
+    client: Client,
+    table: String,
+}
+
+impl std::fmt::Debug for DynamoRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoRepository")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PersistedEventRepository for DynamoRepository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.inner.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.inner
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.inner.get_snapshot::<A>(aggregate_id).await
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        self.inner.persist::<A>(events, snapshot_update).await
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.inner.stream_all_events::<A>().await
+    }
+}
+
+impl StreamHead for DynamoRepository {
+    async fn last_sequence(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<usize, PersistenceError> {
+        let newest = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("AggregateTypeAndId = :key")
+            .expression_attribute_values(
+                ":key",
+                AttributeValue::S(format!("{aggregate_type}:{aggregate_id}")),
+            )
+            .projection_expression("AggregateIdSequence")
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| {
+                PersistenceError::ConnectionError(Box::new(DynamoError::Api(
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                )))
+            })?;
+        Ok(newest
+            .items()
+            .first()
+            .and_then(|item| item.get("AggregateIdSequence"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
 }
 
 /// Why a table operation failed.
@@ -147,7 +251,7 @@ pub async fn verify_table(client: &Client, table: &str) -> Result<VerifyReport, 
     for r in &rows {
         verifier.push(&r.row());
     }
-    Ok(verifier.finish())
+    Ok(verifier.finish().of_whole_log())
 }
 
 /// One running experiment per target on AWS: claims kept in the read-model table (`Pk`/`Sk`;

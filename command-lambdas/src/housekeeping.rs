@@ -94,7 +94,7 @@ pub struct Housekeeping<R> {
     views_table: String,
 }
 
-impl<R: cqrs_es::persist::PersistedEventRepository> Housekeeping<R> {
+impl<R: crate::store::Repository> Housekeeping<R> {
     /// Over the event store behind `service`, the workflow's executions and the read models.
     pub fn new(
         service: ExperimentService<R>,

@@ -25,11 +25,10 @@ pub use crate::tasks::Task;
 use crate::tasks::{TaskError, TaskInput, TaskOutput, Tasks};
 
 /// The service over the AWS event store.
-pub type AwsService = ExperimentService<dynamo_es::DynamoEventRepository>;
+pub type AwsService = ExperimentService<crate::dynamo::DynamoRepository>;
 
 /// The tasks as they run on AWS.
-pub type AwsTasks =
-    Tasks<dynamo_es::DynamoEventRepository, AsgTargets, AsgHealth, CloudWatchAlarms>;
+pub type AwsTasks = Tasks<crate::dynamo::DynamoRepository, AsgTargets, AsgHealth, CloudWatchAlarms>;
 
 fn required(name: &str, what: &str) -> Result<String, Error> {
     std::env::var(name).map_err(|_| format!("{name} is not set: it must name {what}").into())

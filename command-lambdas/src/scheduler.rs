@@ -13,10 +13,10 @@
 //! - A one-shot scheduled start whose time has come is started; if the start is refused (halt,
 //!   blackout, caps), the experiment is cancelled with the reason, so it does not wait forever.
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::{ExperimentCommand, Status};
-use domain::platform::RecurringSchedule;
+use domain::platform::{Concern, RecurringSchedule};
 use domain::provenance::{CommandContext, Source};
 use domain::spec::ExperimentId;
 use serde::Serialize;
@@ -71,7 +71,7 @@ pub fn occurrence_id(schedule: &str, occurrence: Timestamp) -> String {
     )
 }
 
-impl<R: PersistedEventRepository> Scheduler<R> {
+impl<R: Repository> Scheduler<R> {
     /// A scheduler over `service`, with five minutes of grace.
     pub fn new(service: ExperimentService<R>) -> Self {
         Scheduler {
@@ -99,7 +99,11 @@ impl<R: PersistedEventRepository> Scheduler<R> {
                 fired.push(f);
             }
         }
-        let platform = self.service.platform().await?.aggregate;
+        let platform = self
+            .service
+            .platform_of(&[Concern::Schedules, Concern::Blackouts, Concern::HaltSwitch])
+            .await?
+            .aggregate;
         for (id, schedule) in platform.schedules() {
             let Some(occurrence) = schedule.last_at_or_before(now, self.grace_secs) else {
                 continue;

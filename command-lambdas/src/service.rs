@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, PlatformGate};
-use domain::platform::{PLATFORM_ID, Platform, PlatformCommand, PlatformConfig, PlatformError};
+use domain::platform::{
+    Concern, Platform, PlatformBook, PlatformCommand, PlatformConfig, PlatformError,
+};
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
@@ -19,6 +21,26 @@ use domain::spec::{
 
 use crate::clock::Clock;
 use crate::store::{CommandOutcome, EventStore, Loaded, StoreError};
+
+/// The platform's state as its ledgers hold it now.
+#[derive(Debug, Clone)]
+pub struct PlatformState {
+    /// The state of the concerns asked for (the others are at their defaults).
+    pub aggregate: Platform,
+    /// Each of those ledgers' current book and the events stored in it.
+    pub books: Vec<Book>,
+}
+
+/// Where a ledger of the platform stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Book {
+    /// The concern it keeps.
+    pub concern: Concern,
+    /// Its current book (a stream of type `Platform`).
+    pub book: String,
+    /// Events stored in that book.
+    pub events: usize,
+}
 
 /// Why a request failed, with a stable code for every interface.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +121,7 @@ impl<R> Clone for ExperimentService<R> {
     }
 }
 
-impl<R: PersistedEventRepository> ExperimentService<R> {
+impl<R: Repository> ExperimentService<R> {
     /// A service over `store`, reading time from `clock`.
     pub fn new(store: Arc<EventStore<R>>, clock: Arc<dyn Clock>) -> Self {
         Self { store, clock }
@@ -121,7 +143,7 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         spec: ExperimentSpecInput,
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
-        let id = ExperimentId::parse(id)?;
+        let id = ExperimentId::parse_new(id)?;
         let spec = ExperimentSpec::parse(spec)?;
         let command = ExperimentCommand::CreateExperiment {
             id: id.clone(),
@@ -138,7 +160,10 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         id: &str,
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
-        let platform = self.platform().await?.aggregate;
+        let platform = self
+            .platform_of(&[Concern::HaltSwitch, Concern::Limits, Concern::Blackouts])
+            .await?
+            .aggregate;
         let config = platform.config();
         let gate = PlatformGate {
             halted: platform.halted().map(|(reason, _)| reason.to_owned()),
@@ -233,9 +258,28 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         Ok(loaded)
     }
 
-    /// Loads the platform state with its history.
-    pub async fn platform(&self) -> Result<Loaded<Platform>, ServiceError> {
-        Ok(self.store.load::<Platform>(PLATFORM_ID).await?)
+    /// The platform's state: every concern's ledger, caught up.
+    pub async fn platform(&self) -> Result<PlatformState, ServiceError> {
+        self.platform_of(&Concern::ALL).await
+    }
+
+    /// The state of `concerns`, each from its ledger, caught up (one small read each when
+    /// nothing changed).
+    pub async fn platform_of(&self, concerns: &[Concern]) -> Result<PlatformState, ServiceError> {
+        let mut state = PlatformState {
+            aggregate: Platform::default(),
+            books: Vec::with_capacity(concerns.len()),
+        };
+        for &concern in concerns {
+            let ledger = self.store.ledger::<PlatformBook>(concern.ledger()).await?;
+            state.aggregate.adopt(concern, ledger.aggregate.state());
+            state.books.push(Book {
+                concern,
+                book: ledger.book,
+                events: ledger.version,
+            });
+        }
+        Ok(state)
     }
 
     /// Turns the halt switch on.
@@ -293,15 +337,16 @@ impl<R: PersistedEventRepository> ExperimentService<R> {
         self.platform_command(command, context).await
     }
 
-    /// Runs `command` on the platform stream.
+    /// Runs `command` in the ledger of its concern.
     async fn platform_command(
         &self,
         command: PlatformCommand,
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
+        let ledger = command.concern().ledger();
         Ok(self
             .store
-            .execute::<Platform>(PLATFORM_ID, command, context)
+            .execute_in_ledger::<PlatformBook>(ledger, command, context)
             .await?)
     }
 

@@ -210,7 +210,8 @@ pub async fn open(path: &Path, mode: OpenMode) -> Result<SqlitePool, OpenError> 
 /// The sqlite-es repository over an opened pool, with one write lane per process.
 pub fn repository(pool: SqlitePool) -> SqliteRepository {
     SqliteRepository {
-        inner: sqlite_es::SqliteEventRepository::new(pool),
+        inner: sqlite_es::SqliteEventRepository::new(pool.clone()),
+        pool,
         write_lane: tokio::sync::Mutex::new(()),
     }
 }
@@ -223,7 +224,26 @@ pub fn repository(pool: SqlitePool) -> SqliteRepository {
 /// conflicting sequence numbers still fail the commit, whoever wrote first.
 pub struct SqliteRepository {
     inner: sqlite_es::SqliteEventRepository,
+    pool: SqlitePool,
     write_lane: tokio::sync::Mutex<()>,
+}
+
+impl crate::store::StreamHead for SqliteRepository {
+    async fn last_sequence(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<usize, PersistenceError> {
+        let last: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = ? AND aggregate_id = ?",
+        )
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| PersistenceError::UnknownError(Box::new(e)))?;
+        Ok(usize::try_from(last).unwrap_or(0))
+    }
 }
 
 impl std::fmt::Debug for SqliteRepository {
@@ -353,7 +373,7 @@ fn verify_file_with(
                 for batch in batches {
                     batch.rows().for_each(|row| verifier.push(&row));
                 }
-                verifier.finish()
+                verifier.finish_part()
             }));
         }
         let read = read_rows(&mut statement, &lanes, every, &mut progress);
@@ -368,7 +388,7 @@ fn verify_file_with(
             })
             .collect();
         read?;
-        Ok(VerifyReport::merge(reports))
+        Ok(VerifyReport::merge(reports).of_whole_log())
     })
 }
 
@@ -574,7 +594,7 @@ mod verify_tests {
                 metadata: &text(6),
             });
         }
-        verifier.finish()
+        verifier.finish().of_whole_log()
     }
 
     #[test]

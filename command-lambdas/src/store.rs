@@ -40,6 +40,15 @@ use serde_json::Value;
 
 use crate::clock::{Clock, IdSource};
 
+mod ledger;
+
+pub use ledger::{LedgerState, StreamHead};
+
+/// A backend the store layer runs on: cqrs-es's repository, and where a stream ends.
+pub trait Repository: PersistedEventRepository + StreamHead {}
+
+impl<T: PersistedEventRepository + StreamHead> Repository for T {}
+
 /// Why a command did not produce an outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError<E: std::error::Error> {
@@ -414,18 +423,21 @@ impl<R: PersistedEventRepository> EventStore<R> {
         Err(StoreError::Contention { attempts })
     }
 
-    /// Applies the events stored after `cached.version` (by this or any other process).
+    /// Applies the events stored after `cached.version` (by this or any other process);
+    /// returns the bytes they take in the store.
     async fn catch_up<A: Aggregate>(
         &self,
         aggregate_id: &str,
         cached: &mut Cached<A>,
-    ) -> Result<(), StoreError<A::Error>> {
+    ) -> Result<usize, StoreError<A::Error>> {
         let newer = self
             .repo
             .get_last_events::<A>(aggregate_id, cached.version)
             .await
             .map_err(StoreError::Storage)?;
+        let mut bytes = 0;
         for stored in newer {
+            bytes += stored_bytes(&stored.payload, &stored.metadata);
             let (event, metadata) = decode::<A>(aggregate_id, cached.version + 1, stored)?;
             cached.aggregate.apply(event.clone());
             cached.version += 1;
@@ -440,7 +452,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
                 },
             );
         }
-        Ok(())
+        Ok(bytes)
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
@@ -507,6 +519,17 @@ impl<R: PersistedEventRepository> EventStore<R> {
         }
         Ok((serialized, appended))
     }
+}
+
+/// What one stored event counts against a stream's byte budget besides its payload and
+/// metadata: keys and attribute names, as DynamoDB counts an item.
+const ITEM_OVERHEAD_BYTES: usize = 128;
+
+/// The bytes a stored event takes, as a DynamoDB item counts them (near enough: the JSON as
+/// stored, plus [`ITEM_OVERHEAD_BYTES`]).
+fn stored_bytes(payload: &Value, metadata: &Value) -> usize {
+    let len = |v: &Value| serde_json::to_vec(v).map_or(0, |b| b.len());
+    len(payload) + len(metadata) + ITEM_OVERHEAD_BYTES
 }
 
 /// Decodes one stored event, checking it sits at `expected` and is what its columns say.

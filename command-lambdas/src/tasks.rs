@@ -20,13 +20,14 @@
 
 use std::sync::Arc;
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::{
     Experiment, ExperimentCommand, FailureCode, FailureReason, HealthSnapshot, Outcome, Phase,
     Status,
 };
 use domain::limits::{MAX_HEALTH_SAMPLES, MAX_TEXT_CHARS};
+use domain::platform::Concern;
 use domain::provenance::{CommandContext, Source};
 use domain::spec::{ExperimentSpec, TargetId};
 use serde::{Deserialize, Serialize};
@@ -249,7 +250,7 @@ pub struct TargetPreview {
 
 impl<R, T, H, A> Tasks<R, T, H, A>
 where
-    R: PersistedEventRepository,
+    R: Repository,
     T: TargetProvider,
     H: HealthProbe,
     A: AlarmSource,
@@ -405,7 +406,11 @@ where
         }
         let spec = spec(&experiment)?.clone();
         let now = self.now();
-        let platform = self.service.platform().await?.aggregate;
+        let platform = self
+            .service
+            .platform_of(&[Concern::HaltSwitch, Concern::Blackouts])
+            .await?
+            .aggregate;
         let reason = if let Some((reason, _)) = platform.halted() {
             Some(format!("platform halted: {reason}"))
         } else if let Some(window) = platform.blackout_at(now) {

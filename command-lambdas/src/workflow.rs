@@ -24,7 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use cqrs_es::persist::PersistedEventRepository;
+use crate::store::Repository;
 use domain::experiment::{ExperimentCommand, FailureCode, FailureReason, Phase, Status};
 use domain::limits::MAX_TEXT_CHARS;
 use serde_json::{Value, json};
@@ -105,7 +105,7 @@ struct InProcess<'a, R, T, H, A>(&'a Inner<R, T, H, A>);
 
 impl<R, T, H, A> Resources for InProcess<'_, R, T, H, A>
 where
-    R: PersistedEventRepository,
+    R: Repository,
     T: TargetProvider,
     H: HealthProbe,
     A: AlarmSource,
@@ -150,7 +150,7 @@ impl Timer for Wakeable {
 
 impl<R, T, H, A> Workflows<R, T, H, A>
 where
-    R: PersistedEventRepository + 'static,
+    R: Repository + 'static,
     T: TargetProvider + 'static,
     H: HealthProbe + 'static,
     A: AlarmSource + 'static,
@@ -377,7 +377,7 @@ where
 
 impl<R, T, H, A> WorkflowEngine for Workflows<R, T, H, A>
 where
-    R: PersistedEventRepository + 'static,
+    R: Repository + 'static,
     T: TargetProvider + 'static,
     H: HealthProbe + 'static,
     A: AlarmSource + 'static,

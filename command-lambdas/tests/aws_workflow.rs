@@ -26,7 +26,7 @@ use domain::spec::{Selection, Target, TargetKind};
 use fleet::{alarm, instance_states, set_alarm, state_of};
 use serde_json::json;
 
-type Service = ExperimentService<dynamo_es::DynamoEventRepository>;
+type Service = ExperimentService<command_lambdas::dynamo::DynamoRepository>;
 
 struct World {
     service: Service,

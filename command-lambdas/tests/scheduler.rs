@@ -68,7 +68,11 @@ impl World {
         let ctx = common::context(&uuid::Uuid::now_v7().to_string());
         self.service
             .store()
-            .execute::<domain::platform::Platform>(domain::platform::PLATFORM_ID, command, &ctx)
+            .execute_in_ledger::<domain::platform::PlatformBook>(
+                command.concern().ledger(),
+                command,
+                &ctx,
+            )
             .await
             .expect("platform command");
     }

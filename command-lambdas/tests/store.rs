@@ -12,7 +12,7 @@ use command_lambdas::StoreError;
 use command_lambdas::sqlite::{stats, verify_file};
 use common::{at, context, health, lifecycle, store_at};
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, Status};
-use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::TargetId;
 
 #[tokio::test]
@@ -123,11 +123,18 @@ async fn platform_commands_are_chained_too() {
         at: at(1),
     };
     store
-        .execute::<Platform>(PLATFORM_ID, halt, &context("halt"))
+        .execute_in_ledger::<PlatformBook>("halt-switch", halt, &context("halt"))
         .await
         .expect("halt");
-    let loaded = store.load::<Platform>(PLATFORM_ID).await.expect("load");
-    assert_eq!(loaded.aggregate.halted().map(|h| h.0), Some("incident"));
+    let loaded = store
+        .ledger::<PlatformBook>("halt-switch")
+        .await
+        .expect("load");
+    assert_eq!(loaded.book, "halt-switch.1");
+    assert_eq!(
+        loaded.aggregate.state().halted().map(|h| h.0),
+        Some("incident")
+    );
     let report = verify_file(&db, 0, |_| {}).expect("verify");
     assert!(report.is_ok());
 }

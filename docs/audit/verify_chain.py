@@ -7,7 +7,8 @@ PATH is an embedded store (an SQLite file, read read-only with Python's standard
 an export (`chaos audit export`, a file whose name ends in `.jsonl`). Checks every stream's
 sequence continuity and hash chain exactly as docs/AUDIT.md describes, and prints either
 "OK: N events in M streams" (exit 0) or one line per broken stream naming its first bad
-sequence (exit 4). With --digest, also checks the log against the chain heads of an earlier
+sequence (exit 4); it also checks that the books of every ledger open, close and continue one
+another as the document's "Ledgers and books" says. With --digest, also checks the log against the chain heads of an earlier
 digest and prints one line per stream that departs from it (exit 5 if the chain itself is
 intact). It shares no code with the platform.
 """
@@ -20,6 +21,7 @@ GENESIS = "0" * 64
 HASHED_METADATA = ("actor", "actor_role", "command_id", "correlation_id",
                    "event_id", "recorded_at", "source")
 MAX_SAFE = 2 ** 53 - 1
+LEDGERS = {"halt-switch", "limits", "webhooks", "schedules", "blackouts", "api-keys", "users"}
 
 
 def canonical(value):
@@ -78,6 +80,75 @@ def check(row, expected_sequence, prev_hash):
     return digest, None
 
 
+def continuing_book(agg_type, agg_id):
+    """Whether the stream is a book after the first of a platform ledger."""
+    ledger, dot, number = agg_id.rpartition(".")
+    return (agg_type == "Platform" and dot and ledger in LEDGERS and number.isdigit()
+            and not number.startswith("0") and int(number) > 1)
+
+
+def is_book(agg_id):
+    ledger, dot, number = agg_id.rpartition(".")
+    return bool(dot and ledger and number.isdigit() and not number.startswith("0"))
+
+
+def observe_book(row, sequence, opens, closes):
+    """Checks a verified row against the rules of books; returns a problem or None."""
+    agg_type, agg_id, _, event_type, _, payload_text, _ = row
+    key = (agg_type, agg_id)
+    if key in closes:
+        at, nxt = closes[key]
+        return f"the book was closed at sequence {at} (continued in {nxt}): nothing may follow"
+    payload = json.loads(payload_text)
+    if event_type == "BookOpened":
+        if sequence != 1:
+            return "a book is opened only by its first event"
+        previous = payload.get("BookOpened", {}).get("previous")
+        if not isinstance(previous, dict) or set(previous) != {"stream", "sequence", "hash"}:
+            return "the opening names no stream it continues"
+        opens[key] = previous
+    elif event_type == "BookClosed":
+        nxt = payload.get("BookClosed", {}).get("next")
+        if not isinstance(nxt, str):
+            return "the closing names no book that continues it"
+        closes[key] = (sequence, nxt)
+    elif sequence == 1 and continuing_book(agg_type, agg_id):
+        return f"a book after the first of its ledger begins with its opening, not {event_type}"
+    return None
+
+
+def book_links(streams, opens, closes):
+    """The faults of openings and closings that do not name each other: [(key, seq, problem)]."""
+    faults = []
+    for key, previous in opens.items():
+        if streams.get(key) is None:
+            continue  # broken already
+        prev_key = (key[0], previous["stream"])
+        if prev_key not in streams:
+            faults.append((key, 1, f"it continues {previous['stream']}, which is not in the log"))
+            continue
+        state = streams[prev_key]
+        if state is None:
+            continue
+        if (state[0] - 1, state[1]) != (previous["sequence"], previous["hash"]):
+            faults.append((key, 1, f"it continues {previous['stream']} after sequence "
+                           f"{previous['sequence']} (hash {previous['hash']}), but that stream "
+                           f"ends at sequence {state[0] - 1} (hash {state[1]})"))
+        elif is_book(previous["stream"]):
+            closing = closes.get(prev_key)
+            if closing is None:
+                faults.append((key, 1, f"it continues {previous['stream']}, which is not closed"))
+            elif closing[1] != key[1]:
+                faults.append((key, 1, f"it continues {previous['stream']}, whose closing names {closing[1]}"))
+    for key, (at, nxt) in closes.items():
+        next_key = (key[0], nxt)
+        if streams.get(key) is None or streams.get(next_key) is None:
+            continue
+        if opens.get(next_key, {}).get("stream") != key[1]:
+            faults.append((key, at, f"its closing names {nxt}, which does not continue it"))
+    return faults
+
+
 def store_rows(path):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     yield from db.execute("SELECT aggregate_type, aggregate_id, sequence, event_type, "
@@ -107,6 +178,8 @@ def main(path, digest_path=None):
     seen = {}      # (type, id) -> hash at the digest's sequence
     streams = {}   # (type, id) -> (next sequence, head hash) or None once broken
     broken_at = {}
+    opens = {}     # (type, id) -> the stream its opening continues
+    closes = {}    # (type, id) -> (sequence of its closing, the book it names)
     faults = []
     bad_lines = []
     events = 0
@@ -118,6 +191,8 @@ def main(path, digest_path=None):
         if state is None:
             continue
         digest_hash, problem = check(row, state[0], state[1])
+        if not problem:
+            problem = observe_book(row, state[0], opens, closes)
         if problem:
             faults.append((key, state[0], problem))
             broken_at[key] = state[0]
@@ -126,6 +201,12 @@ def main(path, digest_path=None):
             streams[key] = (state[0] + 1, digest_hash)
             if wanted.get(key) == state[0]:
                 seen[key] = digest_hash
+    for key, sequence, problem in book_links(streams, opens, closes):
+        if key not in broken_at:  # the first problem of a stream is the one reported
+            faults.append((key, sequence, problem))
+            broken_at[key] = sequence
+    for key in broken_at:
+        streams[key] = None
     code = 0
     if not faults and not bad_lines:
         print(f"OK: {events} events in {len(streams)} streams")

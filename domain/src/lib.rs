@@ -6,7 +6,9 @@
 //! the event log alone.
 //!
 //! - [`experiment`]: the `Experiment` aggregate (one run of one failure against one target).
-//! - [`platform`]: the `Platform` aggregate (halt switch, platform-wide caps).
+//! - [`platform`]: the platform's state, one ledger per concern (halt switch, caps, webhooks,
+//!   schedules, blackouts, API keys, users), each book a `PlatformBook` aggregate.
+//! - [`ledger`]: streams that go on for ever, book after book, chained to one another.
 //! - [`spec`]: validated value types of an experiment specification.
 //! - [`provenance`]: who did what, from where: actors, roles, sources and stored event metadata.
 //! - [`audit`]: canonical encoding and the per-stream SHA-256 hash chain, with a verifier.
@@ -14,6 +16,7 @@
 
 pub mod audit;
 pub mod experiment;
+pub mod ledger;
 pub mod limits;
 pub mod platform;
 pub mod provenance;

@@ -9,8 +9,9 @@
 
 /// Upper bound on the events in one experiment stream.
 pub const MAX_EXPERIMENT_EVENTS: usize = 256;
-/// Upper bound on the events in the platform stream (halt, unhalt, configuration changes).
-pub const MAX_PLATFORM_EVENTS: usize = 2_000;
+/// Most events one book of a ledger holds (its opening and closing events included); the store
+/// closes a book sooner when its bytes near [`STREAM_BYTE_BUDGET`].
+pub const MAX_BOOK_EVENTS: usize = 1_000;
 /// Upper bound on `HealthChecked` events in one run (baseline samples plus recovery polls).
 pub const MAX_HEALTH_SAMPLES: u32 = 200;
 /// How many times one experiment may be (re)scheduled before it starts.

@@ -143,10 +143,32 @@ macro_rules! id_newtype {
 
 id_newtype!(
     /// Identifies one experiment (its event stream). Chosen at the edge, usually a UUIDv7.
+    /// Never the id of one of the platform's streams (`platform`, `halt-switch.1`, ...):
+    /// see [`ExperimentId::parse_new`].
     ExperimentId,
     MAX_ID_CHARS,
     "id"
 );
+
+impl ExperimentId {
+    /// Validates the id of an experiment about to be created: besides what [`Self::parse`]
+    /// checks, it may not be the id of one of the platform's streams, so that a stream id
+    /// names one stream whatever its type.
+    pub fn parse_new(value: impl Into<String>) -> Result<Self, SpecError> {
+        let id = Self::parse(value)?;
+        if crate::platform::is_platform_stream(id.as_str()) {
+            return Err(SpecError {
+                problems: vec![Problem {
+                    field: "id".to_owned(),
+                    message: format!(
+                        "{id:?} is reserved: it names one of the platform's own streams"
+                    ),
+                }],
+            });
+        }
+        Ok(id)
+    }
+}
 id_newtype!(
     /// Identifies one webhook subscription. Chosen at the edge.
     WebhookId,

@@ -18,7 +18,8 @@ use domain::Timestamp;
 use domain::experiment::{
     ExperimentEvent, FailureCode, FailureReason, HealthSnapshot, Outcome, RollbackPlan, StopCause,
 };
-use domain::platform::{PlatformConfig, PlatformEvent};
+use domain::ledger::BookRef;
+use domain::platform::{PlatformConfig, PlatformEvent, Snapshot, User};
 use domain::provenance::Role;
 use domain::schedule::BlackoutWindow;
 use domain::spec::{
@@ -257,6 +258,28 @@ fn platform_samples() -> Vec<PlatformEvent> {
         PlatformEvent::UserRemoved {
             username: Username::parse("alice.sre").expect("username"),
             at: at(780_000),
+        },
+        PlatformEvent::BookOpened {
+            previous: BookRef {
+                stream: "users.1".into(),
+                sequence: 1_000,
+                hash: "3f9a".repeat(16),
+            },
+            state: Snapshot::Users {
+                users: [(
+                    Username::parse("alice.sre").expect("username"),
+                    User {
+                        role: Role::Operator,
+                        added_at: at(660_000),
+                    },
+                )]
+                .into(),
+            },
+            at: at(840_000),
+        },
+        PlatformEvent::BookClosed {
+            next: "users.2".into(),
+            at: at(840_000),
         },
     ]
 }

@@ -32,8 +32,8 @@ use command_lambdas::sqlite::{OpenMode, open};
 use domain::experiment::Experiment;
 use domain::provenance::Role;
 use graphql_api::http::{AppState, router};
+use graphql_api::identity::Authenticator;
 use graphql_api::identity::local::{LocalIssuer, TokenPolicy};
-use graphql_api::identity::{Authenticator, PlatformCache};
 use projection_lambdas::embedded::Projector;
 use serde_json::{Value, json};
 
@@ -61,7 +61,6 @@ async fn main() {
     let auth = Authenticator {
         local: Some(local),
         cognito: None,
-        platform: PlatformCache::default(),
     };
     let (state, _workflows) = AppState::embedded(
         &db,

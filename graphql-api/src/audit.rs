@@ -431,7 +431,7 @@ fn verify_export(
         }
         read?;
         findings.bad_lines.sort();
-        Ok((VerifyReport::merge(reports), findings))
+        Ok((VerifyReport::merge(reports).of_whole_log(), findings))
     })
 }
 
@@ -479,7 +479,7 @@ fn verify_lane(
         // The reader may be done already; then the buffer is simply freed.
         let _ = recycle.send(batch);
     }
-    (verifier.finish(), found)
+    (verifier.finish_part(), found)
 }
 
 /// Reads the file in chunks, splits it into lines and sends each to its stream's verifier.
@@ -1099,7 +1099,7 @@ async fn verify_source(
                 audit.orphans(&streams).await?;
                 projection_check = Some(audit.finish());
             }
-            verifier.finish()
+            verifier.finish().of_whole_log()
         }
         Source::File(path) => {
             let path = path.clone();
@@ -1845,6 +1845,7 @@ pub async fn check_chain(
         }
         Backend::Aws(aws) => {
             let (client, table) = (&aws.events, aws.events_table.as_str());
+            let whole = stream.is_none();
             let streams = match stream {
                 Some(stream) => BTreeSet::from([stream]),
                 None => {
@@ -1859,7 +1860,8 @@ pub async fn check_chain(
                     verifier.push(&row.row());
                 }
             }
-            Ok(verifier.finish())
+            let report = verifier.finish();
+            Ok(if whole { report.of_whole_log() } else { report })
         }
     }
 }

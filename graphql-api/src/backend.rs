@@ -5,13 +5,11 @@
 
 use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::AttributeValue;
 use command_lambdas::command::{self, Request, Response};
 use command_lambdas::lambda::AwsTasks;
 use command_lambdas::sfn::StepFunctions;
 use command_lambdas::tasks::{TargetPreview, TaskError};
-use domain::platform::Platform;
+use domain::platform::{Concern, Platform};
 use domain::spec::ExperimentSpec;
 use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
@@ -126,50 +124,14 @@ impl Backend {
         }
     }
 
-    /// The platform stream's length (its last sequence): one indexed read.
-    pub async fn platform_length(&self) -> Result<i64, String> {
-        match self {
-            Backend::Embedded { pool, .. } => sqlx::query_scalar(
-                "SELECT COALESCE(MAX(sequence), 0) FROM events \
-                     WHERE aggregate_type = 'Platform' AND aggregate_id = 'platform'",
-            )
-            .fetch_one(pool)
-            .await
-            .map_err(|e| e.to_string()),
-            Backend::Aws(aws) => {
-                let newest = aws
-                    .events
-                    .query()
-                    .table_name(&aws.events_table)
-                    .key_condition_expression("AggregateTypeAndId = :key")
-                    .expression_attribute_values(
-                        ":key",
-                        AttributeValue::S("Platform:platform".into()),
-                    )
-                    .projection_expression("AggregateIdSequence")
-                    .scan_index_forward(false)
-                    .limit(1)
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(e).to_string())?;
-                Ok(newest
-                    .items()
-                    .first()
-                    .and_then(|item| item.get("AggregateIdSequence"))
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0))
-            }
-        }
-    }
-
-    /// The platform's state and its stream's length, replayed from the log.
-    pub async fn platform(&self) -> Result<(usize, Platform), String> {
+    /// The state of `concerns` of the platform, each caught up with its ledger (one small
+    /// read each when nothing changed), so a key revoked or a user removed is seen by the very
+    /// next request.
+    pub async fn platform(&self, concerns: &[Concern]) -> Result<Platform, String> {
         with_service!(self, service => service
-            .platform()
+            .platform_of(concerns)
             .await
-            .map(|loaded| (loaded.version, loaded.aggregate))
+            .map(|state| state.aggregate)
             .map_err(|e| e.to_string()))
     }
 

@@ -1183,11 +1183,7 @@ impl IdentityArgs {
             }
             _ => None,
         };
-        Ok(crate::identity::Authenticator {
-            local,
-            cognito,
-            platform: crate::identity::PlatformCache::default(),
-        })
+        Ok(crate::identity::Authenticator { local, cognito })
     }
 }
 
@@ -1472,14 +1468,14 @@ async fn platform(db: &Path, p: &ProvenanceArgs, cmd: PlatformCommand) -> Result
     let service = service_over(open(db, OpenMode::MustExist).await?);
     let outcome = match cmd {
         PlatformCommand::Show => {
-            let loaded = service.platform().await?;
-            let halted = loaded.aggregate.halted();
+            let state = service.platform().await?;
+            let halted = state.aggregate.halted();
             return print_json(&json!({
                 "halted": halted.is_some(),
                 "halt_reason": halted.map(|h| h.0),
                 "halted_at": halted.map(|h| h.1),
-                "config": loaded.aggregate.config(),
-                "version": loaded.version,
+                "config": state.aggregate.config(),
+                "ledgers": state.books,
             }));
         }
         PlatformCommand::Halt { reason } => service.halt(&reason, &ctx).await?,

@@ -25,6 +25,7 @@ use command_lambdas::sqlite::SqliteRepository;
 use command_lambdas::tasks::Tasks;
 use command_lambdas::workflow::{WorkflowError, Workflows};
 use domain::experiment::Phase;
+use domain::platform::Concern;
 use projection_lambdas::queries::{self, ExperimentFilter};
 use tokio::sync::watch;
 
@@ -190,7 +191,10 @@ pub async fn follow(
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot read the running experiments"),
             Err(e) => tracing::error!(error = %e, "reading the running experiments panicked"),
         }
-        match service.platform().await {
+        match service
+            .platform_of(&[Concern::HaltSwitch, Concern::Blackouts])
+            .await
+        {
             Ok(platform) => {
                 // A halt, or a blackout window beginning: every run stops now.
                 let now_stopping = platform.aggregate.halted().is_some()

@@ -214,10 +214,22 @@ pub struct Health {
     pub store: Option<StoreStats>,
     /// Whether the halt switch is on.
     pub halted: bool,
+    /// What needs an administrator's attention: every bounded part of the platform's state
+    /// past 80 % of its limit.
+    pub warnings: Vec<String>,
     /// Where the read models are in the log (embedded; on AWS it is the projection's
     /// `IteratorAge` metric).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub projections: Option<ProjectionHealth>,
+}
+
+/// Every capacity of `platform` near its limit, in words.
+fn warnings(platform: &domain::platform::Platform) -> Vec<String> {
+    platform
+        .capacity()
+        .iter()
+        .filter_map(domain::platform::Capacity::warning)
+        .collect()
 }
 
 /// The read models' position, for `/health`.
@@ -250,6 +262,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError>
                 mode: "aws",
                 store: None,
                 halted: platform.aggregate.halted().is_some(),
+                warnings: warnings(&platform.aggregate),
                 projections: None,
             }));
         }
@@ -273,6 +286,7 @@ async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError>
         mode: "embedded",
         store: Some(store),
         halted: platform.aggregate.halted().is_some(),
+        warnings: warnings(&platform.aggregate),
         projections: Some(ProjectionHealth {
             behind: projections.behind,
             parked: projections.parked.len(),
@@ -334,7 +348,6 @@ mod tests {
         let auth = crate::identity::Authenticator {
             local: Some(local),
             cognito: None,
-            platform: crate::identity::PlatformCache::default(),
         };
         let (state, _) = AppState::embedded(
             &db_path,

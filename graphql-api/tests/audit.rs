@@ -920,7 +920,7 @@ fn the_documented_export_digest_and_replay_are_what_the_binary_gives() {
     assert_eq!(replayed["applied"], 1);
     assert_eq!(
         replayed["platform"]["halted"],
-        serde_json::json!(["game day", "2026-11-26T11:22:45.481Z"])
+        serde_json::json!({"reason": "game day", "at": "2026-11-26T11:22:45.481Z"})
     );
 
     sql(&db, "DELETE FROM events WHERE sequence = 2");

@@ -87,7 +87,7 @@ fn the_chain_is_intact_after_a_run_and_a_changed_payload_is_named_by_stream_and_
         "{anonymous}"
     );
 
-    // The whole log: the platform's stream and the run's, every event of the store.
+    // The whole log: the API keys' book and the run's stream, every event of the store.
     let whole = chain(addr, &viewer, None);
     let status = &whole["data"]["auditChain"];
     assert_eq!(status["intact"], true, "{whole}");
@@ -116,7 +116,7 @@ fn the_chain_is_intact_after_a_run_and_a_changed_payload_is_named_by_stream_and_
         (&json!(true), &json!(1), Some(version)),
         "{one}"
     );
-    let platform = chain(addr, &viewer, Some("platform"));
+    let platform = chain(addr, &viewer, Some("api-keys.1"));
     assert_eq!(platform["data"]["auditChain"]["streams"], 1, "{platform}");
     let missing = chain(addr, &viewer, Some("no-such-experiment"));
     assert_eq!(code(&missing).as_deref(), Some("NOT_FOUND"), "{missing}");
@@ -158,8 +158,8 @@ fn the_chain_is_intact_after_a_run_and_a_changed_payload_is_named_by_stream_and_
     expected_fault(&whole);
     assert_eq!(whole["data"]["auditChain"]["streams"], 2, "{whole}");
     expected_fault(&chain(addr, &viewer, Some("chain-1")));
-    // The platform's stream is untouched, and says so.
-    let platform = chain(addr, &viewer, Some("platform"));
+    // The API keys' book is untouched, and says so.
+    let platform = chain(addr, &viewer, Some("api-keys.1"));
     assert_eq!(platform["data"]["auditChain"]["intact"], true, "{platform}");
 
     // The auditor's command agrees on the position.

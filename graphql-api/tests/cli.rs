@@ -165,6 +165,46 @@ fn the_halt_switch_blocks_starts_until_lifted() {
     assert!(stderr(&capped).contains("max_targets 3 exceeds the platform limit of 2"));
 }
 
+/// A stream id names one stream whatever its type: an experiment may not take the id of one of
+/// the platform's streams, so `audit replay --experiment platform` can only mean the platform.
+#[test]
+fn an_experiment_may_not_take_the_id_of_a_platform_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    assert!(chaos(&db, &["init"]).status.success());
+    let spec = spec_file(dir.path());
+    let spec = spec.to_str().expect("path");
+    for reserved in ["platform", "halt-switch.1", "users.12"] {
+        let out = chaos(
+            &db,
+            &["experiment", "create", "--spec", spec, "--id", reserved],
+        );
+        assert_eq!(out.status.code(), Some(3), "{reserved}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is reserved: it names one of the platform's own streams"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let fine = chaos(
+        &db,
+        &[
+            "experiment",
+            "create",
+            "--spec",
+            spec,
+            "--id",
+            "halt-switch-drill.1",
+        ],
+    );
+    assert!(fine.status.success(), "{}", stderr(&fine));
+    let events: i64 = rusqlite::Connection::open(&db)
+        .expect("open")
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(events, 1, "only the experiment that may exist was created");
+}
+
 fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("read file")
 }

@@ -153,7 +153,7 @@ fn cognito_tokens_are_verified_against_the_pools_keys_and_groups_are_roles() {
     let log = server::chaos_as(
         &db,
         "auditor",
-        &["audit", "log", "--experiment", "platform"],
+        &["audit", "log", "--experiment", "halt-switch.1"],
     );
     let entries = server::ok_json(&log);
     let halt = entries

@@ -263,7 +263,10 @@ fn halt_all_stops_a_running_experiment_within_two_seconds_and_blocks_starts() {
         Some(3),
         "a start while halted is refused"
     );
-    let log = ok_json(&chaos(&db, &["audit", "log", "--experiment", "platform"]));
+    let log = ok_json(&chaos(
+        &db,
+        &["audit", "log", "--experiment", "halt-switch.1"],
+    ));
     assert!(
         log.as_array()
             .expect("entries")

@@ -802,7 +802,7 @@ fn users_sign_in_refresh_once_and_sign_out() {
         Some("UNAUTHENTICATED")
     );
     // The log has the history of the account.
-    let entries = ok_json(&chaos(&db, &["audit", "log", "--experiment", "platform"]));
+    let entries = ok_json(&chaos(&db, &["audit", "log", "--experiment", "users.1"]));
     let kinds: Vec<&str> = entries
         .as_array()
         .expect("entries")

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use domain::Timestamp;
-use domain::platform::{PlatformEvent, Webhook};
+use domain::platform::{PlatformEvent, Snapshot, Webhook};
 use domain::spec::WebhookId;
 use domain::views::activity::ActivityItem;
 use domain::views::{AnyEvent, Envelope, RawRecord};
@@ -255,6 +255,11 @@ impl Outbox {
                         PlatformEvent::WebhookRemoved { id, .. } => {
                             webhooks.remove(id);
                         }
+                        // A new book of the webhooks' ledger carries them all (the same ones).
+                        PlatformEvent::BookOpened {
+                            state: Snapshot::Webhooks { webhooks: all },
+                            ..
+                        } => webhooks.clone_from(all),
                         _ => {}
                     }
                 }

@@ -23,7 +23,7 @@ use command_lambdas::dynamo::{DynamoStore, create_events_table};
 use common::{T0, at, gate, health};
 use domain::Timestamp;
 use domain::experiment::{Experiment, ExperimentCommand as C};
-use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+use domain::platform::{PlatformBook, PlatformCommand};
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::spec::{
     ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
@@ -195,7 +195,7 @@ const HISTORY: [Planned; 24] = [
     plan("e-4", "scheduled for later", "web", 40, Run::Scheduled, "alice", false),
     plan("e-5", "running web", "web", 50, Run::Running, "bob", false),
     plan("e-6", "ASG drill", "asg:web-prod", 60, Run::Full(2), "carol", false),
-    plan("platform", "named like the platform", "api", 70, Run::Dry, "alice", false),
+    plan("platforms", "named like the platform", "api", 70, Run::Dry, "alice", false),
     plan("e-7", "web drill 7", "web", 80, Run::Full(0), "dave", true),
     plan("e-8", "web drill 8", "web", 80, Run::Full(3), "alice", false),
     plan("e-9", "api pause", "api", 90, Run::Stopped, "bob", false),
@@ -383,12 +383,13 @@ impl Stores {
 
     async fn platform(&self, command_id: &str, command: PlatformCommand) {
         let context = ctx(command_id, "root");
+        let ledger = command.concern().ledger();
         self.sqlite
-            .execute::<Platform>(PLATFORM_ID, command.clone(), &context)
+            .execute_in_ledger::<PlatformBook>(ledger, command.clone(), &context)
             .await
             .expect("platform command accepted by SQLite");
         self.dynamo
-            .execute::<Platform>(PLATFORM_ID, command, &context)
+            .execute_in_ledger::<PlatformBook>(ledger, command, &context)
             .await
             .expect("platform command accepted by DynamoDB");
     }
@@ -836,7 +837,16 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
             ..AuditFilter::default()
         });
     }
-    for id in ["e-1", "e-10", "platform", "E-2", "g:1", "nope", ""] {
+    for id in [
+        "e-1",
+        "e-10",
+        "halt-switch.1",
+        "platforms",
+        "E-2",
+        "g:1",
+        "nope",
+        "",
+    ] {
         audit_filters.push(AuditFilter {
             aggregate_id: Some(id.into()),
             ..AuditFilter::default()
@@ -871,7 +881,7 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
         ..AuditFilter::default()
     });
     audit_filters.push(AuditFilter {
-        aggregate_id: Some("platform".into()),
+        aggregate_id: Some("halt-switch.1".into()),
         from: instant(5),
         ..AuditFilter::default()
     });
@@ -890,7 +900,7 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
         ),
         (
             AuditFilter {
-                aggregate_id: Some("platform".into()),
+                aggregate_id: Some("halt-switch.1".into()),
                 ..AuditFilter::default()
             },
             1,
@@ -906,7 +916,7 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
     let platform = walk_audit(
         &setup,
         &AuditFilter {
-            aggregate_id: Some("platform".into()),
+            aggregate_id: Some("halt-switch.1".into()),
             ..AuditFilter::default()
         },
         usize::MAX,
@@ -917,8 +927,8 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
             .iter()
             .map(|e| e.aggregate_type.as_str())
             .collect::<BTreeSet<_>>(),
-        ["Experiment", "Platform"].into_iter().collect(),
-        "the experiment called platform and the platform"
+        ["Platform"].into_iter().collect(),
+        "the halt switch's book"
     );
     let alice = walk_audit(
         &setup,

@@ -338,7 +338,7 @@ async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_st
     use command_lambdas::scheduler::{Fired, occurrence_id};
     use command_lambdas::service::ExperimentService;
     use command_lambdas::sfn::{ExecutionEnd, StepFunctions};
-    use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+    use domain::platform::{PlatformBook, PlatformCommand};
     use domain::spec::ScheduleId;
 
     let client = aws::dynamodb();
@@ -408,8 +408,8 @@ async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_st
         .await
         .expect("abort");
     store
-        .execute::<Platform>(
-            PLATFORM_ID,
+        .execute_in_ledger::<PlatformBook>(
+            "schedules",
             PlatformCommand::AddSchedule {
                 id: ScheduleId::parse("minutely").expect("id"),
                 cron: "* * * * *".into(),

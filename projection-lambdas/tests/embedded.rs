@@ -16,7 +16,7 @@ use std::time::Duration;
 use command_lambdas::SqliteStore;
 use common::{at, gate, health, store_at};
 use domain::experiment::{Experiment, ExperimentCommand as C, Outcome, Phase, Status};
-use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+use domain::platform::{PlatformBook, PlatformCommand};
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::spec::{
     ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
@@ -204,7 +204,11 @@ async fn write_all(store: &SqliteStore, id: &str, commands: Vec<C>, creator: &st
 
 async fn platform(store: &SqliteStore, command_id: &str, command: PlatformCommand) {
     store
-        .execute::<Platform>(PLATFORM_ID, command, &ctx(command_id, "root"))
+        .execute_in_ledger::<PlatformBook>(
+            command.concern().ledger(),
+            command,
+            &ctx(command_id, "root"),
+        )
         .await
         .expect("platform command accepted");
 }
@@ -540,7 +544,7 @@ async fn read_models_answer_the_queries() {
     let halts = queries::audit_log(
         conn,
         &AuditFilter {
-            aggregate_id: Some(PLATFORM_ID.into()),
+            aggregate_id: Some("halt-switch.1".into()),
             ..AuditFilter::default()
         },
         None,
@@ -1161,7 +1165,7 @@ async fn a_poison_record_parks_its_stream_only_until_repaired() {
         queries::audit_log(
             conn,
             &AuditFilter {
-                aggregate_id: Some(PLATFORM_ID.into()),
+                aggregate_id: Some("halt-switch.1".into()),
                 ..AuditFilter::default()
             },
             None,

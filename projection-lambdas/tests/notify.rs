@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use command_lambdas::SqliteStore;
 use domain::experiment::Experiment;
-use domain::platform::{PLATFORM_ID, Platform, PlatformCommand};
+use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::WebhookId;
 use projection_lambdas::notify::{DeliveryPolicy, Outbox, Sender, deliveries};
 
@@ -66,8 +66,8 @@ async fn receiver(fail_first: usize) -> (SocketAddr, Arc<Mutex<Seen>>) {
 
 async fn add_webhook(store: &SqliteStore, id: &str, url: String, events: &[&str]) {
     store
-        .execute::<Platform>(
-            PLATFORM_ID,
+        .execute_in_ledger::<PlatformBook>(
+            "webhooks",
             PlatformCommand::AddWebhook {
                 id: WebhookId::parse(id).expect("id"),
                 url,
@@ -240,8 +240,8 @@ async fn a_removed_webhook_gets_nothing_after_its_removal() {
     .await;
     run_lifecycle(&store, "one").await;
     store
-        .execute::<Platform>(
-            PLATFORM_ID,
+        .execute_in_ledger::<PlatformBook>(
+            "webhooks",
             PlatformCommand::RemoveWebhook {
                 id: WebhookId::parse("temp").expect("id"),
                 at: common::at(100),

@@ -320,6 +320,8 @@ mod tests {
             streams: (heads.len() + faults.len()) as u64,
             faults,
             heads,
+            books: Vec::new(),
+            dangling: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 //! The algorithm is written down in `docs/AUDIT.md` for auditors who re-implement it; this
 //! module is the reference implementation and must stay byte-for-byte faithful to that text.
 
+pub mod books;
 pub mod canonical;
 pub mod chain;
 pub mod digest;

@@ -7,7 +7,6 @@
 //! first one recorded later than the instant are not applied, even if a clock step back made
 //! one of them look earlier: a state is only ever a prefix of the log.
 
-use cqrs_es::Aggregate;
 use serde::Serialize;
 
 use super::verify::StoredRow;

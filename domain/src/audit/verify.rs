@@ -25,6 +25,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::books::{self, BookFacts};
 use super::canonical::{is_canonical, string_end, write_value};
 // Only the tests spell the genesis out; the verifier starts streams from its digest.
 #[cfg(test)]
@@ -138,6 +139,9 @@ pub enum FaultKind {
         /// Recomputed hash.
         computed: String,
     },
+    /// The stream breaks how books of a ledger open, close and continue one another.
+    #[error("{0}")]
+    Book(String),
 }
 
 /// The first bad position of one stream.
@@ -174,6 +178,11 @@ pub struct VerifyReport {
     pub faults: Vec<Fault>,
     /// Last hash and sequence of every intact stream, ordered by stream.
     pub heads: Vec<StreamHead>,
+    /// The streams that open or close books of a ledger, with what they say.
+    pub books: Vec<BookFacts>,
+    /// Openings that name a stream this report did not read: a fault once the report covers
+    /// the whole log ([`VerifyReport::of_whole_log`]).
+    pub dangling: Vec<Fault>,
 }
 
 impl VerifyReport {
@@ -182,28 +191,77 @@ impl VerifyReport {
         self.faults.is_empty()
     }
 
-    /// The report one verifier would give over all the rows of `reports`, which must each
-    /// cover a disjoint set of streams (every row of a stream went to the same verifier).
-    pub fn merge(reports: impl IntoIterator<Item = VerifyReport>) -> VerifyReport {
+    /// The report one verifier would give over all the rows of `parts`, which must each cover
+    /// a disjoint set of streams (every row of a stream went to the same verifier) and come
+    /// from [`ChainVerifier::finish_part`]: the links between books are checked here, once.
+    pub fn merge(parts: impl IntoIterator<Item = VerifyReport>) -> VerifyReport {
         let mut merged = VerifyReport {
             events: 0,
             streams: 0,
             faults: Vec::new(),
             heads: Vec::new(),
+            books: Vec::new(),
+            dangling: Vec::new(),
         };
-        for report in reports {
+        for report in parts {
             merged.events += report.events;
             merged.streams += report.streams;
             merged.faults.extend(report.faults);
             merged.heads.extend(report.heads);
+            merged.books.extend(report.books);
+            merged.dangling.extend(report.dangling);
         }
-        merged.faults.sort_by(|a, b| {
-            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        let broken: std::collections::HashSet<(String, String)> = merged
+            .faults
+            .iter()
+            .map(|f| (f.aggregate_type.clone(), f.aggregate_id.clone()))
+            .collect();
+        let resolved = books::resolve(&merged.books, &merged.heads, |t, id| {
+            broken.contains(&(t.to_owned(), id.to_owned()))
         });
-        merged.heads.sort_by(|a, b| {
-            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
-        });
+        merged.fail(resolved.faults);
+        merged.dangling.extend(resolved.dangling);
+        merged.sort();
         merged
+    }
+
+    /// This report as the verdict on a whole log: an opening that names a stream the log does
+    /// not hold is a fault (a book was removed).
+    pub fn of_whole_log(mut self) -> VerifyReport {
+        let dangling = std::mem::take(&mut self.dangling);
+        self.fail(dangling);
+        self.sort();
+        self
+    }
+
+    /// Records `faults` of streams that verified so far: their streams are no longer intact.
+    /// A stream keeps its first fault only.
+    fn fail(&mut self, faults: Vec<Fault>) {
+        for fault in faults {
+            let stream = (&fault.aggregate_type, &fault.aggregate_id);
+            if self
+                .faults
+                .iter()
+                .any(|f| (&f.aggregate_type, &f.aggregate_id) == stream)
+            {
+                continue;
+            }
+            self.heads
+                .retain(|h| (&h.aggregate_type, &h.aggregate_id) != stream);
+            self.faults.push(fault);
+        }
+    }
+
+    fn sort(&mut self) {
+        self.faults.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
+        self.heads.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
+        self.books.sort_by(|a, b| {
+            (&a.aggregate_type, &a.aggregate_id).cmp(&(&b.aggregate_type, &b.aggregate_id))
+        });
     }
 }
 
@@ -225,6 +283,7 @@ struct Stream {
     aggregate_type: String,
     aggregate_id: String,
     state: StreamState,
+    book: books::Facts,
 }
 
 #[derive(Debug)]
@@ -270,6 +329,7 @@ impl ChainVerifier {
                         next: 1,
                         head: GENESIS_DIGEST,
                     },
+                    book: books::Facts::default(),
                 });
                 index
             }
@@ -282,7 +342,8 @@ impl ChainVerifier {
         let checked = match check_row_fast(row, expected, head, &mut self.event) {
             Some(hash) => Ok(hash),
             None => check_row(row, expected, head),
-        };
+        }
+        .and_then(|hash| stream.book.observe(row, expected).map(|()| hash));
         match checked {
             Ok(hash) => {
                 *next += 1;
@@ -306,28 +367,40 @@ impl ChainVerifier {
         self.faults.len()
     }
 
-    /// The report over every row pushed.
+    /// The report over every row pushed, the links between the books it read checked.
     pub fn finish(self) -> VerifyReport {
+        VerifyReport::merge([self.finish_part()])
+    }
+
+    /// The report over every row pushed, when other verifiers read the other streams: to be
+    /// merged with theirs ([`VerifyReport::merge`]), which checks the links between books.
+    pub fn finish_part(self) -> VerifyReport {
         let streams = self.streams.len() as u64;
-        let heads = self
-            .streams
-            .into_iter()
-            .filter_map(|stream| match stream.state {
-                StreamState::Intact { next, head } => Some(StreamHead {
+        let mut heads = Vec::with_capacity(self.streams.len());
+        let mut books = Vec::new();
+        for stream in self.streams {
+            if let StreamState::Intact { next, head } = stream.state {
+                books.extend(
+                    stream
+                        .book
+                        .into_facts(&stream.aggregate_type, &stream.aggregate_id),
+                );
+                heads.push(StreamHead {
                     aggregate_type: stream.aggregate_type,
                     aggregate_id: stream.aggregate_id,
                     sequence: next - 1,
                     hash: hex::encode(head),
-                }),
-                StreamState::Broken => None,
-            })
-            .collect();
-        VerifyReport::merge([VerifyReport {
+                });
+            }
+        }
+        VerifyReport {
             events: self.events,
             streams,
             faults: self.faults,
             heads,
-        }])
+            books,
+            dangling: Vec::new(),
+        }
     }
 }
 

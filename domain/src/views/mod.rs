@@ -22,7 +22,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::{Experiment, ExperimentEvent};
-use crate::platform::{Platform, PlatformEvent};
+use crate::platform::{PlatformBook, PlatformEvent};
 use crate::provenance::EventMetadata;
 
 /// An event of any aggregate.
@@ -120,7 +120,7 @@ impl Envelope {
                 let decoded = (e.event_type(), e.event_version());
                 (AnyEvent::Experiment(e), decoded)
             }
-            t if t == Platform::TYPE => {
+            t if t == PlatformBook::TYPE => {
                 let e: PlatformEvent = serde_json::from_str(raw.payload).map_err(payload_error)?;
                 let decoded = (e.event_type(), e.event_version());
                 (AnyEvent::Platform(e), decoded)
@@ -297,5 +297,10 @@ fn describe_platform(e: &PlatformEvent) -> String {
             format!("user {username} now acts as {role}")
         }
         PlatformEvent::UserRemoved { username, .. } => format!("user {username} removed"),
+        PlatformEvent::BookOpened { previous, .. } => format!(
+            "book opened, continuing {} after its event {}",
+            previous.stream, previous.sequence
+        ),
+        PlatformEvent::BookClosed { next, .. } => format!("book closed, continued in {next}"),
     }
 }

@@ -38,6 +38,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use domain::platform::Concern;
 use domain::provenance::{Actor, Role};
 
 use futures::{SinkExt, StreamExt};
@@ -77,11 +78,13 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
-    /// The platform's state, as of the log's latest platform event.
-    pub(crate) async fn platform(&self) -> async_graphql::Result<Arc<domain::platform::Platform>> {
-        self.auth
-            .platform
-            .current(&self.backend)
+    /// The state of `concerns` of the platform, as the log holds it now.
+    pub(crate) async fn platform(
+        &self,
+        concerns: &[Concern],
+    ) -> async_graphql::Result<domain::platform::Platform> {
+        self.backend
+            .platform(concerns)
             .await
             .map_err(|e| coded("UNAVAILABLE", e.to_string()))
     }

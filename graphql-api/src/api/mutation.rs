@@ -8,6 +8,7 @@ use command_lambdas::command::{Command, Request, Response};
 use command_lambdas::service::ServiceError;
 use command_lambdas::store::CommandOutcome;
 use domain::Timestamp;
+use domain::platform::Concern;
 use domain::provenance::{CommandContext, Role, Source};
 use domain::spec::ExperimentSpecInput;
 
@@ -167,7 +168,7 @@ impl Mutation {
             ));
         }
         let local = local_issuer(api)?;
-        let platform = api.platform().await?;
+        let platform = api.platform(&[Concern::Users]).await?;
         let user = platform.user(&username).cloned();
         let tokens = local
             .login(&username, &password, user.is_some())
@@ -182,7 +183,7 @@ impl Mutation {
     async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> Result<Session> {
         let api = ctx.data::<ApiContext>()?;
         let local = local_issuer(api)?;
-        let platform = api.platform().await?;
+        let platform = api.platform(&[Concern::Users]).await?;
         let (username, tokens) = local
             .refresh(&refresh_token, |name| platform.user(name).is_some())
             .await

@@ -4,6 +4,7 @@
 
 use async_graphql::{Context, ID, Json, Object, Result};
 use command_lambdas::clock::{Clock, SystemClock};
+use domain::platform::Concern;
 use domain::provenance::Role;
 use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
 use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
@@ -151,8 +152,8 @@ impl Query {
     }
 
     /// Whether the audit log's hash chains are intact, checked now with the checks `chaos
-    /// audit verify` makes: the stream of experiment `experimentId` (or `platform`, the
-    /// platform's own) when given, else every stream (`NOT_FOUND` for a stream without
+    /// audit verify` makes: the stream of experiment `experimentId` (or a book of one of the
+    /// platform's ledgers, `halt-switch.1`) when given, else every stream (`NOT_FOUND` for a stream without
     /// events). Any signed-in role may ask. Cost: one stream is one indexed read of its events;
     /// the whole log reads every event once, streamed (memory grows with the number of
     /// streams, not of events), one check at a time per server. On AWS it reads the events
@@ -166,7 +167,7 @@ impl Query {
         require(ctx, Role::Viewer)?;
         let stream = experiment_id.map(|id| {
             let id = id.to_string();
-            let kind = if id == "platform" {
+            let kind = if domain::platform::is_platform_stream(&id) {
                 "Platform"
             } else {
                 "Experiment"
@@ -270,24 +271,31 @@ impl Query {
             .map_err(|e| coded("UNAVAILABLE", e.to_string()))
     }
 
-    /// The halt switch and the read models' lag.
+    /// The halt switch, the read models' lag, and how full the platform's bounded state is,
+    /// with a warning for anything near its limit.
     async fn health(&self, ctx: &Context<'_>) -> Result<PlatformHealth> {
         require(ctx, Role::Viewer)?;
         let api = ctx.data::<ApiContext>()?;
-        let platform = api.platform().await?;
+        let platform = api.platform(&Concern::ALL).await?;
         let status = api.backend.projection_status().await.map_err(read_error)?;
+        let capacity = platform.capacity();
         Ok(PlatformHealth {
             halted: platform.halted().is_some(),
             halt_reason: platform.halted().map(|(reason, _)| reason.to_owned()),
             projection_behind: status.as_ref().map(|s| s.behind),
             projection_parked: status.as_ref().map(|s| s.parked.len() as u64),
+            warnings: capacity.iter().filter_map(|c| c.warning()).collect(),
+            capacity: capacity.iter().map(Into::into).collect(),
         })
     }
 
     /// The platform's configuration and halt switch.
     async fn config(&self, ctx: &Context<'_>) -> Result<PlatformConfigNode> {
         require(ctx, Role::Viewer)?;
-        let platform = ctx.data::<ApiContext>()?.platform().await?;
+        let platform = ctx
+            .data::<ApiContext>()?
+            .platform(&[Concern::HaltSwitch, Concern::Limits])
+            .await?;
         let config = platform.config();
         Ok(PlatformConfigNode {
             max_targets_per_run: config.max_targets_per_run,
@@ -301,7 +309,10 @@ impl Query {
     /// The webhook subscriptions (ADMIN: their URLs may carry secrets).
     async fn webhooks(&self, ctx: &Context<'_>) -> Result<Vec<WebhookNode>> {
         require(ctx, Role::Admin)?;
-        let platform = ctx.data::<ApiContext>()?.platform().await?;
+        let platform = ctx
+            .data::<ApiContext>()?
+            .platform(&[Concern::Webhooks])
+            .await?;
         Ok(platform
             .webhooks()
             .iter()
@@ -376,7 +387,10 @@ impl Query {
     /// The API keys in force (ADMIN; never their secrets).
     async fn api_keys(&self, ctx: &Context<'_>) -> Result<Vec<ApiKeyNode>> {
         require(ctx, Role::Admin)?;
-        let platform = ctx.data::<ApiContext>()?.platform().await?;
+        let platform = ctx
+            .data::<ApiContext>()?
+            .platform(&[Concern::ApiKeys])
+            .await?;
         Ok(platform
             .api_keys()
             .iter()

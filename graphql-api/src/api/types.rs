@@ -431,6 +431,36 @@ pub struct PlatformHealth {
     /// Records the read models parked (poison records and what waits behind them). Null on
     /// AWS, where they go to the projection's failure queue.
     pub projection_parked: Option<u64>,
+    /// How full each bounded part of the platform's state is (webhooks, schedules, blackout
+    /// windows, API keys, users). The ledgers that hold them have no bound.
+    pub capacity: Vec<CapacityNode>,
+    /// What needs an administrator's attention, in words: every capacity past 80 % of its
+    /// limit, long before the limit refuses anything. Empty when all is well.
+    pub warnings: Vec<String>,
+}
+
+/// How full one bounded part of the platform's state is.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct CapacityNode {
+    /// What is counted (`users`).
+    pub what: String,
+    /// How many are in force.
+    pub used: u64,
+    /// How many may be at once.
+    pub limit: u64,
+    /// Past 80 % of the limit.
+    pub near: bool,
+}
+
+impl From<&domain::platform::Capacity> for CapacityNode {
+    fn from(c: &domain::platform::Capacity) -> Self {
+        CapacityNode {
+            what: c.what.to_owned(),
+            used: c.used as u64,
+            limit: c.limit as u64,
+            near: c.is_near(),
+        }
+    }
 }
 
 /// A signed-in session of the embedded identity provider.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use command_lambdas::api_keys;
-use domain::platform::Platform;
+use domain::platform::Concern;
 use domain::provenance::Actor;
 use jsonwebtoken::errors::ErrorKind;
 
@@ -70,43 +70,6 @@ pub struct Authenticator {
     pub local: Option<LocalIssuer>,
     /// The Cognito user pool, when one is trusted.
     pub cognito: Option<Arc<Cognito>>,
-    /// The platform's state (keys, users, roles), as of the log's latest platform event.
-    pub platform: PlatformCache,
-}
-
-/// The platform's state, replayed from the log only when the platform stream has grown since
-/// the last replay: every request checks the stream's length (one indexed read), so a key
-/// revoked or a user removed is seen by the very next request.
-#[derive(Debug, Clone, Default)]
-pub struct PlatformCache {
-    cached: Arc<tokio::sync::RwLock<Option<Replayed>>>,
-}
-
-/// The platform stream's length and the state it folds to.
-type Replayed = (i64, Arc<Platform>);
-
-impl PlatformCache {
-    /// The platform's current state, from `backend`'s log.
-    pub async fn current(&self, backend: &Backend) -> Result<Arc<Platform>, IdentityError> {
-        let length = backend
-            .platform_length()
-            .await
-            .map_err(IdentityError::Platform)?;
-        if let Some((cached, platform)) = self.cached.read().await.as_ref()
-            && *cached == length
-        {
-            return Ok(Arc::clone(platform));
-        }
-        let (version, platform) = backend.platform().await.map_err(IdentityError::Platform)?;
-        let version = i64::try_from(version).unwrap_or(i64::MAX);
-        let platform = Arc::new(platform);
-        let mut cached = self.cached.write().await;
-        // Keep the newest of two replays racing.
-        if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
-            *cached = Some((version, Arc::clone(&platform)));
-        }
-        Ok(platform)
-    }
 }
 
 /// Words for a token refused by the JWT library.
@@ -171,7 +134,10 @@ impl Authenticator {
                     "the API key is malformed: it is `chaos_` and 64 hex digits".to_owned(),
                 ));
             }
-            let platform = self.platform.current(backend).await?;
+            let platform = backend
+                .platform(&[Concern::ApiKeys])
+                .await
+                .map_err(IdentityError::Platform)?;
             return Ok(match api_keys::holder(&platform, credential) {
                 Some(actor) => Verdict::Actor {
                     actor,
@@ -190,7 +156,10 @@ impl Authenticator {
                 Err(AuthError::Refused(why)) => return Ok(Verdict::Refused(why)),
                 Err(e) => return Err(IdentityError::Local(e)),
             };
-            let platform = self.platform.current(backend).await?;
+            let platform = backend
+                .platform(&[Concern::Users])
+                .await
+                .map_err(IdentityError::Platform)?;
             return Ok(match platform.user(&claims.sub) {
                 Some(user) => Verdict::Actor {
                     actor: Actor {

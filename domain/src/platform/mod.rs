@@ -1,21 +1,26 @@
-//! The `Platform` aggregate: platform-wide state that must be audited like everything else.
+//! The platform: platform-wide state that must be audited like everything else.
 //!
-//! One stream (id [`PLATFORM_ID`]) holds the halt switch, the configuration (server-side
-//! caps), webhook subscriptions, recurring schedules, blackout windows, the API keys in
-//! force (by the SHA-256 of their secrets) and the users of the embedded identity provider
-//! with their roles (never their passwords). Its facts reach experiment decisions through [`crate::experiment::PlatformGate`],
-//! filled in at the edge from this aggregate's state.
+//! Its state has seven concerns ([`Concern`]), each kept apart in a ledger of its own (see
+//! [`crate::ledger`] and [`book`]): the halt switch, the configuration (server-side caps),
+//! webhook subscriptions, recurring schedules, blackout windows, the API keys in force (by the
+//! SHA-256 of their secrets), and the users of the embedded identity provider with their roles
+//! (never their passwords). A ledger goes on for ever, book after book, so no command of one
+//! concern is ever refused for lack of room, and none waits on another concern's writers: a
+//! halt never contends with a webhook being added.
+//!
+//! [`Platform`] is the state of all of them together, as the edge reads it: its facts reach
+//! experiment decisions through [`crate::experiment::PlatformGate`].
 
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use crate::Timestamp;
 use crate::experiment::ExperimentEvent;
+use crate::ledger::BookRef;
 use crate::limits::{
-    HARD_TARGET_CAP, MAX_API_KEYS, MAX_BLACKOUTS, MAX_PLATFORM_EVENTS, MAX_RECURRING_SCHEDULES,
-    MAX_USERS, MAX_WEBHOOKS,
+    HARD_TARGET_CAP, MAX_API_KEYS, MAX_BLACKOUTS, MAX_RECURRING_SCHEDULES, MAX_USERS, MAX_WEBHOOKS,
 };
 use crate::provenance::Role;
 use crate::schedule::{Blackout, BlackoutWindow, Cron, Zone};
@@ -23,10 +28,73 @@ use crate::spec::{
     ApiKeyId, BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, Username, WebhookId,
     parse_text, parse_webhook_url,
 };
-use crate::{BoundedStream, Timestamp};
 
-/// The id of the one platform stream.
-pub const PLATFORM_ID: &str = "platform";
+pub mod book;
+
+pub use book::PlatformBook;
+
+/// The stream that held all of the platform's state before it was kept in ledgers: the first
+/// book of every ledger continues from it where it exists, and nothing is appended to it.
+pub const LEGACY_PLATFORM_ID: &str = "platform";
+
+/// Whether `stream` (of aggregate type `Platform`) is one of the platform's: a book of one of
+/// its ledgers, or the stream of an earlier release.
+pub fn is_platform_stream(stream: &str) -> bool {
+    stream == LEGACY_PLATFORM_ID
+        || crate::ledger::parse_book_id(stream)
+            .is_some_and(|(ledger, _)| Concern::of_ledger(ledger).is_some())
+}
+
+/// One concern of the platform's state, kept in a ledger of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Concern {
+    /// The halt switch.
+    HaltSwitch,
+    /// The configuration: the platform's caps.
+    Limits,
+    /// Webhook subscriptions.
+    Webhooks,
+    /// Recurring schedules.
+    Schedules,
+    /// Blackout windows.
+    Blackouts,
+    /// API keys.
+    ApiKeys,
+    /// Users of the embedded identity provider.
+    Users,
+}
+
+impl Concern {
+    /// Every concern.
+    pub const ALL: [Concern; 7] = [
+        Concern::HaltSwitch,
+        Concern::Limits,
+        Concern::Webhooks,
+        Concern::Schedules,
+        Concern::Blackouts,
+        Concern::ApiKeys,
+        Concern::Users,
+    ];
+
+    /// The name of its ledger (its books are the streams `<name>.<n>`).
+    pub fn ledger(self) -> &'static str {
+        match self {
+            Concern::HaltSwitch => "halt-switch",
+            Concern::Limits => "limits",
+            Concern::Webhooks => "webhooks",
+            Concern::Schedules => "schedules",
+            Concern::Blackouts => "blackouts",
+            Concern::ApiKeys => "api-keys",
+            Concern::Users => "users",
+        }
+    }
+
+    /// The concern whose ledger is named `name`.
+    pub fn of_ledger(name: &str) -> Option<Concern> {
+        Concern::ALL.into_iter().find(|c| c.ledger() == name)
+    }
+}
 
 /// Platform-wide caps, enforced at every start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +267,123 @@ pub enum PlatformCommand {
         username: Username,
         /// Now.
         at: Timestamp,
+    },
+}
+
+impl PlatformCommand {
+    /// The concern it changes: the ledger it is decided in.
+    pub fn concern(&self) -> Concern {
+        match self {
+            PlatformCommand::HaltAll { .. } | PlatformCommand::LiftHalt { .. } => {
+                Concern::HaltSwitch
+            }
+            PlatformCommand::UpdateConfig { .. } => Concern::Limits,
+            PlatformCommand::AddWebhook { .. } | PlatformCommand::RemoveWebhook { .. } => {
+                Concern::Webhooks
+            }
+            PlatformCommand::AddSchedule { .. } | PlatformCommand::RemoveSchedule { .. } => {
+                Concern::Schedules
+            }
+            PlatformCommand::AddBlackout { .. } | PlatformCommand::RemoveBlackout { .. } => {
+                Concern::Blackouts
+            }
+            PlatformCommand::CreateApiKey { .. } | PlatformCommand::RevokeApiKey { .. } => {
+                Concern::ApiKeys
+            }
+            PlatformCommand::AddUser { .. }
+            | PlatformCommand::ChangeUserRole { .. }
+            | PlatformCommand::RemoveUser { .. } => Concern::Users,
+        }
+    }
+}
+
+/// How full one bounded part of the platform's state is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capacity {
+    /// What is counted (`users`).
+    pub what: &'static str,
+    /// How many are in force.
+    pub used: usize,
+    /// How many may be at once.
+    pub limit: usize,
+}
+
+impl Capacity {
+    /// The share of a limit past which the platform warns, in percent: an administrator
+    /// learns of a limit long before it refuses anything.
+    pub const WARN_PERCENT: usize = 80;
+
+    fn new(what: &'static str, used: usize, limit: usize) -> Self {
+        Self { what, used, limit }
+    }
+
+    /// Whether it is past [`Capacity::WARN_PERCENT`] of its limit.
+    pub fn is_near(&self) -> bool {
+        self.used * 100 >= self.limit * Self::WARN_PERCENT
+    }
+
+    /// A warning in words, when near its limit.
+    pub fn warning(&self) -> Option<String> {
+        self.is_near().then(|| {
+            format!(
+                "{} {} of at most {} are in force ({} %): remove some before the limit refuses more",
+                self.used,
+                self.what,
+                self.limit,
+                self.used * 100 / self.limit.max(1)
+            )
+        })
+    }
+}
+
+/// The halt switch, when on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Halt {
+    /// Why.
+    pub reason: String,
+    /// Since when.
+    pub at: Timestamp,
+}
+
+/// The state of one concern, as a book of its ledger opens with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Snapshot {
+    /// The halt switch.
+    HaltSwitch {
+        /// On (with why and since when), or off.
+        halted: Option<Halt>,
+    },
+    /// The configuration.
+    Limits {
+        /// The caps in force.
+        config: PlatformConfig,
+    },
+    /// Webhook subscriptions.
+    Webhooks {
+        /// Every subscription.
+        webhooks: BTreeMap<WebhookId, Webhook>,
+    },
+    /// Recurring schedules.
+    Schedules {
+        /// Every schedule.
+        schedules: BTreeMap<ScheduleId, RecurringSchedule>,
+    },
+    /// Blackout windows.
+    Blackouts {
+        /// Every window.
+        blackouts: BTreeMap<BlackoutId, BlackoutWindow>,
+    },
+    /// API keys.
+    ApiKeys {
+        /// Every key in force.
+        api_keys: BTreeMap<ApiKeyId, ApiKey>,
+    },
+    /// Users.
+    Users {
+        /// Every user.
+        users: BTreeMap<Username, User>,
     },
 }
 
@@ -391,11 +576,28 @@ pub enum PlatformEvent {
         /// When.
         at: Timestamp,
     },
+    /// A book of a ledger was opened: the first event of every book after the first (and of a
+    /// first book that continues the stream of an earlier release).
+    BookOpened {
+        /// The last event of the stream this book continues.
+        previous: BookRef,
+        /// The state of the ledger's concern at that point.
+        state: Snapshot,
+        /// When.
+        at: Timestamp,
+    },
+    /// A full book was closed: the last event of the book, naming the one that continues it.
+    BookClosed {
+        /// The stream of the next book.
+        next: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 14] = [
+    pub const TYPES: [&'static str; 16] = [
         "PlatformHalted",
         "HaltLifted",
         "ConfigUpdated",
@@ -410,7 +612,35 @@ impl PlatformEvent {
         "UserAdded",
         "UserRoleChanged",
         "UserRemoved",
+        "BookOpened",
+        "BookClosed",
     ];
+
+    /// The concern it changes (none for the events that open and close books).
+    pub fn concern(&self) -> Option<Concern> {
+        Some(match self {
+            PlatformEvent::PlatformHalted { .. } | PlatformEvent::HaltLifted { .. } => {
+                Concern::HaltSwitch
+            }
+            PlatformEvent::ConfigUpdated { .. } => Concern::Limits,
+            PlatformEvent::WebhookAdded { .. } | PlatformEvent::WebhookRemoved { .. } => {
+                Concern::Webhooks
+            }
+            PlatformEvent::ScheduleAdded { .. } | PlatformEvent::ScheduleRemoved { .. } => {
+                Concern::Schedules
+            }
+            PlatformEvent::BlackoutAdded { .. } | PlatformEvent::BlackoutRemoved { .. } => {
+                Concern::Blackouts
+            }
+            PlatformEvent::ApiKeyCreated { .. } | PlatformEvent::ApiKeyRevoked { .. } => {
+                Concern::ApiKeys
+            }
+            PlatformEvent::UserAdded { .. }
+            | PlatformEvent::UserRoleChanged { .. }
+            | PlatformEvent::UserRemoved { .. } => Concern::Users,
+            PlatformEvent::BookOpened { .. } | PlatformEvent::BookClosed { .. } => return None,
+        })
+    }
 
     /// When the fact happened (as decided at the edge).
     pub fn at(&self) -> Timestamp {
@@ -428,7 +658,9 @@ impl PlatformEvent {
             | PlatformEvent::ApiKeyRevoked { at, .. }
             | PlatformEvent::UserAdded { at, .. }
             | PlatformEvent::UserRoleChanged { at, .. }
-            | PlatformEvent::UserRemoved { at, .. } => *at,
+            | PlatformEvent::UserRemoved { at, .. }
+            | PlatformEvent::BookOpened { at, .. }
+            | PlatformEvent::BookClosed { at, .. } => *at,
         }
     }
 }
@@ -450,6 +682,8 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::UserAdded { .. } => "UserAdded",
             PlatformEvent::UserRoleChanged { .. } => "UserRoleChanged",
             PlatformEvent::UserRemoved { .. } => "UserRemoved",
+            PlatformEvent::BookOpened { .. } => "BookOpened",
+            PlatformEvent::BookClosed { .. } => "BookClosed",
         }
         .to_owned()
     }
@@ -465,11 +699,12 @@ pub enum PlatformError {
     /// Bad input.
     #[error(transparent)]
     InvalidInput(#[from] SpecError),
-    /// The stream is at its bound.
-    #[error("platform stream is full ({max} events)")]
-    StreamFull {
-        /// The bound.
-        max: usize,
+    /// A command reached a closed book (the store moves on to the next book first, so this
+    /// means a bug or a store changed under it).
+    #[error("this book of the ledger is closed: it continues in {next}")]
+    BookClosed {
+        /// The book that continues it.
+        next: String,
     },
     /// A webhook with this id exists.
     #[error("webhook {0} already exists")]
@@ -509,27 +744,23 @@ pub enum PlatformError {
     },
 }
 
-/// Platform state.
+/// The platform's state: every concern's, folded from their events (in any order: each
+/// concern's events change only its part).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Platform {
-    halted: Option<(String, Timestamp)>,
+    halted: Option<Halt>,
     config: PlatformConfig,
     webhooks: BTreeMap<WebhookId, Webhook>,
-    #[serde(default)]
     schedules: BTreeMap<ScheduleId, RecurringSchedule>,
-    #[serde(default)]
     blackouts: BTreeMap<BlackoutId, BlackoutWindow>,
-    #[serde(default)]
     api_keys: BTreeMap<ApiKeyId, ApiKey>,
-    #[serde(default)]
     users: BTreeMap<Username, User>,
-    version: usize,
 }
 
 impl Platform {
     /// The halt reason and time, when halted.
     pub fn halted(&self) -> Option<(&str, Timestamp)> {
-        self.halted.as_ref().map(|(r, at)| (r.as_str(), *at))
+        self.halted.as_ref().map(|h| (h.reason.as_str(), h.at))
     }
 
     /// Current configuration.
@@ -587,8 +818,65 @@ impl Platform {
         })
     }
 
+    /// How full each bounded part of the state is. A ledger goes on for ever; what is bounded
+    /// is how many of each thing are in force at once.
+    pub fn capacity(&self) -> Vec<Capacity> {
+        vec![
+            Capacity::new("webhooks", self.webhooks.len(), MAX_WEBHOOKS),
+            Capacity::new("schedules", self.schedules.len(), MAX_RECURRING_SCHEDULES),
+            Capacity::new("blackout windows", self.blackouts.len(), MAX_BLACKOUTS),
+            Capacity::new("api keys", self.api_keys.len(), MAX_API_KEYS),
+            Capacity::new("users", self.users.len(), MAX_USERS),
+        ]
+    }
+
+    /// The state of one concern.
+    pub fn snapshot(&self, concern: Concern) -> Snapshot {
+        match concern {
+            Concern::HaltSwitch => Snapshot::HaltSwitch {
+                halted: self.halted.clone(),
+            },
+            Concern::Limits => Snapshot::Limits {
+                config: self.config,
+            },
+            Concern::Webhooks => Snapshot::Webhooks {
+                webhooks: self.webhooks.clone(),
+            },
+            Concern::Schedules => Snapshot::Schedules {
+                schedules: self.schedules.clone(),
+            },
+            Concern::Blackouts => Snapshot::Blackouts {
+                blackouts: self.blackouts.clone(),
+            },
+            Concern::ApiKeys => Snapshot::ApiKeys {
+                api_keys: self.api_keys.clone(),
+            },
+            Concern::Users => Snapshot::Users {
+                users: self.users.clone(),
+            },
+        }
+    }
+
+    /// Takes one concern's state from `other`, leaving the others as they are.
+    pub fn adopt(&mut self, concern: Concern, other: &Platform) {
+        self.restore(other.snapshot(concern));
+    }
+
+    /// Sets one concern's state to `snapshot`.
+    fn restore(&mut self, snapshot: Snapshot) {
+        match snapshot {
+            Snapshot::HaltSwitch { halted } => self.halted = halted,
+            Snapshot::Limits { config } => self.config = config,
+            Snapshot::Webhooks { webhooks } => self.webhooks = webhooks,
+            Snapshot::Schedules { schedules } => self.schedules = schedules,
+            Snapshot::Blackouts { blackouts } => self.blackouts = blackouts,
+            Snapshot::ApiKeys { api_keys } => self.api_keys = api_keys,
+            Snapshot::Users { users } => self.users = users,
+        }
+    }
+
     /// The pure decision. Halting twice or lifting an absent halt changes nothing: a kill
-    /// switch pressed twice must not fail.
+    /// switch pressed twice must not fail. Each command appends at most one event.
     pub fn decide(&self, command: PlatformCommand) -> Result<Vec<PlatformEvent>, PlatformError> {
         let events = match command {
             PlatformCommand::HaltAll { reason, at } => {
@@ -815,38 +1103,13 @@ impl Platform {
                 vec![PlatformEvent::UserRemoved { username, at }]
             }
         };
-        if self.version + events.len() > MAX_PLATFORM_EVENTS {
-            return Err(PlatformError::StreamFull {
-                max: MAX_PLATFORM_EVENTS,
-            });
-        }
         Ok(events)
     }
-}
 
-impl Aggregate for Platform {
-    const TYPE: &'static str = "Platform";
-    type Command = PlatformCommand;
-    type Event = PlatformEvent;
-    type Error = PlatformError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        self.version += 1;
+    /// Folds one event in.
+    pub fn apply(&mut self, event: PlatformEvent) {
         match event {
-            PlatformEvent::PlatformHalted { reason, at } => self.halted = Some((reason, at)),
+            PlatformEvent::PlatformHalted { reason, at } => self.halted = Some(Halt { reason, at }),
             PlatformEvent::HaltLifted { .. } => self.halted = None,
             PlatformEvent::ConfigUpdated { config, .. } => self.config = config,
             PlatformEvent::WebhookAdded {
@@ -913,15 +1176,9 @@ impl Aggregate for Platform {
             PlatformEvent::UserRemoved { username, .. } => {
                 self.users.remove(&username);
             }
+            PlatformEvent::BookOpened { state, .. } => self.restore(state),
+            PlatformEvent::BookClosed { .. } => {}
         }
-    }
-}
-
-impl BoundedStream for Platform {
-    const MAX_EVENTS: usize = MAX_PLATFORM_EVENTS;
-
-    fn version(&self) -> usize {
-        self.version
     }
 }
 
@@ -1042,7 +1299,7 @@ mod tests {
 
     #[test]
     fn halt_is_recorded_once_and_lift_only_when_halted() {
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(PlatformCommand::HaltAll {
                 reason: "incident 42".into(),
@@ -1052,7 +1309,7 @@ mod tests {
                 reason: "incident 42".into(),
                 at: at(),
             }]);
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given(vec![PlatformEvent::PlatformHalted {
                 reason: "x".into(),
                 at: at(),
@@ -1062,11 +1319,11 @@ mod tests {
                 at: at(),
             })
             .then_expect_events(vec![]);
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(PlatformCommand::LiftHalt { at: at() })
             .then_expect_events(vec![]);
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given(vec![PlatformEvent::PlatformHalted {
                 reason: "x".into(),
                 at: at(),
@@ -1081,7 +1338,7 @@ mod tests {
             max_targets_per_run: 0,
             max_duration_secs: 5,
         };
-        let result = TestFramework::<Platform>::with(())
+        let result = TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(PlatformCommand::UpdateConfig {
                 config: bad,
@@ -1096,7 +1353,7 @@ mod tests {
             max_targets_per_run: 5,
             max_duration_secs: 900,
         };
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(PlatformCommand::UpdateConfig {
                 config: good,
@@ -1117,7 +1374,7 @@ mod tests {
             events: events.into_iter().map(str::to_owned).collect(),
             at: at(),
         };
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(add(
                 "https://hooks.example.com/chaos",
@@ -1139,11 +1396,11 @@ mod tests {
             events: vec![],
             at: at(),
         };
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given(vec![added.clone()])
             .when(add("https://other.example.com/", vec![]))
             .then_expect_error(PlatformError::WebhookExists(id.clone()));
-        let result = TestFramework::<Platform>::with(())
+        let result = TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(add("https://x.example.com/", vec!["ExperimentExploded"]))
             .inspect_result();
@@ -1151,7 +1408,7 @@ mod tests {
             matches!(&result, Err(PlatformError::InvalidInput(e)) if e.problems[0].message.contains("ExperimentExploded")),
             "{result:?}"
         );
-        let result = TestFramework::<Platform>::with(())
+        let result = TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(add("https://admin:pw@x.example.com/", vec![]))
             .inspect_result();
@@ -1159,7 +1416,7 @@ mod tests {
             matches!(result, Err(PlatformError::InvalidInput(_))),
             "{result:?}"
         );
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given(vec![added.clone()])
             .when(PlatformCommand::RemoveWebhook {
                 id: id.clone(),
@@ -1169,7 +1426,7 @@ mod tests {
                 id: id.clone(),
                 at: at(),
             }]);
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given_no_previous_events()
             .when(PlatformCommand::RemoveWebhook {
                 id: id.clone(),
@@ -1184,26 +1441,47 @@ mod tests {
                 at: at(),
             })
             .collect();
-        TestFramework::<Platform>::with(())
+        TestFramework::<PlatformBook>::with(())
             .given(full)
             .when(add("https://x.example.com/", vec![]))
             .then_expect_error(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
     }
 
     #[test]
-    fn a_full_stream_refuses_more() {
-        let mut platform = Platform::default();
-        for _ in 0..MAX_PLATFORM_EVENTS {
-            platform.apply(PlatformEvent::HaltLifted { at: at() });
+    fn every_command_and_event_belongs_to_one_concern_and_its_ledger_names_it() {
+        for concern in Concern::ALL {
+            assert_eq!(Concern::of_ledger(concern.ledger()), Some(concern));
         }
-        assert_eq!(
-            platform.decide(PlatformCommand::HaltAll {
-                reason: "x".into(),
-                at: at()
-            }),
-            Err(PlatformError::StreamFull {
-                max: MAX_PLATFORM_EVENTS
-            })
-        );
+        assert_eq!(Concern::of_ledger("platform"), None);
+        let halt = PlatformCommand::HaltAll {
+            reason: "x".into(),
+            at: at(),
+        };
+        assert_eq!(halt.concern(), Concern::HaltSwitch);
+        for event in Platform::default().decide(halt).expect("halted") {
+            assert_eq!(event.concern(), Some(Concern::HaltSwitch));
+        }
+    }
+
+    #[test]
+    fn a_snapshot_carries_exactly_its_concern() {
+        let mut platform = Platform::default();
+        platform.apply(PlatformEvent::PlatformHalted {
+            reason: "incident".into(),
+            at: at(),
+        });
+        platform.apply(PlatformEvent::UserAdded {
+            username: Username::parse("ada").expect("name"),
+            role: Role::Admin,
+            at: at(),
+        });
+        let mut users_only = Platform::default();
+        users_only.adopt(Concern::Users, &platform);
+        assert!(users_only.user("ada").is_some());
+        assert!(users_only.halted().is_none());
+        let mut halt_only = Platform::default();
+        halt_only.adopt(Concern::HaltSwitch, &platform);
+        assert_eq!(halt_only.halted().map(|h| h.0), Some("incident"));
+        assert!(halt_only.users().is_empty());
     }
 }
