@@ -58,7 +58,7 @@ pub enum ServiceError {
 
 impl ServiceError {
     /// Stable machine-readable code: `INVALID_INPUT`, `NOT_FOUND`, `REJECTED`, `CONFLICT`,
-    /// `UNAVAILABLE` or `CORRUPT`.
+    /// `IDEMPOTENCY_KEY_REUSED`, `UNAVAILABLE` or `CORRUPT`.
     pub fn code(&self) -> &'static str {
         fn store_code<E: std::error::Error>(e: &StoreError<E>, not_found: bool) -> &'static str {
             match e {
@@ -67,6 +67,7 @@ impl ServiceError {
                 StoreError::Contention { .. } => "CONFLICT",
                 StoreError::Storage(_) => "UNAVAILABLE",
                 StoreError::Corrupt { .. } | StoreError::Encoding(_) => "CORRUPT",
+                StoreError::KeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
             }
         }
         match self {
@@ -496,6 +497,20 @@ impl<R: Repository> ExperimentService<R> {
         };
         self.platform_command(command, context).await
     }
+}
+
+/// The id of the experiment a create sent without one makes, when it carries the idempotency
+/// key `command_id` from `actor`: derived from both, so the create retried with the same key
+/// lands on the same experiment and is answered with its first outcome, not made again. A
+/// UUID (version 8: the first 16 bytes of the SHA-256 of the actor and the key).
+pub fn experiment_id_for(actor: &str, command_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("create experiment\n{actor}\n{command_id}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// The context of a command the platform issues itself (the workflow, the scheduler): acting

@@ -531,6 +531,7 @@ mod verify_tests {
                     correlation_id: "corr".into(),
                     actor: "tester".into(),
                     actor_role: "OPERATOR".into(),
+                    command: None,
                     source: "cli".into(),
                     recorded_at: "2026-11-26T10:00:00.000Z".into(),
                     prev_hash: prev.clone(),

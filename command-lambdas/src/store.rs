@@ -33,7 +33,7 @@ use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEve
 use cqrs_es::{Aggregate, DomainEvent};
 use domain::audit::chain::SealError;
 use domain::audit::{EventRecord, GENESIS_HASH, seal};
-use domain::provenance::{CommandContext, EventMetadata};
+use domain::provenance::{CommandContext, EventMetadata, command_fingerprint};
 use domain::{BoundedStream, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
@@ -83,6 +83,16 @@ pub enum StoreError<E: std::error::Error> {
     /// The backend failed.
     #[error("event store unavailable: {0}")]
     Storage(PersistenceError),
+    /// The command id was first used for another command; nothing was done.
+    #[error(
+        "the command id {command_id:?} was already used for another command ({first}): send a new id with a new command"
+    )]
+    KeyReused {
+        /// The command id.
+        command_id: String,
+        /// The kind of command it was first used for.
+        first: String,
+    },
 }
 
 impl<E: std::error::Error> StoreError<E> {
@@ -168,13 +178,50 @@ pub struct Loaded<A: Aggregate> {
 /// Events ready to commit, and how they are reported.
 type Sealed = (Vec<SerializedEvent>, Vec<AppendedEvent>);
 
+/// What a command id was first used for, and what that command appended.
+#[derive(Debug, Clone, Default)]
+struct Recorded {
+    /// Its fingerprint ([`command_fingerprint`]), when the command recorded one.
+    command: Option<String>,
+    /// The events it appended.
+    events: Vec<AppendedEvent>,
+}
+
+impl Recorded {
+    /// The stored answer to `command_id` asked again for `asked` (its fingerprint): the first
+    /// outcome, unless the id was first used for another command.
+    fn answer<E: std::error::Error>(
+        &self,
+        aggregate_id: &str,
+        command_id: &str,
+        asked: Option<&str>,
+        version: usize,
+    ) -> Result<CommandOutcome, StoreError<E>> {
+        if let (Some(first), Some(asked)) = (&self.command, asked)
+            && first != asked
+        {
+            return Err(StoreError::KeyReused {
+                command_id: command_id.to_owned(),
+                first: first.split(':').next().unwrap_or_default().to_owned(),
+            });
+        }
+        Ok(CommandOutcome {
+            aggregate_id: aggregate_id.to_owned(),
+            command_id: command_id.to_owned(),
+            events: self.events.clone(),
+            version,
+            deduplicated: true,
+        })
+    }
+}
+
 /// A stream's folded state kept between commands.
 struct Cached<A: Aggregate> {
     aggregate: A,
     version: usize,
     head: String,
-    /// Events appended by each command id, for idempotent answers.
-    commands: HashMap<String, Vec<AppendedEvent>>,
+    /// What each command id was used for and appended, for idempotent answers.
+    commands: HashMap<String, Recorded>,
 }
 
 impl<A: Aggregate> Default for Cached<A> {
@@ -189,21 +236,24 @@ impl<A: Aggregate> Default for Cached<A> {
 }
 
 impl<A: Aggregate> Cached<A> {
-    fn record(&mut self, command_id: &str, appended: AppendedEvent) {
-        self.commands
-            .entry(command_id.to_owned())
-            .or_default()
-            .push(appended);
+    fn record(&mut self, command_id: &str, command: Option<&str>, appended: AppendedEvent) {
+        let recorded = self.commands.entry(command_id.to_owned()).or_default();
+        if recorded.command.is_none() {
+            recorded.command = command.map(str::to_owned);
+        }
+        recorded.events.push(appended);
     }
 
-    fn outcome_of(&self, aggregate_id: &str, command_id: &str) -> Option<CommandOutcome> {
-        self.commands.get(command_id).map(|events| CommandOutcome {
-            aggregate_id: aggregate_id.to_owned(),
-            command_id: command_id.to_owned(),
-            events: events.clone(),
-            version: self.version,
-            deduplicated: true,
-        })
+    /// The stored answer to `command_id` (see [`Recorded::answer`]), if it is stored.
+    fn outcome_of<E: std::error::Error>(
+        &self,
+        aggregate_id: &str,
+        command_id: &str,
+        asked: Option<&str>,
+    ) -> Option<Result<CommandOutcome, StoreError<E>>> {
+        self.commands
+            .get(command_id)
+            .map(|recorded| recorded.answer(aggregate_id, command_id, asked, self.version))
     }
 }
 
@@ -327,7 +377,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
     ) -> Result<CommandOutcome, StoreError<A::Error>>
     where
         A: BoundedStream<Services = ()> + Clone + Send + 'static,
-        A::Command: Clone,
+        A::Command: Clone + Serialize,
     {
         let slot = self.cache.slot(A::TYPE, aggregate_id);
         let mut guard = slot.lock().await;
@@ -357,18 +407,21 @@ impl<R: PersistedEventRepository> EventStore<R> {
     ) -> Result<CommandOutcome, StoreError<A::Error>>
     where
         A: BoundedStream<Services = ()> + Clone,
-        A::Command: Clone,
+        A::Command: Clone + Serialize,
     {
+        let fingerprint = fingerprint_of(&command, context);
         let attempts = self.retry.max_attempts.max(1);
         for attempt in 1..=attempts {
             self.catch_up(aggregate_id, cached).await?;
-            if let Some(stored) = cached.outcome_of(aggregate_id, context.command_id()) {
+            if let Some(stored) =
+                cached.outcome_of(aggregate_id, context.command_id(), fingerprint.as_deref())
+            {
                 tracing::debug!(
                     aggregate_id,
                     command_id = context.command_id(),
                     "duplicate command answered from the log"
                 );
-                return Ok(stored);
+                return stored;
             }
             let mut next = cached.aggregate.clone();
             let sink = EventSink::<A>::default();
@@ -388,8 +441,14 @@ impl<R: PersistedEventRepository> EventStore<R> {
             if cached.version + events.len() > A::MAX_EVENTS {
                 return Err(StoreError::StreamFull { max: A::MAX_EVENTS });
             }
-            let (serialized, appended) =
-                self.seal_all::<A>(aggregate_id, cached.version, &cached.head, events, context)?;
+            let (serialized, appended) = self.seal_all::<A>(
+                aggregate_id,
+                cached.version,
+                &cached.head,
+                events,
+                context,
+                fingerprint.as_deref(),
+            )?;
             match self.repo.persist::<A>(&serialized, None).await {
                 Ok(()) => {
                     cached.aggregate = next;
@@ -398,7 +457,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
                         cached.head.clone_from(&last.hash);
                     }
                     for event in &appended {
-                        cached.record(context.command_id(), event.clone());
+                        cached.record(context.command_id(), fingerprint.as_deref(), event.clone());
                     }
                     return Ok(CommandOutcome {
                         aggregate_id: aggregate_id.to_owned(),
@@ -444,6 +503,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
             cached.head.clone_from(&metadata.hash);
             cached.record(
                 &metadata.command_id,
+                metadata.command.as_deref(),
                 AppendedEvent {
                     sequence: cached.version,
                     event_type: event.event_type(),
@@ -472,6 +532,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
         head: &str,
         events: Vec<A::Event>,
         context: &CommandContext,
+        command: Option<&str>,
     ) -> Result<Sealed, StoreError<A::Error>> {
         let recorded_at: Timestamp = self.clock.now();
         let mut prev = head.to_owned();
@@ -484,6 +545,7 @@ impl<R: PersistedEventRepository> EventStore<R> {
             let payload: Value =
                 serde_json::to_value(&event).map_err(|e| StoreError::Encoding(e.to_string()))?;
             let mut metadata = EventMetadata::unsealed(self.ids.event_id(), context, recorded_at);
+            metadata.command = command.map(str::to_owned);
             let hash = seal(
                 &EventRecord {
                     aggregate_type: A::TYPE,
@@ -519,6 +581,15 @@ impl<R: PersistedEventRepository> EventStore<R> {
         }
         Ok((serialized, appended))
     }
+}
+
+/// The fingerprint `command` binds its id to ([`command_fingerprint`]), when its source binds
+/// command ids (people and scripts; not the platform's own workflow and scheduler).
+fn fingerprint_of<C: Serialize>(command: &C, context: &CommandContext) -> Option<String> {
+    if !context.source().binds_command_ids() {
+        return None;
+    }
+    command_fingerprint(&serde_json::to_value(command).ok()?)
 }
 
 /// What one stored event counts against a stream's byte budget besides its payload and

@@ -18,8 +18,9 @@ import sqlite3
 import sys
 
 GENESIS = "0" * 64
-HASHED_METADATA = ("actor", "actor_role", "command_id", "correlation_id",
-                   "event_id", "recorded_at", "source")
+HASHED_METADATA = {"actor", "actor_role", "command_id", "correlation_id",
+                   "event_id", "recorded_at", "source"}
+OPTIONAL_METADATA = {"command"}
 MAX_SAFE = 2 ** 53 - 1
 LEDGERS = {"halt-switch", "limits", "webhooks", "schedules", "blackouts", "api-keys", "users"}
 
@@ -59,7 +60,9 @@ def check(row, expected_sequence, prev_hash):
         if canonical(payload) != payload_text:
             return None, "payload is not in canonical form"
         metadata = json.loads(metadata_text)
-        if canonical(metadata) != metadata_text or set(metadata) != set(HASHED_METADATA) | {"prev_hash", "hash"}:
+        members = set(metadata) - OPTIONAL_METADATA
+        if (canonical(metadata) != metadata_text or members != HASHED_METADATA | {"prev_hash", "hash"}
+                or not all(isinstance(v, str) for v in metadata.values())):
             return None, "metadata is not in canonical form"
     except ValueError as e:
         return None, f"malformed: {e}"
@@ -70,7 +73,7 @@ def check(row, expected_sequence, prev_hash):
         "aggregate_type": agg_type,
         "event_type": event_type,
         "event_version": event_version,
-        "metadata": {k: metadata[k] for k in HASHED_METADATA},
+        "metadata": {k: v for k, v in metadata.items() if k not in ("prev_hash", "hash")},
         "payload": payload,
         "sequence": sequence,
     }

@@ -68,6 +68,13 @@ pub enum Source {
 }
 
 impl Source {
+    /// Whether a command from here binds its id to what it asks ([`command_fingerprint`]): so
+    /// for people and scripts, who may reuse an id by mistake; not for the platform's own
+    /// workflow and scheduler, whose retries re-measure what they record.
+    pub fn binds_command_ids(self) -> bool {
+        matches!(self, Source::Dashboard | Source::Api | Source::Cli)
+    }
+
     /// The text form used in metadata.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -211,6 +218,26 @@ impl CommandContext {
     }
 }
 
+/// What binds an idempotency key to the command it was first used with: the command's kind and
+/// the SHA-256 of its canonical input, `<Kind>:<64 hex digits>`. `command` is the command as
+/// JSON (externally tagged: `{"HaltAll":{"reason":..,"at":..}}`); the time it was issued
+/// (`at`) and the facts looked up for it (`gate`) are left out, since a retry of the same
+/// request sees them anew. `None` for a value that is not a command of that shape.
+pub fn command_fingerprint(command: &serde_json::Value) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let (kind, input) = command.as_object()?.iter().next()?;
+    let mut input = input.clone();
+    if let Some(fields) = input.as_object_mut() {
+        fields.remove("at");
+        fields.remove("gate");
+    }
+    let canonical = crate::audit::canonical::to_canonical(&input).ok()?;
+    Some(format!(
+        "{kind}:{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    ))
+}
+
 /// The metadata stored with every event.
 ///
 /// All fields are strings so that any language reads them the same way; see `docs/AUDIT.md`
@@ -228,6 +255,12 @@ pub struct EventMetadata {
     pub actor: String,
     /// Actor role (`ADMIN`, `OPERATOR`, `VIEWER`).
     pub actor_role: String,
+    /// What the command id was first used for ([`command_fingerprint`]), recorded for commands
+    /// people and scripts send, so that the same id sent with another command is refused
+    /// rather than answered with this one's outcome. Absent for the platform's own commands
+    /// (the workflow, the scheduler) and in events of earlier releases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// Interface (`dashboard`, `api`, `schedule`, `workflow`, `cli`).
     pub source: String,
     /// When the store recorded it (RFC 3339, UTC, milliseconds).
@@ -247,6 +280,7 @@ impl EventMetadata {
             correlation_id: context.correlation_id.clone(),
             actor: context.actor.id.clone(),
             actor_role: context.actor.role.as_str().to_owned(),
+            command: None,
             source: context.source.as_str().to_owned(),
             recorded_at: recorded_at.to_string(),
             prev_hash: String::new(),

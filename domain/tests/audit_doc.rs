@@ -25,6 +25,7 @@ fn metadata(command_id: &str, event_id: &str, recorded_at: &str) -> EventMetadat
         correlation_id: "run-7".into(),
         actor: "alice".into(),
         actor_role: "ADMIN".into(),
+        command: None,
         source: "cli".into(),
         recorded_at: recorded_at.into(),
         prev_hash: String::new(),

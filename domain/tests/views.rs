@@ -94,6 +94,7 @@ fn metadata(actor: &str, sequence: u64, recorded_at: Timestamp) -> EventMetadata
         correlation_id: "correlation-1".into(),
         actor: actor.into(),
         actor_role: "OPERATOR".into(),
+        command: None,
         source: "workflow".into(),
         recorded_at: recorded_at.to_string(),
         prev_hash: format!("{:064x}", sequence - 1),

@@ -1053,3 +1053,112 @@ fn a_script_runs_an_experiment_with_an_api_key_and_waits_for_its_outcome() {
     );
     assert_eq!(code(&bad).as_deref(), Some("INVALID_INPUT"), "{bad}");
 }
+
+/// An idempotency key is bound to the command it was first used for: sent again with the
+/// same command it is answered with the first outcome, sent with another it is refused
+/// (`IDEMPOTENCY_KEY_REUSED`) and nothing happens. A create without an id, retried with its
+/// key, finds the experiment it made instead of making another.
+#[test]
+fn a_command_id_is_bound_to_its_first_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let admin = key(&db, "admin", "ADMIN");
+    let server = serve(&db, false);
+    let addr = server.addr;
+    let send = |query: &str, variables: Value| gql(addr, Some(&admin), query, variables);
+    let halt = |id: &str| {
+        send(
+            "mutation($id: String) { haltAll(reason: \"drill\", commandId: $id) { events deduplicated } }",
+            json!({"id": id}),
+        )
+    };
+    let unhalt = |id: &str| {
+        send(
+            "mutation($id: String) { unhaltAll(commandId: $id) { events deduplicated } }",
+            json!({"id": id}),
+        )
+    };
+    let halted = || {
+        send("{ health { halted } }", json!({}))["data"]["health"]["halted"]
+            .as_bool()
+            .expect("halted")
+    };
+    assert_eq!(
+        halt("h")["data"]["haltAll"]["events"],
+        json!(["PlatformHalted"])
+    );
+    assert_eq!(
+        unhalt("u")["data"]["unhaltAll"]["events"],
+        json!(["HaltLifted"])
+    );
+    // The lift's key sent with a halt: refused, and the platform stays as it is.
+    let reused = halt("u");
+    assert_eq!(
+        code(&reused).as_deref(),
+        Some("IDEMPOTENCY_KEY_REUSED"),
+        "{reused}"
+    );
+    assert!(
+        reused["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("LiftHalt")),
+        "{reused}"
+    );
+    assert!(!halted(), "a reused key halted nothing, and said so");
+    // The same command with its own key again: the first outcome.
+    let again = unhalt("u");
+    assert_eq!(again["data"]["unhaltAll"]["deduplicated"], true, "{again}");
+    assert_eq!(again["data"]["unhaltAll"]["events"], json!(["HaltLifted"]));
+
+    let create = |name: &str, key: &str| {
+        send(
+            "mutation($spec: JSON!, $key: String) { createExperiment(spec: $spec, commandId: $key) { aggregateId deduplicated } }",
+            json!({"spec": spec(name, true), "key": key}),
+        )
+    };
+    let first = create("retried create", "create-1");
+    let id = first["data"]["createExperiment"]["aggregateId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let retried = create("retried create", "create-1");
+    assert_eq!(
+        retried["data"]["createExperiment"]["aggregateId"],
+        id.as_str()
+    );
+    assert_eq!(retried["data"]["createExperiment"]["deduplicated"], true);
+    let other = create("another spec", "create-1");
+    assert_eq!(
+        code(&other).as_deref(),
+        Some("IDEMPOTENCY_KEY_REUSED"),
+        "{other}"
+    );
+    let listed = ok_json(&chaos(&db, &["experiment", "list"]));
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+
+    // The CLI: a create retried with --command-id finds its experiment too.
+    let spec_file = dir.path().join("spec.json");
+    std::fs::write(&spec_file, spec("from the shell", true).to_string()).expect("spec");
+    let from_shell = |key: &str| {
+        ok_json(&chaos(
+            &db,
+            &[
+                "experiment",
+                "create",
+                "--spec",
+                spec_file.to_str().expect("path"),
+                "--command-id",
+                key,
+            ],
+        ))
+    };
+    let once = from_shell("shell-1");
+    let twice = from_shell("shell-1");
+    assert_eq!(once["aggregate_id"], twice["aggregate_id"]);
+    assert_eq!(twice["deduplicated"], true, "{twice}");
+}

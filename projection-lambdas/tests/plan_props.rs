@@ -33,6 +33,7 @@ fn metadata(sequence: usize) -> String {
         correlation_id: "correlation".into(),
         actor: "tester".into(),
         actor_role: "OPERATOR".into(),
+        command: None,
         source: "api".into(),
         recorded_at: common::at(i64::try_from(sequence).expect("small")).to_string(),
         prev_hash: "0".repeat(64),

@@ -24,7 +24,7 @@ use domain::ledger::{BookRef, Ledger, book_id};
 use domain::limits::STREAM_BYTE_BUDGET;
 use domain::provenance::CommandContext;
 
-use super::{AppendedEvent, Cached, CommandOutcome, EventStore, StoreError};
+use super::{AppendedEvent, Cached, CommandOutcome, EventStore, Recorded, StoreError};
 
 /// What the store asks of a backend beyond cqrs-es's repository: where a stream ends, without
 /// loading it.
@@ -54,7 +54,7 @@ pub(super) struct CachedLedger<A: cqrs_es::Aggregate> {
     /// or the stream of an earlier release): that stream's state and last event.
     carried: Option<(A, BookRef)>,
     /// The command ids of the book before the current one, with the stream they are in.
-    earlier: HashMap<String, (String, Vec<AppendedEvent>)>,
+    earlier: HashMap<String, (String, Recorded)>,
 }
 
 impl<A: cqrs_es::Aggregate> Default for CachedLedger<A> {
@@ -116,7 +116,7 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
     ) -> Result<CommandOutcome, StoreError<A::Error>>
     where
         A: Ledger<Services = ()> + Clone + Send + 'static,
-        A::Command: Clone,
+        A::Command: Clone + serde::Serialize,
     {
         let slot = self.cache.slot(A::TYPE, &ledger_key(name));
         let mut guard = slot.lock().await;
@@ -148,16 +148,19 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
     ) -> Result<CommandOutcome, StoreError<A::Error>>
     where
         A: Ledger<Services = ()> + Clone,
-        A::Command: Clone,
+        A::Command: Clone + serde::Serialize,
     {
+        let fingerprint = super::fingerprint_of(&command, context);
         let attempts = self.retry.max_attempts.max(1);
         let mut attempt = 0;
         while attempt < attempts {
             attempt += 1;
             self.catch_up_ledger(name, cached).await?;
             let stream = book_id(name, cached.book);
-            if let Some(stored) = cached.answer(&stream, context.command_id()) {
-                return Ok(stored);
+            if let Some(stored) =
+                cached.answer(&stream, context.command_id(), fingerprint.as_deref())
+            {
+                return stored;
             }
             let mut next = cached.current.aggregate.clone();
             let sink = EventSink::<A>::default();
@@ -178,7 +181,7 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
             let book_context = book_context(context, &stream)?;
             let (mut serialized, mut appended) = match opening {
                 Some(opened) => {
-                    self.seal_all::<A>(&stream, 0, GENESIS_HASH, vec![opened], &book_context)?
+                    self.seal_all::<A>(&stream, 0, GENESIS_HASH, vec![opened], &book_context, None)?
                 }
                 None => (Vec::new(), Vec::new()),
             };
@@ -192,6 +195,7 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
                 &head,
                 decided,
                 context,
+                fingerprint.as_deref(),
             )?;
             serialized.extend(events);
             appended.extend(reported);
@@ -215,12 +219,17 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
                 Ok(()) => {
                     cached.current.aggregate = next;
                     for (index, event) in appended.iter().enumerate() {
-                        let id = if index < opened {
-                            book_context.command_id()
+                        if index < opened {
+                            cached
+                                .current
+                                .record(book_context.command_id(), None, event.clone());
                         } else {
-                            context.command_id()
-                        };
-                        cached.current.record(id, event.clone());
+                            cached.current.record(
+                                context.command_id(),
+                                fingerprint.as_deref(),
+                                event.clone(),
+                            );
+                        }
                     }
                     cached.current.version += appended.len();
                     if let Some(last) = appended.last() {
@@ -287,6 +296,7 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
             &cached.current.head,
             vec![closing],
             &book_context(context, &next)?,
+            None,
         )?;
         tracing::info!(ledger = name, book = %next, "book full: closed and continued");
         match self.repo.persist::<A>(&serialized, None).await {
@@ -377,18 +387,20 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
         };
         match (before, loaded) {
             (Some(before), Some(loaded)) if loaded.version > 0 => {
-                let mut earlier: HashMap<String, (String, Vec<AppendedEvent>)> = HashMap::new();
+                let mut earlier: HashMap<String, (String, Recorded)> = HashMap::new();
                 for stored in &loaded.events {
-                    earlier
+                    let (_, recorded) = earlier
                         .entry(stored.metadata.command_id.clone())
-                        .or_insert_with(|| (before.clone(), Vec::new()))
-                        .1
-                        .push(AppendedEvent {
-                            sequence: stored.sequence,
-                            event_type: stored.event.event_type(),
-                            event_id: stored.metadata.event_id.clone(),
-                            hash: stored.metadata.hash.clone(),
-                        });
+                        .or_insert_with(|| (before.clone(), Recorded::default()));
+                    if recorded.command.is_none() {
+                        recorded.command.clone_from(&stored.metadata.command);
+                    }
+                    recorded.events.push(AppendedEvent {
+                        sequence: stored.sequence,
+                        event_type: stored.event.event_type(),
+                        event_id: stored.metadata.event_id.clone(),
+                        hash: stored.metadata.hash.clone(),
+                    });
                 }
                 let previous = BookRef {
                     stream: before,
@@ -415,7 +427,7 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
         book: u64,
         state: A,
         previous: BookRef,
-        earlier: HashMap<String, (String, Vec<AppendedEvent>)>,
+        earlier: HashMap<String, (String, Recorded)>,
         cached: &mut CachedLedger<A>,
     ) -> Result<(), StoreError<A::Error>>
     where
@@ -476,19 +488,19 @@ impl<R: PersistedEventRepository + StreamHead> EventStore<R> {
 }
 
 impl<A: cqrs_es::Aggregate> CachedLedger<A> {
-    /// The stored outcome of `command_id`, in the current book (`stream`) or the one before.
-    fn answer(&self, stream: &str, command_id: &str) -> Option<CommandOutcome> {
-        if let Some(stored) = self.current.outcome_of(stream, command_id) {
+    /// The stored answer to `command_id` asked for `asked` (its fingerprint), in the current
+    /// book (`stream`) or the one before.
+    fn answer<E: std::error::Error>(
+        &self,
+        stream: &str,
+        command_id: &str,
+        asked: Option<&str>,
+    ) -> Option<Result<CommandOutcome, StoreError<E>>> {
+        if let Some(stored) = self.current.outcome_of(stream, command_id, asked) {
             return Some(stored);
         }
-        let (earlier, events) = self.earlier.get(command_id)?;
-        Some(CommandOutcome {
-            aggregate_id: earlier.clone(),
-            command_id: command_id.to_owned(),
-            events: events.clone(),
-            version: self.current.version,
-            deduplicated: true,
-        })
+        let (earlier, recorded) = self.earlier.get(command_id)?;
+        Some(recorded.answer(earlier, command_id, asked, self.current.version))
     }
 }
 

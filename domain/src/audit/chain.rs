@@ -64,6 +64,10 @@ pub fn write_canonical_event(out: &mut String, record: &EventRecord<'_>, canonic
             write_string(out, &m.actor);
             out.push_str(",\"actor_role\":");
             write_string(out, &m.actor_role);
+            if let Some(command) = &m.command {
+                out.push_str(",\"command\":");
+                write_string(out, command);
+            }
             out.push_str(",\"command_id\":");
             write_string(out, &m.command_id);
             out.push_str(",\"correlation_id\":");
@@ -211,6 +215,7 @@ mod tests {
             correlation_id: "corr-1".into(),
             actor: "alice".into(),
             actor_role: "OPERATOR".into(),
+            command: None,
             source: "cli".into(),
             recorded_at: "2026-11-26T10:00:00.000Z".into(),
             prev_hash: String::new(),

@@ -490,10 +490,11 @@ fn check_row(row: &StoredRow<'_>, expected: u64, prev: &[u8; 32]) -> Result<[u8;
 
 /// Stored metadata text known to be canonical, as slices of that text.
 ///
-/// Canonical metadata has exactly one shape: the nine members of [`EventMetadata`] in
-/// [`canonical_metadata`]'s order, each a canonical string literal, nothing else. A text of
-/// that shape parses into `EventMetadata` (all fields present, none unknown) and is what
-/// `canonical_metadata` writes for it; any other text is not canonical metadata.
+/// Canonical metadata has one shape: the members of [`EventMetadata`] in
+/// [`canonical_metadata`]'s order (nine, and `command` after `actor_role` when the event
+/// records one), each a canonical string literal, nothing else. A text of that shape parses
+/// into `EventMetadata` (every field present, none unknown) and is what `canonical_metadata`
+/// writes for it; any other text is not canonical metadata.
 #[derive(Debug, Clone, Copy)]
 struct CanonicalMetadata<'a> {
     text: &'a str,
@@ -507,10 +508,12 @@ struct CanonicalMetadata<'a> {
     hash: &'a str,
 }
 
-/// What precedes each member's value in canonical metadata, in order.
-const METADATA_MEMBERS: [&str; 9] = [
+/// What precedes each member's value in canonical metadata, in order (`command` may be
+/// absent).
+const METADATA_MEMBERS: [&str; 10] = [
     "{\"actor\":",
     ",\"actor_role\":",
+    ",\"command\":",
     ",\"command_id\":",
     ",\"correlation_id\":",
     ",\"event_id\":",
@@ -519,9 +522,10 @@ const METADATA_MEMBERS: [&str; 9] = [
     ",\"recorded_at\":",
     ",\"source\":",
 ];
-const HASH: usize = 5;
-const PREV_HASH: usize = 6;
-const RECORDED_AT: usize = 7;
+const COMMAND: usize = 2;
+const HASH: usize = 6;
+const PREV_HASH: usize = 7;
+const RECORDED_AT: usize = 8;
 
 impl<'a> CanonicalMetadata<'a> {
     /// `Some` exactly when `text` parses as [`EventMetadata`] and equals
@@ -529,10 +533,13 @@ impl<'a> CanonicalMetadata<'a> {
     fn parse(text: &'a str) -> Option<Self> {
         let bytes = text.as_bytes();
         let mut pos = 0;
-        let mut members = [0usize; 9];
-        let mut bodies = [(0usize, 0usize); 9];
+        let mut members = [0usize; 10];
+        let mut bodies = [(0usize, 0usize); 10];
         for (i, prefix) in METADATA_MEMBERS.iter().enumerate() {
             if !bytes.get(pos..)?.starts_with(prefix.as_bytes()) {
+                if i == COMMAND {
+                    continue;
+                }
                 return None;
             }
             members[i] = pos;
@@ -560,24 +567,29 @@ impl<'a> CanonicalMetadata<'a> {
     }
 }
 
-/// The canonical text of stored metadata (all nine fields, sorted).
+/// The canonical text of stored metadata (every field, sorted; `command` only when there is
+/// one).
 pub fn canonical_metadata(m: &EventMetadata) -> String {
     use super::canonical::write_string;
     let mut out = String::with_capacity(400);
-    let fields: [(&str, &str); 9] = [
-        ("actor", &m.actor),
-        ("actor_role", &m.actor_role),
-        ("command_id", &m.command_id),
-        ("correlation_id", &m.correlation_id),
-        ("event_id", &m.event_id),
-        ("hash", &m.hash),
-        ("prev_hash", &m.prev_hash),
-        ("recorded_at", &m.recorded_at),
-        ("source", &m.source),
+    let fields: [(&str, Option<&str>); 10] = [
+        ("actor", Some(&m.actor)),
+        ("actor_role", Some(&m.actor_role)),
+        ("command", m.command.as_deref()),
+        ("command_id", Some(&m.command_id)),
+        ("correlation_id", Some(&m.correlation_id)),
+        ("event_id", Some(&m.event_id)),
+        ("hash", Some(&m.hash)),
+        ("prev_hash", Some(&m.prev_hash)),
+        ("recorded_at", Some(&m.recorded_at)),
+        ("source", Some(&m.source)),
     ];
     out.push('{');
-    for (i, (name, value)) in fields.into_iter().enumerate() {
-        if i > 0 {
+    for (name, value) in fields
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    {
+        if out.len() > 1 {
             out.push(',');
         }
         write_string(&mut out, name);
@@ -613,6 +625,7 @@ mod tests {
                     correlation_id: "corr".into(),
                     actor: "workflow".into(),
                     actor_role: "OPERATOR".into(),
+                    command: None,
                     source: "workflow".into(),
                     recorded_at: "2026-11-26T10:00:00.000Z".into(),
                     prev_hash: prev.clone(),
@@ -812,17 +825,22 @@ mod tests {
     }
 
     fn metadata() -> impl Strategy<Value = EventMetadata> {
-        prop::collection::vec(tricky_text(), 9).prop_map(|f| EventMetadata {
-            actor: f[0].clone(),
-            actor_role: f[1].clone(),
-            command_id: f[2].clone(),
-            correlation_id: f[3].clone(),
-            event_id: f[4].clone(),
-            hash: f[5].clone(),
-            prev_hash: f[6].clone(),
-            recorded_at: f[7].clone(),
-            source: f[8].clone(),
-        })
+        (
+            prop::collection::vec(tricky_text(), 9),
+            prop::option::of(tricky_text()),
+        )
+            .prop_map(|(f, command)| EventMetadata {
+                actor: f[0].clone(),
+                actor_role: f[1].clone(),
+                command,
+                command_id: f[2].clone(),
+                correlation_id: f[3].clone(),
+                event_id: f[4].clone(),
+                hash: f[5].clone(),
+                prev_hash: f[6].clone(),
+                recorded_at: f[7].clone(),
+                source: f[8].clone(),
+            })
     }
 
     fn payload() -> impl Strategy<Value = Value> {

@@ -1,6 +1,8 @@
 //! Commands, each through [`command_lambdas::command::handle`] as the caller's actor: the same
 //! checks, outcomes and codes as the command Lambda. Each takes an optional `commandId`, the
-//! idempotency key: the same command sent again with it is answered, not repeated.
+//! idempotency key: the same command sent again with it is answered, not repeated; another
+//! command sent with it is refused (`IDEMPOTENCY_KEY_REUSED`), never answered with the first
+//! one's outcome.
 
 use async_graphql::{Context, ErrorExtensions, ID, Json, Object, Result};
 use command_lambdas::api_keys;
@@ -70,14 +72,21 @@ fn recorded(outcome: Result<CommandOutcome, ServiceError>) -> Result<CommandResu
     }
 }
 
-/// Creates experiment `id` (or a new UUIDv7) from `spec`, as the caller.
+/// Creates experiment `id` from `spec`, as the caller. Without an id, a create sent with an
+/// idempotency key makes the experiment whose id derives from the caller and the key (so a
+/// retry finds it); one without a key, a new UUIDv7.
 async fn create(
     ctx: &Context<'_>,
     spec: ExperimentSpecInput,
     id: Option<ID>,
     command_id: Option<String>,
 ) -> Result<CommandResult> {
-    let experiment_id = id.map_or_else(fresh_id, |id| id.to_string());
+    let actor = require(ctx, Role::Operator)?;
+    let experiment_id = match (id, &command_id) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(key)) => command_lambdas::service::experiment_id_for(&actor.id, key),
+        (None, None) => fresh_id(),
+    };
     let command = Command::Create {
         experiment_id,
         spec,
@@ -223,7 +232,9 @@ impl Mutation {
     }
 
     /// Creates an experiment from a spec (JSON, as `chaos experiment create` takes it). Its id
-    /// is `id` or a new UUIDv7.
+    /// is `id`; without one, it derives from the caller and `commandId` when given (so the
+    /// create retried with the same `commandId` finds the experiment it made, and is answered
+    /// `deduplicated`), else it is a new UUIDv7.
     async fn create_experiment(
         &self,
         ctx: &Context<'_>,
