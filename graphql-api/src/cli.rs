@@ -50,6 +50,7 @@ use command_lambdas::workflow::WorkflowError;
 use crate::audit::{AuditError, ExportArgs, ReplayArgs, SourceArgs, VerifyArgs};
 use crate::engine::{self, FleetArgs};
 use crate::http::{AppState, router};
+use crate::lease::Lease;
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
 #[derive(Debug, Parser)]
@@ -91,6 +92,10 @@ enum Command {
         /// ends the server by going away, however it goes (killed by SIGKILL too).
         #[arg(long)]
         stop_when_stdin_closes: bool,
+        /// Take the store over from the `chaos serve` that runs its workflow and demo fleet
+        /// (which stops within two seconds) instead of refusing to start. Embedded mode only.
+        #[arg(long)]
+        take_over: bool,
         #[command(flatten)]
         fleet: FleetArgs,
         #[command(flatten)]
@@ -585,6 +590,14 @@ pub enum CliError {
     /// Options that do not go together, or one missing.
     #[error("{0}")]
     Usage(String),
+    /// Another server holds the store's lease.
+    #[error(transparent)]
+    Lease(#[from] crate::lease::LeaseError),
+    /// Another server took the store's lease over: this one stopped.
+    #[error(
+        "another chaos serve took this store over (--take-over): this one stopped its workflow and demo fleet"
+    )]
+    LeaseLost,
     /// The workflow runner could not be built.
     #[error("{0}")]
     Workflow(#[from] WorkflowError),
@@ -607,7 +620,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Service(e) => match e.code() {
-                "INVALID_INPUT" | "NOT_FOUND" | "REJECTED" => 3,
+                "INVALID_INPUT" | "NOT_FOUND" | "REJECTED" | "IDEMPOTENCY_KEY_REUSED" => 3,
                 _ => 1,
             },
             CliError::Context(_) | CliError::Input { .. } | CliError::Usage(_) => 2,
@@ -626,6 +639,8 @@ impl CliError {
             | CliError::Output(_)
             | CliError::Write(_)
             | CliError::Fleet(_)
+            | CliError::Lease(_)
+            | CliError::LeaseLost
             | CliError::Workflow(_)
             | CliError::Identity(_)
             | CliError::Build(_)
@@ -698,12 +713,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve {
             addr,
             stop_when_stdin_closes,
+            take_over,
             fleet,
             identity,
             ..
         } => {
             let stopped = shutdown_signal(stop_when_stdin_closes)?;
-            serve(&db, addr, &fleet, &identity, stopped).await
+            serve(&db, addr, take_over, &fleet, &identity, stopped).await
         }
         Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
             .await
@@ -856,11 +872,33 @@ async fn fleet_up(args: &FleetArgs) -> Result<(), CliError> {
 async fn serve(
     db: &Path,
     addr: SocketAddr,
+    take_over: bool,
     fleet: &FleetArgs,
     identity: &IdentityArgs,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let pool = open(db, OpenMode::CreateIfMissing).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(CliError::Serve)?;
+    // Only the holder of the store's lease runs its workflow and fleet: none is started
+    // before it is held.
+    let lease = Arc::new(Lease::acquire(pool.clone(), local, take_over).await?);
+    // Renewed until the server stops; lost to another server, it stops the server.
+    let lost = Arc::new(AtomicBool::new(false));
+    let stopped = {
+        let (lost, lease) = (Arc::clone(&lost), Arc::clone(&lease));
+        async move {
+            tokio::select! {
+                () = stopped => {}
+                () = lease.keep() => {
+                    tracing::error!("another chaos serve took over this store: stopping");
+                    lost.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+    };
     let clock: Arc<SystemClock> = Arc::new(SystemClock);
     let fleets = fleet.start(clock.clone()).await?;
     for fleet in fleets.fleets() {
@@ -883,10 +921,6 @@ async fn serve(
         limits,
     )
     .await?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| CliError::Bind { addr, source })?;
-    let local = listener.local_addr().map_err(CliError::Serve)?;
     tracing::info!(db = %db.display(), "event store open");
 
     // The read models and the webhook outbox follow the log on their own threads (SQLite work
@@ -953,6 +987,13 @@ async fn serve(
         if thread.join().is_err() {
             tracing::error!("a background thread panicked");
         }
+    }
+    if lost.load(Ordering::Relaxed) {
+        pool.close().await;
+        return Err(CliError::LeaseLost);
+    }
+    if let Err(e) = lease.release().await {
+        tracing::warn!(error = %e, "cannot give up the store's lease: it runs out by itself");
     }
     pool.close().await;
     served?;
@@ -1053,7 +1094,12 @@ async fn experiment(db: &Path, p: &ProvenanceArgs, cmd: ExperimentCommand) -> Re
         // Read input before opening the store, so a bad file never touches it.
         let spec = read_spec(&spec)?;
         let service = service_over(open(db, OpenMode::MustExist).await?);
-        let id = id.unwrap_or_else(new_id);
+        // Retried with the same --command-id, a create finds the experiment it made.
+        let id = match (id, &p.command_id) {
+            (Some(id), _) => id,
+            (None, Some(key)) => command_lambdas::service::experiment_id_for(&ctx.actor().id, key),
+            (None, None) => new_id(),
+        };
         return print_json(&service.create(&id, spec, &ctx).await?);
     }
     let service = service_over(open(db, OpenMode::MustExist).await?);

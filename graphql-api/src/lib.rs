@@ -33,6 +33,7 @@ pub mod engine;
 pub mod feed;
 pub mod http;
 pub mod identity;
+pub mod lease;
 pub mod limits;
 pub mod reads;
 pub mod settings;

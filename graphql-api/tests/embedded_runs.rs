@@ -633,3 +633,64 @@ fn recurring_schedules_are_listed_with_their_next_run_and_checked() {
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
 }
+
+/// One server runs a store's workflow and demo fleet at a time: a second is refused, naming
+/// the first; told to take over, it does, and the first stops with a message; a server
+/// killed outright blocks no restart. Commands from the CLI stay allowed throughout.
+#[test]
+fn one_server_runs_a_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let mut first = server::serve(&db, &["--no-fleet"]);
+    let refused = std::process::Command::new(server::CHAOS)
+        .arg("--db")
+        .arg(&db)
+        .args(["serve", "--addr", "127.0.0.1:0", "--no-fleet"])
+        .stdin(std::process::Stdio::null())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run a second server");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("another chaos serve runs this store's workflow and demo fleet")
+            && said.contains(&format!("process {}", first.child.id()))
+            && said.contains(&first.addr.to_string()),
+        "{said}"
+    );
+    // The CLI still writes.
+    ok_json(&server::chaos(
+        &db,
+        &["platform", "halt", "--reason", "drill"],
+    ));
+
+    let second = server::serve(&db, &["--no-fleet", "--take-over"]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = first.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server taken over kept running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    // Its last words reach the log reader a moment after it exits.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !first
+        .log_tail()
+        .contains("another chaos serve took this store over")
+    {
+        assert!(Instant::now() < deadline, "{}", first.log_tail());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Killed outright, the holder leaves a lease that blocks no restart on its host.
+    second.kill();
+    let third = server::serve(&db, &["--no-fleet"]);
+    drop(third);
+    // Stopped cleanly, a server gives the lease up.
+    let fourth = server::serve(&db, &["--no-fleet"]);
+    drop(fourth);
+}
