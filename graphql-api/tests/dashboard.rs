@@ -307,6 +307,7 @@ fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
     let pool = cognito::pool();
     let text = |field: &str| pool[field].as_str().expect(field).to_owned();
     let (pool, client, password) = (text("pool"), text("client"), text("password"));
+    let temporary = text("temporary");
     let endpoint = aws::moto().endpoint();
     let (events, views) = (aws::unique("Events"), aws::unique("Views"));
     tokio::runtime::Runtime::new()
@@ -352,18 +353,26 @@ fn on_aws_people_sign_in_through_the_cognito_user_pool_from_the_page() {
         ],
     );
     let url = format!("http://{}", server.addr);
-    clear_screenshots(&["30-login-cognito"]);
+    let pages = [
+        "30-login-cognito",
+        "33-cognito-first-sign-in",
+        "34-cognito-authenticator",
+        "35-cognito-signed-in-with-a-code",
+    ];
+    clear_screenshots(&pages);
     let node = browser_script_with(
         "cognito.cjs",
         &url,
         &[
             ("COGNITO_ENDPOINT", &endpoint),
             ("COGNITO_PASSWORD", &password),
+            ("COGNITO_TEMPORARY", &temporary),
         ],
     );
     let report = passed(node, "", &server);
     assert!(report.contains("refreshed through Cognito"), "{report}");
-    assert_screenshots(&["30-login-cognito"]);
+    assert!(report.contains("a first sign-in"), "{report}");
+    assert_screenshots(&pages);
 }
 
 #[test]

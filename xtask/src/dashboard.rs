@@ -10,8 +10,10 @@ use sha2::{Digest, Sha256};
 
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// The page's budget: the wasm and JavaScript, gzipped.
-const GZIP_BUDGET: u64 = 300 * 1024;
+/// The page's budget: the wasm and JavaScript, gzipped. Raised from 300 KiB for the first
+/// sign-in on Cognito (a new password, an authenticator app set up, codes), with the load time
+/// measured by `cargo xtask bench`; it gives way to a load-time budget once there is one.
+const GZIP_BUDGET: u64 = 310 * 1024;
 
 /// Adds the wasm32 standard library when rustup does not have it yet.
 fn ensure_wasm_target() -> Result<(), String> {

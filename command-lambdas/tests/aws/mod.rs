@@ -76,9 +76,10 @@ fn server_script() -> String {
 
 fn start() -> Moto {
     let port = free_port();
-    // MOTO_PORT: Step Functions in moto calls its Lambda tasks back on this port.
+    // MOTO_PORT: Step Functions in moto calls its Lambda tasks back on this port. Cognito
+    // checks the codes of authenticator apps (TOTP), as the real one does.
     let script = format!(
-        "MOTO_PORT={port} \"$0\" \"$1\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+        "MOTO_PORT={port} MOTO_COGNITO_IDP_USER_POOL_ENABLE_TOTP=true \"$0\" \"$1\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & pid=$!; read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
     );
     let mut child = Command::new("sh")
         .arg("-c")

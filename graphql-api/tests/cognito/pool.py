@@ -5,7 +5,11 @@ Usage: pool.py ENDPOINT
 
 Users: ada (ADMIN), otto (OPERATOR), vera (VIEWER), nemo (no group), each signed in to the
 app client `dashboard` (which also lets the dashboard sign people in with their password);
-ada also to a second app client. The password they share is printed too. `expired` is ada's access token
+ada also to a second app client. The password they share is printed too. newcomer
+(OPERATOR) was created by an administrator with a temporary password (printed as
+`temporary`) and has never signed in; the pool asks everyone for a code from an
+authenticator app (TOTP), so newcomer sets one up on the way in (the others have none
+set up, which moto lets sign in without). `expired` is ada's access token
 re-signed with the pool's own key (moto's) with an expiry in the past: a token the pool
 issued, an hour later.
 """
@@ -59,6 +63,22 @@ for name, group in users.items():
     )["AuthenticationResult"]
     tokens[name] = {"access": result["AccessToken"], "id": result["IdToken"]}
 
+# A first sign-in to come: created the way the template's pool lets administrators create
+# people, with a temporary password, never signed in.
+temporary = "Temporary-pass-1"
+idp.admin_create_user(
+    UserPoolId=pool,
+    Username="newcomer",
+    TemporaryPassword=temporary,
+    MessageAction="SUPPRESS",
+)
+idp.admin_add_user_to_group(UserPoolId=pool, Username="newcomer", GroupName="OPERATOR")
+idp.set_user_pool_mfa_config(
+    UserPoolId=pool,
+    SoftwareTokenMfaConfiguration={"Enabled": True},
+    MfaConfiguration="ON",
+)
+
 tokens["other_client"] = idp.admin_initiate_auth(
     UserPoolId=pool,
     ClientId=other,
@@ -83,6 +103,12 @@ tokens["expired"] = jwt.encode({"kid": "dummy", "alg": "RS256"}, claims, key)
 
 print(
     json.dumps(
-        {"pool": pool, "client": client, "password": password, "tokens": tokens}
+        {
+            "pool": pool,
+            "client": client,
+            "password": password,
+            "temporary": temporary,
+            "tokens": tokens,
+        }
     )
 )

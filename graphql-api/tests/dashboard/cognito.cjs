@@ -1,11 +1,36 @@
 // Signing in to the dashboard through a Cognito user pool, as on AWS: `chaos serve --aws`
 // trusting a pool on a local moto server, the page calling Cognito's InitiateAuth itself.
 // Run by graphql-api/tests/dashboard.rs with BASE_URL, COGNITO_ENDPOINT, COGNITO_PASSWORD (the
-// pool's users ada ADMIN, vera VIEWER and nemo, in no group, share it), ARTIFACTS, CHROMIUM
-// and PLAYWRIGHT_NODE_MODULES. Prints one line per step; exits non-zero on the first failure.
+// pool's users ada ADMIN, vera VIEWER and nemo, in no group, share it), COGNITO_TEMPORARY
+// (newcomer's temporary password: a first sign-in), ARTIFACTS, CHROMIUM and
+// PLAYWRIGHT_NODE_MODULES. Prints one line per step; exits non-zero on the first failure.
 'use strict';
 
+const crypto = require('node:crypto');
 const { base, check, log, shot, watch, signIn, run } = require('./harness.cjs');
+
+// The code an authenticator app shows for `secret` (base32) now: RFC 6238, SHA-1, six digits,
+// 30-second steps. Waits for a step with at least ten seconds left, so the code is still
+// current when the pool checks it.
+async function authenticatorCode(secret) {
+  while (30 - (Math.floor(Date.now() / 1000) % 30) < 10) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret.replace(/=+$/, '').toUpperCase()) {
+    const value = alphabet.indexOf(c);
+    check(value >= 0, `the key is not base32: ${secret}`);
+    bits += value.toString(2).padStart(5, '0');
+  }
+  const key = [];
+  for (let i = 0; i + 8 <= bits.length; i += 8) key.push(parseInt(bits.slice(i, i + 8), 2));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30)));
+  const mac = crypto.createHmac('sha1', Buffer.from(key)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0xf;
+  return ((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).toString().padStart(6, '0');
+}
 
 const cognito = process.env.COGNITO_ENDPOINT.replace(/\/$/, '');
 const password = process.env.COGNITO_PASSWORD;
@@ -100,4 +125,49 @@ run(async (browser) => {
   await shot(page, '32-home-cognito-viewer');
   log('a viewer from the pool sees no controls');
   await context.close();
+
+  // A first sign-in: newcomer, created by an administrator with a temporary password,
+  // chooses a password, sets up an authenticator app and is in; the next sign-in asks for a
+  // code from that app.
+  const first = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const newcomer = await first.newPage();
+  watch(newcomer, 'newcomer', refusal);
+  await newcomer.goto(`${base}/`);
+  await signIn(newcomer, 'newcomer', process.env.COGNITO_TEMPORARY, { home: false });
+  await newcomer.getByRole('heading', { name: 'Choose your password' }).waitFor();
+  await shot(newcomer, '33-cognito-first-sign-in');
+  const chosen = 'My-own-password-2';
+  await newcomer.getByLabel('New password', { exact: true }).fill(chosen);
+  await newcomer.getByLabel('The new password again').fill(`${chosen}!`);
+  await newcomer.getByRole('button', { name: 'Continue' }).click();
+  await newcomer.getByRole('alert').filter({ hasText: 'The two passwords differ.' }).waitFor();
+  await newcomer.getByLabel('New password', { exact: true }).fill(chosen);
+  await newcomer.getByLabel('The new password again').fill(chosen);
+  await newcomer.getByRole('button', { name: 'Continue' }).click();
+  await newcomer.getByRole('heading', { name: 'Set up an authenticator app' }).waitFor();
+  const key = (await newcomer.locator('#authenticator-key').innerText()).trim();
+  await shot(newcomer, '34-cognito-authenticator');
+  await newcomer.getByLabel('Code', { exact: true }).fill(await authenticatorCode(key));
+  await newcomer.getByRole('button', { name: 'Continue' }).click();
+  await newcomer.getByText('cognito:newcomer (OPERATOR)').waitFor();
+  await newcomer.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
+  log('a first sign-in: a password chosen in place of the temporary one, an authenticator set up');
+
+  refusalExpected = true;
+  await newcomer.getByRole('button', { name: 'Sign out everywhere' }).click();
+  await newcomer.getByLabel('User name').waitFor();
+  refusalExpected = false;
+  await signIn(newcomer, 'newcomer', chosen, { home: false });
+  await newcomer.getByRole('heading', { name: 'Enter your code' }).waitFor();
+  refusalExpected = true;
+  await newcomer.getByLabel('Code', { exact: true }).fill('000000');
+  await newcomer.getByRole('button', { name: 'Continue' }).click();
+  await newcomer.getByRole('alert').filter({ hasText: 'Code mismatch' }).waitFor();
+  refusalExpected = false;
+  await newcomer.getByLabel('Code', { exact: true }).fill(await authenticatorCode(key));
+  await newcomer.getByRole('button', { name: 'Continue' }).click();
+  await newcomer.getByText('cognito:newcomer (OPERATOR)').waitFor();
+  await shot(newcomer, '35-cognito-signed-in-with-a-code');
+  log('signing in again asks for a code from the authenticator: a wrong one is refused, the right one lets them in');
+  await first.close();
 });

@@ -1,13 +1,16 @@
 //! Signing in: with this server's own accounts, or with its Cognito user pool, as the server's
-//! `signInOptions` says.
+//! `signInOptions` says. Cognito may ask for more on the way, each answered on a form of its
+//! own: a new password at a first sign-in (an administrator set a temporary one), a code from
+//! an authenticator app or a text message, or an authenticator app to set up.
 
 use dioxus::prelude::*;
 use web::route::Route;
 
-use super::session::Method;
+use super::api::ApiError;
+use super::session::{Ask, Challenge, Method, Step};
 use super::{go, session, use_route, use_session};
 
-/// The sign-in form.
+/// The sign-in form, or what Cognito asks next.
 #[component]
 pub fn Login() -> Element {
     let mut session = use_session();
@@ -16,8 +19,17 @@ pub fn Login() -> Element {
     let mut password = use_signal(String::new);
     let mut error = use_signal(|| None::<String>);
     let mut busy = use_signal(|| false);
+    let mut challenge = use_signal(|| None::<Challenge>);
     // Asked while the form is filled in; a failure falls back to this server's own accounts.
     let method = use_resource(session::method);
+    let mut signed_in = move |signed_in| {
+        password.set(String::new());
+        challenge.set(None);
+        session.set(Some(signed_in));
+        if *route.peek() == Route::Login {
+            go(route, Route::Home);
+        }
+    };
     let submit = move |event: FormEvent| async move {
         event.prevent_default();
         if busy() {
@@ -26,17 +38,15 @@ pub fn Login() -> Element {
         busy.set(true);
         error.set(None);
         let (name, secret) = (username.peek().clone(), password.peek().clone());
-        let signed_in = match method.peek().as_ref() {
+        let step = match method.peek().as_ref() {
             Some(Ok(Method::Cognito(pool))) => session::login_cognito(pool, &name, &secret).await,
-            _ => session::login(&name, &secret).await,
+            _ => session::login(&name, &secret).await.map(Step::Done),
         };
-        match signed_in {
-            Ok(signed_in) => {
+        match step {
+            Ok(Step::Done(done)) => signed_in(done),
+            Ok(Step::Asks(next)) => {
                 password.set(String::new());
-                session.set(Some(signed_in));
-                if *route.peek() == Route::Login {
-                    go(route, Route::Home);
-                }
+                challenge.set(Some(next));
             }
             Err(e) if e.code == "UNAUTHENTICATED" => {
                 error.set(Some("Wrong user name or password.".to_owned()));
@@ -52,6 +62,24 @@ pub fn Login() -> Element {
                 p { role: "alert",
                     "No one signs in to this server with a password: it accepts API keys only (scripts and CI). Ask an administrator for the dashboard's address."
                 }
+            }
+        };
+    }
+    if let Some(asked) = challenge() {
+        let on_answer = move |outcome: Result<Step, ApiError>| match outcome {
+            Ok(Step::Done(done)) => signed_in(done),
+            Ok(Step::Asks(next)) => challenge.set(Some(next)),
+            Err(e) => error.set(Some(e.message)),
+        };
+        return rsx! {
+            Answer {
+                challenge: asked,
+                error,
+                on_answer,
+                on_cancel: move |()| {
+                    challenge.set(None);
+                    error.set(None);
+                },
             }
         };
     }
@@ -87,6 +115,113 @@ pub fn Login() -> Element {
                     p { class: "problem", role: "alert", "{message}" }
                 }
                 button { r#type: "submit", disabled: busy(), if busy() { "Signing in…" } else { "Sign in" } }
+            }
+        }
+    }
+}
+
+/// The form that answers one of Cognito's challenges.
+#[component]
+fn Answer(
+    challenge: Challenge,
+    error: Signal<Option<String>>,
+    on_answer: EventHandler<Result<Step, ApiError>>,
+    on_cancel: EventHandler<()>,
+) -> Element {
+    let mut given = use_signal(String::new);
+    let mut repeated = use_signal(String::new);
+    let mut busy = use_signal(|| false);
+    let asked = challenge.ask.clone();
+    let new_password = asked == Ask::NewPassword;
+    let submit = move |event: FormEvent| {
+        let challenge = challenge.clone();
+        async move {
+            event.prevent_default();
+            if busy() {
+                return;
+            }
+            if new_password && *given.peek() != *repeated.peek() {
+                error.set(Some("The two passwords differ.".to_owned()));
+                return;
+            }
+            busy.set(true);
+            error.set(None);
+            let value = given.peek().trim().to_owned();
+            let outcome = session::answer(&challenge, &value).await;
+            given.set(String::new());
+            repeated.set(String::new());
+            busy.set(false);
+            on_answer.call(outcome);
+        }
+    };
+    let (title, explain) = match &asked {
+        Ask::NewPassword => (
+            "Choose your password",
+            "This is your first sign-in: replace the temporary password you were given with one of your own.".to_owned(),
+        ),
+        Ask::Code { sms: false } => (
+            "Enter your code",
+            "Enter the six-digit code your authenticator app shows for the chaos platform.".to_owned(),
+        ),
+        Ask::Code { sms: true } => (
+            "Enter your code",
+            "Enter the code sent to your phone by text message.".to_owned(),
+        ),
+        Ask::SetUpAuthenticator { .. } => (
+            "Set up an authenticator app",
+            "Signing in takes a code from an authenticator app. Add this key to yours (as a time-based key), then enter the six-digit code it shows.".to_owned(),
+        ),
+    };
+    rsx! {
+        section { class: "card login", "aria-labelledby": "login-title",
+            h1 { id: "login-title", "{title}" }
+            p { class: "muted", "{explain}" }
+            if let Ask::SetUpAuthenticator { secret } = &asked {
+                div { class: "secret",
+                    p { "The key for your authenticator app:" }
+                    code { id: "authenticator-key", "{secret}" }
+                }
+            }
+            form { onsubmit: submit,
+                if new_password {
+                    label { r#for: "new-password", "New password" }
+                    input {
+                        id: "new-password",
+                        r#type: "password",
+                        autocomplete: "new-password",
+                        required: true,
+                        autofocus: true,
+                        value: "{given}",
+                        oninput: move |e| given.set(e.value()),
+                    }
+                    label { r#for: "repeat-password", "The new password again" }
+                    input {
+                        id: "repeat-password",
+                        r#type: "password",
+                        autocomplete: "new-password",
+                        required: true,
+                        value: "{repeated}",
+                        oninput: move |e| repeated.set(e.value()),
+                    }
+                } else {
+                    label { r#for: "code", "Code" }
+                    input {
+                        id: "code",
+                        inputmode: "numeric",
+                        autocomplete: "one-time-code",
+                        required: true,
+                        autofocus: true,
+                        value: "{given}",
+                        oninput: move |e| given.set(e.value()),
+                    }
+                }
+                if let Some(message) = error() {
+                    p { class: "problem", role: "alert", "{message}" }
+                }
+                div { class: "actions",
+                    button { r#type: "submit", disabled: busy(), if busy() { "Signing in…" } else { "Continue" } }
+                    button { r#type: "button", class: "secondary", onclick: move |_| on_cancel.call(()), "Start over" }
+                }
             }
         }
     }

@@ -7,8 +7,10 @@
 //! - this server's own accounts (`login`, `refreshSession`, `logout`);
 //! - a Cognito user pool (on AWS), spoken to directly from the page: `InitiateAuth` with
 //!   `USER_PASSWORD_AUTH` (the password goes over TLS to Cognito, never to this API; SRP would
-//!   spare even that, at the cost of big-number arithmetic in the bundle), then
-//!   `REFRESH_TOKEN_AUTH`, and `GlobalSignOut` at logout (which ends the user's refresh
+//!   spare even that, at the cost of big-number arithmetic in the bundle), answering what it
+//!   asks on the way (a new password in place of a temporary one, a code from an authenticator
+//!   app or a text message, an authenticator app to set up), then `REFRESH_TOKEN_AUTH`, and
+//!   `GlobalSignOut` at logout (which ends the user's refresh
 //!   tokens on every device, as the button says). The API is sent the access token and says
 //!   who it belongs to (`me`).
 
@@ -190,36 +192,63 @@ fn response_ok(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-/// `AuthenticationResult` of an `InitiateAuth` answer: the access token, when it expires,
-/// and the refresh token if a new one came.
-fn tokens(answer: &Value) -> Result<(String, String, Option<String>), ApiError> {
+/// `AuthenticationResult` of an answer that signed the user in: the access token, when it
+/// expires, and the refresh token if a new one came; none when Cognito asks for more.
+fn tokens(answer: &Value) -> Option<(String, String, Option<String>)> {
     let result = &answer["AuthenticationResult"];
-    let Some(access) = result["AccessToken"].as_str() else {
-        let challenge = answer["ChallengeName"].as_str().unwrap_or("none");
-        return Err(ApiError {
-            code: "ERROR".to_owned(),
-            message: format!(
-                "Cognito asks for more before signing in ({challenge}): finish it where your account was set up, or ask an administrator"
-            ),
-        });
-    };
+    let access = result["AccessToken"].as_str()?;
     let lifetime_ms = result["ExpiresIn"].as_f64().unwrap_or(3600.0) * 1000.0;
     let expires = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(
         js_sys::Date::now() + lifetime_ms,
     ));
-    Ok((
+    Some((
         access.to_owned(),
         String::from(expires.to_iso_string()),
         result["RefreshToken"].as_str().map(str::to_owned),
     ))
 }
 
-/// Signs in to the Cognito pool, then asks the API who the token belongs to.
-pub async fn login_cognito(
-    pool: &Pool,
-    username: &str,
-    password: &str,
-) -> Result<Session, ApiError> {
+/// What Cognito asks for before it signs someone in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ask {
+    /// A new password in place of the temporary one an administrator set (a first sign-in).
+    NewPassword,
+    /// A one-time code: from the user's authenticator app, or (`sms`) sent to their phone.
+    Code {
+        /// Sent by text message.
+        sms: bool,
+    },
+    /// An authenticator app, set up now: the key to add to it, then a code it shows.
+    SetUpAuthenticator {
+        /// The key (base32).
+        secret: String,
+    },
+}
+
+/// A sign-in to Cognito under way: what it asks for next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Challenge {
+    /// The pool.
+    pub pool: Pool,
+    /// The user, as Cognito names them.
+    pub username: String,
+    /// Cognito's session of this sign-in (not ours).
+    pub session: String,
+    /// What it asks.
+    pub ask: Ask,
+}
+
+/// Where a sign-in to Cognito stands.
+#[derive(Debug)]
+pub enum Step {
+    /// Signed in.
+    Done(Session),
+    /// Cognito asks for more.
+    Asks(Challenge),
+}
+
+/// Signs in to the Cognito pool: signed in, or what Cognito asks for first.
+pub async fn login_cognito(pool: &Pool, username: &str, password: &str) -> Result<Step, ApiError> {
     let answer = cognito(
         pool,
         "InitiateAuth",
@@ -230,7 +259,115 @@ pub async fn login_cognito(
         }),
     )
     .await?;
-    let (access_token, expires_at, refresh_token) = tokens(&answer)?;
+    next_step(pool, username, &answer).await
+}
+
+/// Answers `challenge` with what the user gave (a new password, or a code).
+pub async fn answer(challenge: &Challenge, given: &str) -> Result<Step, ApiError> {
+    let pool = &challenge.pool;
+    let respond = |name: &str, session: &str, responses: Value| {
+        cognito(
+            pool,
+            "RespondToAuthChallenge",
+            json!({
+                "ChallengeName": name,
+                "ClientId": pool.client_id,
+                "Session": session,
+                "ChallengeResponses": responses,
+            }),
+        )
+    };
+    let user = challenge.username.as_str();
+    let answer = match &challenge.ask {
+        Ask::NewPassword => {
+            respond(
+                "NEW_PASSWORD_REQUIRED",
+                &challenge.session,
+                json!({ "USERNAME": user, "NEW_PASSWORD": given }),
+            )
+            .await?
+        }
+        Ask::Code { sms: false } => {
+            respond(
+                "SOFTWARE_TOKEN_MFA",
+                &challenge.session,
+                json!({ "USERNAME": user, "SOFTWARE_TOKEN_MFA_CODE": given }),
+            )
+            .await?
+        }
+        Ask::Code { sms: true } => {
+            respond(
+                "SMS_MFA",
+                &challenge.session,
+                json!({ "USERNAME": user, "SMS_MFA_CODE": given }),
+            )
+            .await?
+        }
+        Ask::SetUpAuthenticator { .. } => {
+            let verified = cognito(
+                pool,
+                "VerifySoftwareToken",
+                json!({
+                    "Session": challenge.session,
+                    "UserCode": given,
+                    "FriendlyDeviceName": "chaos dashboard",
+                }),
+            )
+            .await?;
+            let session = verified["Session"].as_str().unwrap_or(&challenge.session);
+            respond("MFA_SETUP", session, json!({ "USERNAME": user })).await?
+        }
+    };
+    next_step(pool, user, &answer).await
+}
+
+/// An answer of Cognito's as the next step: signed in (then the API says who the token is),
+/// or the challenge it poses (an authenticator to set up is asked for its key first).
+async fn next_step(pool: &Pool, username: &str, answer: &Value) -> Result<Step, ApiError> {
+    let Some((access_token, expires_at, refresh_token)) = tokens(answer) else {
+        let name = answer["ChallengeName"].as_str().unwrap_or("none");
+        let mut session = answer["Session"].as_str().unwrap_or_default().to_owned();
+        let username = answer["ChallengeParameters"]["USERNAME"]
+            .as_str()
+            .unwrap_or(username)
+            .to_owned();
+        let ask = match name {
+            "NEW_PASSWORD_REQUIRED" => Ask::NewPassword,
+            "SOFTWARE_TOKEN_MFA" => Ask::Code { sms: false },
+            "SMS_MFA" => Ask::Code { sms: true },
+            "MFA_SETUP" => {
+                let associated = cognito(
+                    pool,
+                    "AssociateSoftwareToken",
+                    json!({ "Session": session }),
+                )
+                .await?;
+                if let Some(next) = associated["Session"].as_str() {
+                    next.clone_into(&mut session);
+                }
+                Ask::SetUpAuthenticator {
+                    secret: associated["SecretCode"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                }
+            }
+            other => {
+                return Err(ApiError {
+                    code: "ERROR".to_owned(),
+                    message: format!(
+                        "Cognito asks for more before signing in ({other}), which this dashboard cannot answer: ask an administrator"
+                    ),
+                });
+            }
+        };
+        return Ok(Step::Asks(Challenge {
+            pool: pool.clone(),
+            username,
+            session,
+            ask,
+        }));
+    };
     let me = request(Some(&access_token), "{ me { id role } }", json!({}))
         .await
         .map_err(|e| ApiError {
@@ -249,7 +386,7 @@ pub async fn login_cognito(
         pool: Some(pool.clone()),
     };
     keep(&session);
-    Ok(session)
+    Ok(Step::Done(session))
 }
 
 /// The next access token of `current`.
@@ -273,7 +410,10 @@ async fn refreshed(current: &Session) -> Result<Option<Session>, ApiError> {
         }),
     )
     .await?;
-    let (access_token, expires_at, refresh_token) = tokens(&answer)?;
+    let (access_token, expires_at, refresh_token) = tokens(&answer).ok_or_else(|| ApiError {
+        code: "UNAUTHENTICATED".to_owned(),
+        message: "Cognito asks to sign in again".to_owned(),
+    })?;
     Ok(Some(Session {
         access_token,
         expires_at,
