@@ -75,6 +75,9 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
     expired["exp"] = json!(now - 120);
     let mut elsewhere = claims.clone();
     elsewhere["iss"] = json!("https://issuer.invalid");
+    let mut ahead = claims.clone();
+    ahead["iat"] = json!(now + 3_600);
+    ahead["exp"] = json!(now + 7_200);
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
@@ -88,6 +91,7 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
         ),
         ("alg none", unsigned),
         ("wrong issuer", sign(&elsewhere, Algorithm::HS256, &key)),
+        ("issued in the future", sign(&ahead, Algorithm::HS256, &key)),
         ("HS512", sign(&claims, Algorithm::HS512, &key)),
     ]
 }
@@ -301,6 +305,7 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
             "forged signature" => "signature",
             "alg none" | "HS512" => "only HS256",
             "wrong issuer" => "not trusted",
+            "issued in the future" => "issued in the future",
             _ => unreachable!(),
         };
         assert!(message.contains(expected), "{what}: {answer}");
@@ -868,6 +873,32 @@ fn callers_over_their_rate_are_told_when_to_come_back() {
     assert_eq!(guesses[6].as_deref(), Some("RATE_LIMITED"), "{guesses:?}");
 }
 
+/// The introspection query clients send by default (graphql-js's `getIntrospectionQuery`,
+/// which GraphiQL and gql use), with type references nine `ofType`s deep.
+const INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+  } } } } } } } } }
+}";
+
 #[test]
 fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -885,6 +916,32 @@ fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
         assert_eq!(status, 400, "{answer}");
         assert_eq!(code(&answer).as_deref(), Some("BAD_REQUEST"), "{answer}");
     }
+    // Bodies that are not said to be JSON (what a page of another site sends without asking
+    // the browser first) are refused before anything runs, a sign-in included.
+    let login =
+        json!({"query": "mutation { login(username: \"x\", password: \"y\") { accessToken } }"})
+            .to_string();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", ""] {
+        let (status, answer) = post_raw(addr, &[("Content-Type", content_type)], login.as_bytes());
+        assert_eq!(status, 415, "{content_type}: {answer}");
+        assert_eq!(
+            code(&answer).as_deref(),
+            Some("UNSUPPORTED_MEDIA_TYPE"),
+            "{answer}"
+        );
+    }
+    let (status, answer) = post_raw(
+        addr,
+        &[
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json; charset=utf-8"),
+        ],
+        json!({"query": "{ me { id } }"}).to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, &answer["data"]["me"]["id"]),
+        (200, &json!("key:viewer-key"))
+    );
     // Too big.
     let huge = json!({"query": format!("{{ me {{ id }} }} #{}", "x".repeat(400 * 1024))});
     let (status, answer) = post_raw(addr, &headers, huge.to_string().as_bytes());
@@ -927,6 +984,25 @@ fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
         json!({}),
     );
     assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+
+    // A search text longer than any name: the caller's error, not an outage.
+    let answer = gql(
+        addr,
+        Some(&viewer),
+        "query($s: String) { experiments(filter: { search: $s }) { items { id } } }",
+        json!({"s": "%_".repeat(100_000)}),
+    );
+    assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("filter.search")),
+        "{answer}"
+    );
+    // The standard introspection query of graphql-js, GraphiQL and gql answers.
+    let answer = gql(addr, Some(&viewer), INTROSPECTION, json!({}));
+    assert!(answer["errors"].is_null(), "{answer}");
+    assert_eq!(answer["data"]["__schema"]["queryType"]["name"], "Query");
 
     // Still up, still answering.
     let answer = gql(addr, Some(&viewer), "{ me { id } }", json!({}));

@@ -55,8 +55,10 @@ pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// Largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Deepest query.
-pub const MAX_DEPTH: usize = 12;
+/// Deepest query: room for the standard introspection query of every common client
+/// (graphql-js, GraphiQL, gql), whose type references nest nine `ofType`s deep, 15 levels in
+/// all. The complexity limit, not the depth, bounds what a query costs.
+pub const MAX_DEPTH: usize = 16;
 /// Most complex query (each field selected counts one).
 pub const MAX_COMPLEXITY: usize = 2_000;
 /// Longest page of a list.
@@ -227,6 +229,25 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// Whether a request says its body is JSON, as the GraphQL-over-HTTP spec asks of a POST
+/// (`application/json`, with any parameters, such as `charset=utf-8`). A body sent as text,
+/// a form or with no type at all is what a page of another site can send without asking the
+/// browser first: it is refused before anything runs.
+fn json_body(headers: &HeaderMap) -> Result<(), String> {
+    let given = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let media = given.split(';').next().unwrap_or_default().trim();
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else if media.is_empty() {
+        Err("the request has no Content-Type: send the body as application/json".to_owned())
+    } else {
+        Err(format!("the body is {media}: send it as application/json"))
+    }
+}
+
 /// A body as a GraphQL request: a JSON object with a `query` string (and optionally
 /// `variables` and `operationName`).
 fn parse_request(body: &[u8]) -> Result<async_graphql::Request, String> {
@@ -308,6 +329,13 @@ pub async fn serve(
             return error_response(status, "BAD_REQUEST", &message);
         }
     };
+    if let Err(why) = json_body(&headers) {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            &why,
+        );
+    }
     let request = match parse_request(&body) {
         Ok(request) => request,
         Err(why) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &why),

@@ -16,6 +16,9 @@ use super::types::{
     RunResultPage, SignInOptions, TargetPreview, TemplateNode, WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require};
+
+/// The longest search text: no name is longer, so a longer text matches nothing.
+const MAX_SEARCH_CHARS: usize = domain::limits::MAX_NAME_CHARS;
 use crate::audit::AuditError;
 use crate::backend::ReadFailure;
 
@@ -88,6 +91,18 @@ impl Query {
     ) -> Result<ExperimentPage> {
         require(ctx, Role::Viewer)?;
         let limit = page_size(first)?;
+        if let Some(search) = &filter.search
+            && search.chars().count() > MAX_SEARCH_CHARS
+        {
+            return Err(coded(
+                "INVALID_INPUT",
+                format!(
+                    "filter.search: at most {MAX_SEARCH_CHARS} characters (got {}): names have at most {}",
+                    search.chars().count(),
+                    domain::limits::MAX_NAME_CHARS
+                ),
+            ));
+        }
         let filter = ExperimentFilter {
             status: filter.status,
             target: filter.target,

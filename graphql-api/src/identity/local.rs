@@ -35,6 +35,10 @@ use super::password::{self, PasswordError};
 pub const ISSUER: &str = "urn:chaos-platform:embedded";
 /// The `aud` of every token this provider signs: this API.
 pub const AUDIENCE: &str = "chaos-api";
+/// How far ahead of this server's clock a token may say it was issued (clocks of one host
+/// agree; this is for a token made elsewhere with the key).
+const ISSUED_AHEAD_SECS: i64 = 5;
+
 /// What every refresh token starts with.
 pub const REFRESH_PREFIX: &str = "chaosr_";
 
@@ -478,6 +482,11 @@ impl LocalIssuer {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|e| AuthError::Refused(super::describe(&e)))?
             .claims;
+        if claims.iat > now() + ISSUED_AHEAD_SECS {
+            return Err(AuthError::Refused(
+                "the token says it was issued in the future".to_owned(),
+            ));
+        }
         let row = sqlx::query(
             "SELECT expires_at, revoked_at, revoked_why FROM identity_sessions WHERE id = ?",
         )

@@ -221,16 +221,24 @@ pub fn key(db: &Path, id: &str, role: &str) -> String {
 }
 
 /// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
+/// The body is sent as `application/json` unless `headers` give a `Content-Type` (an empty
+/// one: none at all).
 pub fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
+    let typed = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
     let mut head = format!(
-        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    for (name, value) in headers {
+    if !typed {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (name, value) in headers.iter().filter(|(_, value)| !value.is_empty()) {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
