@@ -3,8 +3,11 @@
 //! Each caller (an authenticated actor, else the client's address) may send
 //! `per_second` requests a second on average, in bursts of up to twice that; a request over
 //! the limit is answered 429 with `Retry-After` and the code `RATE_LIMITED`, and costs the
-//! server nothing more. Sign-ins have a stricter bucket of their own per user name, which
-//! slows password guessing whatever address it comes from.
+//! server nothing more. Failed sign-ins have a stricter bucket of their own per source
+//! address, whatever the user name: password guessing is slowed where it comes from, people
+//! behind one address who sign in rightly are not, and no one can lock an account by failing
+//! to sign in to it. Within one request, at most one password is
+//! checked and one audit chain verified ([`RequestScope`]), so aliases multiply neither.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -73,18 +76,69 @@ impl RateLimiter {
     }
 }
 
+impl RateLimiter {
+    /// Gives `key` back the token a request took (a sign-in that succeeded costs nothing:
+    /// only failures are counted against their source).
+    pub fn refund(&self, key: &str) {
+        if let Ok(mut buckets) = self.buckets.lock()
+            && let Some(bucket) = buckets.get_mut(key)
+        {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
+        }
+    }
+}
+
 /// The limits a server applies.
 #[derive(Debug)]
 pub struct Limits {
     /// Requests per caller.
     pub requests: RateLimiter,
-    /// Sign-in attempts per user name.
+    /// Failed sign-ins per source address.
     pub logins: RateLimiter,
 }
 
+/// What one request may spend on its expensive fields, and where it comes from.
+#[derive(Debug, Default)]
+pub struct RequestScope {
+    /// The client's address, when known.
+    pub peer: Option<std::net::IpAddr>,
+    password_checks: std::sync::atomic::AtomicU32,
+    chain_checks: std::sync::atomic::AtomicU32,
+}
+
+impl RequestScope {
+    /// The scope of a request from `peer`.
+    pub fn from(peer: Option<std::net::IpAddr>) -> Self {
+        RequestScope {
+            peer,
+            ..RequestScope::default()
+        }
+    }
+
+    /// Takes the request's one password check (an Argon2 hash costs tens of milliseconds):
+    /// false when it was taken.
+    pub fn password_check(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.password_checks.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// Takes the request's one audit chain check (it may read the whole log): false when it
+    /// was taken.
+    pub fn chain_check(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.chain_checks.fetch_add(1, Ordering::Relaxed) == 0
+    }
+
+    /// The key a sign-in from here is limited by.
+    pub fn source(&self) -> String {
+        self.peer
+            .map_or_else(|| "unknown source".to_owned(), |peer| format!("ip:{peer}"))
+    }
+}
+
 impl Limits {
-    /// `per_second` requests per caller (0: none), bursts of twice that; 10 sign-ins per
-    /// user name a minute, in bursts of 5.
+    /// `per_second` requests per caller (0: none), bursts of twice that; 10 failed sign-ins
+    /// per source address a minute, in bursts of 5.
     pub fn new(per_second: u32) -> Self {
         let rate = f64::from(per_second);
         Limits {

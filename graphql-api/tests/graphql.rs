@@ -854,14 +854,16 @@ fn callers_over_their_rate_are_told_when_to_come_back() {
     let answer = gql(addr, Some(&busy), "{ me { id } }", json!({}));
     assert_eq!(answer["data"]["me"]["id"], "key:busy", "{answer}");
 
-    // Password guessing for one user is slowed whatever the caller.
+    // Password guessing is slowed where it comes from, whatever the user name...
+    let guess =
+        "mutation($u: String!, $p: String!) { login(username: $u, password: $p) { accessToken } }";
     let guesses: Vec<Option<String>> = (0..7)
         .map(|i| {
             code(&gql(
                 addr,
-                Some(&calm),
-                "mutation($p: String!) { login(username: \"root\", password: $p) { accessToken } }",
-                json!({"p": format!("guess number {i}")}),
+                None,
+                guess,
+                json!({"u": format!("user{i}"), "p": format!("guess number {i}")}),
             ))
         })
         .collect();
@@ -871,6 +873,73 @@ fn callers_over_their_rate_are_told_when_to_come_back() {
         "{guesses:?}"
     );
     assert_eq!(guesses[6].as_deref(), Some("RATE_LIMITED"), "{guesses:?}");
+    // ...and locks no account: from another address, the same user name still signs in.
+    ok_json(&add_user(
+        &db,
+        "root",
+        "VIEWER",
+        "the real password of root",
+    ));
+    let elsewhere = gql_from(
+        "127.0.0.2",
+        addr,
+        guess,
+        json!({"u": "root", "p": "the real password of root"}),
+    );
+    assert!(
+        elsewhere["data"]["login"]["accessToken"].is_string(),
+        "{elsewhere}"
+    );
+    // Aliases check one password per request, and verify one audit chain.
+    let aliased: String = (0..50)
+        .map(|i| {
+            format!("l{i}: login(username: \"root\", password: \"guess {i}\") {{ accessToken }} ")
+        })
+        .collect();
+    let answer = gql_from(
+        "127.0.0.3",
+        addr,
+        &format!("mutation {{ {aliased} }}"),
+        json!({}),
+    );
+    let errors = answer["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 50, "{answer}");
+    let once = errors
+        .iter()
+        .filter(|e| e["extensions"]["code"] == "INVALID_INPUT")
+        .count();
+    assert_eq!(once, 49, "one password checked: {answer}");
+    let chains: String = (0..20)
+        .map(|i| format!("c{i}: auditChain {{ intact }} "))
+        .collect();
+    let answer = gql(addr, Some(&calm), &format!("{{ {chains} }}"), json!({}));
+    let errors = answer["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 19, "one chain checked: {answer}");
+}
+
+/// A GraphQL request sent from the loopback address `source` (the server sees another
+/// client): the JSON answer.
+fn gql_from(source: &str, addr: SocketAddr, query: &str, variables: Value) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = json!({"query": query, "variables": variables}).to_string();
+    let source: SocketAddr = format!("{source}:0").parse().expect("a source address");
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket.bind(source).expect("bind the source");
+            let mut stream = socket.connect(addr).await.expect("connect");
+            let head = format!(
+                "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.expect("head");
+            stream.write_all(body.as_bytes()).await.expect("body");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.expect("answer");
+            let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {answer}"))
+        })
 }
 
 /// The introspection query clients send by default (graphql-js's `getIntrospectionQuery`,

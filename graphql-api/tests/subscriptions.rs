@@ -358,3 +358,49 @@ fn subscribers_joining_mid_run_after_reading_the_experiment_see_the_rest_exactly
         }
     }
 }
+
+/// A socket is held to the protocol's timeout and its caller's rate: one that never sends
+/// `connection_init` is closed 4408; operations started over a socket count against the
+/// caller's request rate as over HTTP, and one past it closes the socket 4429.
+#[test]
+fn a_socket_keeps_to_the_init_timeout_and_its_callers_rate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db: &Path = &dir.path().join("chaos.db");
+    ok_json(&chaos(db, &["init"]));
+    let viewer = key(db, "flooder", "VIEWER");
+    let server = server::serve(db, &["--no-fleet", "--rate-limit", "5"]);
+    let addr = server.addr;
+
+    let mut silent = open(addr);
+    let opened = Instant::now();
+    let (code, reason) = next(&mut silent).expect_err("closed");
+    assert_eq!(code, 4408, "{reason}");
+    assert!(
+        opened.elapsed() >= Duration::from_secs(9),
+        "closed after {:?}",
+        opened.elapsed()
+    );
+
+    let mut socket = connect(addr, &viewer);
+    for n in 0..600 {
+        let id = format!("op-{n}");
+        let sent = socket.send(tungstenite::Message::Text(
+            json!({"id": id, "type": "subscribe", "payload": {"query": "subscription { platformActivity { position } }"}})
+                .to_string()
+                .into(),
+        ));
+        if sent.is_err() {
+            break;
+        }
+    }
+    // Past the burst (ten, at five a second), the socket is closed with the reason.
+    let (code, reason) = loop {
+        if let Err(end) = next(&mut socket) {
+            break end;
+        }
+    };
+    assert_eq!(code, 4429, "{reason}");
+    // The caller may come back once the rate allows.
+    std::thread::sleep(Duration::from_millis(500));
+    let _again = connect(addr, &viewer);
+}

@@ -348,7 +348,8 @@ pub async fn serve(
     if let Some(response) = rate_limited(context, &identity, peer) {
         return response;
     }
-    let response = schema.execute(request.data(identity)).await;
+    let scope = crate::limits::RequestScope::from(peer.map(|addr| addr.ip()));
+    let response = schema.execute(request.data(identity).data(scope)).await;
     axum::Json(with_codes(response)).into_response()
 }
 
@@ -494,6 +495,7 @@ async fn connection_identity(
             }
             let mut data = Data::default();
             data.insert(identity);
+            data.insert(crate::limits::RequestScope::default());
             Ok(data)
         }
         Err(e) => {
@@ -533,19 +535,59 @@ async fn socket_identity(
     }
 }
 
+/// How long a socket may stay open without `connection_init` (then it is closed 4408, as
+/// `graphql-transport-ws` says).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether a socket's message starts an operation (`subscribe`; `start` in the older
+/// `graphql-ws`), which costs its caller a request of their rate.
+fn starts_operation(data: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|m| m.get("type")?.as_str().map(str::to_owned))
+        .is_some_and(|kind| kind == "subscribe" || kind == "start")
+}
+
 /// Serves one subscription socket until either side closes it.
 async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
-    let input = stream
-        .take_while(|message| futures::future::ready(message.is_ok()))
-        .filter_map(|message| {
-            futures::future::ready(match message {
-                Ok(message @ (Message::Text(_) | Message::Binary(_))) => Some(message.into_data()),
-                _ => None,
-            })
-        });
-    let context = api.context.clone();
     let caller = Arc::new(SocketCaller::default());
+    // Every operation started over the socket takes a request of its caller's rate, as over
+    // HTTP; one over the rate ends the socket's input, and the socket is closed 4429.
+    let over_rate = Arc::new(AtomicBool::new(false));
+    let input = {
+        let (context, caller, over_rate) = (
+            api.context.clone(),
+            Arc::clone(&caller),
+            Arc::clone(&over_rate),
+        );
+        stream
+            .take_while(|message| futures::future::ready(message.is_ok()))
+            .filter_map(|message| {
+                futures::future::ready(match message {
+                    Ok(message @ (Message::Text(_) | Message::Binary(_))) => {
+                        Some(message.into_data())
+                    }
+                    _ => None,
+                })
+            })
+            .take_while(move |data| {
+                let allowed = !starts_operation(data) || {
+                    let key = caller
+                        .accepted
+                        .lock()
+                        .ok()
+                        .and_then(|accepted| accepted.as_ref().map(|(_, actor)| actor.id.clone()))
+                        .unwrap_or_else(|| "unauthenticated socket".to_owned());
+                    context.limits.requests.take(&key, Instant::now()).is_ok()
+                };
+                if !allowed {
+                    over_rate.store(true, Ordering::SeqCst);
+                }
+                futures::future::ready(allowed)
+            })
+    };
+    let context = api.context.clone();
     let init_caller = Arc::clone(&caller);
     let refused = Arc::clone(&caller);
     let outgoing =
@@ -574,6 +616,14 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
     let mut checked = Instant::now();
     let mut idle =
         tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_IDLE, RECHECK_IDLE);
+    let init_deadline = tokio::time::Instant::now() + INIT_TIMEOUT;
+    let initialised = || {
+        caller.refused.load(Ordering::SeqCst)
+            || caller
+                .accepted
+                .lock()
+                .is_ok_and(|accepted| accepted.is_some())
+    };
     loop {
         let message = tokio::select! {
             message = outgoing.next() => match message {
@@ -581,6 +631,14 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
                 None => break,
             },
             _ = idle.tick() => None,
+            () = tokio::time::sleep_until(init_deadline), if !initialised() => {
+                let close = Message::Close(Some(CloseFrame {
+                    code: 4408,
+                    reason: "Connection initialisation timeout".into(),
+                }));
+                let _ = sink.send(close).await;
+                return;
+            }
         };
         if checked.elapsed() >= RECHECK_AFTER {
             checked = Instant::now();
@@ -598,6 +656,13 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
         {
             break;
         }
+    }
+    if over_rate.load(Ordering::SeqCst) {
+        let close = Message::Close(Some(CloseFrame {
+            code: 4429,
+            reason: "too many operations: the caller's request rate is spent".into(),
+        }));
+        let _ = sink.send(close).await;
     }
 }
 

@@ -160,6 +160,8 @@ fn auth_error(e: AuthError) -> async_graphql::Error {
 impl Mutation {
     /// Signs in a user of the embedded identity provider (added with `chaos user add`). Open
     /// to anyone; a wrong name and a wrong password are refused alike (`UNAUTHENTICATED`).
+    /// One sign-in per request; ten failed ones a minute from one address, in bursts of five
+    /// (`RATE_LIMITED`), whatever the user name, so no one locks an account out.
     async fn login(
         &self,
         ctx: &Context<'_>,
@@ -167,11 +169,19 @@ impl Mutation {
         password: String,
     ) -> Result<Session> {
         let api = ctx.data::<ApiContext>()?;
-        if let Err(wait) = api.limits.logins.take(&username, std::time::Instant::now()) {
+        let scope = ctx.data::<crate::limits::RequestScope>()?;
+        if !scope.password_check() {
+            return Err(coded(
+                "INVALID_INPUT",
+                "one sign-in per request: send each login in a request of its own",
+            ));
+        }
+        let source = scope.source();
+        if let Err(wait) = api.limits.logins.take(&source, std::time::Instant::now()) {
             return Err(coded(
                 "RATE_LIMITED",
                 format!(
-                    "too many sign-in attempts for {username}: try again in {} s",
+                    "too many sign-in attempts from {source}: try again in {} s",
                     wait.as_secs().saturating_add(1)
                 ),
             ));
@@ -183,6 +193,8 @@ impl Mutation {
             .login(&username, &password, user.is_some())
             .await
             .map_err(auth_error)?;
+        // Only failures count against the source.
+        api.limits.logins.refund(&source);
         let role = user.map_or(Role::Viewer, |u| u.role);
         Ok(session(&username, role, tokens))
     }

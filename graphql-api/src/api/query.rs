@@ -168,10 +168,11 @@ impl Query {
 
     /// Whether the audit log's hash chains are intact, checked now with the checks `chaos
     /// audit verify` makes: the stream of experiment `experimentId` (or a book of one of the
-    /// platform's ledgers, `halt-switch.1`) when given, else every stream (`NOT_FOUND` for a stream without
-    /// events). Any signed-in role may ask. Cost: one stream is one indexed read of its events;
-    /// the whole log reads every event once, streamed (memory grows with the number of
-    /// streams, not of events), one check at a time per server. On AWS it reads the events
+    /// platform's ledgers, `halt-switch.1`) when given, else every stream (`NOT_FOUND` for a
+    /// stream without events). Any signed-in role may ask, once per request. Cost: one stream
+    /// is one indexed read of its events; the whole log reads every event once, streamed
+    /// (memory grows with the number of streams, not of events), one check at a time per
+    /// server. On AWS it reads the events
     /// table as `chaos audit verify --dynamo-table` does: a `Scan` of its keys for the whole
     /// log, then a `Query` per stream.
     async fn audit_chain(
@@ -180,6 +181,12 @@ impl Query {
         experiment_id: Option<ID>,
     ) -> Result<AuditChainStatus> {
         require(ctx, Role::Viewer)?;
+        if !ctx.data::<crate::limits::RequestScope>()?.chain_check() {
+            return Err(coded(
+                "INVALID_INPUT",
+                "one auditChain per request: it may read the whole log",
+            ));
+        }
         let stream = experiment_id.map(|id| {
             let id = id.to_string();
             let kind = if domain::platform::is_platform_stream(&id) {
