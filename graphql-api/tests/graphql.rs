@@ -78,6 +78,8 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
     let mut ahead = claims.clone();
     ahead["iat"] = json!(now + 3_600);
     ahead["exp"] = json!(now + 7_200);
+    let mut someone_else = claims.clone();
+    someone_else["sub"] = json!("otto");
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
@@ -92,6 +94,10 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
         ("alg none", unsigned),
         ("wrong issuer", sign(&elsewhere, Algorithm::HS256, &key)),
         ("issued in the future", sign(&ahead, Algorithm::HS256, &key)),
+        (
+            "another user's name on this session",
+            sign(&someone_else, Algorithm::HS256, &key),
+        ),
         ("HS512", sign(&claims, Algorithm::HS512, &key)),
     ]
 }
@@ -306,6 +312,7 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
             "alg none" | "HS512" => "only HS256",
             "wrong issuer" => "not trusted",
             "issued in the future" => "issued in the future",
+            "another user's name on this session" => "not its session's",
             _ => unreachable!(),
         };
         assert!(message.contains(expected), "{what}: {answer}");

@@ -488,12 +488,19 @@ impl LocalIssuer {
             ));
         }
         let row = sqlx::query(
-            "SELECT expires_at, revoked_at, revoked_why FROM identity_sessions WHERE id = ?",
+            "SELECT username, expires_at, revoked_at, revoked_why FROM identity_sessions WHERE id = ?",
         )
         .bind(&claims.sid)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| AuthError::Refused("the token's session is unknown".to_owned()))?;
+        // A session is one user's: a token naming another user with it was not issued here.
+        let username: String = row.try_get("username")?;
+        if username != claims.sub {
+            return Err(AuthError::Refused(
+                "the token's user is not its session's".to_owned(),
+            ));
+        }
         let revoked_at: Option<i64> = row.try_get("revoked_at")?;
         if revoked_at.is_some() {
             let why: Option<String> = row.try_get("revoked_why")?;
