@@ -673,6 +673,29 @@ pub fn parse_webhook_url(url: &str) -> Result<String, SpecError> {
     Ok(url.to_owned())
 }
 
+/// A webhook URL as anyone but an administrator sees it: its scheme, host and port, with `/…`
+/// for whatever followed. A receiver's path or query often is its secret (`?token=…`,
+/// `/services/T0/B0/XXXX`); the host is what an audit needs.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // A URL stored before credentials were refused in it keeps them out of sight too.
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let more = if tail.trim_start_matches('/').is_empty() {
+        ""
+    } else {
+        "/…"
+    };
+    if scheme.is_empty() {
+        format!("{authority}{more}")
+    } else {
+        format!("{scheme}://{authority}{more}")
+    }
+}
+
 /// Checks a free-text field carried by a command (reason, detail).
 pub fn parse_text(field: &str, value: &str) -> Result<String, SpecError> {
     let mut p = Problems::default();
@@ -840,6 +863,24 @@ pub(crate) mod tests {
     #[test]
     fn ids_are_checked() {
         assert!(ExperimentId::parse("01931f0e-6f39-7c1a-9a3e-1d2f3a4b5c6d").is_ok());
+        for (url, shown) in [
+            (
+                "https://hooks.example.com/chaos?token=s3cret",
+                "https://hooks.example.com/…",
+            ),
+            (
+                "https://hooks.slack.com/services/T0/B0/XXXX",
+                "https://hooks.slack.com/…",
+            ),
+            ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+            ("https://h.example.com", "https://h.example.com"),
+            (
+                "https://admin:pw@h.example.com/x",
+                "https://h.example.com/…",
+            ),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
         assert!(ExperimentId::parse("").is_err());
         assert!(ExperimentId::parse("has space").is_err());
         assert!(TargetId::parse("x".repeat(65)).is_err());

@@ -468,15 +468,33 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
         "{too_many}"
     );
 
-    // Webhooks: admins only, URLs checked.
+    // Webhooks: admins only, URLs checked, and seen whole by admins only.
     ok(
         &admin,
-        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos\", events: [\"ExperimentFailed\"]) { events } }",
+        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos?token=s3cret\", events: [\"ExperimentFailed\"]) { events } }",
         json!({}),
     );
     assert_eq!(
         ok(&admin, "{ webhooks { id url events } }", json!({}))["webhooks"],
-        json!([{"id": "ops", "url": "https://hooks.example/chaos", "events": ["ExperimentFailed"]}])
+        json!([{"id": "ops", "url": "https://hooks.example/chaos?token=s3cret", "events": ["ExperimentFailed"]}])
+    );
+    // A viewer reading the audit log sees the host the webhook posts to, not its secret.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entries = loop {
+        let log = ok(
+            &viewer,
+            "{ auditLog(filter: { experimentId: \"webhooks.1\" }) { action } }",
+            json!({}),
+        );
+        if !log["auditLog"].as_array().is_none_or(Vec::is_empty) || Instant::now() > deadline {
+            break log["auditLog"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        entries,
+        json!([{"action": "webhook ops added: ExperimentFailed to https://hooks.example/…"}]),
+        "{entries}"
     );
     let bad_url = gql(
         addr,

@@ -45,8 +45,9 @@ const PAGE_CACHE_KIB: i64 = -65_536;
 const FEED: &str = "events";
 
 /// Version of the read models' tables this build writes and reads (in `projection_feed`).
-/// Version 2 keeps no copy of the log's metadata in the audit log.
-const READ_MODELS_VERSION: i64 = 2;
+/// Version 2 keeps no copy of the log's metadata in the audit log; version 3 shows webhook
+/// URLs without their path and query.
+const READ_MODELS_VERSION: i64 = 3;
 
 /// Name of the read models' version in `projection_feed`.
 const VERSION: &str = "read_models";

@@ -467,9 +467,10 @@ impl Sender {
                     .then(|| format!("receiver answered {}", response.status())),
                 elapsed,
             },
+            // The error without the URL, whose path or query may be the receiver's secret.
             Err(e) => Attempt {
                 status_code: None,
-                error: Some(e.to_string()),
+                error: Some(e.without_url().to_string()),
                 elapsed,
             },
         }
@@ -542,7 +543,11 @@ fn record(
             ],
         )?;
         if status == "FAILED" {
-            tracing::warn!(delivery = due.id, url = %due.url, "webhook delivery failed for good");
+            tracing::warn!(
+                delivery = due.id,
+                url = %domain::spec::redacted_url(&due.url),
+                "webhook delivery failed for good"
+            );
         }
     }
     Ok(())

@@ -261,6 +261,9 @@ fn describe_platform(e: &PlatformEvent) -> String {
         PlatformEvent::WebhookAdded {
             id, url, events, ..
         } => {
+            // The URL's path and query may be the receiver's secret: an administrator reads
+            // them in the webhooks query, everyone else sees the host.
+            let url = crate::spec::redacted_url(url);
             if events.is_empty() {
                 format!("webhook {id} added: every event to {url}")
             } else {
