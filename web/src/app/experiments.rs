@@ -12,7 +12,7 @@ use super::{Link, Pager, Problem, Status, use_session, when};
 /// A page of experiments (`filter`, `first`, `after`).
 pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
     experiments(filter: $filter, first: $first, after: $after) { \
-    items { id name target failureType dryRun status phase outcome recoveryMs createdAt } nextCursor } }";
+    items { id name target failureType dryRun status phase outcome recoveryMs createdAt version } nextCursor } }";
 
 const STATUSES: [&str; 7] = [
     "RUNNING",

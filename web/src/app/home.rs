@@ -1,6 +1,11 @@
 //! Home: the platform's health, quick actions (run, run the last experiment again, start from
 //! a template), the experiments running now (kept current by the `platformActivity`
 //! subscription), recent history, and for admins the halt switch.
+//!
+//! The lists come from the read models, which trail the log the subscription follows: a list
+//! read at once after an event may not show it yet. The page remembers the newest event it
+//! saw of each experiment and reads the lists again (with a growing pause) until every row
+//! it shows is at least that new, so a run that ended never lingers under "Running now".
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
@@ -22,6 +27,9 @@ pub fn Home() -> Element {
     let mut changed = use_signal(|| 0_u64);
     let live_status = use_signal(|| Live::Connecting);
     let mut latest = use_signal(Vec::<Value>::new);
+    // The newest sequence the subscription showed of each experiment.
+    let mut seen = use_signal(std::collections::BTreeMap::<String, u64>::new);
+    let mut stale_reads = use_signal(|| 0_u32);
     let health = use_api(move || {
         changed();
         Box::pin(call(session, HEALTH, json!({})))
@@ -50,6 +58,15 @@ pub fn Home() -> Element {
                 },
                 move |data| {
                     let update = data["platformActivity"].clone();
+                    if update["streamType"] == "Experiment"
+                        && let (Some(id), Some(sequence)) =
+                            (update["streamId"].as_str(), update["sequence"].as_u64())
+                    {
+                        seen.with_mut(|s| {
+                            let newest = s.entry(id.to_owned()).or_default();
+                            *newest = (*newest).max(sequence);
+                        });
+                    }
                     latest.with_mut(|l| {
                         l.insert(0, update);
                         l.truncate(8);
@@ -61,6 +78,25 @@ pub fn Home() -> Element {
             )
             .await;
         })
+    });
+    // A list older than an event seen is read again, after a pause that grows while it stays
+    // behind (a read model held up by a parked record must not be asked ten times a second).
+    use_effect(move || {
+        let behind = [running, recent].iter().any(|page| match &*page.read() {
+            Some(Ok(data)) => older_than_seen(&data["experiments"]["items"], &seen.peek()),
+            _ => false,
+        });
+        if !behind {
+            stale_reads.set(0);
+            return;
+        }
+        let attempt = *stale_reads.peek();
+        stale_reads.set(attempt.saturating_add(1));
+        let wait = web::backoff::delay_ms(attempt, js_sys::Math::random());
+        spawn(async move {
+            gloo_timers::future::TimeoutFuture::new(wait).await;
+            changed += 1;
+        });
     });
     let user = session.read().clone();
     let admin = user.as_ref().is_some_and(|u| u.is_admin());
@@ -109,6 +145,17 @@ pub fn Home() -> Element {
             }
         }
     }
+}
+
+/// Whether a row of `items` is older than the newest event `seen` of its experiment.
+fn older_than_seen(items: &Value, seen: &std::collections::BTreeMap<String, u64>) -> bool {
+    items.as_array().into_iter().flatten().any(|row| {
+        let version = row["version"].as_u64().unwrap_or(0);
+        row["id"]
+            .as_str()
+            .and_then(|id| seen.get(id))
+            .is_some_and(|&newest| version < newest)
+    })
 }
 
 /// What someone who runs experiments does most: run one, run the last one again, or start
