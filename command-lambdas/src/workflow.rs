@@ -10,6 +10,11 @@
 //!   `CheckHealth`, rolling back at `Rollback`. [`Workflows::reconcile`] is given the experiments
 //!   the log says are running, and runs every one that has no execution here; so runs started
 //!   by another process (the CLI) are picked up, and none is left running after a restart.
+//! - **A run lost while its failure was in effect is interrupted, not resumed.** Once the
+//!   failure is injected, only the execution that injected it can tell its effect from what
+//!   happened to the fleet meanwhile (a restarted server's fleet comes up whole): a run taken up
+//!   after injection and before its recovery was observed is recorded as interrupted
+//!   (`RunInterrupted`), rolled back and stopped, and kept out of recovery times and rates.
 //! - **One running experiment per target**: the tasks' claims (in this process: every run
 //!   executes here, runs started elsewhere included); resumed runs claim their targets again.
 //! - **No run stays running forever.** An execution that ends while its experiment is still
@@ -330,6 +335,47 @@ where
         Ok(())
     }
 
+    /// Records that run `id`, running with no execution here, lost the execution that injected
+    /// its failure before its recovery was observed; returns its phase afterwards (rolling
+    /// back), or `None` when it was not in effect and goes on where it was.
+    async fn interrupt_if_lost_in_effect(
+        &self,
+        id: &str,
+        experiment: &domain::experiment::Experiment,
+    ) -> Result<Option<Phase>, crate::tasks::TaskError> {
+        let in_effect = experiment.injected().is_some()
+            && experiment.recovery_ms().is_none()
+            && experiment.stop_cause().is_none();
+        if !in_effect {
+            return Ok(None);
+        }
+        let injected_at = experiment
+            .injected()
+            .map(|(at, _)| at.to_string())
+            .unwrap_or_default();
+        let detail = format!(
+            "the process running it went away while its failure was in effect (injected at \
+             {injected_at}, recovery not yet observed); what the fleet did meanwhile does not \
+             measure this failure"
+        );
+        tracing::warn!(
+            experiment = id,
+            "a run lost while its failure was in effect is interrupted"
+        );
+        self.inner
+            .tasks
+            .command(
+                id,
+                "interrupt",
+                ExperimentCommand::InterruptRun {
+                    detail,
+                    at: self.inner.tasks.now(),
+                },
+            )
+            .await?;
+        Ok(self.inner.tasks.service().load(id).await?.aggregate.phase())
+    }
+
     /// Runs every experiment of `running` (those the log says are running) that has no
     /// execution here, from where its phase says; returns the ids it started.
     pub async fn reconcile(&self, running: &[String]) -> Vec<String> {
@@ -358,7 +404,17 @@ where
                             }
                         }
                     }
-                    loaded.aggregate.phase()
+                    match self
+                        .interrupt_if_lost_in_effect(id, &loaded.aggregate)
+                        .await
+                    {
+                        Ok(Some(phase)) => Some(phase),
+                        Ok(None) => loaded.aggregate.phase(),
+                        Err(e) => {
+                            tracing::warn!(experiment = %id, error = %e, "cannot record that a run was interrupted; it is taken up at the next reconcile");
+                            continue;
+                        }
+                    }
                 }
                 Ok(_) => continue,
                 Err(e) => {

@@ -186,7 +186,7 @@ fn wide(chars: usize) -> String {
 }
 
 fn worst_spec() -> ExperimentSpec {
-    ExperimentSpec::parse(ExperimentSpecInput {
+    let input = ExperimentSpecInput {
         name: wide(MAX_NAME_CHARS),
         description: wide(MAX_DESCRIPTION_CHARS),
         target: Target {
@@ -212,8 +212,11 @@ fn worst_spec() -> ExperimentSpec {
             poll_interval_secs: 10,
             baseline_samples: 10,
         },
-    })
-    .expect("the largest valid spec")
+    };
+    // Pausing a group's instances is refused today, but specs stored before that rule hold
+    // it and stay on record: read back from the stored shape, the largest a store can hold.
+    let stored = serde_json::to_value(input).expect("serializes");
+    serde_json::from_value(stored).expect("the largest spec on record")
 }
 
 /// The longest stream the domain allows, every field at its largest, written through the
@@ -260,7 +263,6 @@ async fn an_experiment_at_its_maximum_event_count_loads_whole() {
             max_targets_per_run: HARD_TARGET_CAP,
             max_duration_secs: 14_400,
             blackout: None,
-            busy_with: None,
         },
         at: next(),
     });

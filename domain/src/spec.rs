@@ -494,6 +494,15 @@ impl ExperimentSpec {
             }
             FailureType::Terminate => 0,
         };
+        if let (TargetKind::AutoScalingGroup, FailureType::Pause { .. }) =
+            (input.target.kind, input.failure)
+        {
+            p.add(
+                "failure.type",
+                "PAUSE acts on local fleet workers only: an Auto Scaling group's instances can \
+                 be terminated (TERMINATE)",
+            );
+        }
 
         let conditions = &input.guardrails.stop_conditions;
         if conditions.len() > MAX_STOP_CONDITIONS {
@@ -633,46 +642,6 @@ impl ExperimentSpec {
     }
 }
 
-/// Checks a webhook URL: `http` or `https`, a host, no credentials, no whitespace.
-///
-/// Credentials in a URL would be stored in the event log in clear; a receiver that needs a
-/// secret gets it from the delivery's signature header instead.
-pub fn parse_webhook_url(url: &str) -> Result<String, SpecError> {
-    let problem = |message: &str| SpecError {
-        problems: vec![Problem {
-            field: "url".to_owned(),
-            message: message.to_owned(),
-        }],
-    };
-    if url.len() > crate::limits::MAX_URL_BYTES {
-        return Err(problem("must have at most 2048 bytes"));
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(problem("must not contain whitespace or control characters"));
-    }
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| problem("must start with http:// or https://"))?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.contains('@') {
-        return Err(problem("must not contain credentials"));
-    }
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() {
-                host
-            } else {
-                authority
-            }
-        });
-    if host.is_empty() || host.starts_with('.') {
-        return Err(problem("must name a host"));
-    }
-    Ok(url.to_owned())
-}
-
 /// A webhook URL as anyone but an administrator sees it: its scheme, host and port, with `/…`
 /// for whatever followed. A receiver's path or query often is its secret (`?token=…`,
 /// `/services/T0/B0/XXXX`); the host is what an audit needs.
@@ -766,6 +735,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn pausing_a_group_is_refused_at_the_failure_type() {
+        let mut raw = input();
+        raw.target.kind = TargetKind::AutoScalingGroup;
+        raw.failure = FailureType::Pause { duration_secs: 10 };
+        let err = ExperimentSpec::parse(raw.clone()).expect_err("invalid");
+        let fields: Vec<_> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["failure.type"]);
+        raw.target.kind = TargetKind::LocalFleet;
+        assert!(ExperimentSpec::parse(raw.clone()).is_ok());
+        raw.target.kind = TargetKind::AutoScalingGroup;
+        raw.failure = FailureType::Terminate;
+        assert!(ExperimentSpec::parse(raw).is_ok());
+    }
+
+    #[test]
     fn too_many_health_samples_is_refused() {
         let mut raw = input();
         raw.recovery.timeout_secs = 600;
@@ -843,21 +827,6 @@ pub(crate) mod tests {
         assert_eq!(Selection::Percent(1).resolve_count(10, 10), 1);
         assert_eq!(Selection::All.resolve_count(40, 5), 5);
         assert_eq!(Selection::All.resolve_count(400, 400), HARD_TARGET_CAP);
-    }
-
-    #[test]
-    fn webhook_urls_are_checked() {
-        assert!(parse_webhook_url("https://hooks.example.com/chaos?team=sre").is_ok());
-        assert!(parse_webhook_url("http://127.0.0.1:9000/hook").is_ok());
-        for bad in [
-            "ftp://example.com/x",
-            "https://",
-            "https://user:secret@example.com/",
-            "https://exa mple.com/",
-            "example.com/hook",
-        ] {
-            assert!(parse_webhook_url(bad).is_err(), "{bad} accepted");
-        }
     }
 
     #[test]

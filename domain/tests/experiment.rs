@@ -30,10 +30,6 @@ fn id() -> ExperimentId {
     ExperimentId::parse("01931f0e-6f39-7c1a-9a3e-1d2f3a4b5c6d").expect("valid id")
 }
 
-fn other_id() -> ExperimentId {
-    ExperimentId::parse("01931f0e-0000-7000-8000-000000000099").expect("valid id")
-}
-
 fn t(name: &str) -> TargetId {
     TargetId::parse(name).expect("valid target id")
 }
@@ -97,7 +93,6 @@ fn gate() -> PlatformGate {
         max_targets_per_run: 10,
         max_duration_secs: 3_600,
         blackout: None,
-        busy_with: None,
     }
 }
 
@@ -614,38 +609,6 @@ fn start_while_archived_is_refused() {
 }
 
 #[test]
-fn start_on_a_busy_target_is_refused() {
-    given(draft())
-        .when(C::StartExperiment {
-            gate: PlatformGate {
-                blackout: None,
-                busy_with: Some(other_id()),
-                ..gate()
-            },
-            at: at(1),
-        })
-        .then_expect_error(ExperimentError::TargetBusy {
-            target: "fleet:web".into(),
-            experiment: "01931f0e-0000-7000-8000-000000000099".into(),
-        });
-}
-
-#[test]
-fn start_busy_with_itself_is_not_busy() {
-    // A retried start sees its own experiment as the one holding the target.
-    given(draft())
-        .when(C::StartExperiment {
-            gate: PlatformGate {
-                blackout: None,
-                busy_with: Some(id()),
-                ..gate()
-            },
-            at: at(1),
-        })
-        .then_expect_events(vec![E::ExperimentStarted { at: at(1) }]);
-}
-
-#[test]
 fn start_above_the_platform_target_cap_is_refused() {
     given(draft())
         .when(C::StartExperiment {
@@ -687,7 +650,7 @@ fn start_above_the_platform_duration_cap_is_refused() {
             at: at(1),
         })
         .then_expect_error(ExperimentError::ExceedsPlatformCap {
-            what: "max_duration_secs",
+            what: "guardrails.max_duration_secs",
             value: 600,
             limit: 599,
         });
@@ -1787,6 +1750,95 @@ fn mark_stopped_when_not_running_is_refused() {
     given(draft())
         .when(C::MarkStopped { at: at(4) })
         .then_expect_error(invalid("mark stopped", Status::Draft));
+}
+
+// ---------------------------------------------------------------------------------------------
+// InterruptRun
+// ---------------------------------------------------------------------------------------------
+
+fn interrupted(secs: i64) -> E {
+    E::RunInterrupted {
+        detail: "the server running it stopped".into(),
+        at: at(secs),
+    }
+}
+
+#[test]
+fn a_run_lost_while_its_failure_is_in_effect_is_interrupted() {
+    given(injected_paused())
+        .when(C::InterruptRun {
+            detail: "the server running it stopped".into(),
+            at: at(30),
+        })
+        .then_expect_events(vec![interrupted(30)]);
+}
+
+#[test]
+fn an_interrupted_run_is_rolled_back_and_stopped_as_interrupted_never_completed() {
+    let after = with(injected_paused(), [interrupted(30)]);
+    let mut state = Experiment::default();
+    for e in after.clone() {
+        cqrs_es::Aggregate::apply(&mut state, e);
+    }
+    assert_eq!(state.phase(), Some(domain::experiment::Phase::RollingBack));
+    given(after.clone())
+        .when(C::CompleteExperiment { at: at(90) })
+        .then_expect_error(ExperimentError::StopPending);
+    given(after.clone())
+        .when(C::MarkStopped { at: at(31) })
+        .then_expect_error(ExperimentError::RollbackRequired);
+    given(with(
+        after,
+        [E::RollbackPerformed {
+            detail: "nothing paused any more".into(),
+            at: at(31),
+        }],
+    ))
+    .when(C::MarkStopped { at: at(32) })
+    .then_expect_events(vec![E::ExperimentStopped {
+        cause: StopCause::Interrupted,
+        at: at(32),
+    }]);
+}
+
+#[test]
+fn a_run_lost_before_injection_goes_on_and_is_not_interrupted() {
+    given(running_with_baseline())
+        .when(C::InterruptRun {
+            detail: "lost".into(),
+            at: at(30),
+        })
+        .then_expect_error(ExperimentError::NotInjected);
+}
+
+#[test]
+fn a_recovery_measured_before_the_loss_stands() {
+    given(completed()[..completed().len() - 1].to_vec())
+        .when(C::InterruptRun {
+            detail: "lost".into(),
+            at: at(30),
+        })
+        .then_expect_error(ExperimentError::AlreadyRecovered);
+}
+
+#[test]
+fn a_run_already_stopping_keeps_its_stop_cause() {
+    given(with(injected_paused(), [stop_requested(21)]))
+        .when(C::InterruptRun {
+            detail: "lost".into(),
+            at: at(30),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_finished_run_cannot_be_interrupted() {
+    given(completed())
+        .when(C::InterruptRun {
+            detail: "lost".into(),
+            at: at(30),
+        })
+        .then_expect_error(invalid("interrupt", Status::Completed));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -116,7 +116,6 @@ enum Action {
     Cancel(String),
     Start {
         halted: bool,
-        busy: u8,
         max_targets: u32,
         max_duration: u32,
     },
@@ -135,6 +134,7 @@ enum Action {
     Trip(u8, String),
     Stop(String),
     Rollback(String),
+    Interrupt(String),
     Complete,
     FinishDryRun,
     Fail(u8, String),
@@ -186,13 +186,11 @@ fn action() -> impl Strategy<Value = Action> {
         1 => text().prop_map(Action::Cancel),
         4 => (
             prop::bool::weighted(0.05),
-            0u8..6,
             prop_oneof![3 => 3u32..=10, 1 => 1u32..3],
             prop_oneof![1 => Just(100u32), 3 => Just(3_600)],
         )
-            .prop_map(|(halted, busy, max_targets, max_duration)| Action::Start {
+            .prop_map(|(halted, max_targets, max_duration)| Action::Start {
                 halted,
-                busy,
                 max_targets,
                 max_duration,
             }),
@@ -206,6 +204,7 @@ fn action() -> impl Strategy<Value = Action> {
         2 => (0u8..3, text()).prop_map(|(which, detail)| Action::Trip(which, detail)),
         2 => text().prop_map(Action::Stop),
         1 => text().prop_map(Action::Rollback),
+        1 => text().prop_map(Action::Interrupt),
         3 => Just(Action::Complete),
         2 => Just(Action::FinishDryRun),
         1 => (0u8..4, text()).prop_map(|(code, message)| Action::Fail(code, message)),
@@ -250,7 +249,6 @@ fn command(action: Action, live: &Experiment, specs: &[ExperimentSpec], at: Time
         Action::Cancel(reason) => C::CancelExperiment { reason, at },
         Action::Start {
             halted,
-            busy,
             max_targets,
             max_duration,
         } => C::StartExperiment {
@@ -259,11 +257,6 @@ fn command(action: Action, live: &Experiment, specs: &[ExperimentSpec], at: Time
                 max_targets_per_run: max_targets,
                 max_duration_secs: max_duration,
                 blackout: None,
-                busy_with: match busy {
-                    0 => Some(ExperimentId::parse("exp-other").expect("valid id")),
-                    1 => Some(id()),
-                    _ => None,
-                },
             },
             at,
         },
@@ -307,6 +300,7 @@ fn command(action: Action, live: &Experiment, specs: &[ExperimentSpec], at: Time
         },
         Action::Stop(reason) => C::RequestStop { reason, at },
         Action::Rollback(detail) => C::RecordRollback { detail, at },
+        Action::Interrupt(detail) => C::InterruptRun { detail, at },
         Action::Complete => C::CompleteExperiment { at },
         Action::FinishDryRun => C::FinishDryRun { at },
         Action::Fail(code, message) => C::FailExperiment {
@@ -350,7 +344,6 @@ fn progress(
                 max_targets_per_run: 10,
                 max_duration_secs: 3_600,
                 blackout: None,
-                busy_with: None,
             },
             at,
         },
@@ -404,6 +397,7 @@ fn is_terminal(event: &E) -> bool {
 fn check_log(events: &[E]) -> Result<(), TestCaseError> {
     let mut resolved: Option<&[TargetId]> = None;
     let mut pending_resume = false;
+    let (mut injected, mut recovered, mut interrupted) = (false, false, false);
     let mut ended = false;
     let mut archived = false;
     let mut samples = 0;
@@ -427,6 +421,22 @@ fn check_log(events: &[E]) -> Result<(), TestCaseError> {
                     "injected {targets:?} outside {known:?}"
                 );
                 pending_resume = *rollback == RollbackPlan::Resume;
+                injected = true;
+            }
+            E::RecoveryObserved { .. } => recovered = true,
+            E::RunInterrupted { .. } => {
+                prop_assert!(
+                    injected && !recovered,
+                    "interrupted before injection or after recovery"
+                );
+                prop_assert!(!interrupted, "interrupted twice");
+                interrupted = true;
+            }
+            E::ExperimentCompleted { .. } => {
+                prop_assert!(
+                    !interrupted,
+                    "an interrupted run completed as if it measured something"
+                );
             }
             E::RollbackPerformed { .. } => pending_resume = false,
             E::HealthChecked { sample, .. } => {
@@ -573,7 +583,10 @@ fn worst_spec() -> ExperimentSpec {
             baseline_samples: 10,
         },
     };
-    ExperimentSpec::parse(input).expect("the worst case is a valid spec")
+    // Pausing a group's instances is refused today, but specs stored before that rule hold
+    // it and stay on record: read back from the stored shape, the largest a store can hold.
+    let stored = serde_json::to_value(input).expect("serializes");
+    serde_json::from_value(stored).expect("the worst case on record")
 }
 
 fn worst_health() -> HealthSnapshot {
@@ -626,7 +639,6 @@ fn worst_stream() -> (ExperimentId, Vec<E>) {
             max_targets_per_run: HARD_TARGET_CAP,
             max_duration_secs: 14_400,
             blackout: None,
-            busy_with: None,
         },
         at: now(),
     });

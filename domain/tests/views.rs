@@ -74,7 +74,6 @@ fn gate() -> PlatformGate {
         max_targets_per_run: 10,
         max_duration_secs: 3_600,
         blackout: None,
-        busy_with: None,
     }
 }
 
@@ -734,6 +733,7 @@ fn expected(
         failed,
         stopped,
         dry_runs,
+        interrupted: 0,
         success_rate_bp,
         failure_rate_bp,
         mttr_ms,
@@ -864,6 +864,81 @@ fn analytics_by_failure_type_by_hand() {
             Some(7_000)
         )
     );
+}
+
+#[test]
+fn interrupted_runs_are_counted_but_excluded_from_rates_recovery_times_and_availability() {
+    use RunOutcome::*;
+    let measured = hand_built();
+    let mut with_interrupted = measured.clone();
+    with_interrupted.push(result(
+        "i1",
+        D1,
+        WEB,
+        "PAUSE",
+        Interrupted,
+        Some(10),
+        Some(10_000),
+    ));
+    with_interrupted.push(result(
+        "i2",
+        D1,
+        WEB,
+        "TERMINATE",
+        Interrupted,
+        None,
+        Some(0),
+    ));
+    let (a, b) = (stats(&with_interrupted), stats(&measured));
+    assert_eq!((a.runs, a.interrupted), (b.runs + 2, 2));
+    assert_eq!(a.success_rate_bp, b.success_rate_bp);
+    assert_eq!(a.failure_rate_bp, b.failure_rate_bp);
+    assert_eq!(a.mttr_ms, b.mttr_ms);
+    assert_eq!(a.p50_recovery_ms, b.p50_recovery_ms);
+    assert_eq!(a.availability_bp, b.availability_bp);
+    let only = stats(&with_interrupted[with_interrupted.len() - 2..]);
+    assert_eq!((only.success_rate_bp, only.mttr_ms), (None, None));
+}
+
+/// A run the platform lost while its failure was in effect is interrupted in the results,
+/// whether it was taken up and stopped (embedded) or failed as lost (AWS).
+#[test]
+fn a_run_lost_by_the_platform_is_an_interrupted_result() {
+    use domain::experiment::{FailureCode, FailureReason};
+    let injected = |id: &str| {
+        let mut commands = vec![create(id, pause_spec(), 1)];
+        commands.extend(up_to_baseline());
+        commands.push(C::InjectFailure {
+            targets: vec![target("worker-1")],
+            at: at(8),
+        });
+        commands
+    };
+    let mut taken_up = injected("exp-taken-up");
+    taken_up.extend([
+        C::InterruptRun {
+            detail: "the server running it stopped".into(),
+            at: at(20),
+        },
+        C::RecordRollback {
+            detail: "nothing paused any more".into(),
+            at: at(21),
+        },
+        C::MarkStopped { at: at(22) },
+    ]);
+    let mut lost = injected("exp-lost");
+    lost.push(C::FailExperiment {
+        reason: FailureReason {
+            code: FailureCode::RunnerLost,
+            message: "the workflow execution ended ABORTED".into(),
+        },
+        at: at(22),
+    });
+    for (id, commands) in [("exp-taken-up", taken_up), ("exp-lost", lost)] {
+        let results = results_of(&decide_all(id, "dave", commands));
+        assert_eq!(results.len(), 1, "{id}");
+        assert_eq!(results[0].1.outcome, RunOutcome::Interrupted, "{id}");
+    }
 }
 
 #[test]

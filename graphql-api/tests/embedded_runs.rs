@@ -284,8 +284,33 @@ fn halt_all_stops_a_running_experiment_within_two_seconds_and_blocks_starts() {
     drop(server);
 }
 
+/// Polls the results read model (the server projects it) until `id` has a row.
+fn result_row(db: &Path, id: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let results = ok_json(&chaos(db, &["results"]));
+        if let Some(row) = results
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["experiment_id"] == id))
+        {
+            return row.clone();
+        }
+        assert!(Instant::now() < deadline, "no results row for {id}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn event_types(state: &Value) -> Vec<String> {
+    state["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .map(|e| e["type"].as_str().expect("a type").to_owned())
+        .collect()
+}
+
 #[test]
-fn a_run_cut_off_by_a_server_crash_is_resumed_by_the_next_server() {
+fn a_run_cut_off_by_a_server_crash_while_its_failure_is_in_effect_is_interrupted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
     let first = serve(&db);
@@ -305,13 +330,67 @@ fn a_run_cut_off_by_a_server_crash_is_resumed_by_the_next_server() {
     first.kill();
     assert_eq!(show(&db, "crash")["status"], "RUNNING");
 
+    // The next server's fleet comes up whole: that is not the paused worker recovering.
     let second = serve(&db);
     let done = wait_for(&db, "crash", Duration::from_secs(30), |s| {
         s["status"] != "RUNNING"
     });
-    // The new fleet is whole: the resumed run observes the recovery and completes.
+    assert_eq!(done["status"], "STOPPED", "{done:#}");
+    assert_eq!(done["stop_cause"], "INTERRUPTED");
+    assert_eq!(done["outcome"], Value::Null);
+    assert_eq!(done["recovery_ms"], Value::Null);
+    let types = event_types(&done);
+    let at = |t: &str| types.iter().position(|x| x == t);
+    assert!(!types.iter().any(|t| t == "RecoveryObserved"), "{types:?}");
+    assert!(
+        at("FailureInjected") < at("RunInterrupted")
+            && at("RunInterrupted") < at("RollbackPerformed")
+            && at("RollbackPerformed") < at("ExperimentStopped"),
+        "{types:?}"
+    );
+
+    // Counted as a run, in no rate and no recovery time.
+    let row = result_row(&db, "crash", Duration::from_secs(10));
+    assert_eq!(row["outcome"], "INTERRUPTED", "{row:#}");
+    let analytics = ok_json(&chaos(&db, &["analytics"]));
+    let overall = &analytics["overall"];
+    assert_eq!(
+        (&overall["runs"], &overall["interrupted"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(overall["success_rate_bp"], Value::Null);
+    assert_eq!(overall["failure_rate_bp"], Value::Null);
+    assert_eq!(overall["mttr_ms"], Value::Null);
+    verify(&db);
+    drop(second);
+}
+
+#[test]
+fn a_run_cut_off_before_its_injection_is_resumed_by_the_next_server_and_measured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let first = serve(&db);
+    let slow_baseline = spec(
+        dir.path(),
+        "early",
+        json!({
+            "recovery": { "timeout_secs": 60, "poll_interval_secs": 1, "baseline_samples": 10 }
+        }),
+    );
+    create_and_start(&db, &slow_baseline, "early");
+    wait_for(&db, "early", Duration::from_secs(30), |s| {
+        s["phase"] == "BASELINE"
+    });
+    first.kill();
+
+    let second = serve(&db);
+    let done = wait_for(&db, "early", Duration::from_secs(60), |s| {
+        s["status"] != "RUNNING"
+    });
+    // Nothing acted on the fleet before the loss: the run goes on and measures its failure.
     assert_eq!(done["status"], "COMPLETED", "{done:#}");
     assert_eq!(done["outcome"], "RECOVERED");
+    assert!(!event_types(&done).iter().any(|t| t == "RunInterrupted"));
     verify(&db);
     drop(second);
 }

@@ -98,7 +98,8 @@ fn spec(name: &str, target: &str, dry_run: bool, pause: bool) -> ExperimentSpec 
         },
         selection: Selection::Count(1),
         max_targets: 3,
-        failure: if pause {
+        // Only local workers can be paused: a stopped group run terminated its instance.
+        failure: if pause && kind == TargetKind::LocalFleet {
             FailureType::Pause { duration_secs: 30 }
         } else {
             FailureType::Terminate

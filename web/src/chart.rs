@@ -5,7 +5,7 @@
 //! Coordinates are in a fixed box of [`WIDTH`] by the chart's height, y growing downwards as in
 //! SVG; the page scales the box to its width (`viewBox`), the PDF flips and places it.
 
-use crate::report::{CHART_RUNS, Group, Run, percent, seconds};
+use crate::report::{CHART_RUNS, Group, Run, SLOTS, percent, seconds};
 
 /// The width of every chart's box.
 pub const WIDTH: f64 = 600.0;
@@ -136,7 +136,7 @@ pub struct Stacked {
 
 /// Stacked bars of `counts` (per group, runs by outcome). Labels sit above the bars so that
 /// long target names need no margin, which keeps the bars wide on a phone.
-pub fn stacked(counts: &[[u32; 6]]) -> Stacked {
+pub fn stacked(counts: &[[u32; SLOTS]]) -> Stacked {
     let most = counts
         .iter()
         .map(|c| c.iter().map(|&n| u64::from(n)).sum::<u64>())
@@ -192,7 +192,7 @@ pub fn coord(v: f64) -> String {
 }
 
 /// The style class of each outcome (in the order of [`OUTCOMES`], then any other).
-pub const OUTCOME_CLASSES: [&str; 6] = ["o0", "o1", "o2", "o3", "o4", "o5"];
+pub const OUTCOME_CLASSES: [&str; SLOTS] = ["o0", "o1", "o2", "o3", "o4", "o5", "o6"];
 
 /// One column of a column chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -382,7 +382,7 @@ pub struct Stacks {
 /// each; `what` names the groups (`target`).
 pub fn outcomes(groups: &[Group], what: &str) -> Stacks {
     let drawn = &groups[..groups.len().min(MAX_GROUPS)];
-    let counts: Vec<[u32; 6]> = drawn.iter().map(|g| g.by_outcome).collect();
+    let counts: Vec<[u32; SLOTS]> = drawn.iter().map(|g| g.by_outcome).collect();
     let chart = stacked(&counts);
     let scale = (RIGHT - 10.0) / chart.axis.max as f64;
     let rows = drawn
@@ -498,7 +498,7 @@ mod tests {
 
     #[test]
     fn stacked_segments_follow_each_other() {
-        let chart = stacked(&[[2, 1, 0, 0, 1, 0], [0, 0, 0, 0, 0, 1]]);
+        let chart = stacked(&[[2, 1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1]]);
         assert_eq!(chart.axis, Axis { max: 4, step: 1 });
         assert_eq!(chart.rows.len(), 2);
         let first = &chart.rows[0].1;

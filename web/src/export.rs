@@ -272,10 +272,11 @@ pub fn pdf(
     page.fill(MUTED);
     let notes = [
         format!(
-            "Success rate: recovered ÷ real runs = {} ÷ {} (dry runs left out: {}).",
+            "Success rate: recovered ÷ real runs = {} ÷ {} (left out: {} dry, {} interrupted).",
             figures.by_outcome[0],
             figures.real_runs(),
-            figures.dry_runs()
+            figures.dry_runs(),
+            figures.interrupted()
         ),
         format!(
             "MTTR (mean) and percentiles (nearest rank): over recovered runs, n = {}; MTTR {}.",

@@ -2,8 +2,8 @@
 //!
 //! The `analytics` query counts every run ever finished; this page counts the runs of a date
 //! range, so it computes the same figures from the `results` rows itself, with the server's
-//! definitions (`domain::views::analytics`): dry runs are counted but left out of the success
-//! rate, MTTR is the mean recovery time of recovered runs, percentiles are nearest-rank, rates
+//! definitions (`domain::views::analytics`): dry runs and interrupted runs are counted but
+//! left out of the success rate (neither measured the target), MTTR is the mean recovery time of recovered runs, percentiles are nearest-rank, rates
 //! are basis points rounded down, availability is the mean over the runs that took health
 //! samples. Days are UTC days, as the server's per-day figures are.
 //!
@@ -12,7 +12,21 @@
 use serde_json::{Value, json};
 
 /// How a run ended, in the order the page lists outcomes.
-pub const OUTCOMES: [&str; 5] = ["RECOVERED", "NOT_RECOVERED", "FAILED", "STOPPED", "DRY_RUN"];
+pub const OUTCOMES: [&str; 6] = [
+    "RECOVERED",
+    "NOT_RECOVERED",
+    "FAILED",
+    "STOPPED",
+    "DRY_RUN",
+    "INTERRUPTED",
+];
+
+/// Counts by outcome: one per entry of [`OUTCOMES`], then one for any outcome this page does
+/// not know.
+pub const SLOTS: usize = OUTCOMES.len() + 1;
+
+const DRY_RUN: usize = 4;
+const INTERRUPTED: usize = 5;
 
 /// At most this many runs (the latest) are drawn in a chart of runs: more would be slivers.
 pub const CHART_RUNS: usize = 200;
@@ -28,7 +42,7 @@ pub struct Run {
     pub target: String,
     /// `TERMINATE` or `PAUSE`.
     pub failure_type: String,
-    /// `RECOVERED`, `NOT_RECOVERED`, `DRY_RUN`, `FAILED`, `STOPPED`.
+    /// One of [`OUTCOMES`].
     pub outcome: String,
     /// Injection to recovery, when it recovered.
     pub recovery_ms: Option<u64>,
@@ -134,7 +148,7 @@ pub struct Figures {
     /// Every run, dry runs included.
     pub runs: u32,
     /// Runs by outcome, in the order of [`OUTCOMES`], then any other outcome.
-    pub by_outcome: [u32; 6],
+    pub by_outcome: [u32; SLOTS],
     /// Recovered over real (not dry) runs, basis points; none without a real run.
     pub success_rate_bp: Option<u32>,
     /// Recovery times counted (recovered runs with a recovery time).
@@ -154,12 +168,17 @@ pub struct Figures {
 impl Figures {
     /// Dry runs.
     pub fn dry_runs(&self) -> u32 {
-        self.by_outcome[4]
+        self.by_outcome[DRY_RUN]
     }
 
-    /// Runs that did something (not dry).
+    /// Runs the platform interrupted while their failure was in effect.
+    pub fn interrupted(&self) -> u32 {
+        self.by_outcome[INTERRUPTED]
+    }
+
+    /// Runs that measured the target (neither dry nor interrupted).
     pub fn real_runs(&self) -> u32 {
-        self.runs - self.dry_runs()
+        self.runs - self.dry_runs() - self.interrupted()
     }
 }
 
@@ -189,7 +208,7 @@ pub fn figures(runs: &[Run]) -> Figures {
             // Kept sorted as it grows (for the percentiles): no sort routine in the wasm.
             recovery.insert(recovery.partition_point(|&v| v <= ms), ms);
         }
-        if let Some(a) = run.availability_bp {
+        if let (false, Some(a)) = (run.outcome == OUTCOMES[INTERRUPTED], run.availability_bp) {
             availability += a;
             f.sampled += 1;
         }
@@ -211,7 +230,7 @@ pub struct Group {
     /// The day, target or failure type.
     pub key: String,
     /// Runs by outcome, in the order of [`OUTCOMES`], then any other.
-    pub by_outcome: [u32; 6],
+    pub by_outcome: [u32; SLOTS],
 }
 
 impl Group {
@@ -220,9 +239,12 @@ impl Group {
         self.by_outcome.iter().sum()
     }
 
-    /// Recovered over real runs, basis points.
+    /// Recovered over real runs (neither dry nor interrupted), basis points.
     pub fn success_rate_bp(&self) -> Option<u32> {
-        ratio_bp(self.by_outcome[0], self.runs() - self.by_outcome[4])
+        ratio_bp(
+            self.by_outcome[0],
+            self.runs() - self.by_outcome[DRY_RUN] - self.by_outcome[INTERRUPTED],
+        )
     }
 }
 
@@ -239,7 +261,7 @@ pub fn groups(runs: &[Run], key: impl Fn(&Run) -> &str) -> Vec<Group> {
                     at,
                     Group {
                         key: key.to_owned(),
-                        by_outcome: [0; 6],
+                        by_outcome: [0; SLOTS],
                     },
                 );
                 at
@@ -448,10 +470,25 @@ pub(crate) mod tests {
         mixed.push(run("e", "FAILED", "2026-11-02", None));
         let f = figures(&mixed);
         assert_eq!(f.runs, 5);
-        assert_eq!(f.by_outcome, [1, 1, 1, 0, 2, 0]);
+        assert_eq!(f.by_outcome, [1, 1, 1, 0, 2, 0, 0]);
         // One recovered of three real runs: 33.3 %, rounded down.
         assert_eq!(f.success_rate_bp, Some(3_333));
         assert_eq!(percent(f.success_rate_bp), "33.3 %");
+    }
+
+    #[test]
+    fn interrupted_runs_count_as_runs_but_in_no_rate_nor_availability() {
+        let mut runs = vec![
+            run("a", "RECOVERED", "2026-11-02", Some(1_000)),
+            run("b", "INTERRUPTED", "2026-11-02", Some(400)),
+        ];
+        runs[1].availability_bp = Some(10_000);
+        let f = figures(&runs);
+        assert_eq!((f.runs, f.interrupted(), f.real_runs()), (2, 1, 1));
+        assert_eq!(f.success_rate_bp, Some(10_000));
+        assert_eq!((f.recoveries, f.mttr_ms), (1, Some(1_000)));
+        assert_eq!(f.sampled, 1);
+        assert_eq!(groups(&runs, Run::day)[0].success_rate_bp(), Some(10_000));
     }
 
     #[test]
@@ -499,7 +536,7 @@ pub(crate) mod tests {
         assert_eq!(by_day.len(), 2);
         assert_eq!(by_day[0].key, "2026-11-01");
         assert_eq!(by_day[0].success_rate_bp(), Some(0));
-        assert_eq!(by_day[1].by_outcome, [1, 0, 0, 0, 0, 1]);
+        assert_eq!(by_day[1].by_outcome, [1, 0, 0, 0, 0, 0, 1]);
         assert_eq!(by_day[1].success_rate_bp(), Some(5_000));
         let by_target = groups(&runs, |r| &r.target);
         assert_eq!(by_target[0].key, "api");

@@ -53,7 +53,6 @@ pub fn gate() -> PlatformGate {
         max_targets_per_run: 10,
         max_duration_secs: 3_600,
         blackout: None,
-        busy_with: None,
     }
 }
 

@@ -484,6 +484,25 @@ impl Experiment {
                 vec![E::StopRequested { reason, at }]
             }
 
+            C::InterruptRun { detail, at } => {
+                self.require_running("interrupt")?;
+                self.require_real_run()?;
+                let detail = parse_text("detail", &detail)?;
+                if self.injected.is_none() {
+                    // Nothing acts on the targets yet: the run just goes on where it was.
+                    return Err(ExperimentError::NotInjected);
+                }
+                if self.recovery_ms.is_some() {
+                    // The recovery was measured before the loss: the measurement stands.
+                    return Err(ExperimentError::AlreadyRecovered);
+                }
+                if self.stop.is_some() {
+                    // Already stopping: the stop's own cause is the one on record.
+                    return Ok(Vec::new());
+                }
+                vec![E::RunInterrupted { detail, at }]
+            }
+
             C::RecordRollback { detail, at } => {
                 self.require_running("roll back")?;
                 if self.rolled_back {
@@ -541,31 +560,11 @@ impl Experiment {
                 window: window.clone(),
             });
         }
-        let spec = self.spec_ref()?;
-        if let Some(other) = &gate.busy_with
-            && Some(other) != self.id.as_ref()
-        {
-            return Err(ExperimentError::TargetBusy {
-                target: spec.target().key(),
-                experiment: other.to_string(),
-            });
-        }
-        if spec.max_targets() > gate.max_targets_per_run {
-            return Err(ExperimentError::ExceedsPlatformCap {
-                what: "max_targets",
-                value: spec.max_targets(),
-                limit: gate.max_targets_per_run,
-            });
-        }
-        let duration = spec.guardrails().max_duration_secs;
-        if duration > gate.max_duration_secs {
-            return Err(ExperimentError::ExceedsPlatformCap {
-                what: "max_duration_secs",
-                value: duration,
-                limit: gate.max_duration_secs,
-            });
-        }
-        Ok(())
+        check_platform_caps(
+            self.spec_ref()?,
+            gate.max_targets_per_run,
+            gate.max_duration_secs,
+        )
     }
 
     fn require_rolled_back_if_needed(&self) -> Result<(), ExperimentError> {
@@ -576,6 +575,31 @@ impl Experiment {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `spec` stays within the platform's caps: checked when a run starts and when its
+/// targets are previewed. The refusal names the spec field that exceeds the cap.
+pub fn check_platform_caps(
+    spec: &ExperimentSpec,
+    max_targets_per_run: u32,
+    max_duration_secs: u32,
+) -> Result<(), ExperimentError> {
+    if spec.max_targets() > max_targets_per_run {
+        return Err(ExperimentError::ExceedsPlatformCap {
+            what: "max_targets",
+            value: spec.max_targets(),
+            limit: max_targets_per_run,
+        });
+    }
+    let duration = spec.guardrails().max_duration_secs;
+    if duration > max_duration_secs {
+        return Err(ExperimentError::ExceedsPlatformCap {
+            what: "guardrails.max_duration_secs",
+            value: duration,
+            limit: max_duration_secs,
+        });
+    }
+    Ok(())
 }
 
 fn check_distinct(targets: &[TargetId]) -> Result<(), ExperimentError> {
@@ -657,6 +681,7 @@ impl Aggregate for Experiment {
             E::RecoveryObserved { recovery_ms, .. } => self.recovery_ms = Some(recovery_ms),
             E::StopConditionTripped { .. } => self.stop = Some(StopCause::StopCondition),
             E::StopRequested { .. } => self.stop = Some(StopCause::Requested),
+            E::RunInterrupted { .. } => self.stop = Some(StopCause::Interrupted),
             E::RollbackPerformed { .. } => self.rolled_back = true,
             E::ExperimentCompleted { outcome, at, .. } => {
                 self.status = Status::Completed;

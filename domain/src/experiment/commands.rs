@@ -37,8 +37,6 @@ pub struct PlatformGate {
     pub max_targets_per_run: u32,
     /// Platform cap on run duration.
     pub max_duration_secs: u32,
-    /// A running experiment on the same target group, if any.
-    pub busy_with: Option<ExperimentId>,
     /// The blackout window now falls in, in words, when it falls in one.
     pub blackout: Option<String>,
 }
@@ -129,6 +127,14 @@ pub enum ExperimentCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Record that the process driving the run went away while its failure was in effect
+    /// (the runner that takes the run up again says so before it does anything else).
+    InterruptRun {
+        /// What was lost, for people.
+        detail: String,
+        /// Now.
+        at: Timestamp,
+    },
     /// Record that the injected failure was undone.
     RecordRollback {
         /// What was done.
@@ -180,6 +186,7 @@ impl ExperimentCommand {
             Self::ObserveRecovery { .. } => "ObserveRecovery",
             Self::TripStopCondition { .. } => "TripStopCondition",
             Self::RequestStop { .. } => "RequestStop",
+            Self::InterruptRun { .. } => "InterruptRun",
             Self::RecordRollback { .. } => "RecordRollback",
             Self::CompleteExperiment { .. } => "CompleteExperiment",
             Self::FinishDryRun { .. } => "FinishDryRun",

@@ -35,14 +35,6 @@ pub enum ExperimentError {
         /// The window, in words.
         window: String,
     },
-    /// Start refused: another experiment is running against the same target group.
-    #[error("target {target} is busy with experiment {experiment}")]
-    TargetBusy {
-        /// Target key.
-        target: String,
-        /// The running experiment.
-        experiment: String,
-    },
     /// Start refused: the spec exceeds a platform-wide cap.
     #[error("{what} {value} exceeds the platform limit of {limit}")]
     ExceedsPlatformCap {

@@ -41,6 +41,9 @@ pub enum StopCause {
     Requested,
     /// A stop condition held.
     StopCondition,
+    /// The platform lost the process driving the run while its failure was in effect: what
+    /// was observed afterwards would not measure this failure (see `RunInterrupted`).
+    Interrupted,
 }
 
 /// Category of a failed run.
@@ -57,6 +60,9 @@ pub enum FailureCode {
     RunnerLost,
     /// Another run was acting on the same target: one running experiment per target.
     TargetBusy,
+    /// A stop condition cannot be observed on the target (an error-rate limit on a group
+    /// whose traffic nothing measures): the run would have had no guardrail.
+    UnobservableStopCondition,
 }
 
 /// Why a run failed.
@@ -158,6 +164,16 @@ pub enum ExperimentEvent {
         /// When.
         at: Timestamp,
     },
+    /// The process driving the run went away while the injected failure was in effect and
+    /// before recovery was observed, and the run was taken up by another. What happens to the
+    /// targets meanwhile (a restarted fleet comes up whole) is not the failure's effect: the
+    /// run is rolled back and stopped, and kept out of recovery times and success rates.
+    RunInterrupted {
+        /// What was lost, for people.
+        detail: String,
+        /// When the run was taken up again.
+        at: Timestamp,
+    },
     /// The injected failure was undone.
     RollbackPerformed {
         /// What was done.
@@ -197,7 +213,7 @@ pub enum ExperimentEvent {
 
 impl ExperimentEvent {
     /// Every event type name, in lifecycle order.
-    pub const TYPES: [&'static str; 16] = [
+    pub const TYPES: [&'static str; 17] = [
         "ExperimentCreated",
         "ExperimentScheduled",
         "ExperimentCancelled",
@@ -209,6 +225,7 @@ impl ExperimentEvent {
         "RecoveryObserved",
         "StopConditionTripped",
         "StopRequested",
+        "RunInterrupted",
         "RollbackPerformed",
         "ExperimentCompleted",
         "ExperimentFailed",
@@ -230,6 +247,7 @@ impl ExperimentEvent {
             Self::RecoveryObserved { .. } => "RecoveryObserved",
             Self::StopConditionTripped { .. } => "StopConditionTripped",
             Self::StopRequested { .. } => "StopRequested",
+            Self::RunInterrupted { .. } => "RunInterrupted",
             Self::RollbackPerformed { .. } => "RollbackPerformed",
             Self::ExperimentCompleted { .. } => "ExperimentCompleted",
             Self::ExperimentFailed { .. } => "ExperimentFailed",
@@ -252,6 +270,7 @@ impl ExperimentEvent {
             | Self::RecoveryObserved { at, .. }
             | Self::StopConditionTripped { at, .. }
             | Self::StopRequested { at, .. }
+            | Self::RunInterrupted { at, .. }
             | Self::RollbackPerformed { at, .. }
             | Self::ExperimentCompleted { at, .. }
             | Self::ExperimentFailed { at, .. }

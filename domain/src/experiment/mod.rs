@@ -11,7 +11,7 @@ mod commands;
 mod error;
 mod events;
 
-pub use aggregate::{Experiment, Phase, Status};
+pub use aggregate::{Experiment, Phase, Status, check_platform_caps};
 pub use commands::{ExperimentCommand, HealthSnapshot, PlatformGate};
 pub use error::ExperimentError;
 pub use events::{ExperimentEvent, FailureCode, FailureReason, Outcome, RollbackPlan, StopCause};

@@ -3,7 +3,8 @@
 //!
 //! Computed from the results read model (one row per run) rather than kept as running totals:
 //! percentiles need every recovery time anyway, and a pure function of the results is equal
-//! after a rebuild by construction. Dry runs are counted but excluded from the rates.
+//! after a rebuild by construction. Dry runs and interrupted runs are counted but excluded
+//! from the rates: neither measured the target.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,9 @@ pub struct Stats {
     pub stopped: u32,
     /// Dry runs.
     pub dry_runs: u32,
-    /// Recovered / real runs.
+    /// Runs the platform interrupted while their failure was in effect.
+    pub interrupted: u32,
+    /// Recovered / real runs (neither dry nor interrupted).
     pub success_rate_bp: Option<u32>,
     /// (Not recovered + failed) / real runs.
     pub failure_rate_bp: Option<u32>,
@@ -36,7 +39,7 @@ pub struct Stats {
     pub p50_recovery_ms: Option<u64>,
     /// 95th percentile recovery time, ms (nearest rank).
     pub p95_recovery_ms: Option<u64>,
-    /// Mean availability over runs with health samples.
+    /// Mean availability over runs with health samples (interrupted runs left out).
     pub availability_bp: Option<u32>,
 }
 
@@ -85,16 +88,17 @@ pub fn stats<'a>(runs: impl IntoIterator<Item = &'a RunResult>) -> Stats {
             RunOutcome::Failed => s.failed += 1,
             RunOutcome::Stopped => s.stopped += 1,
             RunOutcome::DryRun => s.dry_runs += 1,
+            RunOutcome::Interrupted => s.interrupted += 1,
         }
         if let (RunOutcome::Recovered, Some(ms)) = (r.outcome, r.recovery_ms) {
             recovery.push(ms);
         }
-        if let Some(a) = r.availability_bp {
+        if let (false, Some(a)) = (r.outcome == RunOutcome::Interrupted, r.availability_bp) {
             availability_sum += u64::from(a);
             availability_runs += 1;
         }
     }
-    let real = s.runs - s.dry_runs;
+    let real = s.runs - s.dry_runs - s.interrupted;
     s.success_rate_bp = ratio_bp(s.recovered, real);
     s.failure_rate_bp = ratio_bp(s.not_recovered + s.failed, real);
     recovery.sort_unstable();

@@ -108,6 +108,9 @@ impl ExperimentRecord {
             ExperimentEvent::StopConditionTripped { detail, .. } => {
                 record.stop_reason = Some(detail.clone());
             }
+            ExperimentEvent::RunInterrupted { detail, .. } => {
+                record.stop_reason = Some(format!("interrupted: {detail}"));
+            }
             _ => {}
         }
         record

@@ -222,6 +222,7 @@ fn describe_experiment(e: &ExperimentEvent) -> String {
         E::RecoveryObserved { recovery_ms, .. } => format!("recovered after {recovery_ms} ms"),
         E::StopConditionTripped { detail, .. } => format!("stop condition tripped: {detail}"),
         E::StopRequested { reason, .. } => format!("stop requested: {reason}"),
+        E::RunInterrupted { detail, .. } => format!("interrupted: {detail}"),
         E::RollbackPerformed { detail, .. } => format!("rolled back: {detail}"),
         E::ExperimentCompleted {
             outcome,
@@ -245,6 +246,11 @@ fn describe_experiment(e: &ExperimentEvent) -> String {
         E::ExperimentStopped { cause, .. } => match cause {
             StopCause::Requested => "stopped on request".to_owned(),
             StopCause::StopCondition => "stopped by a stop condition".to_owned(),
+            StopCause::Interrupted => {
+                "stopped: the platform interrupted the run, which is left out of recovery \
+                 times and success rates"
+                    .to_owned()
+            }
         },
         E::ExperimentArchived { .. } => "archived".to_owned(),
     }

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::experiments::failure_type_name;
 use crate::Timestamp;
-use crate::experiment::{Experiment, ExperimentEvent, HealthSnapshot, Outcome, Status};
+use crate::experiment::{
+    Experiment, ExperimentEvent, FailureCode, FailureReason, HealthSnapshot, Outcome, Status,
+    StopCause,
+};
 
 /// How a run ended, as results and analytics count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -25,6 +28,10 @@ pub enum RunOutcome {
     Failed,
     /// Stopped early on request or by a stop condition.
     Stopped,
+    /// The platform lost the run while its failure was in effect (stopped with
+    /// `StopCause::Interrupted`, or failed with `RUNNER_LOST`): it measured nothing about the
+    /// target and is kept out of the rates and recovery times.
+    Interrupted,
 }
 
 /// One finished run.
@@ -118,9 +125,23 @@ impl RunTracker {
         let spec = self.state.spec()?;
         let started_at = self.state.started_at()?;
         let ended_at = self.state.ended_at()?;
-        let outcome = match status {
-            Status::Failed => RunOutcome::Failed,
-            Status::Stopped => RunOutcome::Stopped,
+        let outcome = match (status, event) {
+            (
+                Status::Failed,
+                ExperimentEvent::ExperimentFailed {
+                    reason:
+                        FailureReason {
+                            code: FailureCode::RunnerLost,
+                            ..
+                        },
+                    ..
+                },
+            ) => RunOutcome::Interrupted,
+            (Status::Failed, _) => RunOutcome::Failed,
+            (Status::Stopped, _) if self.state.stop_cause() == Some(StopCause::Interrupted) => {
+                RunOutcome::Interrupted
+            }
+            (Status::Stopped, _) => RunOutcome::Stopped,
             _ => match self.state.outcome() {
                 Some(Outcome::Recovered) => RunOutcome::Recovered,
                 Some(Outcome::DryRun) => RunOutcome::DryRun,

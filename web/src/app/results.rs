@@ -288,13 +288,18 @@ fn headline(f: &Figures, range: &Range) -> Element {
         (
             "Runs",
             f.runs.to_string(),
-            format!("{} real, {} dry", f.real_runs(), f.dry_runs()),
+            format!(
+                "{} real, {} dry, {} interrupted",
+                f.real_runs(),
+                f.dry_runs(),
+                f.interrupted()
+            ),
         ),
         (
             "Success rate",
             percent(f.success_rate_bp),
             format!(
-                "recovered ÷ real runs = {} ÷ {}; dry runs left out",
+                "recovered ÷ real runs = {} ÷ {}; dry and interrupted runs left out",
                 f.by_outcome[0],
                 f.real_runs()
             ),
@@ -357,7 +362,14 @@ fn headline(f: &Figures, range: &Range) -> Element {
 }
 
 /// The outcomes in words, in the order of `report::OUTCOMES`.
-const OUTCOME_NAMES: [&str; 5] = ["Recovered", "Not recovered", "Failed", "Stopped", "Dry run"];
+const OUTCOME_NAMES: [&str; 6] = [
+    "Recovered",
+    "Not recovered",
+    "Failed",
+    "Stopped",
+    "Dry run",
+    "Interrupted",
+];
 
 /// A column chart: its value axis, columns, labels, and its caption as text alternative.
 fn column_chart(data: &chart::Columns) -> Element {
