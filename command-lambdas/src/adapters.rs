@@ -95,6 +95,14 @@ pub trait HealthProbe: Send + Sync {
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<HealthSnapshot, AdapterError>> + Send;
+
+    /// Whether the samples of `target` carry a measured error rate (and latency): traffic the
+    /// probe reads, such as the group's load balancer. Without it a sample's error rate is 0 and
+    /// a `MAX_ERROR_RATE` stop condition could never hold, so such a spec is refused.
+    fn measures_traffic(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<bool, AdapterError>> + Send;
 }
 
 /// A stop condition found to hold, with what was observed.

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_autoscaling::types::LifecycleState;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StateValue};
 use domain::experiment::HealthSnapshot;
@@ -162,7 +162,27 @@ fn to_u32(value: f64) -> u32 {
     }
 }
 
+/// The load balancer dimension a group's tag names, if it names one.
+fn load_balancer(group: &AutoScalingGroup) -> Option<&str> {
+    group
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(LOAD_BALANCER_TAG))
+        .and_then(|t| t.value())
+        .filter(|v| !v.is_empty())
+}
+
 impl HealthProbe for AsgHealth {
+    async fn measures_traffic(&self, target: &Target) -> Result<bool, AdapterError> {
+        if target.kind != TargetKind::AutoScalingGroup {
+            return Err(AdapterError::NoSuchGroup(target.key()));
+        }
+        match describe_group(&self.autoscaling, &target.group).await? {
+            Some(group) => Ok(load_balancer(&group).is_some()),
+            None => Err(AdapterError::NoSuchGroup(target.key())),
+        }
+    }
+
     async fn sample(&self, target: &Target) -> Result<HealthSnapshot, AdapterError> {
         if target.kind != TargetKind::AutoScalingGroup {
             return Err(AdapterError::NoSuchGroup(target.key()));
@@ -179,13 +199,7 @@ impl HealthProbe for AsgHealth {
             })
             .count();
         let total = group.desired_capacity().unwrap_or(0).max(0);
-        let load_balancer = group
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(LOAD_BALANCER_TAG))
-            .and_then(|t| t.value())
-            .filter(|v| !v.is_empty());
-        let (latency_p95_ms, error_rate_bp) = match load_balancer {
+        let (latency_p95_ms, error_rate_bp) = match load_balancer(&group) {
             Some(lb) => self.through_balancer(lb).await?,
             None => (0, 0),
         };

@@ -734,6 +734,12 @@ impl Fleet {
 }
 
 impl HealthProbe for Fleet {
+    async fn measures_traffic(&self, target: &Target) -> Result<bool, AdapterError> {
+        // Every request goes through the fleet's balancer, which measures it.
+        self.check(target)?;
+        Ok(true)
+    }
+
     async fn sample(&self, target: &Target) -> Result<HealthSnapshot, AdapterError> {
         self.check(target)?;
         let status = self.status();
@@ -826,6 +832,10 @@ impl TargetProvider for LocalFleets {
 impl HealthProbe for LocalFleets {
     async fn sample(&self, target: &Target) -> Result<HealthSnapshot, AdapterError> {
         self.of(target)?.sample(target).await
+    }
+
+    async fn measures_traffic(&self, target: &Target) -> Result<bool, AdapterError> {
+        self.of(target)?.measures_traffic(target).await
     }
 }
 

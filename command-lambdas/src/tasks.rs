@@ -24,16 +24,17 @@ use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::{
     Experiment, ExperimentCommand, FailureCode, FailureReason, HealthSnapshot, Outcome, Phase,
-    Status,
+    Status, check_platform_caps,
 };
 use domain::limits::{MAX_HEALTH_SAMPLES, MAX_TEXT_CHARS};
 use domain::platform::Concern;
 use domain::provenance::{CommandContext, Source};
-use domain::spec::{ExperimentSpec, TargetId};
+use domain::spec::{ExperimentSpec, Problem, SpecError, StopCondition, TargetId};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{AdapterError, AlarmSource, HealthProbe, TargetClaims, TargetProvider};
 use crate::clock::Clock;
+use crate::cloudwatch::LOAD_BALANCER_TAG;
 use crate::service::{ExperimentService, ServiceError, system_context};
 
 /// Why a task failed.
@@ -332,11 +333,24 @@ where
 
     /// What a run of `spec` with id `seed` would hit if it resolved its targets now, without
     /// recording or touching anything: the same choice the run makes from the same members.
+    /// A spec over the platform's caps is refused here as its start would be, naming the field.
     pub async fn preview(
         &self,
         spec: &ExperimentSpec,
         seed: &str,
     ) -> Result<TargetPreview, TaskError> {
+        let config = self
+            .service
+            .platform_of(&[Concern::Limits])
+            .await?
+            .aggregate
+            .config();
+        check_platform_caps(spec, config.max_targets_per_run, config.max_duration_secs)
+            .map_err(|e| ServiceError::Experiment(crate::store::StoreError::Rejected(e)))?;
+        let problems = self.unobservable(spec).await?;
+        if !problems.is_empty() {
+            return Err(ServiceError::InvalidInput(SpecError { problems }).into());
+        }
         let candidates = self.targets.candidates(spec.target()).await?;
         let would_hit = spec
             .selection()
@@ -348,6 +362,36 @@ where
             candidates,
             would_hit,
         })
+    }
+
+    /// The stop conditions of `spec` that its target's probe cannot observe, as problems at
+    /// their paths: a `MAX_ERROR_RATE` limit on a target whose traffic nothing measures would
+    /// read 0 % and never hold. Checked at create (by the API), at preview and before a run
+    /// resolves its targets.
+    pub async fn unobservable(&self, spec: &ExperimentSpec) -> Result<Vec<Problem>, AdapterError> {
+        let limits: Vec<usize> = spec
+            .guardrails()
+            .stop_conditions
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, StopCondition::MaxErrorRate { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        if limits.is_empty() || self.health.measures_traffic(spec.target()).await? {
+            return Ok(Vec::new());
+        }
+        let target = spec.target().key();
+        Ok(limits
+            .into_iter()
+            .map(|i| Problem {
+                field: format!("guardrails.stop_conditions[{i}]"),
+                message: format!(
+                    "nothing measures the traffic of {target} (an Auto Scaling group needs its \
+                     {LOAD_BALANCER_TAG} tag): its error rate would read 0 % and this limit \
+                     could never stop the run"
+                ),
+            })
+            .collect())
     }
 
     /// The service the tasks command through.
@@ -544,6 +588,27 @@ where
             )
             .await?;
             return Ok(self.output(id, &self.load(id).await?));
+        }
+        if !spec.dry_run() {
+            let problems = self.unobservable(spec).await?;
+            if !problems.is_empty() {
+                let message = SpecError { problems }.to_string();
+                tracing::warn!(experiment = id, %message, "a stop condition cannot be observed: the run fails");
+                self.command(
+                    id,
+                    "unobservable",
+                    ExperimentCommand::FailExperiment {
+                        reason: FailureReason {
+                            code: FailureCode::UnobservableStopCondition,
+                            message: message.chars().take(MAX_TEXT_CHARS).collect(),
+                        },
+                        at: self.now(),
+                    },
+                )
+                .await?;
+                self.release(id, &self.load(id).await?).await;
+                return Ok(self.output(id, &self.load(id).await?));
+            }
         }
         let candidates = self.targets.candidates(spec.target()).await?;
         let targets = spec.selection().choose(&candidates, spec.max_targets(), id);

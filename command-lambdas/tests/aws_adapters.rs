@@ -131,8 +131,27 @@ async fn latency_and_error_rate_are_read_through_the_load_balancer_metrics() {
     assert_eq!(sample.latency_p95_ms, 180);
     assert_eq!(sample.error_rate_bp, 250, "10 of 400 requests = 2.5 %");
 
-    // A group that names no load balancer reports its counts only.
+    assert!(
+        health
+            .measures_traffic(&group_target(&name))
+            .await
+            .expect("the group's tags")
+    );
+
+    // A group that names no load balancer reports its counts only, and says so.
     let plain = group(1, None).await;
+    assert!(
+        !health
+            .measures_traffic(&group_target(&plain))
+            .await
+            .expect("the group's tags")
+    );
+    assert!(matches!(
+        health
+            .measures_traffic(&group_target("no-such-group"))
+            .await,
+        Err(AdapterError::NoSuchGroup(_))
+    ));
     let sample = health.sample(&group_target(&plain)).await.expect("sample");
     assert_eq!(
         (

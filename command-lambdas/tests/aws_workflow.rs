@@ -91,11 +91,23 @@ impl World {
         handle(&self.tasks, &self.workflow, request).await
     }
 
+    /// Creates a run terminating one instance of `group` (whose traffic nothing measures: its
+    /// only stop condition is `alarm`, if any).
     async fn create(&self, id: &str, group: &str, alarm: Option<&str>, dry_run: bool) {
-        let mut stop_conditions = vec![json!({"type": "MAX_ERROR_RATE", "percent": 50})];
-        if let Some(alarm) = alarm {
-            stop_conditions.push(json!({"type": "ALARM", "alarm_name": alarm}));
-        }
+        let stop_conditions: Vec<_> = alarm
+            .map(|alarm| json!({"type": "ALARM", "alarm_name": alarm}))
+            .into_iter()
+            .collect();
+        self.create_with(id, group, stop_conditions, dry_run).await;
+    }
+
+    async fn create_with(
+        &self,
+        id: &str,
+        group: &str,
+        stop_conditions: Vec<serde_json::Value>,
+        dry_run: bool,
+    ) {
         let response = self
             .send(json!({
                 "command": "create",
@@ -416,6 +428,57 @@ async fn two_concurrent_starts_record_one_start_and_run_one_execution() {
     assert!(again.ok, "{again:?}");
     assert!(again.outcome.as_ref().is_some_and(|o| o.deduplicated));
     assert_eq!(w.executions().await, 1);
+}
+
+#[tokio::test]
+async fn an_error_rate_limit_on_a_group_nothing_measures_fails_the_run_before_it_touches_anything()
+{
+    let w = world().await;
+    let limit = vec![json!({"type": "MAX_ERROR_RATE", "percent": 50})];
+    let plain = fleet::group(2, None).await;
+    let before = instance_states(&plain).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create_with(&id, &plain, limit.clone(), false).await;
+    assert!(w.start(&id, "start").await.ok);
+    let out = run_to_the_end(&w, &id).await;
+    assert_eq!(out.status, Status::Failed, "{out:?}");
+    let events = w.events(&id).await;
+    assert!(
+        matches!(
+            events.last(),
+            Some(ExperimentEvent::ExperimentFailed { reason, .. })
+                if reason.code == domain::experiment::FailureCode::UnobservableStopCondition
+                    && reason.message.contains("guardrails.stop_conditions[0]")
+                    && reason.message.contains("chaos:load-balancer")
+        ),
+        "{events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ExperimentEvent::TargetsResolved { .. })),
+        "nothing resolved, nothing touched: {events:?}"
+    );
+    assert_eq!(instance_states(&plain).await, before);
+    // The target is free again: the claim went with the run.
+    let next = uuid::Uuid::now_v7().to_string();
+    w.create(&next, &plain, None, true).await;
+    assert!(w.start(&next, "start").await.ok);
+    assert_eq!(run_to_the_end(&w, &next).await.status, Status::Completed);
+
+    // The same limit on a group behind a load balancer is observed, and the run goes on.
+    let lb = format!("app/{}/0f1e2d3c4b5a6978", aws::unique("alb"));
+    let measured = fleet::group(2, Some(&lb)).await;
+    let id = uuid::Uuid::now_v7().to_string();
+    w.create_with(&id, &measured, limit, false).await;
+    assert!(w.start(&id, "start").await.ok);
+    w.tasks.resolve_targets(&input(&id)).await.expect("resolve");
+    assert!(
+        w.events(&id)
+            .await
+            .iter()
+            .any(|e| matches!(e, ExperimentEvent::TargetsResolved { .. }))
+    );
 }
 
 #[tokio::test]

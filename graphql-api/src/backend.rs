@@ -124,6 +124,36 @@ impl Backend {
         }
     }
 
+    /// The stop conditions of `spec` its target cannot observe (see
+    /// [`command_lambdas::tasks::Tasks::unobservable`]).
+    pub async fn unobservable(
+        &self,
+        spec: &ExperimentSpec,
+    ) -> Result<Vec<domain::spec::Problem>, command_lambdas::adapters::AdapterError> {
+        match self {
+            Backend::Embedded { workflows, .. } => workflows.tasks().unobservable(spec).await,
+            Backend::Aws(aws) => aws.tasks.unobservable(spec).await,
+        }
+    }
+
+    /// Draws a new signing secret for webhook `id` and keeps it where the sender reads it:
+    /// `None` on AWS, where nothing sends deliveries yet.
+    pub async fn issue_webhook_secret(&self, id: &str) -> Result<Option<String>, String> {
+        match self {
+            Backend::Embedded { reads, .. } => {
+                let (path, id) = (reads.path().to_owned(), id.to_owned());
+                tokio::task::spawn_blocking(move || {
+                    projection_lambdas::notify::issue_secret(&path, &id)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map(Some)
+                .map_err(|e| e.to_string())
+            }
+            Backend::Aws(_) => Ok(None),
+        }
+    }
+
     /// The state of `concerns` of the platform, each caught up with its ledger (one small
     /// read each when nothing changed), so a key revoked or a user removed is seen by the very
     /// next request.

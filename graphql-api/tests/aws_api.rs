@@ -7,6 +7,8 @@
 mod aws;
 #[path = "../../command-lambdas/tests/common/mod.rs"]
 mod common;
+#[path = "../../command-lambdas/tests/fleet/mod.rs"]
+mod fleet;
 mod server;
 #[path = "../../projection-lambdas/tests/streams/mod.rs"]
 mod streams;
@@ -688,4 +690,74 @@ fn the_audit_chain_on_aws_is_checked_from_the_events_table() {
     }
     let missing = gql(server.addr, Some(&viewer), CHAIN, json!({"id": "chain-z"}));
     assert_eq!(code(&missing).as_deref(), Some("NOT_FOUND"), "{missing}");
+}
+
+/// A spec an Auto Scaling group's run would be refused at: checked where it is written.
+#[test]
+fn an_error_rate_limit_on_a_group_nothing_measures_is_refused_at_create_and_preview() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let platform = Platform::new();
+    let operator = platform.key("ops", Role::Operator);
+    let (plain, measured) = platform.runtime.block_on(async {
+        let lb = format!("app/{}/1a2b3c4d5e6f7081", aws::unique("alb"));
+        (
+            fleet::group(1, None).await,
+            fleet::group(1, Some(&lb)).await,
+        )
+    });
+    let server = platform.serve(dir.path());
+    let group_spec = |group: &str| {
+        let mut spec = spec("kill a group member", false);
+        spec["target"] = json!({"kind": "AUTO_SCALING_GROUP", "group": group});
+        spec
+    };
+
+    let refused = gql(
+        server.addr,
+        Some(&operator),
+        CREATE,
+        json!({"id": "unmeasured", "spec": group_spec(&plain)}),
+    );
+    assert_eq!(
+        code(&refused).as_deref(),
+        Some("INVALID_INPUT"),
+        "{refused}"
+    );
+    let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("guardrails.stop_conditions[0]")
+            && message.contains("chaos:load-balancer"),
+        "{refused}"
+    );
+    let preview = gql(
+        server.addr,
+        Some(&operator),
+        "query($spec: JSON!) { targets(spec: $spec) { wouldHit } }",
+        json!({"spec": group_spec(&plain)}),
+    );
+    assert_eq!(
+        code(&preview).as_deref(),
+        Some("INVALID_INPUT"),
+        "{preview}"
+    );
+
+    // Nothing was recorded for the refused create: its id is free for a spec that holds.
+    let created = gql(
+        server.addr,
+        Some(&operator),
+        CREATE,
+        json!({"id": "unmeasured", "spec": group_spec(&measured)}),
+    );
+    assert_eq!(ok(&created)["createExperiment"]["version"], 1);
+    let preview = gql(
+        server.addr,
+        Some(&operator),
+        "query($spec: JSON!) { targets(spec: $spec) { wouldHit } }",
+        json!({"spec": group_spec(&measured)}),
+    );
+    assert_eq!(
+        ok(&preview)["targets"]["wouldHit"].as_array().map(Vec::len),
+        Some(1),
+        "{preview}"
+    );
 }
