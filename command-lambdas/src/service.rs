@@ -171,9 +171,6 @@ impl<R: Repository> ExperimentService<R> {
             max_targets_per_run: config.max_targets_per_run,
             max_duration_secs: config.max_duration_secs,
             blackout: platform.blackout_at(self.now()),
-            // One running experiment per target is enforced where runs execute (the workflow
-            // runner claims the target before resolving).
-            busy_with: None,
         };
         let command = ExperimentCommand::StartExperiment {
             gate,
@@ -394,17 +391,20 @@ impl<R: Repository> ExperimentService<R> {
         self.platform_command(command, context).await
     }
 
-    /// Subscribes a webhook to events (`events` empty: every event).
+    /// Subscribes a webhook to events (`events` empty: every event). Its URL must reach a
+    /// public address unless the deployment allows private targets (`allow_private`).
     pub async fn add_webhook(
         &self,
         id: &str,
         url: &str,
         events: Vec<String>,
+        allow_private: bool,
         context: &CommandContext,
     ) -> Result<CommandOutcome, ServiceError> {
         let command = PlatformCommand::AddWebhook {
             id: WebhookId::parse(id)?,
             url: url.to_owned(),
+            allow_private,
             events,
             at: self.now(),
         };

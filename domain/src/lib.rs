@@ -10,6 +10,7 @@
 //!   schedules, blackouts, API keys, users), each book a `PlatformBook` aggregate.
 //! - [`ledger`]: streams that go on for ever, book after book, chained to one another.
 //! - [`spec`]: validated value types of an experiment specification.
+//! - [`net`]: which addresses the platform's own requests (webhooks) may reach.
 //! - [`provenance`]: who did what, from where: actors, roles, sources and stored event metadata.
 //! - [`audit`]: canonical encoding and the per-stream SHA-256 hash chain, with a verifier.
 //! - [`views`]: read-model reducers (experiments, results, analytics, audit log, activity).
@@ -18,6 +19,7 @@ pub mod audit;
 pub mod experiment;
 pub mod ledger;
 pub mod limits;
+pub mod net;
 pub mod platform;
 pub mod provenance;
 pub mod schedule;

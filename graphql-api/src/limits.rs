@@ -95,6 +95,9 @@ pub struct Limits {
     pub requests: RateLimiter,
     /// Failed sign-ins per source address.
     pub logins: RateLimiter,
+    /// Whether webhooks may target non-public addresses (off unless the deployment allows
+    /// them explicitly: see `domain::net`).
+    pub private_webhook_targets: bool,
 }
 
 /// What one request may spend on its expensive fields, and where it comes from.
@@ -144,7 +147,15 @@ impl Limits {
         Limits {
             requests: RateLimiter::new(rate, rate * 2.0),
             logins: RateLimiter::new(10.0 / 60.0, 5.0),
+            private_webhook_targets: false,
         }
+    }
+
+    /// These limits, with webhooks to non-public addresses allowed or not.
+    #[must_use]
+    pub fn with_private_webhook_targets(mut self, allowed: bool) -> Self {
+        self.private_webhook_targets = allowed;
+        self
     }
 }
 

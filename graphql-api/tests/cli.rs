@@ -668,20 +668,26 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
         stderr(&bad)
     );
 
+    // The receiver listens on the loopback: a private target, allowed only explicitly.
     let url = format!("http://{receiver}/hook");
-    let added = chaos(
-        &db,
-        &[
-            "webhooks",
-            "add",
-            "--id",
-            "ci",
-            "--url",
-            &url,
-            "--event",
-            "ExperimentCreated",
-        ],
+    let add = [
+        "webhooks",
+        "add",
+        "--id",
+        "ci",
+        "--url",
+        &url,
+        "--event",
+        "ExperimentCreated",
+    ];
+    let refused = chaos(&db, &add);
+    assert_eq!(refused.status.code(), Some(3));
+    assert!(
+        stderr(&refused).contains("webhooks may only reach public addresses"),
+        "{}",
+        stderr(&refused)
     );
+    let added = chaos(&db, &[&add[..], &["--allow-private-target"]].concat());
     assert!(added.status.success(), "{}", stderr(&added));
     let listed = stdout_json(&chaos(&db, &["webhooks", "list"]));
     assert_eq!(listed["ci"]["url"], url.as_str());
@@ -692,6 +698,7 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
             "--addr",
             "127.0.0.1:0",
             "--stop-when-stdin-closes",
+            "--allow-private-webhook-targets",
             "--db",
         ])
         .arg(&db)

@@ -11,6 +11,16 @@
 //!   with exponential backoff and jitter until it succeeds or runs out of attempts, and then
 //!   stays visible as `FAILED`. Every attempt is recorded (status code or error, duration).
 //!   Receivers deduplicate by the `X-Chaos-Event-Id` header (the same in every attempt).
+//!   Only public addresses are reached (unless the deployment allows private targets): an
+//!   address in the URL is checked before sending, and a host name's addresses as it is
+//!   resolved, every time, so a name that resolves to the loopback or the metadata service
+//!   later reaches nothing. Redirects are not followed (a 3xx is a failed attempt).
+//! - Deliveries are signed, as Stripe and GitHub sign theirs: each webhook has a secret of its
+//!   own, drawn when it is added and shown once ([`issue_secret`]), and every attempt carries
+//!   `X-Chaos-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the
+//!   secret>` ([`signature`]); a receiver recomputes it over the raw body and refuses a
+//!   mismatch or an old `t`. The secret is kept in the store's `notify_secrets` table, beside
+//!   the deliveries and never in the event log.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +88,11 @@ CREATE TABLE IF NOT EXISTS notify_attempts (
   duration_ms INTEGER NOT NULL,
   PRIMARY KEY (delivery_id, attempt)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notify_secrets (
+  webhook_id TEXT PRIMARY KEY,
+  secret     TEXT NOT NULL,
+  issued_at  TEXT NOT NULL
+) STRICT;
 ";
 
 /// Name of the outbox's state row.
@@ -319,6 +334,8 @@ pub struct DeliveryPolicy {
     pub timeout: Duration,
     /// Deliveries attempted at once.
     pub concurrency: usize,
+    /// Whether receivers at non-public addresses are reached (see [`domain::net::is_public`]).
+    pub allow_private_targets: bool,
 }
 
 impl Default for DeliveryPolicy {
@@ -329,6 +346,7 @@ impl Default for DeliveryPolicy {
             max_backoff: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             concurrency: 8,
+            allow_private_targets: false,
         }
     }
 }
@@ -348,6 +366,54 @@ impl DeliveryPolicy {
     }
 }
 
+/// The address a URL names literally (in any form the HTTP client accepts), if it names one.
+fn literal_address(url: &str) -> Option<std::net::IpAddr> {
+    match reqwest::Url::parse(url).ok()?.host()? {
+        url::Host::Ipv4(ip) => Some(ip.into()),
+        url::Host::Ipv6(ip) => Some(ip.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// An error with its causes, outermost first.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Resolves receivers' host names to their public addresses only: a name that resolves to
+/// nothing else reaches nothing, whenever it is resolved (at every attempt, so a name pointed
+/// at the loopback or the metadata service after the webhook was added is caught too).
+#[derive(Debug)]
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let public: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| domain::net::is_public(a.ip()))
+                .collect();
+            if public.is_empty() {
+                return Err(format!(
+                    "{host} resolves to no public address: webhooks may only reach public \
+                     addresses (the deployment can allow private targets explicitly)"
+                )
+                .into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// A delivery due now.
 #[derive(Debug, Clone)]
 struct Due {
@@ -357,6 +423,36 @@ struct Due {
     event_type: String,
     body: String,
     attempts: u32,
+    /// Its webhook's signing secret (none for a webhook added before deliveries were signed,
+    /// until its secret is issued anew).
+    secret: Option<String>,
+}
+
+/// Draws a new signing secret for webhook `webhook_id` (replacing any it had), keeps it in the
+/// store at `path` and returns it: the only time it is shown.
+pub fn issue_secret(path: &Path, webhook_id: &str) -> Result<String, NotifyError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| NotifyError::Sender(format!("random source: {e}")))?;
+    let secret = format!("whsec_{}", hex::encode(bytes));
+    open(path)?.execute(
+        "INSERT INTO notify_secrets (webhook_id, secret, issued_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (webhook_id) DO UPDATE SET secret = excluded.secret, issued_at = excluded.issued_at",
+        params![webhook_id, secret, now_text()],
+    )?;
+    Ok(secret)
+}
+
+/// The `X-Chaos-Signature` value of `body` sent at `timestamp` (Unix seconds) under `secret`:
+/// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: u64, body: &str) -> String {
+    use hmac::Mac;
+    // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
+    let mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).map(|mut mac| {
+        mac.update(format!("{timestamp}.").as_bytes());
+        mac.update(body.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    });
+    format!("t={timestamp},v1={}", mac.unwrap_or_default())
 }
 
 /// The outcome of one POST.
@@ -365,6 +461,8 @@ struct Attempt {
     status_code: Option<u16>,
     error: Option<String>,
     elapsed: Duration,
+    /// A refusal that no retry can change (the target is not allowed): failed at once.
+    refused: bool,
 }
 
 impl Attempt {
@@ -385,9 +483,14 @@ impl Sender {
     /// A sender for the store at `path`.
     pub fn new(path: &Path, policy: DeliveryPolicy) -> Result<Self, NotifyError> {
         drop(open(path)?);
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder()
             .timeout(policy.timeout)
-            .user_agent(concat!("chaos-webhooks/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("chaos-webhooks/", env!("CARGO_PKG_VERSION")));
+        if !policy.allow_private_targets {
+            client = client.dns_resolver(std::sync::Arc::new(PublicOnly));
+        }
+        let client = client
             .build()
             .map_err(|e| NotifyError::Sender(e.to_string()))?;
         Ok(Self {
@@ -413,8 +516,9 @@ impl Sender {
         let due: Vec<Due> = self
             .blocking(move |conn| {
                 let mut statement = conn.prepare_cached(
-                    "SELECT id, url, event_id, event_type, body, attempts FROM notify_deliveries \
-                     WHERE status = 'PENDING' AND next_attempt_ms <= ?1 ORDER BY next_attempt_ms, id LIMIT ?2",
+                    "SELECT d.id, d.url, d.event_id, d.event_type, d.body, d.attempts, s.secret \
+                     FROM notify_deliveries d LEFT JOIN notify_secrets s ON s.webhook_id = d.webhook_id \
+                     WHERE d.status = 'PENDING' AND d.next_attempt_ms <= ?1 ORDER BY d.next_attempt_ms, d.id LIMIT ?2",
                 )?;
                 let rows = statement.query_map(params![now_ms(), limit], |r| {
                     Ok(Due {
@@ -424,6 +528,7 @@ impl Sender {
                         event_type: r.get(3)?,
                         body: r.get(4)?,
                         attempts: u32::try_from(r.get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                        secret: r.get(6)?,
                     })
                 })?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -448,30 +553,59 @@ impl Sender {
 
     async fn post(&self, due: &Due) -> Attempt {
         let started = Instant::now();
-        let result = self
+        if !self.policy.allow_private_targets
+            && let Some(ip) = literal_address(&due.url)
+            && !domain::net::is_public(ip)
+        {
+            return Attempt {
+                status_code: None,
+                error: Some(format!(
+                    "{ip} is not a public address: webhooks may only reach public addresses \
+                     (the deployment can allow private targets explicitly)"
+                )),
+                elapsed: started.elapsed(),
+                refused: true,
+            };
+        }
+        let mut request = self
             .client
             .post(&due.url)
             .header("content-type", "application/json")
             .header("x-chaos-event-id", &due.event_id)
             .header("x-chaos-event-type", &due.event_type)
             .header("x-chaos-delivery", due.id.to_string())
-            .header("x-chaos-attempt", (due.attempts + 1).to_string())
-            .body(due.body.clone())
-            .send()
-            .await;
+            .header("x-chaos-attempt", (due.attempts + 1).to_string());
+        if let Some(secret) = &due.secret {
+            let sent_at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            request = request.header("x-chaos-signature", signature(secret, sent_at, &due.body));
+        }
+        let result = request.body(due.body.clone()).send().await;
         let elapsed = started.elapsed();
         match result {
             Ok(response) => Attempt {
                 status_code: Some(response.status().as_u16()),
-                error: (!response.status().is_success())
-                    .then(|| format!("receiver answered {}", response.status())),
+                error: (!response.status().is_success()).then(|| {
+                    if response.status().is_redirection() {
+                        format!(
+                            "receiver answered {} (redirects are not followed)",
+                            response.status()
+                        )
+                    } else {
+                        format!("receiver answered {}", response.status())
+                    }
+                }),
                 elapsed,
+                refused: false,
             },
-            // The error without the URL, whose path or query may be the receiver's secret.
+            // The error without the URL, whose path or query may be the receiver's secret; with
+            // its causes, where a refused address is told.
             Err(e) => Attempt {
                 status_code: None,
-                error: Some(e.without_url().to_string()),
+                error: Some(chain(&e.without_url())),
                 elapsed,
+                refused: false,
             },
         }
     }
@@ -524,7 +658,7 @@ fn record(
             params![due.id, number, attempt.status_code, at],
         )?;
     } else {
-        let (status, next) = if number >= policy.max_attempts {
+        let (status, next) = if number >= policy.max_attempts || attempt.refused {
             ("FAILED", i64::MAX)
         } else {
             let wait = i64::try_from(policy.backoff(number).as_millis()).unwrap_or(i64::MAX);

@@ -71,6 +71,8 @@ async fn add_webhook(store: &SqliteStore, id: &str, url: String, events: &[&str]
             PlatformCommand::AddWebhook {
                 id: WebhookId::parse(id).expect("id"),
                 url,
+                // The receivers here listen on the loopback.
+                allow_private: true,
                 events: events.iter().map(|e| (*e).to_owned()).collect(),
                 at: common::at(0),
             },
@@ -89,6 +91,7 @@ async fn run_lifecycle(store: &SqliteStore, id: &str) {
     }
 }
 
+/// A quick policy for receivers on the loopback (which a deployment must allow explicitly).
 fn fast() -> DeliveryPolicy {
     DeliveryPolicy {
         max_attempts: 4,
@@ -96,6 +99,7 @@ fn fast() -> DeliveryPolicy {
         max_backoff: Duration::from_millis(80),
         timeout: Duration::from_secs(2),
         concurrency: 8,
+        allow_private_targets: true,
     }
 }
 
@@ -255,4 +259,222 @@ async fn a_removed_webhook_gets_nothing_after_its_removal() {
     assert_eq!(outbox.catch_up().expect("enqueue").enqueued, 1);
     let queued = deliveries(&db, None, 10).expect("deliveries");
     assert_eq!(queued[0].aggregate_id, "one");
+}
+
+/// A deployment that allows no private targets reaches none, however the URL names it: by an
+/// address in it (refused at once, without a request) or by a name that resolves to one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_at_a_private_address_is_never_reached_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let (addr, seen) = receiver(0).await;
+    // Recorded while allowed (or before the check existed): the sender checks again.
+    let spellings = [
+        ("literal", format!("http://{addr}/hook")),
+        (
+            "mapped",
+            format!("http://[::ffff:127.0.0.1]:{}/hook", addr.port()),
+        ),
+        ("named", format!("http://localhost:{}/hook", addr.port())),
+    ];
+    for (id, url) in &spellings {
+        add_webhook(&store, id, url.clone(), &["ExperimentCreated"]).await;
+    }
+    run_lifecycle(&store, "probe").await;
+    let mut outbox = Outbox::open(&db).expect("outbox");
+    assert_eq!(outbox.catch_up().expect("enqueue").enqueued, 3);
+
+    let strict = Sender::new(
+        &db,
+        DeliveryPolicy {
+            allow_private_targets: false,
+            ..fast()
+        },
+    )
+    .expect("sender");
+    drain(&db, &strict).await;
+    assert_eq!(
+        seen.lock().expect("seen").requests,
+        0,
+        "a private receiver was reached"
+    );
+    let failed = deliveries(&db, Some("FAILED"), 10).expect("deliveries");
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for d in &failed {
+        let error = d.last_error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("webhooks may only reach public addresses"),
+            "{}: {error}",
+            d.webhook_id
+        );
+        if d.webhook_id != "named" {
+            // An address refused from the URL alone is not retried.
+            assert_eq!(d.attempts, 1, "{d:?}");
+        }
+    }
+}
+
+async fn redirect() -> StatusCode {
+    StatusCode::TEMPORARY_REDIRECT
+}
+
+/// A receiver that answers with a redirect has not received the delivery: the sender does not
+/// follow it (it could lead anywhere, the metadata service included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let (target, seen) = receiver(0).await;
+    let location = format!("http://{target}/hook");
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let location = location.clone();
+            async move { (redirect().await, [("location", location)]) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let redirector = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    add_webhook(
+        &store,
+        "moved",
+        format!("http://{redirector}/hook"),
+        &["ExperimentCreated"],
+    )
+    .await;
+    run_lifecycle(&store, "one").await;
+    let mut outbox = Outbox::open(&db).expect("outbox");
+    assert_eq!(outbox.catch_up().expect("enqueue").enqueued, 1);
+    let sender = Sender::new(&db, fast()).expect("sender");
+    drain(&db, &sender).await;
+
+    assert_eq!(
+        seen.lock().expect("seen").requests,
+        0,
+        "the redirect was followed"
+    );
+    let failed = deliveries(&db, Some("FAILED"), 10).expect("deliveries");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].last_status_code, Some(307));
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("redirects are not followed")),
+        "{failed:?}"
+    );
+}
+
+/// What a signing receiver saw: the signature header and the raw body of each request.
+type Signed = Arc<Mutex<Vec<(Option<String>, String)>>>;
+
+async fn keep_signed(State(seen): State<Signed>, headers: HeaderMap, body: String) -> StatusCode {
+    let signature = headers
+        .get("x-chaos-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    seen.lock().expect("seen").push((signature, body));
+    StatusCode::NO_CONTENT
+}
+
+/// Checks a signature header as a receiver would, from docs/WEBHOOKS.md alone: recompute the
+/// HMAC over `<t>.<raw body>` and compare, and refuse an old `t`.
+fn verify_signature(header: &str, body: &str, secret: &str) -> Result<(), String> {
+    use hmac::Mac;
+    let mut t = None;
+    let mut v1 = None;
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = value.parse::<u64>().ok(),
+            Some(("v1", value)) => v1 = hex::decode(value).ok(),
+            _ => {}
+        }
+    }
+    let (t, v1) = t.zip(v1).ok_or("malformed header")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    if now.abs_diff(t) > 300 {
+        return Err(format!("timestamp {t} is more than five minutes from now"));
+    }
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).map_err(|e| e.to_string())?;
+    mac.update(format!("{t}.{body}").as_bytes());
+    mac.verify_slice(&v1)
+        .map_err(|_| "the signature does not match".to_owned())
+}
+
+/// Every delivery of a webhook with a secret is signed, and the signature proves the body:
+/// a receiver holding the secret accepts it, one holding another secret (or a changed body)
+/// does not. A webhook whose secret was never issued sends no signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_signed_with_their_webhooks_secret() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let (store, _pool) = common::store_at(&db).await;
+    let seen: Signed = Arc::default();
+    let app = axum::Router::new()
+        .route("/hook", post(keep_signed))
+        .with_state(Arc::clone(&seen));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    add_webhook(
+        &store,
+        "signed",
+        format!("http://{addr}/hook"),
+        &["ExperimentCreated"],
+    )
+    .await;
+    add_webhook(
+        &store,
+        "older",
+        format!("http://{addr}/hook"),
+        &["ExperimentCreated"],
+    )
+    .await;
+    let first = projection_lambdas::notify::issue_secret(&db, "signed").expect("a secret");
+    let secret = projection_lambdas::notify::issue_secret(&db, "signed").expect("a secret");
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 6 + 64,
+        "{secret}"
+    );
+    assert_ne!(first, secret, "a secret issued anew replaces the old one");
+    run_lifecycle(&store, "one").await;
+    let mut outbox = Outbox::open(&db).expect("outbox");
+    assert_eq!(outbox.catch_up().expect("enqueue").enqueued, 2);
+    let sender = Sender::new(&db, fast()).expect("sender");
+    drain(&db, &sender).await;
+
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let signed: Vec<_> = seen.iter().filter(|(s, _)| s.is_some()).collect();
+    assert_eq!(
+        signed.len(),
+        1,
+        "only the webhook with a secret signs: {seen:?}"
+    );
+    let (header, body) = (signed[0].0.as_deref().unwrap_or_default(), &signed[0].1);
+    assert_eq!(verify_signature(header, body, &secret), Ok(()));
+    assert!(
+        verify_signature(header, body, &first).is_err(),
+        "the old secret still verifies"
+    );
+    let changed = body.replacen("ExperimentCreated", "ExperimentStarted", 1);
+    assert!(
+        verify_signature(header, &changed, &secret).is_err(),
+        "a changed body verifies"
+    );
 }

@@ -26,7 +26,7 @@ use crate::provenance::Role;
 use crate::schedule::{Blackout, BlackoutWindow, Cron, Zone};
 use crate::spec::{
     ApiKeyId, BlackoutId, ExperimentSpec, Problem, ScheduleId, SpecError, Username, WebhookId,
-    parse_text, parse_webhook_url,
+    parse_text,
 };
 
 pub mod book;
@@ -173,6 +173,9 @@ pub enum PlatformCommand {
         id: WebhookId,
         /// Where deliveries are POSTed (validated here).
         url: String,
+        /// Whether the deployment allows targets at non-public addresses (see
+        /// [`crate::net::parse_webhook_url`]): a fact of the deployment, looked up at the edge.
+        allow_private: bool,
         /// Event types delivered; empty for every event.
         events: Vec<String>,
         /// Now.
@@ -905,10 +908,11 @@ impl Platform {
             PlatformCommand::AddWebhook {
                 id,
                 url,
+                allow_private,
                 events,
                 at,
             } => {
-                let url = parse_webhook_url(&url)?;
+                let url = crate::net::parse_webhook_url(&url, allow_private)?;
                 let unknown: Vec<&String> = events
                     .iter()
                     .filter(|e| {
@@ -1371,6 +1375,7 @@ mod tests {
         let add = |url: &str, events: Vec<&str>| PlatformCommand::AddWebhook {
             id: id.clone(),
             url: url.into(),
+            allow_private: false,
             events: events.into_iter().map(str::to_owned).collect(),
             at: at(),
         };
@@ -1416,6 +1421,31 @@ mod tests {
             matches!(result, Err(PlatformError::InvalidInput(_))),
             "{result:?}"
         );
+        // The metadata service is no webhook, unless the deployment allows private targets.
+        let metadata = "http://169.254.169.254/latest/meta-data/";
+        let result = TestFramework::<PlatformBook>::with(())
+            .given_no_previous_events()
+            .when(add(metadata, vec![]))
+            .inspect_result();
+        assert!(
+            matches!(&result, Err(PlatformError::InvalidInput(e)) if e.problems[0].message.contains("not a public address")),
+            "{result:?}"
+        );
+        TestFramework::<PlatformBook>::with(())
+            .given_no_previous_events()
+            .when(PlatformCommand::AddWebhook {
+                id: id.clone(),
+                url: metadata.into(),
+                allow_private: true,
+                events: vec![],
+                at: at(),
+            })
+            .then_expect_events(vec![PlatformEvent::WebhookAdded {
+                id: id.clone(),
+                url: metadata.into(),
+                events: vec![],
+                at: at(),
+            }]);
         TestFramework::<PlatformBook>::with(())
             .given(vec![added.clone()])
             .when(PlatformCommand::RemoveWebhook {

@@ -115,13 +115,19 @@ async function settingsAsAdmin(page) {
   // Webhooks: added, then removed after a confirmation.
   const hooks = page.getByRole('region', { name: 'Webhooks' });
   await hooks.getByText('No webhook yet.').waitFor();
-  const hookUrl = 'http://127.0.0.1:9/chaos-hook';
+  const hookUrl = 'https://hooks.example/chaos-hook';
   await page.getByLabel('URL', { exact: true }).fill(hookUrl);
   await page.getByLabel(/^Event types/).fill('ExperimentCompleted, ExperimentFailed');
   await page.getByRole('button', { name: 'Add webhook' }).click();
   const hookRow = hooks.getByRole('row').filter({ hasText: hookUrl });
   await hookRow.waitFor();
   check((await hookRow.innerText()).includes('ExperimentCompleted, ExperimentFailed'), 'the webhook lost its events');
+  // Its signing secret is shown once, until dismissed.
+  const hookSecret = hooks.locator('[data-secret]');
+  await hookSecret.waitFor();
+  check(/^whsec_[0-9a-f]{64}$/.test((await hookSecret.innerText()).trim()), `not a signing secret: ${await hookSecret.innerText()}`);
+  await hooks.getByRole('button', { name: 'I have copied it' }).click();
+  check(await hooks.locator('[data-secret]').count() === 0, 'the secret stayed on the page');
   // Declined, nothing happens; confirmed, it is gone.
   const asked = [];
   page.once('dialog', (dialog) => { asked.push(dialog.message()); dialog.dismiss(); });

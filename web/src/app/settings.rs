@@ -30,8 +30,7 @@ const REVOKE_KEY: &str = "mutation($id: ID!) { revokeApiKey(id: $id) { version }
 
 const SAVE_CONFIG: &str = "mutation($t: Int!, $d: Int!) { updateConfig(maxTargetsPerRun: $t, maxDurationSecs: $d) { version } }";
 
-const ADD_WEBHOOK: &str =
-    "mutation($u: String!, $e: [String!]!) { addWebhook(url: $u, events: $e) { version } }";
+const ADD_WEBHOOK: &str = "mutation($u: String!, $e: [String!]!) { addWebhook(url: $u, events: $e) { version webhookId secret } }";
 
 const CREATE_KEY: &str =
     "mutation($n: String!, $r: String!) { createApiKey(name: $n, role: $r) { id secret role } }";
@@ -295,6 +294,7 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
     let said = use_signal(|| None::<String>);
     let mut url = use_signal(String::new);
     let mut events = use_signal(String::new);
+    let mut issued = use_signal(|| None::<Value>);
     let rows = hooks
         .as_array()
         .into_iter()
@@ -319,6 +319,16 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
         section { class: "card", "aria-labelledby": "webhooks-title",
             h2 { id: "webhooks-title", "Webhooks" }
             {listing(&["URL", "Events"], rows, "No webhook yet.", Removal { label: "Remove", query: REMOVE_WEBHOOK, session, refresh, said })}
+            if let Some(hook) = issued().filter(|h| h["secret"].is_string()) {
+                div { class: "secret", role: "status",
+                    p { strong { "The signing secret of webhook {text(&hook[\"webhookId\"])}, shown this once:" } }
+                    code { class: "id", "data-secret": "", "{text(&hook[\"secret\"])}" }
+                    p { class: "muted",
+                        "Give it to the receiver now: it checks each delivery's X-Chaos-Signature header with it (docs/WEBHOOKS.md), and it cannot be shown again."
+                    }
+                    button { r#type: "button", class: "secondary", onclick: move |_| issued.set(None), "I have copied it" }
+                }
+            }
             Mutation {
                 label: "Add a webhook",
                 class: "filters",
@@ -328,7 +338,8 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
                     Ok(json!({ "u": url.peek().trim(), "e": types }))
                 },
                 done: "Webhook added.",
-                on_done: move |answer| {
+                on_done: move |answer: Value| {
+                    issued.set(Some(answer["addWebhook"].clone()));
                     url.set(String::new());
                     events.set(String::new());
                     refresh.call(answer);
