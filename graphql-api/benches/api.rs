@@ -33,7 +33,7 @@ use domain::experiment::Experiment;
 use domain::provenance::Role;
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::Authenticator;
-use graphql_api::identity::local::{LocalIssuer, TokenPolicy};
+use graphql_api::identity::local::{LocalIssuer, TokenPolicy, key_file};
 use projection_lambdas::embedded::Projector;
 use serde_json::{Value, json};
 
@@ -55,12 +55,13 @@ async fn main() {
     fill(&db, experiments).await;
 
     let pool = open(&db, OpenMode::CreateIfMissing).await.expect("open");
-    let local = LocalIssuer::open(pool.clone(), TokenPolicy::default())
+    let local = LocalIssuer::open(pool.clone(), &key_file(&db), TokenPolicy::default())
         .await
         .expect("identity");
     let auth = Authenticator {
         local: Some(local),
         cognito: None,
+        first_admin: None,
     };
     let (state, _workflows) = AppState::embedded(
         &db,

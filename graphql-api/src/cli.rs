@@ -34,7 +34,7 @@ use command_lambdas::service::ServiceError;
 use command_lambdas::sqlite::{OpenError, OpenMode, open, repository};
 use command_lambdas::{SqliteService, SqliteStore};
 use domain::Timestamp;
-use domain::platform::PlatformConfig;
+use domain::platform::{Concern, PlatformConfig};
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::ExperimentSpecInput;
@@ -50,6 +50,7 @@ use command_lambdas::workflow::WorkflowError;
 use crate::audit::{AuditError, ExportArgs, ReplayArgs, SourceArgs, VerifyArgs};
 use crate::engine::{self, FleetArgs};
 use crate::http::{AppState, router};
+use crate::identity::first_admin::FirstAdmin;
 use crate::lease::Lease;
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
@@ -96,6 +97,11 @@ enum Command {
         /// (which stops within two seconds) instead of refusing to start. Embedded mode only.
         #[arg(long)]
         take_over: bool,
+        /// Let webhooks reach non-public addresses (loopback, private networks, link-local such
+        /// as the cloud metadata service): off by default, so that a webhook cannot be used to
+        /// reach what only this server can reach.
+        #[arg(long, env = "CHAOS_ALLOW_PRIVATE_WEBHOOK_TARGETS")]
+        allow_private_webhook_targets: bool,
         #[command(flatten)]
         fleet: FleetArgs,
         #[command(flatten)]
@@ -373,9 +379,19 @@ enum WebhooksCommand {
         /// Event type to deliver (repeat for several; none: every event).
         #[arg(long = "event", value_name = "TYPE")]
         events: Vec<String>,
+        /// Allow a receiver at a non-public address (loopback, private network, link-local).
+        /// The server delivers to it only if started with `--allow-private-webhook-targets`.
+        #[arg(long)]
+        allow_private_target: bool,
     },
     /// Remove a subscription.
     Remove {
+        /// Subscription id.
+        id: String,
+    },
+    /// Draw a new signing secret for a subscription (printed once; the old one signs nothing
+    /// from now on).
+    RotateSecret {
         /// Subscription id.
         id: String,
     },
@@ -607,6 +623,9 @@ pub enum CliError {
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),
+    /// No webhook of this id.
+    #[error("no webhook {0}")]
+    NoSuchWebhook(String),
     /// The identity provider failed or refused.
     #[error("{0}")]
     Identity(#[from] crate::identity::local::AuthError),
@@ -624,7 +643,7 @@ impl CliError {
                 _ => 1,
             },
             CliError::Context(_) | CliError::Input { .. } | CliError::Usage(_) => 2,
-            CliError::SpecJson { .. } | CliError::NoSuchUser(_) => 3,
+            CliError::SpecJson { .. } | CliError::NoSuchUser(_) | CliError::NoSuchWebhook(_) => 3,
             CliError::Identity(crate::identity::local::AuthError::Password(
                 crate::identity::password::PasswordError::Weak(_),
             )) => 3,
@@ -703,23 +722,29 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve {
             addr,
             stop_when_stdin_closes,
+            allow_private_webhook_targets,
             identity,
             aws,
             ..
         } if aws.aws => {
             let stopped = shutdown_signal(stop_when_stdin_closes)?;
-            serve_aws(addr, &aws, &identity, stopped).await
+            let limits = crate::limits::Limits::new(identity.rate_limit)
+                .with_private_webhook_targets(allow_private_webhook_targets);
+            serve_aws(addr, &aws, &identity, limits, stopped).await
         }
         Command::Serve {
             addr,
             stop_when_stdin_closes,
             take_over,
+            allow_private_webhook_targets,
             fleet,
             identity,
             ..
         } => {
             let stopped = shutdown_signal(stop_when_stdin_closes)?;
-            serve(&db, addr, take_over, &fleet, &identity, stopped).await
+            let limits = crate::limits::Limits::new(identity.rate_limit)
+                .with_private_webhook_targets(allow_private_webhook_targets);
+            serve(&db, addr, take_over, &fleet, &identity, limits, stopped).await
         }
         Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
             .await
@@ -875,6 +900,7 @@ async fn serve(
     take_over: bool,
     fleet: &FleetArgs,
     identity: &IdentityArgs,
+    limits: crate::limits::Limits,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let pool = open(db, OpenMode::CreateIfMissing).await?;
@@ -909,9 +935,23 @@ async fn serve(
             fleet.balancer()
         );
     }
-    let auth = identity.authenticator(Some(pool.clone())).await?;
+    let mut auth = identity.authenticator(Some((pool.clone(), db))).await?;
     owner_only(db)?;
-    let limits = crate::limits::Limits::new(identity.rate_limit);
+    // A store no one can sign in to yet: a one-time code makes its first administrator.
+    let first_admin_code = if service_over(pool.clone())
+        .platform_of(&[Concern::Users])
+        .await?
+        .aggregate
+        .users()
+        .is_empty()
+    {
+        let (first_admin, code) = FirstAdmin::draw().map_err(|e| CliError::Task(e.to_string()))?;
+        auth.first_admin = Some(Arc::new(first_admin));
+        Some(code)
+    } else {
+        None
+    };
+    let allow_private_targets = limits.private_webhook_targets;
     let (state, workflows) = AppState::embedded(
         db,
         pool.clone(),
@@ -928,7 +968,13 @@ async fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     let mut projector = Projector::open(db, None)?;
     let mut outbox = Outbox::open(db)?;
-    let sender = Sender::new(db, DeliveryPolicy::default())?;
+    let sender = Sender::new(
+        db,
+        DeliveryPolicy {
+            allow_private_targets,
+            ..DeliveryPolicy::default()
+        },
+    )?;
     let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
             .name(name.to_owned())
@@ -966,6 +1012,13 @@ async fn serve(
 
     // Scripts and tests read this line to find the port when binding port 0.
     eprintln!("chaos: listening on http://{local}");
+    if let Some(code) = first_admin_code {
+        eprintln!(
+            "chaos: no one can sign in yet. Create the first administrator at\n\
+             chaos:   http://{local}/#first-admin={code}\n\
+             chaos: (the code works once, while this server runs; or: chaos user add NAME --role ADMIN)"
+        );
+    }
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(stopped)
@@ -1006,6 +1059,7 @@ async fn serve_aws(
     addr: SocketAddr,
     aws: &AwsArgs,
     identity: &IdentityArgs,
+    limits: crate::limits::Limits,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let resources = aws.resources()?;
@@ -1015,7 +1069,6 @@ async fn serve_aws(
     }
     let metrics = command_lambdas::lambda::metrics().map_err(|e| CliError::Usage(e.to_string()))?;
     let config = aws_config::load_from_env().await;
-    let limits = crate::limits::Limits::new(identity.rate_limit);
     let state = AppState::aws(&config, &resources, metrics, auth, limits).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -1201,18 +1254,20 @@ fn owner_only(db: &Path) -> Result<(), CliError> {
 impl IdentityArgs {
     /// The verifiers to trust: the embedded identity provider over `pool` (none on AWS),
     /// and the Cognito user pool if one is named.
+    /// The verifiers: the embedded provider over `store` (its pool and path), if given, and
+    /// the Cognito pool named, if one is.
     async fn authenticator(
         &self,
-        pool: Option<sqlx::SqlitePool>,
+        store: Option<(sqlx::SqlitePool, &Path)>,
     ) -> Result<crate::identity::Authenticator, CliError> {
         use crate::identity::cognito::{Cognito, CognitoConfig};
-        use crate::identity::local::{LocalIssuer, TokenPolicy};
+        use crate::identity::local::{LocalIssuer, TokenPolicy, key_file};
         let policy = TokenPolicy {
             access_ttl: std::time::Duration::from_secs(self.access_token_ttl_secs.max(1)),
             ..TokenPolicy::default()
         };
-        let local = match pool {
-            Some(pool) => Some(LocalIssuer::open(pool, policy).await?),
+        let local = match store {
+            Some((pool, db)) => Some(LocalIssuer::open(pool, &key_file(db), policy).await?),
             None => None,
         };
         let cognito = match (&self.cognito_user_pool_id, &self.cognito_client_id) {
@@ -1229,7 +1284,11 @@ impl IdentityArgs {
             }
             _ => None,
         };
-        Ok(crate::identity::Authenticator { local, cognito })
+        Ok(crate::identity::Authenticator {
+            local,
+            cognito,
+            first_admin: None,
+        })
     }
 }
 
@@ -1262,12 +1321,12 @@ fn read_password(name: &str) -> Result<String, CliError> {
 }
 
 async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), CliError> {
-    use crate::identity::local::{LocalIssuer, TokenPolicy};
+    use crate::identity::local::{LocalIssuer, TokenPolicy, key_file};
     use crate::identity::password;
     let ctx = context(p)?;
     let pool = open(db, OpenMode::MustExist).await?;
     let service = service_over(pool.clone());
-    let issuer = LocalIssuer::open(pool, TokenPolicy::default()).await?;
+    let issuer = LocalIssuer::open(pool, &key_file(db), TokenPolicy::default()).await?;
     owner_only(db)?;
     let weak = |e| CliError::Identity(crate::identity::local::AuthError::Password(e));
     match cmd {
@@ -1323,8 +1382,25 @@ async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result
     let ctx = context(p)?;
     let service = service_over(open(db, OpenMode::MustExist).await?);
     match cmd {
-        WebhooksCommand::Add { id, url, events } => {
-            print_json(&service.add_webhook(&id, &url, events, &ctx).await?)
+        WebhooksCommand::Add {
+            id,
+            url,
+            events,
+            allow_private_target,
+        } => {
+            let recorded = service
+                .add_webhook(&id, &url, events, allow_private_target, &ctx)
+                .await?;
+            let secret = projection_lambdas::notify::issue_secret(db, &id)?;
+            print_json(&json!({ "recorded": recorded, "webhook_id": id, "secret": secret }))
+        }
+        WebhooksCommand::RotateSecret { id } => {
+            let platform = service.platform_of(&[Concern::Webhooks]).await?.aggregate;
+            if !platform.webhooks().keys().any(|w| w.as_str() == id) {
+                return Err(CliError::NoSuchWebhook(id));
+            }
+            let secret = projection_lambdas::notify::issue_secret(db, &id)?;
+            print_json(&json!({ "webhook_id": id, "secret": secret }))
         }
         WebhooksCommand::Remove { id } => print_json(&service.remove_webhook(&id, &ctx).await?),
         WebhooksCommand::List => {
@@ -1500,6 +1576,7 @@ async fn show(service: &SqliteService, id: &str) -> Result<(), CliError> {
         "spec": experiment.spec(),
         "targets": experiment.targets(),
         "outcome": experiment.outcome(),
+        "stop_cause": experiment.stop_cause(),
         "recovery_ms": experiment.recovery_ms(),
         "started_at": experiment.started_at(),
         "ended_at": experiment.ended_at(),

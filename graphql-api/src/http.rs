@@ -341,6 +341,7 @@ mod tests {
             .expect("open");
         let local = crate::identity::local::LocalIssuer::open(
             pool.clone(),
+            &crate::identity::local::key_file(&db_path),
             crate::identity::local::TokenPolicy::default(),
         )
         .await
@@ -348,6 +349,7 @@ mod tests {
         let auth = crate::identity::Authenticator {
             local: Some(local),
             cognito: None,
+            first_admin: None,
         };
         let (state, _) = AppState::embedded(
             &db_path,

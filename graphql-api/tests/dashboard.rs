@@ -9,6 +9,7 @@
 //!   six seconds;
 //! - `admin_pages.cjs`: the audit log and settings for an admin and a viewer;
 //! - `chain_broken.cjs`: an auditor told where the hash chain breaks in a changed store;
+//! - `first_admin.cjs`: a new store's first administrator, made from the printed link;
 //! - `cognito.cjs`: signing in through a Cognito user pool on AWS;
 //! - `reconnect.cjs`: an experiment page that must reconnect by itself when the server is
 //!   killed and restarted under it, missing nothing.
@@ -493,4 +494,36 @@ fn a_session_renewed_under_load_is_never_signed_out() {
         })
         .expect("read the sessions");
     assert!(revoked.is_empty(), "sessions revoked: {revoked:?}");
+}
+
+#[test]
+fn a_new_store_gets_its_first_administrator_from_the_link_the_server_printed() {
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
+    let db = dir.path().join("chaos.db");
+    let (server, _url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let link = loop {
+        let log = server.log_tail();
+        if let Some(link) = log
+            .split_whitespace()
+            .find(|word| word.contains("/#first-admin="))
+        {
+            break link.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no set-up link printed:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let url = format!("http://{}", server.addr);
+    assert!(link.starts_with(&url), "{link}");
+    clear_screenshots(&["30-first-admin"]);
+    passed(
+        browser_script_with("first_admin.cjs", &url, &[("FIRST_ADMIN_LINK", &link)]),
+        "",
+        &server,
+    );
+    assert_screenshots(&["30-first-admin"]);
 }

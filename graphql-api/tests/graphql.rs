@@ -56,12 +56,13 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
-    let conn = rusqlite::Connection::open(db).expect("open store");
-    let key: Vec<u8> = conn
-        .query_row("SELECT secret FROM identity_signing_key", [], |row| {
-            row.get(0)
-        })
-        .expect("the signing key");
+    let key_file = graphql_api::identity::local::key_file(db);
+    let key = hex::decode(
+        std::fs::read_to_string(&key_file)
+            .expect("the signing key, beside the store")
+            .trim(),
+    )
+    .expect("hex");
     let payload = genuine.split('.').nth(1).expect("claims");
     let claims: Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64")).expect("json");
@@ -469,10 +470,41 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
     );
 
     // Webhooks: admins only, URLs checked, and seen whole by admins only.
-    ok(
+    let added = ok(
         &admin,
-        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos?token=s3cret\", events: [\"ExperimentFailed\"]) { events } }",
+        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos?token=s3cret\", events: [\"ExperimentFailed\"]) { events webhookId secret } }",
         json!({}),
+    )["addWebhook"]
+        .clone();
+    assert!(
+        added["events"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("WebhookAdded"))),
+        "{added}"
+    );
+    assert_eq!(added["webhookId"], "ops");
+    let secret = added["secret"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 70,
+        "{added}"
+    );
+    // Issued anew by an admin only, for a webhook that exists.
+    let rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { webhookId secret } }";
+    let rotated = ok(&admin, rotate, json!({"id": "ops"}))["rotateWebhookSecret"].clone();
+    assert_eq!(rotated["webhookId"], "ops");
+    assert!(
+        rotated["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_") && s != secret),
+        "{rotated}"
+    );
+    assert_eq!(
+        code(&gql(addr, Some(&admin), rotate, json!({"id": "nope"}))).as_deref(),
+        Some("NOT_FOUND")
+    );
+    assert_eq!(
+        code(&gql(addr, Some(&operator), rotate, json!({"id": "ops"}))).as_deref(),
+        Some("FORBIDDEN")
     );
     assert_eq!(
         ok(&admin, "{ webhooks { id url events } }", json!({}))["webhooks"],
@@ -507,6 +539,32 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
         Some("INVALID_INPUT"),
         "{bad_url}"
     );
+    // What only the server can reach is no webhook (this server allows no private targets).
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]:8080/",
+        "http://0x7f.1/",
+        "http://localhost:9/hook",
+        "http://10.0.0.7/hook",
+    ] {
+        let refused = gql(
+            addr,
+            Some(&admin),
+            "mutation($url: String!) { addWebhook(url: $url) { events } }",
+            json!({ "url": url }),
+        );
+        assert_eq!(
+            code(&refused).as_deref(),
+            Some("INVALID_INPUT"),
+            "{url}: {refused}"
+        );
+        assert!(
+            refused
+                .to_string()
+                .contains("webhooks may only reach public addresses"),
+            "{url}: {refused}"
+        );
+    }
     assert_eq!(
         code(&gql(addr, Some(&viewer), "{ webhooks { id } }", json!({}))).as_deref(),
         Some("FORBIDDEN")
@@ -622,6 +680,47 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
         }}),
     );
     assert_eq!(code(&unknown).as_deref(), Some("NOT_FOUND"), "{unknown}");
+    // What its start would refuse, the preview refuses, naming the field.
+    let preview_of = |spec: Value| {
+        gql(
+            addr,
+            Some(&viewer),
+            "query($spec: JSON!) { targets(spec: $spec) { wouldHit } }",
+            json!({ "spec": spec }),
+        )
+    };
+    let mut over_cap = spec("over the cap", true);
+    over_cap["max_targets"] = json!(6);
+    let over_cap = preview_of(over_cap);
+    assert_eq!(code(&over_cap).as_deref(), Some("REJECTED"), "{over_cap}");
+    assert!(
+        over_cap
+            .to_string()
+            .contains("max_targets 6 exceeds the platform limit of 5"),
+        "{over_cap}"
+    );
+    let mut too_long = spec("too long", true);
+    too_long["guardrails"]["max_duration_secs"] = json!(901);
+    assert!(
+        preview_of(too_long)
+            .to_string()
+            .contains("guardrails.max_duration_secs 901 exceeds the platform limit of 900")
+    );
+    let mut pause_a_group = spec("pause a group", true);
+    pause_a_group["target"] = json!({"kind": "AUTO_SCALING_GROUP", "group": "web"});
+    pause_a_group["failure"] = json!({"type": "PAUSE", "duration_secs": 10});
+    let pause_a_group = preview_of(pause_a_group);
+    assert_eq!(
+        code(&pause_a_group).as_deref(),
+        Some("INVALID_INPUT"),
+        "{pause_a_group}"
+    );
+    assert!(
+        pause_a_group
+            .to_string()
+            .contains("failure.type: PAUSE acts on local fleet workers only"),
+        "{pause_a_group}"
+    );
     ok(
         &operator,
         "mutation($spec: JSON!) { createExperiment(id: \"previewed\", spec: $spec) { version } }",
@@ -1041,6 +1140,25 @@ fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
     let (status, answer) = post_raw(addr, &headers, huge.to_string().as_bytes());
     assert_eq!(status, 413, "{answer}");
     assert_eq!(code(&answer).as_deref(), Some("BAD_REQUEST"));
+    // Too slow: a body that stops halfway is answered, and its connection closed, once the
+    // body's time is up, not held open for as long as the client likes.
+    {
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        write!(
+            slow,
+            "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: 100\r\n\r\n{{\"query\": "
+        )
+        .expect("send half");
+        let mut answer = String::new();
+        slow.read_to_string(&mut answer)
+            .expect("the server answers and closes");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    }
     // A field that does not exist; a query that does not parse.
     for query in ["{ me { id password } }", "{ me { id "] {
         let answer = gql(addr, Some(&viewer), query, json!({}));
@@ -1331,4 +1449,186 @@ fn a_command_id_is_bound_to_its_first_command() {
     let twice = from_shell("shell-1");
     assert_eq!(once["aggregate_id"], twice["aggregate_id"]);
     assert_eq!(twice["deduplicated"], true, "{twice}");
+}
+
+/// The code in the set-up link a server prints when no one can sign in to its store yet.
+fn first_admin_code(server: &Server) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = server.log_tail();
+        if let Some((_, rest)) = log.split_once("/#first-admin=") {
+            return rest.split_whitespace().next().map(str::to_owned);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+const SET_UP: &str = "mutation($c: String!, $u: String!, $p: String!) { setUpFirstAdmin(code: $c, username: $u, password: $p) { accessToken user { id role } } }";
+
+/// A new store has no user: the server prints a one-time link, and whoever holds its console
+/// makes the first administrator with it, once.
+#[test]
+fn a_store_with_no_user_gets_its_first_administrator_through_a_one_time_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    let server = serve(&db, false);
+    let addr = server.addr;
+    let setup_code = first_admin_code(&server).expect("the server printed a set-up link");
+    let options = "{ signInOptions { method firstAdmin } }";
+    assert_eq!(
+        gql(addr, None, options, json!({}))["data"]["signInOptions"],
+        json!({"method": "PASSWORD", "firstAdmin": true})
+    );
+
+    let set_up = |code: &str, user: &str, password: &str| {
+        gql(
+            addr,
+            None,
+            SET_UP,
+            json!({"c": code, "u": user, "p": password}),
+        )
+    };
+    let wrong = set_up(
+        "0123456789abcdef0123456789abcdef",
+        "root",
+        "a long enough password",
+    );
+    assert_eq!(code(&wrong).as_deref(), Some("UNAUTHENTICATED"), "{wrong}");
+    let weak = set_up(&setup_code, "root", "short");
+    assert_eq!(code(&weak).as_deref(), Some("INVALID_INPUT"), "{weak}");
+    // Nothing was recorded by the refusals: the code still works.
+    let made = set_up(&setup_code, "root", "a long enough password");
+    assert!(made["errors"].is_null(), "{made}");
+    let session = &made["data"]["setUpFirstAdmin"];
+    assert_eq!(session["user"], json!({"id": "user:root", "role": "ADMIN"}));
+    let token = session["accessToken"].as_str().expect("a token");
+    let me = gql(addr, Some(token), "{ me { id role } }", json!({}));
+    assert_eq!(
+        me["data"]["me"],
+        json!({"id": "user:root", "role": "ADMIN"}),
+        "{me}"
+    );
+
+    // Once: the code is spent, and the server waits for no one any more.
+    let again = set_up(&setup_code, "mallory", "a long enough password");
+    assert_eq!(code(&again).as_deref(), Some("UNAUTHENTICATED"), "{again}");
+    assert_eq!(
+        gql(addr, None, options, json!({}))["data"]["signInOptions"]["firstAdmin"],
+        false
+    );
+    let signed_in = login(addr, "root", "a long enough password");
+    assert!(signed_in["errors"].is_null(), "{signed_in}");
+
+    // The administrator made themselves, on the record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audited = gql(
+            addr,
+            Some(token),
+            "{ auditLog(filter: {actor: \"user:root\"}) { eventType actor } }",
+            json!({}),
+        );
+        if audited["data"]["auditLog"] == json!([{"eventType": "UserAdded", "actor": "user:root"}])
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{audited}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+
+    // A store with a user prints no link.
+    let server = serve(&db, false);
+    assert_eq!(first_admin_code(&server), None, "{}", server.log_tail());
+    let refused = gql(
+        server.addr,
+        None,
+        SET_UP,
+        json!({"c": setup_code, "u": "eve", "p": "a long enough password"}),
+    );
+    assert_eq!(code(&refused).as_deref(), Some("REJECTED"), "{refused}");
+}
+
+/// Whether `needle` occurs in the file at `path`.
+fn file_holds(path: &Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+/// The key that signs access tokens is not in the store: a copy of the store (an auditor's)
+/// cannot sign a token. It is a file of its own, owner-only; a key an older version kept in
+/// the store is moved out, with nothing of it left in the store file.
+#[test]
+fn the_token_signing_key_is_kept_beside_the_store_not_in_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    // A store as an older version left it: the key in a table of its own.
+    let legacy = [0x5au8; 32];
+    {
+        let conn = rusqlite::Connection::open(&db).expect("open store");
+        conn.execute_batch(
+            "CREATE TABLE identity_signing_key (id INTEGER PRIMARY KEY CHECK (id = 1), \
+             secret BLOB NOT NULL, created_at INTEGER NOT NULL);",
+        )
+        .expect("legacy table");
+        conn.execute(
+            "INSERT INTO identity_signing_key (id, secret, created_at) VALUES (1, ?1, 0)",
+            [legacy.as_slice()],
+        )
+        .expect("legacy key");
+    }
+    assert!(
+        file_holds(&db, &legacy),
+        "the legacy key is in the store to begin with"
+    );
+    let added = add_user(&db, "ada", "ADMIN", "correct horse battery staple");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+
+    let key_file = graphql_api::identity::local::key_file(&db);
+    let text = std::fs::read_to_string(&key_file).expect("the key file");
+    assert_eq!(
+        text.trim(),
+        hex::encode(legacy),
+        "the legacy key moved, unchanged"
+    );
+    let mode = std::fs::metadata(&key_file)
+        .expect("metadata")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file is its owner's only");
+    let tables: i64 = rusqlite::Connection::open(&db)
+        .expect("open store")
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'identity_signing_key'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 0, "the key's table is gone from the store");
+    assert!(
+        !file_holds(&db, &legacy),
+        "the key's bytes are left in the store file"
+    );
+
+    // Tokens are signed with it, and a server started again keeps it.
+    let server = serve(&db, false);
+    let token = access_token(&login(server.addr, "ada", "correct horse battery staple"));
+    drop(server);
+    let server = serve(&db, false);
+    let me = gql(server.addr, Some(&token), "{ me { id } }", json!({}));
+    assert_eq!(me["data"]["me"]["id"], "user:ada", "{me}");
+    assert_eq!(
+        std::fs::read_to_string(&key_file)
+            .expect("the key file")
+            .trim(),
+        hex::encode(legacy)
+    );
 }

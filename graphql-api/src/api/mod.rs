@@ -16,7 +16,9 @@
 //!   `REJECTED`, `STOP_CONDITION`, ...), `UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`,
 //!   `BAD_REQUEST` (a body that is not a GraphQL request), `INVALID_QUERY` (a query that does
 //!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`.
-//! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], queries at most [`MAX_DEPTH`] deep and
+//! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], read within [`BODY_TIMEOUT`] (a body
+//!   that trickles in is answered 408 `REQUEST_TIMEOUT`, so a slow client cannot hold a
+//!   connection and its memory for long), queries at most [`MAX_DEPTH`] deep and
 //!   [`MAX_COMPLEXITY`] complex, pages of at most [`MAX_PAGE`], and a request rate per caller
 //!   ([`crate::limits`]: 429 with `Retry-After` and the code `RATE_LIMITED` over it).
 
@@ -33,7 +35,6 @@ use std::time::{Duration, Instant};
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, ErrorExtensions, Schema};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -55,6 +56,9 @@ pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// Largest request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Longest a request body may take to arrive, whole: [`MAX_BODY_BYTES`] at a slow mobile
+/// link's pace takes a second or two.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Deepest query: room for the standard introspection query of every common client
 /// (graphql-js, GraphiQL, gql), whose type references nest nine `ofType`s deep, 15 levels in
 /// all. The complexity limit, not the depth, bounds what a query costs.
@@ -314,20 +318,12 @@ pub async fn serve(
     State(api): State<Api>,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let (schema, context) = (&api.schema, &api.context);
-    let body = match body {
+    let body = match read_body(body).await {
         Ok(body) => body,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                format!("the body is over the limit of {MAX_BODY_BYTES} bytes")
-            } else {
-                format!("the body cannot be read: {rejection}")
-            };
-            return error_response(status, "BAD_REQUEST", &message);
-        }
+        Err(response) => return response,
     };
     if let Err(why) = json_body(&headers) {
         return error_response(
@@ -351,6 +347,45 @@ pub async fn serve(
     let scope = crate::limits::RequestScope::from(peer.map(|addr| addr.ip()));
     let response = schema.execute(request.data(identity).data(scope)).await;
     axum::Json(with_codes(response)).into_response()
+}
+
+/// The whole body, if it is at most [`MAX_BODY_BYTES`] and arrives within [`BODY_TIMEOUT`].
+async fn read_body(body: axum::body::Body) -> Result<Bytes, Response> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "BAD_REQUEST",
+                    &format!("the body is over the limit of {MAX_BODY_BYTES} bytes"),
+                )
+            } else {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    &format!("the body cannot be read: {e}"),
+                )
+            })
+        }
+        Err(_) => {
+            let mut response = error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "REQUEST_TIMEOUT",
+                &format!(
+                    "the body did not arrive whole within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            );
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            Err(response)
+        }
+    }
 }
 
 /// Gives a code to the errors raised before any resolver ran (parse, validation, limits),

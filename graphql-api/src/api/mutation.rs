@@ -12,9 +12,12 @@ use command_lambdas::store::CommandOutcome;
 use domain::Timestamp;
 use domain::platform::Concern;
 use domain::provenance::{CommandContext, Role, Source};
-use domain::spec::ExperimentSpecInput;
+use domain::spec::{ExperimentSpec, ExperimentSpecInput};
 
-use super::types::{CommandResult, IssuedApiKey, Me, Preferences, Session, TemplateNode};
+use super::types::{
+    CommandResult, IssuedApiKey, Me, Preferences, Session, TemplateNode, WebhookAdded,
+    WebhookSecret,
+};
 use super::{ApiContext, Identity, coded, require};
 use crate::backend::with_service;
 use crate::identity::local::{AuthError, Tokens};
@@ -82,6 +85,7 @@ async fn create(
     command_id: Option<String>,
 ) -> Result<CommandResult> {
     let actor = require(ctx, Role::Operator)?;
+    refuse_unobservable(ctx, &spec).await?;
     let experiment_id = match (id, &command_id) {
         (Some(id), _) => id.to_string(),
         (None, Some(key)) => command_lambdas::service::experiment_id_for(&actor.id, key),
@@ -92,6 +96,42 @@ async fn create(
         spec,
     };
     send(ctx, Role::Operator, command, command_id).await
+}
+
+/// Refuses a spec whose stop conditions its target cannot observe (an error-rate limit on a
+/// group whose traffic nothing measures), with their paths. A spec that does not parse is left
+/// to the command, which reports every problem; a target that cannot be looked at now (a group
+/// not created yet, an outage) is checked again before its run resolves its targets.
+async fn refuse_unobservable(ctx: &Context<'_>, spec: &ExperimentSpecInput) -> Result<()> {
+    let Ok(spec) = ExperimentSpec::parse(spec.clone()) else {
+        return Ok(());
+    };
+    let api = ctx.data::<ApiContext>()?;
+    match api.backend.unobservable(&spec).await {
+        Ok(problems) if !problems.is_empty() => Err(coded(
+            "INVALID_INPUT",
+            domain::spec::SpecError { problems }.to_string(),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::info!(target = %spec.target().key(), error = %e, "stop conditions not checked at create; the run checks them");
+            Ok(())
+        }
+    }
+}
+
+/// A new signing secret for webhook `id`, kept where its deliveries are signed.
+async fn signing_secret(api: &ApiContext, id: String) -> Result<WebhookSecret> {
+    let secret = api.backend.issue_webhook_secret(&id).await.map_err(|e| {
+        coded(
+            "UNAVAILABLE",
+            format!("the webhook's secret could not be kept (issue it anew with rotateWebhookSecret): {e}"),
+        )
+    })?;
+    Ok(WebhookSecret {
+        webhook_id: id,
+        secret,
+    })
 }
 
 /// A command's answer as the schema's result, or its refusal as a coded error.
@@ -197,6 +237,79 @@ impl Mutation {
         api.limits.logins.refund(&source);
         let role = user.map_or(Role::Viewer, |u| u.role);
         Ok(session(&username, role, tokens))
+    }
+
+    /// Creates this server's first administrator and signs them in. Needs no credential but
+    /// the one-time code the server printed in its console when it started on a store with no
+    /// user (`/#first-admin=CODE`); works once, and only while there is no user. Sign-in
+    /// limits apply: one per request, failures slowed per source.
+    async fn set_up_first_admin(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+        username: String,
+        password: String,
+    ) -> Result<Session> {
+        let api = ctx.data::<ApiContext>()?;
+        let scope = ctx.data::<crate::limits::RequestScope>()?;
+        if !scope.password_check() {
+            return Err(coded(
+                "INVALID_INPUT",
+                "one sign-in per request: send each in a request of its own",
+            ));
+        }
+        let source = scope.source();
+        if let Err(wait) = api.limits.logins.take(&source, std::time::Instant::now()) {
+            return Err(coded(
+                "RATE_LIMITED",
+                format!(
+                    "too many sign-in attempts from {source}: try again in {} s",
+                    wait.as_secs().saturating_add(1)
+                ),
+            ));
+        }
+        let local = local_issuer(api)?;
+        let Some(first_admin) = &api.auth.first_admin else {
+            return Err(coded(
+                "REJECTED",
+                "this server has its administrators: sign in, or ask one of them for an account",
+            ));
+        };
+        let held = first_admin.hold().await;
+        if !held.admits(&code) {
+            return Err(coded(
+                "UNAUTHENTICATED",
+                "this set-up code is wrong or used: a server started on a store with no user \
+                 prints its code in its console, once",
+            ));
+        }
+        crate::identity::password::check_policy(&password)
+            .map_err(|e| coded("INVALID_INPUT", e.to_string()))?;
+        if !api.platform(&[Concern::Users]).await?.users().is_empty() {
+            return Err(coded(
+                "REJECTED",
+                "this server has users already (added from the command line): sign in",
+            ));
+        }
+        let actor = domain::provenance::Actor {
+            id: user_actor(&username),
+            role: Role::Admin,
+        };
+        let context = context_of(actor)?;
+        with_service!(&api.backend, s => s.add_user(&username, Role::Admin, &context).await)
+            .map_err(|e| coded(e.code(), e.to_string()))?;
+        local
+            .set_password(&username, &password)
+            .await
+            .map_err(auth_error)?;
+        held.redeem();
+        api.limits.logins.refund(&source);
+        tracing::info!(user = %username, "the first administrator was created");
+        let tokens = local
+            .login(&username, &password, true)
+            .await
+            .map_err(auth_error)?;
+        Ok(session(&username, Role::Admin, tokens))
     }
 
     /// Trades a refresh token for a new access token and refresh token. Each refresh token
@@ -375,19 +488,46 @@ impl Mutation {
     }
 
     /// Subscribes a webhook (ADMIN) to `events` (event types; none: every event). Its id is
-    /// `id` or a new UUIDv7.
+    /// `id` or a new UUIDv7. `url` must reach a public address: loopback, private, link-local
+    /// (the cloud metadata service) and other non-public addresses are refused, in any
+    /// spelling, unless the server was started with `--allow-private-webhook-targets`.
     async fn add_webhook(
         &self,
         ctx: &Context<'_>,
         url: String,
         #[graphql(default)] events: Vec<String>,
         id: Option<ID>,
-    ) -> Result<CommandResult> {
+    ) -> Result<WebhookAdded> {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
         let id = id.map_or_else(fresh_id, |id| id.to_string());
-        recorded(with_service!(&api.backend, s => s.add_webhook(&id, &url, events, &context).await))
+        let allow_private = api.limits.private_webhook_targets;
+        let result = recorded(
+            with_service!(&api.backend, s => s.add_webhook(&id, &url, events, allow_private, &context).await),
+        )?;
+        Ok(WebhookAdded {
+            result,
+            signing: signing_secret(api, id).await?,
+        })
+    }
+
+    /// Issues webhook `id` a new signing secret (ADMIN), shown this once; the old one signs
+    /// nothing from now on. For a secret that leaked, or a webhook added before deliveries
+    /// were signed.
+    async fn rotate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookSecret> {
+        let actor = require(ctx, Role::Admin)?;
+        let api = ctx.data::<ApiContext>()?;
+        let platform = api.platform(&[Concern::Webhooks]).await?;
+        if !platform
+            .webhooks()
+            .keys()
+            .any(|w| w.as_str() == id.as_str())
+        {
+            return Err(coded("NOT_FOUND", format!("no webhook {}", id.as_str())));
+        }
+        tracing::info!(webhook = %id.as_str(), actor = %actor.id, "webhook secret issued anew");
+        signing_secret(api, id.to_string()).await
     }
 
     /// Removes a webhook subscription (ADMIN).

@@ -75,9 +75,20 @@ impl Query {
             (None, Some(_)) => "COGNITO",
             (None, None) => "NONE",
         };
+        // Pending until used, or until someone is added another way (`chaos user add`).
+        let first_admin = match &auth.first_admin {
+            Some(first) if first.pending().await => ctx
+                .data::<ApiContext>()?
+                .platform(&[Concern::Users])
+                .await?
+                .users()
+                .is_empty(),
+            _ => false,
+        };
         Ok(SignInOptions {
             method: method.to_owned(),
             cognito,
+            first_admin,
         })
     }
 

@@ -238,7 +238,8 @@ pub struct RunResultNode {
     pub target: String,
     /// `TERMINATE` or `PAUSE`.
     pub failure_type: String,
-    /// `RECOVERED`, `NOT_RECOVERED`, `DRY_RUN`, `FAILED`, `STOPPED`, ...
+    /// `RECOVERED`, `NOT_RECOVERED`, `DRY_RUN`, `FAILED`, `STOPPED` or `INTERRUPTED` (the
+    /// platform lost the run while its failure was in effect: left out of the rates and MTTR).
     pub outcome: String,
     /// Milliseconds from the injection to the recovery, when it recovered.
     pub recovery_ms: Option<u64>,
@@ -327,6 +328,28 @@ pub struct AuditFilterInput {
     pub to: Option<String>,
 }
 
+/// A webhook added, with the secret its deliveries are signed with: shown this once.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct WebhookAdded {
+    /// What the command recorded.
+    #[graphql(flatten)]
+    pub result: CommandResult,
+    /// The webhook's id and signing secret.
+    #[graphql(flatten)]
+    pub signing: WebhookSecret,
+}
+
+/// A webhook's signing secret, shown once: when it is drawn.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct WebhookSecret {
+    /// The webhook's id.
+    pub webhook_id: String,
+    /// The secret its deliveries are signed with (`X-Chaos-Signature: t=<unix seconds>,v1=<hex
+    /// HMAC-SHA256 of "<t>.<body>">`, see docs/WEBHOOKS.md). None on AWS, whose deliveries are
+    /// not sent yet.
+    pub secret: Option<String>,
+}
+
 /// What a command recorded, and what became of the runs it touched.
 #[derive(Debug, Clone, SimpleObject)]
 pub struct CommandResult {
@@ -403,6 +426,9 @@ pub struct SignInOptions {
     pub method: String,
     /// The Cognito user pool whose tokens are accepted, if one is.
     pub cognito: Option<CognitoSignInNode>,
+    /// Whether this server has no user yet and waits for its first administrator, made with
+    /// `setUpFirstAdmin` and the one-time code it printed in its console when it started.
+    pub first_admin: bool,
 }
 
 /// A Cognito user pool as a browser signs in to it (nothing here is secret).

@@ -6,8 +6,10 @@
 //!   request, so a demotion or removal holds from the next request on.
 //! - **Passwords** are kept apart from the log, Argon2id-hashed, in the store file's
 //!   `identity_passwords` table (see [`super::password`]).
-//! - **Access tokens** are JWTs signed HS256 with a 256-bit key drawn once per store
-//!   (`identity_signing_key`): issuer [`ISSUER`], audience [`AUDIENCE`], the user as `sub`,
+//! - **Access tokens** are JWTs signed HS256 with a 256-bit key drawn once per store and kept
+//!   in a file of its own beside it ([`key_file`], owner-only), never in the store's rows: a
+//!   copy of the store (given to an auditor, say) cannot sign tokens. A key an older version
+//!   kept in the store is moved out of it. Issuer [`ISSUER`], audience [`AUDIENCE`], the user as `sub`,
 //!   their sign-in session as `sid`, valid for [`TokenPolicy::access_ttl`]. Only HS256 is
 //!   accepted for them, with no leeway.
 //! - **Sessions and refresh tokens.** A sign-in opens a session (`identity_sessions`) with an
@@ -22,6 +24,7 @@
 //!   refresh. Logout revokes the session, and an access token of a revoked session is refused
 //!   at once, not at its expiry.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -139,11 +142,6 @@ impl std::fmt::Debug for LocalIssuer {
 }
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS identity_signing_key (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    secret BLOB NOT NULL,
-    created_at INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS identity_passwords (
     username TEXT PRIMARY KEY,
     phc TEXT NOT NULL,
@@ -195,10 +193,110 @@ fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// The file that holds the token-signing key of the store at `db`: `<db>.token-key`.
+pub fn key_file(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".token-key");
+    PathBuf::from(name)
+}
+
+/// The key in `file` (64 hex digits), if the file exists.
+fn read_key(file: &Path) -> Result<Option<Vec<u8>>, AuthError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(AuthError::Issue(format!(
+                "the token key {} cannot be read: {e}",
+                file.display()
+            )));
+        }
+    };
+    match hex::decode(text.trim()) {
+        Ok(key) if key.len() == 32 => Ok(Some(key)),
+        _ => Err(AuthError::Issue(format!(
+            "the token key {} is not 64 hex digits",
+            file.display()
+        ))),
+    }
+}
+
+/// The store's signing key: the one in `file`; else the one an older version kept in the
+/// store's `identity_signing_key` table, moved to `file`; else a new one. Two processes
+/// opening the store at once agree: the file is created only if absent, and the loser reads
+/// the winner's.
+async fn signing_key(pool: &SqlitePool, file: &Path) -> Result<Vec<u8>, AuthError> {
+    let kept_in_store: bool = sqlx::query_scalar(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'identity_signing_key'",
+    )
+    .fetch_one(pool)
+    .await?;
+    let stored: Option<Vec<u8>> = if kept_in_store {
+        sqlx::query_scalar("SELECT secret FROM identity_signing_key")
+            .fetch_optional(pool)
+            .await?
+    } else {
+        None
+    };
+    let key = match read_key(file)? {
+        Some(key) => key,
+        None => {
+            let candidate = match &stored {
+                Some(key) => key.clone(),
+                None => hex::decode(random_hex()?).map_err(|e| AuthError::Issue(e.to_string()))?,
+            };
+            write_key(file, &candidate)?;
+            read_key(file)?.ok_or_else(|| {
+                AuthError::Issue(format!("the token key {} vanished", file.display()))
+            })?
+        }
+    };
+    if kept_in_store {
+        // Out of the store, its page overwritten rather than left free with the key in it.
+        sqlx::raw_sql(
+            "PRAGMA secure_delete = ON; DROP TABLE IF EXISTS identity_signing_key; PRAGMA secure_delete = OFF;",
+        )
+        .execute(pool)
+        .await?;
+    }
+    Ok(key)
+}
+
+/// Writes `key` to `file`, readable by its owner only, unless the file exists already.
+fn write_key(file: &Path, key: &[u8]) -> Result<(), AuthError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file);
+    match created {
+        Ok(mut f) => f
+            .write_all(format!("{}\n", hex::encode(key)).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| {
+                AuthError::Issue(format!(
+                    "the token key {} cannot be written: {e}",
+                    file.display()
+                ))
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(AuthError::Issue(format!(
+            "the token key {} cannot be created: {e}",
+            file.display()
+        ))),
+    }
+}
+
 impl LocalIssuer {
-    /// The issuer over `pool`'s store: creates its tables and draws its signing key on first
-    /// use.
-    pub async fn open(pool: SqlitePool, policy: TokenPolicy) -> Result<Self, AuthError> {
+    /// The issuer over `pool`'s store, signing with the key in `key_file` (see [`key_file`]):
+    /// creates its tables, and the key on first use.
+    pub async fn open(
+        pool: SqlitePool,
+        key_file: &Path,
+        policy: TokenPolicy,
+    ) -> Result<Self, AuthError> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
         let has_successor: bool = sqlx::query_scalar(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('identity_refresh_tokens') WHERE name = 'successor'",
@@ -213,18 +311,7 @@ impl LocalIssuer {
                 return Err(e.into());
             }
         }
-        let fresh = hex::decode(random_hex()?).map_err(|e| AuthError::Issue(e.to_string()))?;
-        // Two processes opening at once both try; the first key stays.
-        sqlx::query(
-            "INSERT OR IGNORE INTO identity_signing_key (id, secret, created_at) VALUES (1, ?, ?)",
-        )
-        .bind(fresh)
-        .bind(now())
-        .execute(&pool)
-        .await?;
-        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM identity_signing_key")
-            .fetch_one(&pool)
-            .await?;
+        let secret = signing_key(&pool, key_file).await?;
         Ok(LocalIssuer {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),

@@ -13,6 +13,7 @@
 //! (`none` included), is refused.
 
 pub mod cognito;
+pub mod first_admin;
 pub mod local;
 pub mod password;
 
@@ -70,6 +71,8 @@ pub struct Authenticator {
     pub local: Option<LocalIssuer>,
     /// The Cognito user pool, when one is trusted.
     pub cognito: Option<Arc<Cognito>>,
+    /// The one-time code of a store with no users yet (embedded only).
+    pub first_admin: Option<Arc<first_admin::FirstAdmin>>,
 }
 
 /// Words for a token refused by the JWT library.

@@ -1,7 +1,9 @@
 //! Signing in: with this server's own accounts, or with its Cognito user pool, as the server's
 //! `signInOptions` says. Cognito may ask for more on the way, each answered on a form of its
 //! own: a new password at a first sign-in (an administrator set a temporary one), a code from
-//! an authenticator app or a text message, or an authenticator app to set up.
+//! an authenticator app or a text message, or an authenticator app to set up. A server with
+//! no user yet offers to create its first administrator instead, with the one-time code it
+//! printed in its console (the link it printed fills it in).
 
 use dioxus::prelude::*;
 use web::route::Route;
@@ -55,6 +57,11 @@ pub fn Login() -> Element {
         }
         busy.set(false);
     };
+    if let Some(Ok(Method::FirstAdmin)) = &*method.read() {
+        return rsx! {
+            FirstAdminForm { on_done: signed_in }
+        };
+    }
     if let Some(Ok(Method::Nobody)) = &*method.read() {
         return rsx! {
             section { class: "card login", "aria-labelledby": "login-title",
@@ -115,6 +122,101 @@ pub fn Login() -> Element {
                     p { class: "problem", role: "alert", "{message}" }
                 }
                 button { r#type: "submit", disabled: busy(), if busy() { "Signing in…" } else { "Sign in" } }
+            }
+        }
+    }
+}
+
+/// The form that creates a server's first administrator with its one-time code.
+#[component]
+fn FirstAdminForm(on_done: EventHandler<session::Session>) -> Element {
+    let mut code = use_signal(|| session::first_admin_code().unwrap_or_default());
+    let mut username = use_signal(String::new);
+    let mut password = use_signal(String::new);
+    let mut repeated = use_signal(String::new);
+    let mut error = use_signal(|| None::<String>);
+    let mut busy = use_signal(|| false);
+    let submit = move |event: FormEvent| async move {
+        event.prevent_default();
+        if busy() {
+            return;
+        }
+        if *password.peek() != *repeated.peek() {
+            error.set(Some("The two passwords differ.".to_owned()));
+            return;
+        }
+        busy.set(true);
+        error.set(None);
+        let (c, u, p) = (
+            code.peek().trim().to_owned(),
+            username.peek().trim().to_owned(),
+            password.peek().clone(),
+        );
+        match session::set_up_first_admin(&c, &u, &p).await {
+            Ok(done) => {
+                // The code is used: out of the address bar and the history with it.
+                if let Some(window) = web_sys::window()
+                    && let (Ok(history), Ok(path)) = (window.history(), window.location().pathname())
+                {
+                    let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&path));
+                }
+                password.set(String::new());
+                repeated.set(String::new());
+                on_done.call(done);
+            }
+            Err(e) if e.code == "UNAUTHENTICATED" => error.set(Some(
+                "That set-up code is wrong or was used already. The server prints its code in its console when it starts with no user.".to_owned(),
+            )),
+            Err(e) => error.set(Some(e.message)),
+        }
+        busy.set(false);
+    };
+    rsx! {
+        section { class: "card login", "aria-labelledby": "login-title",
+            h1 { id: "login-title", "Create the first administrator" }
+            p { class: "muted",
+                "No one can sign in to this server yet. The set-up code is in the console where the server was started; it works once."
+            }
+            form { onsubmit: submit,
+                label { r#for: "setup-code", "Set-up code" }
+                input {
+                    id: "setup-code",
+                    autocomplete: "one-time-code",
+                    required: true,
+                    value: "{code}",
+                    oninput: move |e| code.set(e.value()),
+                }
+                label { r#for: "username", "Your user name" }
+                input {
+                    id: "username",
+                    autocomplete: "username",
+                    required: true,
+                    autofocus: true,
+                    value: "{username}",
+                    oninput: move |e| username.set(e.value()),
+                }
+                label { r#for: "new-password", "Password" }
+                input {
+                    id: "new-password",
+                    r#type: "password",
+                    autocomplete: "new-password",
+                    required: true,
+                    value: "{password}",
+                    oninput: move |e| password.set(e.value()),
+                }
+                label { r#for: "repeat-password", "The password again" }
+                input {
+                    id: "repeat-password",
+                    r#type: "password",
+                    autocomplete: "new-password",
+                    required: true,
+                    value: "{repeated}",
+                    oninput: move |e| repeated.set(e.value()),
+                }
+                if let Some(message) = error() {
+                    p { class: "problem", role: "alert", "{message}" }
+                }
+                button { r#type: "submit", disabled: busy(), if busy() { "Creating…" } else { "Create and sign in" } }
             }
         }
     }

@@ -39,6 +39,9 @@ pub struct Pool {
 pub enum Method {
     /// With its own accounts.
     Password,
+    /// With its own accounts, of which there is none yet: the first administrator is made
+    /// with the one-time code the server printed in its console.
+    FirstAdmin,
     /// With a Cognito user pool.
     Cognito(Pool),
     /// Not at all: only API keys authenticate.
@@ -49,7 +52,7 @@ pub enum Method {
 pub async fn method() -> Result<Method, ApiError> {
     let data = request(
         None,
-        "{ signInOptions { method cognito { endpoint clientId } } }",
+        "{ signInOptions { method firstAdmin cognito { endpoint clientId } } }",
         json!({}),
     )
     .await?;
@@ -66,6 +69,7 @@ pub async fn method() -> Result<Method, ApiError> {
                 .to_owned(),
         }),
         Some("NONE") => Method::Nobody,
+        _ if options["firstAdmin"].as_bool() == Some(true) => Method::FirstAdmin,
         _ => Method::Password,
     })
 }
@@ -148,6 +152,36 @@ pub async fn login(username: &str, password: &str) -> Result<Session, ApiError> 
     })?;
     keep(&session);
     Ok(session)
+}
+
+/// Makes this server's first administrator with its one-time `code`, and signs them in.
+pub async fn set_up_first_admin(
+    code: &str,
+    username: &str,
+    password: &str,
+) -> Result<Session, ApiError> {
+    let data = request(
+        None,
+        &format!(
+            "mutation($c: String!, $u: String!, $p: String!) {{ setUpFirstAdmin(code: $c, username: $u, password: $p) {{ {SESSION_FIELDS} }} }}"
+        ),
+        json!({ "c": code, "u": username, "p": password }),
+    )
+    .await?;
+    let session = Session::from_answer(&data["setUpFirstAdmin"]).ok_or_else(|| ApiError {
+        code: "ERROR".to_owned(),
+        message: "the server answered without a session".to_owned(),
+    })?;
+    keep(&session);
+    Ok(session)
+}
+
+/// The one-time code in the address the server printed (`/#first-admin=CODE`), if there.
+pub fn first_admin_code() -> Option<String> {
+    let hash = web_sys::window()?.location().hash().ok()?;
+    hash.strip_prefix("#first-admin=")
+        .filter(|code| !code.is_empty())
+        .map(str::to_owned)
 }
 
 /// One call of Cognito's API (`action`, e.g. `InitiateAuth`): its answer, or its error in
