@@ -4,7 +4,7 @@
 //! webhook is added, from the URL alone, and again by the sender for every address a host name
 //! resolves to ([`is_public`]), unless the deployment allows private targets explicitly.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::spec::{Problem, SpecError};
 

@@ -1252,10 +1252,8 @@ fn owner_only(db: &Path) -> Result<(), CliError> {
 }
 
 impl IdentityArgs {
-    /// The verifiers to trust: the embedded identity provider over `pool` (none on AWS),
-    /// and the Cognito user pool if one is named.
-    /// The verifiers: the embedded provider over `store` (its pool and path), if given, and
-    /// the Cognito pool named, if one is.
+    /// The verifiers to trust: the embedded identity provider over `store` (its pool and
+    /// path; none on AWS), and the Cognito user pool if one is named.
     async fn authenticator(
         &self,
         store: Option<(sqlx::SqlitePool, &Path)>,

@@ -296,12 +296,20 @@ impl Mutation {
             role: Role::Admin,
         };
         let context = context_of(actor)?;
-        with_service!(&api.backend, s => s.add_user(&username, Role::Admin, &context).await)
-            .map_err(|e| coded(e.code(), e.to_string()))?;
+        // The password first: a user on record without one could not sign in, and would
+        // close the set-up to everyone.
         local
             .set_password(&username, &password)
             .await
             .map_err(auth_error)?;
+        let added =
+            with_service!(&api.backend, s => s.add_user(&username, Role::Admin, &context).await);
+        if let Err(e) = added {
+            if let Err(forgotten) = local.forget(&username).await {
+                tracing::warn!(user = %username, error = %forgotten, "the password of a user not added stays stored");
+            }
+            return Err(coded(e.code(), e.to_string()));
+        }
         held.redeem();
         api.limits.logins.refund(&source);
         tracing::info!(user = %username, "the first administrator was created");
