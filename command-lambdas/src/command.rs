@@ -24,7 +24,7 @@ use crate::store::Repository;
 use domain::Timestamp;
 use domain::experiment::ExperimentError;
 use domain::provenance::{Actor, CommandContext, Role, Source};
-use domain::spec::ExperimentSpecInput;
+use domain::spec::{ExperimentSpecInput, Problem};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::{AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine};
@@ -155,6 +155,9 @@ pub struct ErrorBody {
     pub message: String,
     /// Whether sending the same request again may succeed.
     pub retryable: bool,
+    /// For `INVALID_INPUT`: every problem of the input, each with its path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
 }
 
 impl Response {
@@ -174,12 +177,17 @@ impl Response {
                 code: code.to_owned(),
                 message: message.into(),
                 retryable,
+                problems: Vec::new(),
             }),
         }
     }
 
     fn from_service(e: &ServiceError) -> Self {
-        Self::refused(e.code(), e.to_string(), e.is_retryable())
+        let mut response = Self::refused(e.code(), e.to_string(), e.is_retryable());
+        if let Some(body) = &mut response.error {
+            body.problems = e.problems().to_vec();
+        }
+        response
     }
 
     /// The answer of a command carried out (or found carried out) with `outcome`.

@@ -91,6 +91,18 @@ impl ServiceError {
         }
     }
 
+    /// Every problem of an input refused as invalid, each with its path (empty otherwise).
+    pub fn problems(&self) -> &[domain::spec::Problem] {
+        match self {
+            ServiceError::InvalidInput(e)
+            | ServiceError::Experiment(StoreError::Rejected(ExperimentError::InvalidInput(e)))
+            | ServiceError::Platform(StoreError::Rejected(PlatformError::InvalidInput(e))) => {
+                &e.problems
+            }
+            ServiceError::Experiment(_) | ServiceError::Platform(_) => &[],
+        }
+    }
+
     /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
         match self {

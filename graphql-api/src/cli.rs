@@ -560,13 +560,21 @@ pub enum CliError {
         /// Cause.
         source: std::io::Error,
     },
-    /// The spec is not valid JSON of the expected shape.
+    /// The spec is not JSON.
     #[error("invalid spec {path}: {source}")]
     SpecJson {
         /// The file.
         path: String,
         /// Cause.
         source: serde_json::Error,
+    },
+    /// The spec is JSON, with problems of shape or value: each on its own line, with its path.
+    #[error("invalid spec {path}:{problems}")]
+    Spec {
+        /// The file.
+        path: String,
+        /// Every problem, a line each.
+        problems: String,
     },
     /// The store could not be read.
     #[error("reading the event store failed: {0}")]
@@ -643,7 +651,10 @@ impl CliError {
                 _ => 1,
             },
             CliError::Context(_) | CliError::Input { .. } | CliError::Usage(_) => 2,
-            CliError::SpecJson { .. } | CliError::NoSuchUser(_) | CliError::NoSuchWebhook(_) => 3,
+            CliError::SpecJson { .. }
+            | CliError::Spec { .. }
+            | CliError::NoSuchUser(_)
+            | CliError::NoSuchWebhook(_) => 3,
             CliError::Identity(crate::identity::local::AuthError::Password(
                 crate::identity::password::PasswordError::Weak(_),
             )) => 3,
@@ -845,9 +856,18 @@ fn read_spec(path: &Path) -> Result<ExperimentSpecInput, CliError> {
         path: shown.clone(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| CliError::SpecJson {
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| CliError::SpecJson {
+            path: shown.clone(),
+            source,
+        })?;
+    ExperimentSpecInput::from_json(&value).map_err(|e| CliError::Spec {
         path: shown,
-        source,
+        problems: e
+            .problems
+            .iter()
+            .map(|p| format!("\n  {}: {}", p.field, p.message))
+            .collect(),
     })
 }
 

@@ -272,11 +272,19 @@ fn bad_input_gets_a_clear_error_and_touches_nothing() {
         ],
     );
     assert_eq!(out.status.code(), Some(3));
-    assert!(
-        stderr(&out).contains("unknown field `colour`"),
-        "{}",
-        stderr(&out)
-    );
+    // Every problem, a line each with its path.
+    let said = stderr(&out);
+    for line in [
+        "\n  colour: unknown field; expected one of name, description,",
+        "\n  target: is required",
+        "\n  selection: is required",
+        "\n  max_targets: is required",
+        "\n  failure: is required",
+        "\n  guardrails: is required",
+        "\n  recovery: is required",
+    ] {
+        assert!(said.contains(line), "{line} in {said}");
+    }
 
     let spec = spec_file(dir.path());
     let text = std::fs::read_to_string(&spec)

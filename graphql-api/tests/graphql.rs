@@ -1223,6 +1223,102 @@ fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
 
 /// What a pipeline gating a deploy does: with an API key, create a run, start it, and wait
 /// for its outcome.
+/// The `field`s of an answer's first error's `problems` extension.
+fn problem_fields(answer: &Value) -> Vec<String> {
+    answer["errors"][0]["extensions"]["problems"]
+        .as_array()
+        .map(|problems| {
+            problems
+                .iter()
+                .filter_map(|p| p["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_bad_input_is_answered_with_every_problem_at_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("chaos.db");
+    ok_json(&chaos(&db, &["init"]));
+    let operator = key(&db, "operator-key", "OPERATOR");
+    let admin = key(&db, "admin-key", "ADMIN");
+    let server = serve(&db, false);
+    let addr = server.addr;
+
+    // Wrong types, unknown fields and bad values, all in one answer.
+    let mut bad = spec("", false);
+    bad["selection"] = json!({"mode": "EXPLODE"});
+    bad["max_targets"] = json!(-1);
+    bad["failure"] = json!({"type": "PAUSE", "duration_secs": 0, "signal": "KILL"});
+    bad["recovery"]["poll_interval_secs"] = json!("1");
+    let expected = [
+        "selection.mode",
+        "max_targets",
+        "failure.signal",
+        "recovery.poll_interval_secs",
+        "name",
+        "failure.duration_secs",
+    ];
+    for (query, who) in [
+        (
+            "mutation($spec: JSON!) { createExperiment(spec: $spec) { events } }",
+            &operator,
+        ),
+        (
+            "query($spec: JSON!) { targets(spec: $spec) { wouldHit } }",
+            &operator,
+        ),
+        (
+            "mutation($spec: JSON!) { saveTemplate(name: \"bad\", spec: $spec) { id } }",
+            &operator,
+        ),
+    ] {
+        let answer = gql(addr, Some(who), query, json!({ "spec": bad }));
+        assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+        assert_eq!(problem_fields(&answer), expected, "{query}: {answer}");
+        let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("spec: invalid input: ")
+                && message.contains("selection.mode: must be one of COUNT, PERCENT, ALL"),
+            "{message}"
+        );
+    }
+    // Nothing was created.
+    let listed = gql(
+        addr,
+        Some(&operator),
+        "{ experiments { items { id } } }",
+        json!({}),
+    );
+    assert_eq!(
+        listed["data"]["experiments"]["items"],
+        json!([]),
+        "{listed}"
+    );
+
+    // Input that is not a spec does not say it is one.
+    for (query, field) in [
+        (
+            "mutation { addWebhook(url: \"ftp://hooks.example/x\") { events } }",
+            "url",
+        ),
+        (
+            "mutation { updateConfig(maxTargetsPerRun: 100000, maxDurationSecs: 900) { events } }",
+            "max_targets_per_run",
+        ),
+    ] {
+        let answer = gql(addr, Some(&admin), query, json!({}));
+        assert_eq!(code(&answer).as_deref(), Some("INVALID_INPUT"), "{answer}");
+        assert_eq!(problem_fields(&answer), [field], "{answer}");
+        let message = answer["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("invalid input: ") && !message.contains("spec"),
+            "{message}"
+        );
+    }
+}
+
 #[test]
 fn a_script_runs_an_experiment_with_an_api_key_and_waits_for_its_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");

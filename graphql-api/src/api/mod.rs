@@ -15,7 +15,8 @@
 //! - **Errors** carry a stable `code` extension: the command codes (`INVALID_INPUT`,
 //!   `REJECTED`, `STOP_CONDITION`, ...), `UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`,
 //!   `BAD_REQUEST` (a body that is not a GraphQL request), `INVALID_QUERY` (a query that does
-//!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`.
+//!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`. Invalid
+//!   input lists every problem, each with its path, in a `problems` extension.
 //! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], read within [`BODY_TIMEOUT`] (a body
 //!   that trickles in is answered 408 `REQUEST_TIMEOUT`, so a slow client cannot hold a
 //!   connection and its memory for long), queries at most [`MAX_DEPTH`] deep and
@@ -142,6 +143,37 @@ pub fn schema(context: ApiContext) -> ApiSchema {
 pub(crate) fn coded(code: &str, message: impl Into<String>) -> async_graphql::Error {
     let code = code.to_owned();
     async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+/// An error with its stable code and, for invalid input, every problem with its path in
+/// `extensions.problems` (`[{field, message}]`, paths within the argument the message names).
+pub(crate) fn with_problems(
+    code: &str,
+    message: impl Into<String>,
+    problems: &[domain::spec::Problem],
+) -> async_graphql::Error {
+    let error = coded(code, message);
+    if problems.is_empty() {
+        return error;
+    }
+    let problems = async_graphql::to_value(problems).unwrap_or_default();
+    error.extend_with(|_, e| e.set("problems", problems))
+}
+
+/// A refused command as an error: its code, its retryability and its problems.
+pub(crate) fn refusal(e: &command_lambdas::service::ServiceError) -> async_graphql::Error {
+    let retryable = e.is_retryable();
+    with_problems(e.code(), e.to_string(), e.problems()).extend_with(|_, x| {
+        x.set("retryable", retryable);
+    })
+}
+
+/// The experiment spec argument, read with every problem of shape and value at once.
+pub(crate) fn spec_argument(
+    spec: serde_json::Value,
+) -> async_graphql::Result<domain::spec::ExperimentSpecInput> {
+    domain::spec::ExperimentSpecInput::from_json(&spec)
+        .map_err(|e| with_problems("INVALID_INPUT", format!("spec: {e}"), &e.problems))
 }
 
 /// The caller's actor, when its role is at least `needed`.

@@ -18,7 +18,7 @@ use super::types::{
     CommandResult, IssuedApiKey, Me, Preferences, Session, TemplateNode, WebhookAdded,
     WebhookSecret,
 };
-use super::{ApiContext, Identity, coded, require};
+use super::{ApiContext, Identity, coded, refusal, require, spec_argument, with_problems};
 use crate::backend::with_service;
 use crate::identity::local::{AuthError, Tokens};
 use crate::identity::user_actor;
@@ -71,7 +71,7 @@ async fn send(
 fn recorded(outcome: Result<CommandOutcome, ServiceError>) -> Result<CommandResult> {
     match outcome {
         Ok(outcome) => answer(Response::done(&outcome)),
-        Err(e) => Err(coded(e.code(), e.to_string())),
+        Err(e) => Err(refusal(&e)),
     }
 }
 
@@ -108,9 +108,15 @@ async fn refuse_unobservable(ctx: &Context<'_>, spec: &ExperimentSpecInput) -> R
     };
     let api = ctx.data::<ApiContext>()?;
     match api.backend.unobservable(&spec).await {
-        Ok(problems) if !problems.is_empty() => Err(coded(
+        Ok(problems) if !problems.is_empty() => Err(with_problems(
             "INVALID_INPUT",
-            domain::spec::SpecError { problems }.to_string(),
+            format!(
+                "spec: {}",
+                domain::spec::SpecError {
+                    problems: problems.clone()
+                }
+            ),
+            &problems,
         )),
         Ok(_) => Ok(()),
         Err(e) => {
@@ -139,9 +145,11 @@ fn answer(response: Response) -> Result<CommandResult> {
     if let Some(error) = &response.error {
         let retryable = error.retryable;
         return Err(
-            coded(&error.code, error.message.clone()).extend_with(|_, e| {
-                e.set("retryable", retryable);
-            }),
+            with_problems(&error.code, error.message.clone(), &error.problems).extend_with(
+                |_, e| {
+                    e.set("retryable", retryable);
+                },
+            ),
         );
     }
     CommandResult::from_response(response).ok_or_else(|| {
@@ -308,7 +316,7 @@ impl Mutation {
             if let Err(forgotten) = local.forget(&username).await {
                 tracing::warn!(user = %username, error = %forgotten, "the password of a user not added stays stored");
             }
-            return Err(coded(e.code(), e.to_string()));
+            return Err(refusal(&e));
         }
         held.redeem();
         api.limits.logins.refund(&source);
@@ -375,8 +383,7 @@ impl Mutation {
         id: Option<ID>,
         command_id: Option<String>,
     ) -> Result<CommandResult> {
-        let spec: ExperimentSpecInput = serde_json::from_value(spec.0)
-            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let spec = spec_argument(spec.0)?;
         create(ctx, spec, id, command_id).await
     }
 
@@ -556,8 +563,7 @@ impl Mutation {
         id: Option<ID>,
     ) -> Result<TemplateNode> {
         let actor = require(ctx, Role::Operator)?;
-        let spec: ExperimentSpecInput = serde_json::from_value(spec.0)
-            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let spec = spec_argument(spec.0)?;
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let now = rfc3339_now();
         let api = ctx.data::<ApiContext>()?;
@@ -641,7 +647,7 @@ impl Mutation {
         let issued =
             with_service!(&api.backend, s => api_keys::issue(s, &id, &name, role, &context).await)
                 .map_err(|e| match e {
-                    api_keys::KeyError::Service(e) => coded(e.code(), e.to_string()),
+                    api_keys::KeyError::Service(e) => refusal(&e),
                     other => coded("UNAVAILABLE", other.to_string()),
                 })?;
         Ok(IssuedApiKey {

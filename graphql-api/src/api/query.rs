@@ -6,7 +6,7 @@ use async_graphql::{Context, ID, Json, Object, Result};
 use command_lambdas::clock::{Clock, SystemClock};
 use domain::platform::Concern;
 use domain::provenance::Role;
-use domain::spec::{ExperimentId, ExperimentSpec, ExperimentSpecInput};
+use domain::spec::{ExperimentId, ExperimentSpec};
 use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
 use super::types::CognitoSignInNode;
@@ -15,7 +15,7 @@ use super::types::{
     ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences,
     RunResultPage, SignInOptions, TargetPreview, TemplateNode, WebhookNode,
 };
-use super::{ApiContext, MAX_PAGE, coded, require};
+use super::{ApiContext, MAX_PAGE, coded, require, spec_argument, with_problems};
 
 /// The longest search text: no name is longer, so a longer text matches nothing.
 const MAX_SEARCH_CHARS: usize = domain::limits::MAX_NAME_CHARS;
@@ -389,10 +389,9 @@ impl Query {
         id: Option<ID>,
     ) -> Result<TargetPreview> {
         require(ctx, Role::Viewer)?;
-        let input: ExperimentSpecInput = serde_json::from_value(spec.0)
-            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+        let input = spec_argument(spec.0)?;
         let spec = ExperimentSpec::parse(input)
-            .map_err(|e| coded("INVALID_INPUT", format!("spec: {e}")))?;
+            .map_err(|e| with_problems("INVALID_INPUT", format!("spec: {e}"), &e.problems))?;
         let id = id.map_or_else(|| uuid::Uuid::now_v7().to_string(), |id| id.to_string());
         ExperimentId::parse(id.as_str()).map_err(|e| coded("INVALID_INPUT", e.to_string()))?;
         let api = ctx.data::<ApiContext>()?;

@@ -318,7 +318,8 @@ pub struct ExperimentFilterInput {
 /// Which audit entries to list (every field optional; combined with AND).
 #[derive(Debug, Clone, Default, InputObject)]
 pub struct AuditFilterInput {
-    /// Actor id (`key:ci`, `alice`, `workflow`).
+    /// Who acted: `user:<name>` (a person), `key:<key id>` (an API key), `cognito:<name>`,
+    /// `workflow`, `scheduler`, or the name a CLI user acted under.
     pub actor: Option<String>,
     /// The stream: an experiment id, or `platform`.
     pub experiment_id: Option<String>,

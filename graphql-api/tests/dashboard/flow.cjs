@@ -242,6 +242,9 @@ async function asAdmin(browser) {
   // the template through the home page's quick action, and cancel it.
   await page.goto(`${base}/experiments/${id}`);
   await page.getByRole('heading', { name, level: 1 }).waitFor();
+  // A finished run opened by its address is finished, not disconnected.
+  await page.locator('.badge', { hasText: 'Finished' }).waitFor();
+  check(await page.locator('.badge', { hasText: 'Disconnected' }).count() === 0, 'a finished run shows a dropped connection');
   await page.getByRole('button', { name: 'Run again…' }).click();
   await page.getByRole('heading', { name: 'Run an experiment' }).waitFor();
   await page.waitForFunction((want) => document.getElementById('name').value === want, name);

@@ -185,9 +185,19 @@ fn socket_url() -> String {
     format!("{}://{host}/graphql", if secure { "wss" } else { "ws" })
 }
 
+/// What the server's `complete` of a subscription means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completes {
+    /// Everything has been sent: the stream has a last item (an experiment's updates end
+    /// with its run, at once for a run that had ended), so the page stops following.
+    Ended,
+    /// The stream never ends by itself: the server let it go, and the page connects again.
+    Resume,
+}
+
 /// How a connection ended.
 struct Followed {
-    /// `on` said the subscription is done.
+    /// `on` said the subscription is done, or the server completed a stream that ends.
     done: bool,
     /// At least one answer arrived.
     received: bool,
@@ -320,6 +330,7 @@ async fn follow(
     query: &str,
     variables: Value,
     on: &mut impl FnMut(Value) -> bool,
+    completes: Completes,
     mut status: Signal<Live>,
 ) -> Result<Followed, Dropped> {
     let mut socket = Socket::open(&socket_url())?;
@@ -374,7 +385,7 @@ async fn follow(
             }
             Some("complete") => {
                 return Ok(Followed {
-                    done: false,
+                    done: completes == Completes::Ended,
                     received,
                 });
             }
@@ -388,12 +399,14 @@ async fn follow(
 /// again after a growing wait, with the variables `variables` gives then (so a page resumes
 /// after the last update it has). A socket closed because its credential no longer holds
 /// (4403: the access token expired, or the role changed) renews the session first. Returns
-/// once `on` says it is done, or the session has ended.
+/// once `on` says it is done, the server completes a stream that [`Completes::Ended`], or the
+/// session has ended.
 pub async fn live(
     session: Signal<Option<Session>>,
     query: &'static str,
     mut variables: impl FnMut() -> Value,
     mut on: impl FnMut(Value) -> bool,
+    completes: Completes,
     mut status: Signal<Live>,
 ) {
     let mut attempt = 0;
@@ -402,7 +415,7 @@ pub async fn live(
             return;
         };
         status.set(Live::Connecting);
-        let why = match follow(&token, query, variables(), &mut on, status).await {
+        let why = match follow(&token, query, variables(), &mut on, completes, status).await {
             Ok(Followed { done: true, .. }) => {
                 status.set(Live::Ended);
                 return;

@@ -8,7 +8,7 @@ use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::route::Route;
 
-use super::api::{Live, call, live, use_api, use_task};
+use super::api::{Completes, Live, call, live, use_api, use_task};
 use super::settings::field;
 use super::shown::{SHOWN, utc};
 use super::{Link, LiveBadge, Pager, Problem, use_session, when};
@@ -119,6 +119,7 @@ pub fn Audit() -> Element {
                     }
                     false
                 },
+                Completes::Resume,
                 live_status,
             )
             .await;

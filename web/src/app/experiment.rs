@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use web::backoff;
 use web::route::Route;
 
-use super::api::{Live, call, live, use_task};
+use super::api::{Completes, Live, call, live, use_task};
 use super::{LiveBadge, Problem, Status, go_with_query, use_route, use_session, when};
 
 const DETAIL: &str = "query($id: ID!) { experiment(id: $id) { failure stopReason \
@@ -116,6 +116,7 @@ pub fn Experiment(id: String) -> Element {
                     }
                     update["ended"].as_bool().unwrap_or(false)
                 },
+                Completes::Ended,
                 live_status,
             )
             .await;

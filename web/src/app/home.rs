@@ -11,7 +11,7 @@ use dioxus::prelude::*;
 use serde_json::{Value, json};
 use web::route::Route;
 
-use super::api::{Live, call, live, use_api, use_task};
+use super::api::{Completes, Live, call, live, use_api, use_task};
 use super::experiments::{ExperimentRows, LIST};
 use super::{Link, LiveBadge, Problem, go_with_query, use_route, use_session};
 
@@ -74,6 +74,7 @@ pub fn Home() -> Element {
                     changed += 1;
                     false
                 },
+                Completes::Resume,
                 live_status,
             )
             .await;

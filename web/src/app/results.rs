@@ -13,7 +13,7 @@ use web::export;
 use web::report::{self, Figures, Range, Run, millis, percent, seconds};
 use web::route::Route;
 
-use super::api::{ApiError, Live, call, live, use_task};
+use super::api::{ApiError, Completes, Live, call, live, use_task};
 use super::{Link, LiveBadge, Problem, Status, use_session, when};
 
 const RESULTS: &str = "query($from: String, $to: String, $after: String) { \
@@ -176,6 +176,7 @@ pub fn Results() -> Element {
                     }
                     false
                 },
+                Completes::Resume,
                 live_status,
             )
             .await;

@@ -1,8 +1,9 @@
 //! The experiment specification: untrusted input in, validated values out.
 //!
 //! [`ExperimentSpecInput`] is what a person, script or template writes (JSON, unknown fields
-//! refused). [`ExperimentSpec::parse`] checks every field and reports *all* problems at once,
-//! each with the path of the offending field, so a bad spec is fixed in one round trip.
+//! refused). [`ExperimentSpecInput::from_json`] reads it from JSON and [`ExperimentSpec::parse`]
+//! checks every field; both report *all* problems at once, each with the path of the offending
+//! field, so a bad spec is fixed in one round trip.
 //! The validated types derive `Deserialize` only for reading stored events back: the log is
 //! the record of what was accepted then, and must load even if limits are tightened later.
 
@@ -17,8 +18,10 @@ use crate::limits::{
     MAX_NAME_CHARS, MAX_STOP_CONDITIONS, MAX_TARGET_ID_CHARS, MAX_TEXT_CHARS, MAX_USERNAME_CHARS,
 };
 
+mod json;
+
 /// One thing wrong with an input, and where.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Dotted path of the field, e.g. `selection.value`.
     pub field: String,
@@ -35,12 +38,16 @@ pub struct SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("invalid experiment spec: ")?;
+        f.write_str("invalid input: ")?;
         for (i, p) in self.problems.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{}: {}", p.field, p.message)?;
+            if p.field.is_empty() {
+                f.write_str(&p.message)?;
+            } else {
+                write!(f, "{}: {}", p.field, p.message)?;
+            }
         }
         Ok(())
     }
