@@ -9,6 +9,7 @@
 //! it may not survive a power loss of the machine (that would need `FULL`, an fsync per
 //! commit, which costs 0.2-4 ms here).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS events
 pub enum OpenMode {
     /// Create the file and schema when missing (`chaos serve`).
     CreateIfMissing,
-    /// The file must exist and be a chaos store (every read-only or scripting command).
+    /// The file must exist and be a chaos store (every read-only or scripting command): an
+    /// empty file is refused, never made a store.
     MustExist,
 }
 
@@ -60,6 +62,11 @@ pub enum OpenError {
     /// No file at the path.
     #[error("{0}: no such event store (create it with `chaos init --db {0}`)")]
     Missing(PathBuf),
+    /// An empty file (or an SQLite database with nothing in it) where a store must exist.
+    #[error(
+        "{0}: an empty file, not a chaos event store (left untouched; `chaos init --db {0}` makes it one)"
+    )]
+    Empty(PathBuf),
     /// The path is a directory or otherwise not a regular file.
     #[error("{0}: not a regular file")]
     NotAFile(PathBuf),
@@ -173,6 +180,9 @@ pub async fn open(path: &Path, mode: OpenMode) -> Result<SqlitePool, OpenError> 
         (app_id, version, tables)
     };
     let fresh = app_id == 0 && tables == 0;
+    if fresh && mode == OpenMode::MustExist {
+        return Err(OpenError::Empty(path.to_owned()));
+    }
     if !fresh && app_id != APPLICATION_ID {
         return Err(OpenError::Foreign(path.to_owned()));
     }
@@ -371,7 +381,12 @@ fn verify_file_with(
             threads.push(scope.spawn(move || {
                 let mut verifier = ChainVerifier::new();
                 for batch in batches {
-                    batch.rows().for_each(|row| verifier.push(&row));
+                    for (row, not_text) in batch.rows() {
+                        match not_text {
+                            None => verifier.push(&row),
+                            Some(column) => verifier.push_not_text(&row, column),
+                        }
+                    }
                 }
                 verifier.finish_part()
             }));
@@ -410,36 +425,17 @@ fn read_rows(
     let mut rows = statement.query([])?;
     let mut seen: u64 = 0;
     while let Some(row) = rows.next()? {
-        let text = |i: usize| -> Result<&str, rusqlite::Error> {
-            row.get_ref(i)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
-        };
-        let (aggregate_type, aggregate_id) = (text(0)?, text(1)?);
+        let (texts, not_text) = stored_texts(row)?;
         let lane = if lanes.len() > 1 {
             use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-            let hash = BuildHasherDefault::<DefaultHasher>::default()
-                .hash_one((aggregate_type, aggregate_id));
+            let hash =
+                BuildHasherDefault::<DefaultHasher>::default().hash_one((&*texts[0], &*texts[1]));
             (hash % lanes.len() as u64) as usize
         } else {
             0
         };
         let batch = &mut batches[lane];
-        batch.push(
-            [
-                aggregate_type,
-                aggregate_id,
-                text(3)?,
-                text(4)?,
-                text(5)?,
-                text(6)?,
-            ],
-            row.get(2)?,
-        );
+        batch.push(texts.each_ref().map(|t| &**t), row.get(2)?, not_text);
         if batch.rows.len() == BATCH_ROWS && lanes[lane].send(std::mem::take(batch)).is_err() {
             // That verifier is gone, which only a panic does; joining it re-raises the panic.
             return Ok(());
@@ -457,6 +453,50 @@ fn read_rows(
     Ok(())
 }
 
+/// The text columns of an `events` row selected as `aggregate_type, aggregate_id, sequence,
+/// event_type, event_version, payload, metadata`: aggregate type, aggregate id, event type,
+/// event version, payload and metadata, with the name of the first that is not UTF-8 text.
+/// Such a column (bytes damaged or altered in the file) is read with its bad bytes replaced,
+/// so that the row's stream is still known and the row is reported, not the whole read
+/// abandoned.
+pub fn stored_texts<'r>(
+    row: &'r rusqlite::Row<'_>,
+) -> Result<([Cow<'r, str>; 6], Option<&'static str>), rusqlite::Error> {
+    const COLUMNS: [(usize, &str); 6] = [
+        (0, "aggregate_type"),
+        (1, "aggregate_id"),
+        (3, "event_type"),
+        (4, "event_version"),
+        (5, "payload"),
+        (6, "metadata"),
+    ];
+    let mut not_text = None;
+    let mut read = |(i, name): (usize, &'static str)| -> Result<Cow<'r, str>, rusqlite::Error> {
+        use rusqlite::types::ValueRef;
+        let bytes = match row.get_ref(i)? {
+            ValueRef::Text(bytes) => bytes,
+            _ => {
+                not_text.get_or_insert(name);
+                return Ok(Cow::Borrowed(""));
+            }
+        };
+        let text = String::from_utf8_lossy(bytes);
+        if matches!(text, Cow::Owned(_)) {
+            not_text.get_or_insert(name);
+        }
+        Ok(text)
+    };
+    let texts = [
+        read(COLUMNS[0])?,
+        read(COLUMNS[1])?,
+        read(COLUMNS[2])?,
+        read(COLUMNS[3])?,
+        read(COLUMNS[4])?,
+        read(COLUMNS[5])?,
+    ];
+    Ok((texts, not_text))
+}
+
 /// Rows copied out of SQLite so that another thread can verify them: the text columns of all
 /// rows back to back in one string (one allocation per batch, not seven per row).
 #[derive(Debug, Default)]
@@ -471,10 +511,12 @@ struct BatchRow {
     /// type, event version, payload, metadata (each starts where the previous one ends).
     ends: [usize; 6],
     sequence: i64,
+    /// The first column that is not UTF-8 text, if one is not.
+    not_text: Option<&'static str>,
 }
 
 impl Batch {
-    fn push(&mut self, columns: [&str; 6], sequence: i64) {
+    fn push(&mut self, columns: [&str; 6], sequence: i64, not_text: Option<&'static str>) {
         if self.text.is_empty() {
             self.text.reserve(BATCH_ROWS * 640);
             self.rows.reserve(BATCH_ROWS);
@@ -483,10 +525,14 @@ impl Batch {
             self.text.push_str(column);
             self.text.len()
         });
-        self.rows.push(BatchRow { ends, sequence });
+        self.rows.push(BatchRow {
+            ends,
+            sequence,
+            not_text,
+        });
     }
 
-    fn rows(&self) -> impl Iterator<Item = StoredRow<'_>> {
+    fn rows(&self) -> impl Iterator<Item = (StoredRow<'_>, Option<&'static str>)> {
         let mut start = 0;
         self.rows.iter().map(move |row| {
             let [t, i, e, v, p, m] = row.ends.map(|end| {
@@ -494,7 +540,7 @@ impl Batch {
                 start = end;
                 column
             });
-            StoredRow {
+            let stored = StoredRow {
                 aggregate_type: t,
                 aggregate_id: i,
                 sequence: row.sequence,
@@ -502,7 +548,8 @@ impl Batch {
                 event_version: v,
                 payload: p,
                 metadata: m,
-            }
+            };
+            (stored, row.not_text)
         })
     }
 }

@@ -25,7 +25,10 @@ MAX_SAFE = 2 ** 53 - 1
 LEDGERS = {"halt-switch", "limits", "webhooks", "schedules", "blackouts", "api-keys", "users"}
 
 
-def canonical(value):
+MAX_DEPTH = 127  # arrays and objects nested deeper make a payload malformed
+
+
+def canonical(value, depth=0):
     """Canonical JSON (RFC 8785 restricted to integers) of a parsed value."""
     if value is None:
         return "null"
@@ -41,11 +44,13 @@ def canonical(value):
         raise ValueError("floats are not allowed")
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, dict)) and depth >= MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, list):
-        return "[" + ",".join(canonical(v) for v in value) + "]"
+        return "[" + ",".join(canonical(v, depth + 1) for v in value) + "]"
     if isinstance(value, dict):
         keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(value[k])
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + canonical(value[k], depth + 1)
                               for k in keys) + "}"
     raise ValueError("unexpected JSON value")
 
@@ -64,7 +69,7 @@ def check(row, expected_sequence, prev_hash):
         if (canonical(metadata) != metadata_text or members != HASHED_METADATA | {"prev_hash", "hash"}
                 or not all(isinstance(v, str) for v in metadata.values())):
             return None, "metadata is not in canonical form"
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return None, f"malformed: {e}"
     if metadata["prev_hash"] != prev_hash:
         return None, "prev_hash does not match the previous hash"
@@ -152,20 +157,51 @@ def book_links(streams, opens, closes):
     return faults
 
 
+COLUMNS = ("aggregate_type", "aggregate_id", "sequence", "event_type", "event_version",
+           "payload", "metadata")
+
+
 def store_rows(path):
+    """Yields (row, the first column that is not UTF-8 text or None). A damaged column is read
+    with its bad bytes replaced, so that its stream is known."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    yield from db.execute("SELECT aggregate_type, aggregate_id, sequence, event_type, "
-                          "event_version, payload, metadata FROM events ORDER BY rowid")
+    db.text_factory = bytes
+    for stored in db.execute("SELECT aggregate_type, aggregate_id, sequence, event_type, "
+                             "event_version, payload, metadata FROM events ORDER BY rowid"):
+        row, not_text = [], None
+        for column, value in zip(COLUMNS, stored):
+            if column != "sequence":
+                try:
+                    value = value.decode("utf-8")
+                except (AttributeError, UnicodeDecodeError):
+                    not_text = not_text or column
+                    value = value.decode("utf-8", "replace") if isinstance(value, bytes) else ""
+            row.append(value)
+        yield tuple(row), not_text
+
+
+RECORD = {"aggregate_id", "aggregate_type", "event_type", "event_version", "metadata",
+          "payload", "sequence"}
 
 
 def export_rows(path, bad_lines):
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
+    """Yields (row, None) for every line that is exactly the canonical line of a record, ended
+    by a line feed; every other line is a bad line."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
             try:
+                if not raw.endswith(b"\n"):
+                    raise ValueError("no line feed at its end: the file is cut short")
+                line = raw[:-1].decode("utf-8")
                 r = json.loads(line)
+                if not isinstance(r, dict) or set(r) != RECORD or type(r["sequence"]) is not int \
+                        or not all(isinstance(r[k], str) for k in RECORD - {"sequence"}):
+                    raise ValueError("not the export record's members")
+                if canonical(r) != line:
+                    raise ValueError("a record, but not in canonical form")
                 yield (r["aggregate_type"], r["aggregate_id"], r["sequence"], r["event_type"],
-                       r["event_version"], r["payload"], r["metadata"])
-            except (ValueError, KeyError, TypeError) as e:
+                       r["event_version"], r["payload"], r["metadata"]), None
+            except (ValueError, RecursionError) as e:
                 bad_lines.append((number, f"not an export record: {e}"))
 
 
@@ -187,13 +223,16 @@ def main(path, digest_path=None):
     bad_lines = []
     events = 0
     rows = export_rows(path, bad_lines) if path.endswith(".jsonl") else store_rows(path)
-    for row in rows:
+    for row, not_text in rows:
         events += 1
         key = (row[0], row[1])
         state = streams.setdefault(key, (1, GENESIS))
         if state is None:
             continue
-        digest_hash, problem = check(row, state[0], state[1])
+        if not_text:
+            digest_hash, problem = None, f"the {not_text} column is not UTF-8 text"
+        else:
+            digest_hash, problem = check(row, state[0], state[1])
         if not problem:
             problem = observe_book(row, state[0], opens, closes)
         if problem:

@@ -20,12 +20,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use command_lambdas::sqlite::{OpenError, OpenMode, open, verify_file};
+use command_lambdas::sqlite::{OpenError, OpenMode, open, stored_texts, verify_file};
 use domain::Timestamp;
 use domain::audit::digest::{self, Digest, DigestCheck, DigestError};
 use domain::audit::export;
 use domain::audit::replay::{self, ReplayError, Replayed};
-use domain::audit::{ChainVerifier, Fault, OwnedRow, StoredRow, VerifyReport, sort_streams};
+use domain::audit::{
+    ChainVerifier, Fault, FaultKind, OwnedRow, StoredRow, VerifyReport, sort_streams,
+};
 use domain::provenance::EventMetadata;
 use domain::views::audit_log::AuditEntry;
 use domain::views::{Envelope, RawRecord};
@@ -175,34 +177,28 @@ fn read_only(path: &Path) -> Result<rusqlite::Connection, AuditError> {
     Ok(conn)
 }
 
-/// Calls `each` with every row of the store, in insertion order, from one snapshot.
+/// Calls `each` with every row of the store, in insertion order, from one snapshot, and the
+/// name of its first column that is not UTF-8 text (read with the bad bytes replaced).
 fn store_rows(
     conn: &rusqlite::Connection,
     filter: &str,
     params: &[&dyn rusqlite::ToSql],
-    mut each: impl FnMut(StoredRow<'_>) -> Result<(), AuditError>,
+    mut each: impl FnMut(StoredRow<'_>, Option<&'static str>) -> Result<(), AuditError>,
 ) -> Result<(), AuditError> {
     let mut statement = conn.prepare(&format!("{SELECT_ROWS} {filter} ORDER BY rowid"))?;
     let mut rows = statement.query(params)?;
     while let Some(row) = rows.next()? {
-        let text = |i: usize| -> Result<&str, rusqlite::Error> {
-            row.get_ref(i)?.as_str().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    i,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })
-        };
-        each(StoredRow {
-            aggregate_type: text(0)?,
-            aggregate_id: text(1)?,
+        let ([t, id, event_type, version, payload, metadata], not_text) = stored_texts(row)?;
+        let stored = StoredRow {
+            aggregate_type: &t,
+            aggregate_id: &id,
             sequence: row.get(2)?,
-            event_type: text(3)?,
-            event_version: text(4)?,
-            payload: text(5)?,
-            metadata: text(6)?,
-        })?;
+            event_type: &event_type,
+            event_version: &version,
+            payload: &payload,
+            metadata: &metadata,
+        };
+        each(stored, not_text)?;
     }
     Ok(())
 }
@@ -510,8 +506,14 @@ fn read_lines(
         loop {
             let end = match export::next_newline(&buffer, start) {
                 Some(end) => end,
-                // A last line without its newline still counts.
-                None if at_end && start < buffer.len() => buffer.len(),
+                // Every line of an export ends with a line feed: a last line without one is
+                // a file cut short, or one that is not the export.
+                None if at_end && start < buffer.len() => {
+                    line_number += 1;
+                    findings.bad_lines.push((line_number, CUT_SHORT.to_owned()));
+                    start = buffer.len();
+                    break;
+                }
                 None => break,
             };
             line_number += 1;
@@ -1161,17 +1163,23 @@ pub fn export_store(db: &Path, out: &Path, csv: Option<&Path>) -> Result<u64, Au
         line: String::with_capacity(4096),
         events: 0,
         hasher: Sha256::new(),
+        unreadable: Vec::new(),
     };
     if let Some(csv) = &mut writer.csv {
         csv.write(format!("{CSV_HEADER}\r\n").as_bytes())?;
     }
-    store_rows(&read_only(db)?, "", &[], |row| writer.push(&row))?;
+    store_rows(&read_only(db)?, "", &[], |row, not_text| {
+        writer.push(&row, not_text)
+    })?;
     let events = writer.events;
     writer.jsonl.finish()?;
     if let Some(csv) = writer.csv {
         csv.finish()?;
     }
-    Ok(events)
+    match writer.unreadable.len() {
+        0 => Ok(events),
+        n => Err(AuditError::Tampered(n)),
+    }
 }
 
 /// Verifier threads for an export file: one per core (the reader only splits and decodes),
@@ -1201,9 +1209,10 @@ fn store_hashes(
             statement
                 .query_row(
                     rusqlite::params![t, id, i64::try_from(sequence).unwrap_or(i64::MAX)],
-                    |r| r.get(0),
+                    |r| Ok(r.get_ref(0)?.as_str().ok().map(str::to_owned)),
                 )
                 .optional()?
+                .flatten()
         };
         if let Some(m) = metadata.and_then(|m| serde_json::from_str::<EventMetadata>(&m).ok()) {
             hashes.insert((t.clone(), id.clone(), sequence), m.hash);
@@ -1446,12 +1455,24 @@ struct ExportWriter {
     line: String,
     events: u64,
     hasher: Sha256,
+    /// Stored events that could not be read as text, so were not written.
+    unreadable: Vec<Fault>,
 }
 
+/// One file being written: `<name>.partial` until [`Output::finish`] renames it into place;
+/// dropped unfinished (a failed export), the partial file is removed.
 struct Output {
     path: PathBuf,
     partial: PathBuf,
-    writer: BufWriter<std::fs::File>,
+    writer: Option<BufWriter<std::fs::File>>,
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 impl Output {
@@ -1466,35 +1487,54 @@ impl Output {
         Ok(Self {
             path: path.to_owned(),
             partial,
-            writer: BufWriter::with_capacity(1 << 20, file),
+            writer: Some(BufWriter::with_capacity(1 << 20, file)),
         })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
-        self.writer
-            .write_all(bytes)
-            .map_err(|source| AuditError::Output {
-                path: self.partial.display().to_string(),
-                source,
-            })
+        let written = match &mut self.writer {
+            Some(writer) => writer.write_all(bytes),
+            None => Err(std::io::Error::other("written after it was finished")),
+        };
+        written.map_err(|source| AuditError::Output {
+            path: self.partial.display().to_string(),
+            source,
+        })
     }
 
-    fn finish(self) -> Result<(), AuditError> {
+    fn finish(mut self) -> Result<(), AuditError> {
         let error = |source| AuditError::Output {
             path: self.path.display().to_string(),
             source,
         };
-        let file = self
-            .writer
+        let Some(writer) = self.writer.take() else {
+            return Err(error(std::io::Error::other("finished twice")));
+        };
+        let finished = writer
             .into_inner()
-            .map_err(|e| error(e.into_error()))?;
-        file.sync_all().map_err(error)?;
-        std::fs::rename(&self.partial, &self.path).map_err(error)
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&self.partial, &self.path));
+        if finished.is_err() {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+        finished.map_err(error)
     }
 }
 
 impl ExportWriter {
-    fn push(&mut self, row: &StoredRow<'_>) -> Result<(), AuditError> {
+    /// Writes `row`; a row with a column that is not text (`not_text`) cannot be written as
+    /// it is stored: it is left out and named in `unreadable`.
+    fn push(&mut self, row: &StoredRow<'_>, not_text: Option<&str>) -> Result<(), AuditError> {
+        if let Some(column) = not_text {
+            self.unreadable.push(Fault {
+                aggregate_type: row.aggregate_type.to_owned(),
+                aggregate_id: row.aggregate_id.to_owned(),
+                sequence: u64::try_from(row.sequence).unwrap_or(0),
+                kind: FaultKind::NotText(column.to_owned()),
+            });
+            return Ok(());
+        }
         self.line.clear();
         export::write_line(&mut self.line, row);
         self.jsonl.write(self.line.as_bytes())?;
@@ -1547,6 +1587,7 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
         line: String::with_capacity(4096),
         events: 0,
         hasher: Sha256::new(),
+        unreadable: Vec::new(),
     };
     if let Some(csv) = &mut writer.csv {
         csv.write(format!("{CSV_HEADER}\r\n").as_bytes())?;
@@ -1563,8 +1604,8 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
                         r.get(0)
                     })?;
                 let mut bar = Progress::new("exporting", "events", total, true);
-                store_rows(&conn, "", &[], |row| {
-                    writer.push(&row)?;
+                store_rows(&conn, "", &[], |row, not_text| {
+                    writer.push(&row, not_text)?;
                     bar.update(writer.events);
                     Ok(())
                 })?;
@@ -1582,7 +1623,7 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
             let mut bar = Progress::new("exporting", "events", total, true);
             for (aggregate_type, aggregate_id) in &streams {
                 for row in dynamo_stream(&client, table, aggregate_type, aggregate_id).await? {
-                    writer.push(&row.row())?;
+                    writer.push(&row.row(), None)?;
                 }
                 bar.update(writer.events);
             }
@@ -1592,7 +1633,7 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
         Source::File(path) => {
             let path = path.clone();
             tokio::task::spawn_blocking(move || {
-                for_each_file_row(&path, |row| writer.push(&row))?;
+                for_each_file_row(&path, |row| writer.push(&row, None))?;
                 Ok::<_, AuditError>(writer)
             })
             .await
@@ -1604,12 +1645,26 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
         csv,
         events,
         hasher,
+        unreadable,
         ..
     } = writer;
     jsonl.finish()?;
     if let Some(csv) = csv {
         csv.finish()?;
     }
+    // Events that could not be read are named, each at its position; the file holds every
+    // other one, so its verification names the same gaps.
+    let faults: Vec<Value> = unreadable
+        .iter()
+        .map(|f| {
+            json!({
+                "aggregate_type": f.aggregate_type,
+                "aggregate_id": f.aggregate_id,
+                "sequence": f.sequence,
+                "problem": format!("{}: not exported", f.kind),
+            })
+        })
+        .collect();
     out(&serde_json::to_string_pretty(&json!({
         "source": source.describe(),
         "out": args.out.display().to_string(),
@@ -1617,7 +1672,12 @@ pub async fn export(db: &Path, args: ExportArgs) -> Result<(), AuditError> {
         "events": events,
         "sha256": hex_digest(hasher),
         "seconds": started.elapsed().as_secs_f64(),
-    }))?)
+        "unreadable": faults,
+    }))?)?;
+    match unreadable.len() {
+        0 => Ok(()),
+        n => Err(AuditError::Tampered(n)),
+    }
 }
 
 fn hex_digest(hasher: Sha256) -> String {
@@ -1626,6 +1686,9 @@ fn hex_digest(hasher: Sha256) -> String {
 
 /// Calls `each` with every row of an export file, in file order, on this thread. A line that
 /// is not an export record is an error here (naming it); `verify` reports such lines instead.
+/// The problem of a last line without its line feed.
+const CUT_SHORT: &str = "not an export record: no line feed at its end: the file is cut short";
+
 fn for_each_file_row(
     path: &Path,
     mut each: impl FnMut(StoredRow<'_>) -> Result<(), AuditError>,
@@ -1636,7 +1699,15 @@ fn for_each_file_row(
     };
     let text = std::fs::read_to_string(path).map_err(input)?;
     let mut scratch = String::new();
-    for (i, line) in text.lines().enumerate() {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    // What follows the last line feed: nothing, in an export.
+    if lines.pop().is_some_and(|rest| !rest.is_empty()) {
+        return Err(input(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line {}: {CUT_SHORT}", lines.len() + 1),
+        )));
+    }
+    for (i, line) in lines.into_iter().enumerate() {
         scratch.clear();
         let decoded = export::decode_line(line, &mut scratch).map_err(|e| {
             input(std::io::Error::new(
@@ -1684,11 +1755,14 @@ pub async fn replay(db: &Path, args: ReplayArgs) -> Result<(), AuditError> {
     }
     // Only a verified prefix is replayed: a stream broken at or before the instant is refused.
     let mut verifier = ChainVerifier::new();
-    for row in &rows {
-        verifier.push(&row.row());
+    for (row, not_text) in &rows {
+        match not_text {
+            None => verifier.push(&row.row()),
+            Some(column) => verifier.push_not_text(&row.row(), column),
+        }
     }
     let report = verifier.finish();
-    let replayed = replay::replay(rows.iter().map(OwnedRow::row), args.at);
+    let replayed = replay::replay(rows.iter().map(|(row, _)| row.row()), args.at);
     if let Some(fault) = report.faults.first() {
         // The replay reached up to (not including) its first event after the instant.
         let reached = match &replayed {
@@ -1703,7 +1777,7 @@ pub async fn replay(db: &Path, args: ReplayArgs) -> Result<(), AuditError> {
         }
     }
     let replayed = replayed?;
-    let aggregate_type = rows[0].aggregate_type.clone();
+    let aggregate_type = rows[0].0.aggregate_type.clone();
     let mut answer = json!({
         "source": source.describe(),
         "aggregate_type": aggregate_type,
@@ -1731,12 +1805,13 @@ pub async fn replay(db: &Path, args: ReplayArgs) -> Result<(), AuditError> {
     out(&serde_json::to_string_pretty(&answer)?)
 }
 
-/// The rows of one stream in storage order.
+/// The rows of one stream in storage order, each with the name of its first column that is
+/// not UTF-8 text, if one is not.
 async fn stream_rows(
     source: &Source,
     aggregate_type: &str,
     id: &str,
-) -> Result<Vec<OwnedRow>, AuditError> {
+) -> Result<Vec<(OwnedRow, Option<&'static str>)>, AuditError> {
     let owned = |row: StoredRow<'_>| OwnedRow {
         aggregate_type: row.aggregate_type.to_owned(),
         aggregate_id: row.aggregate_id.to_owned(),
@@ -1757,8 +1832,8 @@ async fn stream_rows(
                     &conn,
                     "WHERE aggregate_type = ?1 AND aggregate_id = ?2",
                     &[&t, &id],
-                    |row| {
-                        rows.push(owned(row));
+                    |row, not_text| {
+                        rows.push((owned(row), not_text));
                         Ok(())
                     },
                 )?;
@@ -1767,14 +1842,18 @@ async fn stream_rows(
             .await
             .map_err(task)?
         }
-        Source::Dynamo(table) => dynamo_stream(&dynamodb().await, table, aggregate_type, id).await,
+        Source::Dynamo(table) => Ok(dynamo_stream(&dynamodb().await, table, aggregate_type, id)
+            .await?
+            .into_iter()
+            .map(|row| (row, None))
+            .collect()),
         Source::File(path) => {
             let (path, t, id) = (path.clone(), aggregate_type.to_owned(), id.to_owned());
             tokio::task::spawn_blocking(move || {
                 let mut rows = Vec::new();
                 for_each_file_row(&path, |row| {
                     if row.aggregate_type == t && row.aggregate_id == id {
-                        rows.push(owned(row));
+                        rows.push((owned(row), None));
                     }
                     Ok(())
                 })?;
@@ -1832,8 +1911,11 @@ pub async fn check_chain(
                         &read_only(&path)?,
                         "WHERE aggregate_type = ?1 AND aggregate_id = ?2",
                         &[&aggregate_type, &aggregate_id],
-                        |row| {
-                            verifier.push(&row);
+                        |row, not_text| {
+                            match not_text {
+                                None => verifier.push(&row),
+                                Some(column) => verifier.push_not_text(&row, column),
+                            }
                             Ok(())
                         },
                     )?;

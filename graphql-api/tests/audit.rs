@@ -401,6 +401,39 @@ fn a_tampered_export_is_caught_at_the_right_line() {
     assert_eq!(report["bad_lines"][0]["line"], 6);
     assert_eq!(report["faults"].as_array().map(Vec::len), Some(0));
 
+    // The same records in other bytes: respaced, another escape, CRLF line ends, no final
+    // line feed. A file that verifies is the export byte for byte, so each is refused at its
+    // line, here and by the auditors' own verifier.
+    let with_line = |line: String| {
+        let mut edited = owned.clone();
+        edited[2] = line;
+        joined(&edited)
+    };
+    for (text, line) in [
+        (with_line(owned[2].replacen("\":", "\": ", 1)), 3),
+        (
+            with_line(owned[2].replacen(
+                "\"aggregate_type\":\"Experiment\"",
+                "\"aggregate_type\":\"\\u0045xperiment\"",
+                1,
+            )),
+            3,
+        ),
+        (original.replace('\n', "\r\n"), 1),
+        (original.trim_end_matches('\n').to_owned(), lines.len()),
+    ] {
+        let out = verify(text);
+        assert_eq!(out.status.code(), Some(4));
+        let report = json(&out);
+        assert_eq!(report["bad_lines"][0]["line"], line, "{report}");
+        let (code, said) = independent(&[path(&tampered)]);
+        assert_eq!(code, Some(4), "{said}");
+        assert!(
+            said.contains(&format!("line {line}: not an export record")),
+            "{said}"
+        );
+    }
+
     // The untouched export still verifies.
     assert!(verify(original.clone()).status.success());
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use domain::experiment::Experiment;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
 
@@ -252,6 +252,39 @@ fn bad_input_gets_a_clear_error_and_touches_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not a regular file"));
 
+    // An empty file is no store: every command that needs one refuses it and leaves it be.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("write");
+    let export = dir.path().join("empty.jsonl");
+    let export = export.to_str().expect("path");
+    for args in [
+        &["audit", "verify"][..],
+        &["audit", "digest"],
+        &["audit", "export", "--out", export],
+        &[
+            "audit",
+            "replay",
+            "--experiment",
+            "e",
+            "--at",
+            "2026-01-01T00:00:00Z",
+        ],
+        &["audit", "log"],
+        &["experiment", "list"],
+        &["projections", "status"],
+        &["experiment", "start", "e"],
+    ] {
+        let out = chaos(&empty, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("an empty file, not a chaos event store (left untouched"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(file_bytes(&empty), b"", "{args:?} wrote to the file");
+        assert!(!Path::new(export).exists(), "{args:?}");
+    }
+
     assert!(chaos(&db, &["init"]).status.success());
     let no_spec = chaos(
         &db,
@@ -387,6 +420,100 @@ fn first_fault(db: &Path) -> (String, u64, String) {
         "independent verifier said {text:?}, expected {expected:?}"
     );
     fault
+}
+
+#[test]
+fn a_stored_row_that_is_not_text_is_a_bad_event_at_its_position_and_the_rest_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = populated_store(dir.path());
+    // One payload's bytes damaged into something that is not UTF-8.
+    sql(
+        &db,
+        "UPDATE events SET payload = CAST(X'7B226BFF223A317D' AS TEXT) \
+              WHERE aggregate_id = 'exp-b' AND sequence = 5",
+    );
+    let bad = json!([{
+        "aggregate_type": "Experiment",
+        "aggregate_id": "exp-b",
+        "sequence": 5,
+        "problem": "the payload column is not UTF-8 text",
+    }]);
+
+    // verify: the position, every other stream verified.
+    let out = chaos(&db, &["audit", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let report = stdout_json(&out);
+    assert_eq!(report["faults"], bad, "{report}");
+    assert_eq!(
+        (&report["events"], &report["streams"]),
+        (&json!(39), &json!(3))
+    );
+    // The auditors' own verifier, written from docs/AUDIT.md, says the same.
+    let (code, text) = independent_verify(&db);
+    assert_eq!(code, Some(4), "{text}");
+    assert!(
+        text.starts_with("Experiment/exp-b at sequence 5: the payload column is not UTF-8 text"),
+        "{text}"
+    );
+
+    // digest: refused with the same report.
+    let out = chaos(&db, &["audit", "digest"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Experiment/exp-b at sequence 5"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // export: every other event written, the bad one named, no partial file left.
+    let export = dir.path().join("log.jsonl");
+    let out = chaos(
+        &db,
+        &["audit", "export", "--out", export.to_str().expect("path")],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let summary = stdout_json(&out);
+    assert_eq!(summary["events"], 38, "{summary}");
+    assert_eq!(
+        summary["unreadable"][0]["problem"],
+        "the payload column is not UTF-8 text: not exported"
+    );
+    assert!(!dir.path().join("log.jsonl.partial").exists());
+    let verified = chaos(
+        &db,
+        &[
+            "audit",
+            "verify",
+            "--json",
+            "--file",
+            export.to_str().expect("path"),
+        ],
+    );
+    let verified = stdout_json(&verified);
+    let faults = verified["faults"].as_array().expect("faults");
+    assert_eq!(faults.len(), 1, "{verified}");
+    assert_eq!(
+        (&faults[0]["aggregate_id"], &faults[0]["sequence"]),
+        (&json!("exp-b"), &json!(5))
+    );
+
+    // replay: the broken stream is refused at its position, the others replay.
+    let at = "2100-01-01T00:00:00Z";
+    let out = chaos(
+        &db,
+        &["audit", "replay", "--experiment", "exp-b", "--at", at],
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exp-b at sequence 5: the payload column is not UTF-8 text"),
+        "{}",
+        stderr(&out)
+    );
+    let out = chaos(
+        &db,
+        &["audit", "replay", "--experiment", "exp-a", "--at", at],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]

@@ -13,9 +13,11 @@
 //! faults as verifying the store. Lines come in storage order: within a stream, the order the
 //! events were appended.
 //!
-//! Reading accepts any JSON text of that object on a line (an auditor's tools may re-encode
-//! it); lines in the exact form take a fast path that decodes the strings without building a
-//! value. Nothing here does I/O.
+//! Reading is strict: a line must be exactly the bytes [`write_line`] writes for its record
+//! (without the `\n`), so a file that verifies is byte for byte the export whose SHA-256 the
+//! export printed. A re-encoded line (spaces, other escapes such as `\u0061`, members in
+//! another order, a `\r` before the line feed) is refused, saying so. Lines in the exact form
+//! take a fast path that decodes the strings without building a value. Nothing here does I/O.
 
 use serde::Deserialize;
 
@@ -84,7 +86,8 @@ struct Record {
 }
 
 /// Decodes one line (without its newline), appending the six text columns to `out` (see
-/// [`DecodedLine::spans`]). On error `out` is left as it was.
+/// [`DecodedLine::spans`]). A line that is not exactly the canonical line of its record is an
+/// error. On error `out` is left as it was.
 pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineError> {
     let start = out.len();
     if let Some(decoded) = decode_fast(line, out) {
@@ -92,6 +95,35 @@ pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineErro
     }
     out.truncate(start);
     let record: Record = serde_json::from_str(line).map_err(|e| LineError(e.to_string()))?;
+    // The record, but not in its one form: say where its bytes depart from it.
+    let mut canonical = String::with_capacity(line.len() + 1);
+    write_line(
+        &mut canonical,
+        &StoredRow {
+            aggregate_type: &record.aggregate_type,
+            aggregate_id: &record.aggregate_id,
+            sequence: record.sequence,
+            event_type: &record.event_type,
+            event_version: &record.event_version,
+            payload: &record.payload,
+            metadata: &record.metadata,
+        },
+    );
+    let canonical = canonical.trim_end_matches('\n');
+    let differs = line
+        .bytes()
+        .zip(canonical.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or(line.len().min(canonical.len()));
+    Err(LineError(format!(
+        "a record, but not in canonical form (its canonical line differs from byte {})",
+        differs + 1
+    )))
+}
+
+/// The columns of `record`, appended to `out`.
+#[cfg(test)]
+fn decode_record(record: &Record, out: &mut String) -> DecodedLine {
     let mut spans = [(0, 0); 6];
     for (span, column) in spans.iter_mut().zip([
         &record.aggregate_type,
@@ -105,10 +137,10 @@ pub fn decode_line(line: &str, out: &mut String) -> Result<DecodedLine, LineErro
         out.push_str(column);
         *span = (from, out.len());
     }
-    Ok(DecodedLine {
+    DecodedLine {
         spans,
         sequence: record.sequence,
-    })
+    }
 }
 
 /// The fast path: lines in exactly the form [`write_line`] writes; `None` for anything else.
@@ -317,12 +349,34 @@ mod tests {
     }
 
     #[test]
-    fn other_encodings_of_the_record_decode_by_the_reference_path() {
+    fn other_encodings_of_the_record_are_refused_saying_where_they_depart() {
+        let exact = r#"{"aggregate_id":"a","aggregate_type":"b","event_type":"c","event_version":"1","metadata":"m","payload":"p","sequence":1}"#;
+        assert!(decode_line(exact, &mut String::new()).is_ok());
         let pretty = r#"{ "sequence": 2, "payload": "{\"X\":{}}", "metadata": "{}",
             "event_version": "1", "event_type": "X", "aggregate_type": "Experiment",
             "aggregate_id": "e\u002f1" }"#;
+        for (other, byte) in [
+            (pretty.to_owned(), 2),
+            (exact.replace("\"a\"", "\"\\u0061\""), 18),
+            (format!("{exact}\r"), 121),
+            (exact.replace(":1}", ":01}"), 0),
+        ] {
+            let mut out = String::from("kept");
+            let e = decode_line(&other, &mut out).expect_err("refused");
+            assert_eq!(out, "kept");
+            if byte > 0 {
+                assert_eq!(
+                    e.0,
+                    format!(
+                        "a record, but not in canonical form (its canonical line differs from byte {byte})"
+                    ),
+                    "{other}"
+                );
+            }
+        }
+        let record: Record = serde_json::from_str(pretty).expect("a record");
         let mut out = String::new();
-        let decoded = decode_line(pretty, &mut out).expect("decodes");
+        let decoded = decode_record(&record, &mut out);
         let back = row_at(&out, &decoded).expect("row");
         assert_eq!(
             (back.aggregate_id, back.payload, back.sequence),

@@ -142,6 +142,9 @@ pub enum FaultKind {
     /// The stream breaks how books of a ledger open, close and continue one another.
     #[error("{0}")]
     Book(String),
+    /// A column of the stored row is not UTF-8 text (its bytes were altered or damaged).
+    #[error("the {0} column is not UTF-8 text")]
+    NotText(String),
 }
 
 /// The first bad position of one stream.
@@ -314,26 +317,7 @@ impl ChainVerifier {
 
     /// Checks the next stored row.
     pub fn push(&mut self, row: &StoredRow<'_>) {
-        self.events += 1;
-        self.event.clear();
-        write_event_start(&mut self.event, row.aggregate_id, row.aggregate_type);
-        let index = match self.index.get(self.event.as_str()) {
-            Some(&index) => index,
-            None => {
-                let index = self.streams.len();
-                self.index.insert(self.event.as_str().into(), index);
-                self.streams.push(Stream {
-                    aggregate_type: row.aggregate_type.to_owned(),
-                    aggregate_id: row.aggregate_id.to_owned(),
-                    state: StreamState::Intact {
-                        next: 1,
-                        head: GENESIS_DIGEST,
-                    },
-                    book: books::Facts::default(),
-                });
-                index
-            }
-        };
+        let index = self.stream_of(row);
         let stream = &mut self.streams[index];
         let StreamState::Intact { next, head } = &mut stream.state else {
             return;
@@ -349,14 +333,52 @@ impl ChainVerifier {
                 *next += 1;
                 *head = hash;
             }
-            Err(kind) => {
-                self.faults.push(Fault {
-                    aggregate_type: stream.aggregate_type.clone(),
-                    aggregate_id: stream.aggregate_id.clone(),
-                    sequence: expected,
-                    kind,
+            Err(kind) => self.break_stream(index, expected, kind),
+        }
+    }
+
+    /// Takes in a row whose `column` could not be read as text (its other columns read with
+    /// the bad bytes replaced, so that its stream is known): the first fault of its stream,
+    /// unless the stream broke earlier.
+    pub fn push_not_text(&mut self, row: &StoredRow<'_>, column: &str) {
+        let index = self.stream_of(row);
+        if let StreamState::Intact { next, .. } = self.streams[index].state {
+            self.break_stream(index, next, FaultKind::NotText(column.to_owned()));
+        }
+    }
+
+    fn break_stream(&mut self, index: usize, sequence: u64, kind: FaultKind) {
+        let stream = &mut self.streams[index];
+        self.faults.push(Fault {
+            aggregate_type: stream.aggregate_type.clone(),
+            aggregate_id: stream.aggregate_id.clone(),
+            sequence,
+            kind,
+        });
+        stream.state = StreamState::Broken;
+    }
+
+    /// Counts the row and finds its stream (a new one from its first row); leaves the start of
+    /// the row's canonical event in `self.event`.
+    fn stream_of(&mut self, row: &StoredRow<'_>) -> usize {
+        self.events += 1;
+        self.event.clear();
+        write_event_start(&mut self.event, row.aggregate_id, row.aggregate_type);
+        match self.index.get(self.event.as_str()) {
+            Some(&index) => index,
+            None => {
+                let index = self.streams.len();
+                self.index.insert(self.event.as_str().into(), index);
+                self.streams.push(Stream {
+                    aggregate_type: row.aggregate_type.to_owned(),
+                    aggregate_id: row.aggregate_id.to_owned(),
+                    state: StreamState::Intact {
+                        next: 1,
+                        head: GENESIS_DIGEST,
+                    },
+                    book: books::Facts::default(),
                 });
-                stream.state = StreamState::Broken;
+                index
             }
         }
     }
