@@ -526,6 +526,7 @@ fn a_dry_run_yields_a_dry_run_result_without_health() {
     assert_eq!(r.duration_ms, 2_000);
     assert_eq!(r.candidates, 3);
     assert!(r.targets_hit.is_empty(), "a dry run touches nothing");
+    assert_eq!(r.would_hit, ["worker-2"], "and says what it would have hit");
     assert_eq!(r.samples, 0);
     assert_eq!(r.min_healthy, None);
     assert_eq!(r.max_error_rate_bp, None);
@@ -666,6 +667,7 @@ fn result(
         day: day.into(),
         candidates: 3,
         targets_hit: Vec::new(),
+        would_hit: Vec::new(),
         samples: u32::from(availability_bp.is_some()),
         min_healthy: None,
         max_error_rate_bp: None,

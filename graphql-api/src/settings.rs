@@ -69,6 +69,25 @@ pub struct Template {
 /// Outcomes a dashboard may notify a user of.
 pub const NOTIFY_CHOICES: [&str; 5] = ["COMPLETED", "FAILED", "NOT_RECOVERED", "STOPPED", "HALTED"];
 
+/// The outcome of [`NOTIFY_CHOICES`] an event announces, if it announces one: a run completed
+/// (recovered, or a dry run), not recovered, failed or stopped; experiments halted.
+pub fn announces(event: &domain::views::AnyEvent) -> Option<&'static str> {
+    use domain::experiment::{ExperimentEvent as E, Outcome};
+    use domain::platform::PlatformEvent as P;
+    use domain::views::AnyEvent;
+    match event {
+        AnyEvent::Experiment(E::ExperimentCompleted {
+            outcome: Outcome::NotRecovered,
+            ..
+        }) => Some("NOT_RECOVERED"),
+        AnyEvent::Experiment(E::ExperimentCompleted { .. }) => Some("COMPLETED"),
+        AnyEvent::Experiment(E::ExperimentFailed { .. }) => Some("FAILED"),
+        AnyEvent::Experiment(E::ExperimentStopped { .. }) => Some("STOPPED"),
+        AnyEvent::Platform(P::PlatformHalted { .. }) => Some("HALTED"),
+        _ => None,
+    }
+}
+
 /// One user's preferences.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -439,6 +439,21 @@ fn a_dry_run_names_the_targets_a_real_run_would_hit_and_touches_nothing() {
         "a dry run changed the fleet: {fleet:#}"
     );
     assert_eq!(fleet["healthy"], 3);
+    // Its result row says what it would have hit, and that it hit nothing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let row = loop {
+        let results = ok_json(&chaos(&db, &["results"]));
+        if let Some(row) = results
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["experiment_id"] == "dry"))
+        {
+            break row.clone();
+        }
+        assert!(Instant::now() < deadline, "no result row: {results}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(row["targets_hit"], json!([]));
+    assert_eq!(row["would_hit"], json!(expected), "{row}");
     drop(server);
 }
 

@@ -30,7 +30,7 @@ use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
 use domain::views::results::RunResult;
 
 use crate::dynamo_stream::{AUDIT_FEED, BY_FEED, BY_STATUS, RESULT_FEED, serde_name};
-use crate::queries::{AuditFilter, ExperimentDetail, ExperimentFilter, Page};
+use crate::queries::{AuditFilter, ExperimentDetail, ExperimentFilter, Page, fold_case};
 
 /// Why a read of the DynamoDB read models failed.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,8 @@ impl ListFilter<'_> {
     fn accepts(&self, listed: &Listed) -> bool {
         let s = &listed.summary;
         let created_at = listed.created_at.as_str();
-        self.target.is_none_or(|t| s.target == t)
+        self.target
+            .is_none_or(|t| fold_case(&s.target).contains(&fold_case(t)))
             && self.created_from.is_none_or(|from| created_at >= from)
             && self.created_to.is_none_or(|to| created_at < to)
             && self
@@ -531,6 +532,9 @@ impl DynamoReads {
         // The recording clock's order, as the embedded log's (not the stream's: a wall clock
         // can step back between two events).
         entries.sort_by(|a, b| audit_order(a).cmp(&audit_order(b)));
+        if filter.newest_first {
+            entries.reverse();
+        }
         entries.truncate(limit);
         Ok(entries)
     }
@@ -542,6 +546,9 @@ impl DynamoReads {
         after: Option<(&str, &str, u64)>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ReadError> {
+        if filter.newest_first {
+            return self.audit_feed_backwards(filter, after, limit).await;
+        }
         // A lower bound on `FeedKey` for each of `from` and `after` (`{recorded_at}#{id}`
         // sorts at or before every key of an entry after `after`); the higher one holds.
         let low = [
@@ -588,6 +595,63 @@ impl DynamoReads {
     }
 }
 
+impl DynamoReads {
+    /// The audit log of every stream, newest first: the audit feed read backwards.
+    async fn audit_feed_backwards(
+        &self,
+        filter: &AuditFilter,
+        after: Option<(&str, &str, u64)>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ReadError> {
+        // An upper bound on `FeedKey` for each of `to` and `after`: every key of an entry
+        // recorded before `to` sorts before `to` (the times have one length), and every key of
+        // an entry before `after` at or before `{recorded_at}#{id}#` followed by the highest
+        // character; the lower one holds.
+        let high = [
+            filter.to.clone().filter(|to| !to.is_empty()),
+            after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}#\u{10FFFF}")),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut query = self
+            .query()
+            .index_name(BY_FEED)
+            .scan_index_forward(false)
+            .expression_attribute_names("#feed", "Feed")
+            .expression_attribute_values(":feed", s(AUDIT_FEED));
+        query = match high {
+            Some(high) => query
+                .key_condition_expression("#feed = :feed AND #key <= :high")
+                .expression_attribute_names("#key", "FeedKey")
+                .expression_attribute_values(":high", s(high)),
+            None => query.key_condition_expression("#feed = :feed"),
+        };
+        let mut pages = Pages::new(query, limit);
+        let mut out = Vec::new();
+        while let Some(items) = pages.next().await? {
+            for item in &items {
+                let entry: AuditEntry = json(item, "Entry")?;
+                // Read backwards: nothing further is at or after `from`.
+                if filter
+                    .from
+                    .as_ref()
+                    .is_some_and(|from| entry.recorded_at < *from)
+                {
+                    return Ok(out);
+                }
+                if audit_accepts(filter, after, &entry) {
+                    out.push(entry);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The order of the audit log.
 fn audit_order(e: &AuditEntry) -> (&str, &str, u64) {
     (&e.recorded_at, &e.aggregate_id, e.sequence)
@@ -596,7 +660,17 @@ fn audit_order(e: &AuditEntry) -> (&str, &str, u64) {
 /// Whether `e` is in the audit log `filter` and `after` ask for: the `WHERE` of
 /// `queries::audit_log`.
 fn audit_accepts(filter: &AuditFilter, after: Option<(&str, &str, u64)>, e: &AuditEntry) -> bool {
-    filter.actor.as_ref().is_none_or(|actor| e.actor == *actor)
+    let beyond = |after| {
+        if filter.newest_first {
+            audit_order(e) < after
+        } else {
+            audit_order(e) > after
+        }
+    };
+    filter
+        .actor
+        .as_ref()
+        .is_none_or(|actor| fold_case(&e.actor).contains(&fold_case(actor)))
         && filter
             .aggregate_id
             .as_ref()
@@ -606,7 +680,7 @@ fn audit_accepts(filter: &AuditFilter, after: Option<(&str, &str, u64)>, e: &Aud
             .as_ref()
             .is_none_or(|from| e.recorded_at >= *from)
         && filter.to.as_ref().is_none_or(|to| e.recorded_at < *to)
-        && after.is_none_or(|after| audit_order(e) > after)
+        && after.is_none_or(beyond)
 }
 
 #[cfg(test)]

@@ -50,12 +50,18 @@ pub fn experiment(
     Ok(Some(ExperimentDetail { record, timeline }))
 }
 
+/// `text` as a filter compares it: SQLite's `lower` folds ASCII letters only, so the filter
+/// does the same.
+pub fn fold_case(text: &str) -> String {
+    text.to_ascii_lowercase()
+}
+
 /// Filters of the experiments list (all optional, combined with AND).
 #[derive(Debug, Clone, Default)]
 pub struct ExperimentFilter {
     /// Status (`RUNNING`, `COMPLETED`, ...).
     pub status: Option<String>,
-    /// Target key (`fleet:web`).
+    /// Part of the target key, in any case (`web` finds `fleet:web`).
     pub target: Option<String>,
     /// Created at or after (RFC 3339 text of a [`domain::Timestamp`]).
     pub created_from: Option<String>,
@@ -142,7 +148,11 @@ pub fn experiments_cached(
         bind(&mut sql, " AND status = ?", status.clone());
     }
     if let Some(target) = &filter.target {
-        bind(&mut sql, " AND target = ?", target.clone());
+        bind(
+            &mut sql,
+            " AND instr(lower(target), ?) > 0",
+            fold_case(target),
+        );
     }
     if let Some(from) = &filter.created_from {
         bind(&mut sql, " AND created_at >= ?", from.clone());
@@ -231,10 +241,10 @@ pub fn run_analytics(conn: &Connection) -> Result<Analytics, ProjectionError> {
     Ok(analytics(&results(conn)?))
 }
 
-/// Filters of the audit log (all optional, combined with AND).
+/// Filters of the audit log (all optional, combined with AND), and its order.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
-    /// Actor id.
+    /// Part of the actor id, in any case (`sam` finds `user:sam` and `user:Samira`).
     pub actor: Option<String>,
     /// Stream id (an experiment id, or `platform`).
     pub aggregate_id: Option<String>,
@@ -242,10 +252,13 @@ pub struct AuditFilter {
     pub from: Option<String>,
     /// Recorded before.
     pub to: Option<String>,
+    /// Newest first (the entries before `after`), rather than in recording order.
+    pub newest_first: bool,
 }
 
-/// Audit entries matching `filter`, in recording order, `limit` at a time after the entry
-/// `(recorded_at, aggregate_id, sequence)` given as `after`.
+/// Audit entries matching `filter`, in recording order (or its reverse, newest first),
+/// `limit` at a time after the entry `(recorded_at, aggregate_id, sequence)` given as `after`
+/// in that order.
 pub fn audit_log(
     conn: &Connection,
     filter: &AuditFilter,
@@ -265,7 +278,12 @@ pub fn audit_log(
         sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
     };
     if let Some(actor) = &filter.actor {
-        push(&mut sql, " AND a.actor = ?", SqlValue::Text(actor.clone()));
+        // `instr`, not `LIKE`: what the user typed is text, never a pattern.
+        push(
+            &mut sql,
+            " AND instr(lower(a.actor), ?) > 0",
+            SqlValue::Text(fold_case(actor)),
+        );
     }
     if let Some(id) = &filter.aggregate_id {
         push(
@@ -289,9 +307,10 @@ pub fn audit_log(
         );
     }
     if let Some((recorded_at, id, sequence)) = after {
+        let beyond = if filter.newest_first { "<" } else { ">" };
         push(
             &mut sql,
-            " AND (a.recorded_at, a.aggregate_id, a.sequence) > (?",
+            &format!(" AND (a.recorded_at, a.aggregate_id, a.sequence) {beyond} (?"),
             SqlValue::Text(recorded_at.to_owned()),
         );
         push(&mut sql, ", ?", SqlValue::Text(id.to_owned()));
@@ -301,7 +320,11 @@ pub fn audit_log(
             SqlValue::Integer(i64::try_from(sequence).unwrap_or(i64::MAX)),
         );
     }
-    sql.push_str(" ORDER BY a.recorded_at, a.aggregate_id, a.sequence");
+    sql.push_str(if filter.newest_first {
+        " ORDER BY a.recorded_at DESC, a.aggregate_id DESC, a.sequence DESC"
+    } else {
+        " ORDER BY a.recorded_at, a.aggregate_id, a.sequence"
+    });
     if limit != usize::MAX {
         sql.push_str(&format!(" LIMIT {limit}"));
     }

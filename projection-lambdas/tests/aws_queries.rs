@@ -634,7 +634,16 @@ fn filters() -> Vec<ExperimentFilter> {
 
     // These every other one with the archived ones.
     let mut single = Vec::new();
-    for target in ["fleet:web", "fleet:api", "asg:web-prod", "fleet:nope", ""] {
+    for target in [
+        "fleet:web",
+        "fleet:api",
+        "asg:web-prod",
+        "fleet:nope",
+        "",
+        "WEB",
+        "prod",
+        ":",
+    ] {
         single.push(ExperimentFilter {
             target: Some(target.into()),
             ..f()
@@ -830,8 +839,9 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
 
     // The audit log: each filter, page by page, and arbitrary `after` cursors.
     let mut audit_filters = vec![AuditFilter::default()];
+    // Whole actors, and parts of them in any case.
     for actor in [
-        "alice", "bob", "carol", "dave", "workflow", "root", "nobody",
+        "alice", "bob", "carol", "dave", "workflow", "root", "nobody", "ALI", "flow", "o", "",
     ] {
         audit_filters.push(AuditFilter {
             actor: Some(actor.into()),
@@ -886,9 +896,31 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
         from: instant(5),
         ..AuditFilter::default()
     });
+    // Each of them newest first too.
+    let oldest_first = audit_filters.clone();
+    audit_filters.extend(oldest_first.into_iter().map(|filter| AuditFilter {
+        newest_first: true,
+        ..filter
+    }));
     for filter in &audit_filters {
         let whole = walk_audit(&setup, filter, usize::MAX).await;
         assert_eq!(walk_audit(&setup, filter, 7).await, whole, "{filter:?}");
+        if filter.newest_first {
+            let forward = walk_audit(
+                &setup,
+                &AuditFilter {
+                    newest_first: false,
+                    ..filter.clone()
+                },
+                usize::MAX,
+            )
+            .await;
+            assert_eq!(
+                whole.iter().rev().collect::<Vec<_>>(),
+                forward.iter().collect::<Vec<_>>(),
+                "{filter:?}"
+            );
+        }
     }
     for (filter, limit) in [
         (AuditFilter::default(), 3),
@@ -941,6 +973,16 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
     )
     .await;
     assert!(!alice.is_empty() && alice.iter().all(|e| e.actor == "alice"));
+    let ali = walk_audit(
+        &setup,
+        &AuditFilter {
+            actor: Some("ALI".into()),
+            ..AuditFilter::default()
+        },
+        usize::MAX,
+    )
+    .await;
+    assert_eq!(ali, alice, "part of a name, in any case");
     let mid = &all[all.len() / 2];
     for after in [
         (
@@ -959,6 +1001,15 @@ async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
             AuditFilter::default(),
             AuditFilter {
                 aggregate_id: Some("e-1".into()),
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                newest_first: true,
+                ..AuditFilter::default()
+            },
+            AuditFilter {
+                aggregate_id: Some("e-1".into()),
+                newest_first: true,
                 ..AuditFilter::default()
             },
         ] {

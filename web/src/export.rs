@@ -92,6 +92,21 @@ const MUTED: [f64; 3] = [0.36, 0.39, 0.45];
 const RULE: [f64; 3] = [0.8, 0.82, 0.85];
 const GREEN: [f64; 3] = [0.12, 0.48, 0.24];
 const RED: [f64; 3] = [0.7, 0.15, 0.12];
+/// The amber of a stopped run, as the dashboard's table and chart show it (`--warn`).
+const AMBER: [f64; 3] = [0.54, 0.35, 0.0];
+
+/// The colour of a run's row: ink for a run that held (or only looked), amber for one stopped
+/// on purpose or by a guardrail, grey for one the platform interrupted, red for the rest. The
+/// same outcome has the same colour on the page, in the chart and here.
+fn row_colour(run: &Run) -> [f64; 3] {
+    match run.outcome.as_str() {
+        "RECOVERED" => INK,
+        _ if run.is_dry() => INK,
+        "STOPPED" => AMBER,
+        "INTERRUPTED" => MUTED,
+        _ => RED,
+    }
+}
 
 /// `text` cut into lines of at most `width` characters.
 fn wrap(text: &str, width: usize) -> Vec<String> {
@@ -329,11 +344,7 @@ pub fn pdf(
             pages.push(std::mem::take(&mut page));
             y = table_head(&mut page, height - MARGIN);
         }
-        page.fill(if run.outcome == "RECOVERED" || run.is_dry() {
-            INK
-        } else {
-            RED
-        });
+        page.fill(row_colour(run));
         row(&mut page, y, &cells, Font::Mono);
         y -= needed;
         page.stroke(RULE);
@@ -384,16 +395,16 @@ mod tests {
         let lines: Vec<&str> = text.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "experimentId,name,target,failureType,outcome,recoveryMs,startedAt,endedAt,durationMs,candidates,targetsHit,samples,minHealthy,maxErrorRateBp,maxLatencyP95Ms,availabilityBp"
+            "experimentId,name,target,failureType,outcome,recoveryMs,startedAt,endedAt,durationMs,candidates,targetsHit,wouldHit,samples,minHealthy,maxErrorRateBp,maxLatencyP95Ms,availabilityBp"
         );
         assert_eq!(
             lines[1],
-            "e1,run e1,web,TERMINATE,RECOVERED,2345,2026-11-01T10:00:00Z,2026-11-01T10:00:05Z,5000,3,i-1,4,2,120,35,9000"
+            "e1,run e1,web,TERMINATE,RECOVERED,2345,2026-11-01T10:00:00Z,2026-11-01T10:00:05Z,5000,3,i-1,,4,2,120,35,9000"
         );
         // The quoted field keeps its bare line break: records end in CRLF only.
         assert_eq!(
             lines[2],
-            "e2,\"a, \"\"b\"\"\nc\",'=cmd|'/c calc'!A1,TERMINATE,NOT_RECOVERED,,2026-11-02T10:00:00Z,2026-11-02T10:00:05Z,5000,3,i-1;i-2,4,2,120,35,"
+            "e2,\"a, \"\"b\"\"\nc\",'=cmd|'/c calc'!A1,TERMINATE,NOT_RECOVERED,,2026-11-02T10:00:00Z,2026-11-02T10:00:05Z,5000,3,i-1;i-2,,4,2,120,35,"
         );
         assert_eq!(lines[3], "");
         assert_eq!(lines.len(), 4);
@@ -470,6 +481,33 @@ mod tests {
         assert!(text.matches(" re f").count() >= 135);
         assert!(text.contains("(Recovery time per run \\(seconds\\)) Tj"));
         assert!(text.contains("2026-11-01 to 2026-11-30"));
+    }
+
+    #[test]
+    fn an_outcome_has_one_colour_in_the_table_the_chart_and_the_pdf() {
+        let style = include_str!("../style.css");
+        let rule = |selector: &str| {
+            style
+                .lines()
+                .find(|line| line.starts_with(selector))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        // Stopped: amber (the warning colour) everywhere, red nowhere.
+        assert!(rule(".status-stopped").contains("var(--warn)"), "{style}");
+        assert!(!rule(".status-failed").contains("stopped"));
+        let stopped = crate::report::OUTCOMES
+            .iter()
+            .position(|o| *o == "STOPPED")
+            .expect("an outcome");
+        let class = chart::OUTCOME_CLASSES[stopped];
+        assert!(rule(&format!(".{class} ")).contains("#c98a00"), "{class}");
+        assert_eq!(row_colour(&run("s", "STOPPED", "2026-11-02", None)), AMBER);
+        assert_eq!(row_colour(&run("f", "FAILED", "2026-11-02", None)), RED);
+        assert_eq!(
+            row_colour(&run("r", "RECOVERED", "2026-11-02", Some(1_000))),
+            INK
+        );
     }
 
     #[test]

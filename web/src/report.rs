@@ -56,6 +56,8 @@ pub struct Run {
     pub candidates: u64,
     /// Instances the failure was injected into.
     pub targets_hit: Vec<String>,
+    /// For a dry run, the instances a real run would have hit.
+    pub would_hit: Vec<String>,
     /// Health samples taken.
     pub samples: u64,
     /// Lowest healthy count seen.
@@ -70,7 +72,7 @@ pub struct Run {
 
 /// The fields of a `RunResult`, as the API names them and as the exports write them.
 pub const FIELDS: &str = "experimentId name target failureType outcome recoveryMs startedAt \
-    endedAt durationMs candidates targetsHit samples minHealthy maxErrorRateBp maxLatencyP95Ms \
+    endedAt durationMs candidates targetsHit wouldHit samples minHealthy maxErrorRateBp maxLatencyP95Ms \
     availabilityBp";
 
 impl Run {
@@ -93,6 +95,15 @@ impl Run {
                 .iter()
                 .filter_map(|t| t.as_str().map(str::to_owned))
                 .collect(),
+            would_hit: v["wouldHit"]
+                .as_array()
+                .map(|targets| {
+                    targets
+                        .iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
             samples: v["samples"].as_u64()?,
             min_healthy: v["minHealthy"].as_u64(),
             max_error_rate_bp: v["maxErrorRateBp"].as_u64(),
@@ -115,6 +126,7 @@ impl Run {
             "durationMs": self.duration_ms,
             "candidates": self.candidates,
             "targetsHit": self.targets_hit,
+            "wouldHit": self.would_hit,
             "samples": self.samples,
             "minHealthy": self.min_healthy,
             "maxErrorRateBp": self.max_error_rate_bp,
@@ -437,6 +449,7 @@ pub(crate) mod tests {
             duration_ms: 5_000,
             candidates: 3,
             targets_hit: vec!["i-1".to_owned()],
+            would_hit: Vec::new(),
             samples: 4,
             min_healthy: Some(2),
             max_error_rate_bp: Some(120),

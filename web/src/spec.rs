@@ -248,6 +248,40 @@ impl SpecForm {
         Ok(spec)
     }
 
+    /// The field of this form that the spec's `path` (as the API names a problem: e.g.
+    /// `selection.value`, `guardrails.stop_conditions[1].alarm_name`) comes from; none for a
+    /// path no field writes. A stop condition is the error-rate limit when it is the first
+    /// and the limit is on (that is the order [`SpecForm::to_json`] writes them in), else an
+    /// alarm.
+    pub fn field_of(&self, path: &str) -> Option<Field> {
+        if let Some(rest) = path.strip_prefix("guardrails.stop_conditions") {
+            let index: Option<usize> = rest
+                .strip_prefix('[')
+                .and_then(|r| r.split(']').next())
+                .and_then(|i| i.parse().ok());
+            return Some(match index {
+                Some(0) if self.stop_on_error_rate => Field::MaxErrorRate,
+                _ => Field::Alarms,
+            });
+        }
+        Some(match path {
+            "name" => Field::Name,
+            "description" => Field::Description,
+            "target" | "target.kind" => Field::TargetKind,
+            "target.group" => Field::Group,
+            "selection" | "selection.mode" => Field::SelectionMode,
+            "selection.value" => Field::SelectionValue,
+            "max_targets" => Field::MaxTargets,
+            "failure" | "failure.type" => Field::Failure,
+            "failure.duration_secs" => Field::PauseSecs,
+            "guardrails.max_duration_secs" => Field::MaxDurationSecs,
+            "recovery.timeout_secs" => Field::RecoveryTimeoutSecs,
+            "recovery" | "recovery.poll_interval_secs" => Field::PollIntervalSecs,
+            "recovery.baseline_samples" => Field::BaselineSamples,
+            _ => return None,
+        })
+    }
+
     /// The form showing `spec` (a template's, or an earlier experiment's); what `spec` lacks
     /// keeps its default.
     pub fn from_json(spec: &Value) -> SpecForm {
@@ -322,6 +356,49 @@ mod tests {
             name: " kill one ".into(),
             ..SpecForm::default()
         }
+    }
+
+    #[test]
+    fn every_path_the_api_names_is_a_field_of_the_form() {
+        let mut form = form();
+        form.alarms = "a, b".into();
+        let spec = form.to_json().expect("numbers");
+        // Every leaf the form writes comes back to the field that wrote it.
+        for (path, field) in [
+            ("name", Field::Name),
+            ("target.kind", Field::TargetKind),
+            ("target.group", Field::Group),
+            ("selection.mode", Field::SelectionMode),
+            ("selection.value", Field::SelectionValue),
+            ("max_targets", Field::MaxTargets),
+            ("failure.type", Field::Failure),
+            ("guardrails.stop_conditions[0].percent", Field::MaxErrorRate),
+            ("guardrails.stop_conditions[0]", Field::MaxErrorRate),
+            ("guardrails.stop_conditions[1].alarm_name", Field::Alarms),
+            ("guardrails.stop_conditions[2]", Field::Alarms),
+            ("guardrails.stop_conditions", Field::Alarms),
+            ("guardrails.max_duration_secs", Field::MaxDurationSecs),
+            ("recovery.timeout_secs", Field::RecoveryTimeoutSecs),
+            ("recovery.poll_interval_secs", Field::PollIntervalSecs),
+            ("recovery.baseline_samples", Field::BaselineSamples),
+            ("recovery", Field::PollIntervalSecs),
+        ] {
+            assert_eq!(form.field_of(path), Some(field), "{path}");
+        }
+        assert_eq!(
+            spec["guardrails"]["stop_conditions"][0]["type"],
+            "MAX_ERROR_RATE"
+        );
+        form.stop_on_error_rate = false;
+        assert_eq!(
+            form.field_of("guardrails.stop_conditions[0].alarm_name"),
+            Some(Field::Alarms)
+        );
+        assert_eq!(
+            form.field_of("failure.duration_secs"),
+            Some(Field::PauseSecs)
+        );
+        assert_eq!(form.field_of("dry_run"), None);
     }
 
     #[test]

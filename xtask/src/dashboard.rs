@@ -12,10 +12,11 @@ const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 /// The page's budget: the wasm and JavaScript, gzipped. Raised from 300 KiB for the first
 /// sign-in on Cognito (a new password, an authenticator app set up, codes), then to 320 KiB
-/// for a new store's first administrator and webhook signing secrets, with the load time
-/// measured by `cargo xtask bench` each time; it gives way to a load-time budget once there
-/// is one.
-const GZIP_BUDGET: u64 = 320 * 1024;
+/// for a new store's first administrator and webhook signing secrets, then to 330 KiB for the
+/// halt banner, the notice centre, problems shown at their fields and filters kept in the
+/// address, with the load time measured by `cargo xtask bench` each time; it gives way to a
+/// load-time budget once there is one.
+const GZIP_BUDGET: u64 = 330 * 1024;
 
 /// Adds the wasm32 standard library when rustup does not have it yet.
 fn ensure_wasm_target() -> Result<(), String> {

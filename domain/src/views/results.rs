@@ -61,6 +61,10 @@ pub struct RunResult {
     pub candidates: u32,
     /// Instances the failure was injected into.
     pub targets_hit: Vec<String>,
+    /// For a dry run, the instances it resolved: those a real run would have hit then (empty
+    /// for any other run, whose `targets_hit` says what it hit).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub would_hit: Vec<String>,
     /// Health samples taken.
     pub samples: u32,
     /// Lowest healthy count seen.
@@ -79,6 +83,8 @@ pub struct RunTracker {
     state: Experiment,
     candidates: u32,
     targets_hit: Vec<String>,
+    #[serde(default)]
+    resolved: Vec<String>,
     samples: u32,
     healthy_share_bp_sum: u64,
     min_healthy: Option<u32>,
@@ -109,7 +115,14 @@ impl RunTracker {
     /// Folds one event; returns the run's result when this event finished it.
     pub fn apply(&mut self, aggregate_id: &str, event: &ExperimentEvent) -> Option<RunResult> {
         match event {
-            ExperimentEvent::TargetsResolved { candidates, .. } => self.candidates = *candidates,
+            ExperimentEvent::TargetsResolved {
+                candidates,
+                targets,
+                ..
+            } => {
+                self.candidates = *candidates;
+                self.resolved = targets.iter().map(|t| t.as_str().to_owned()).collect();
+            }
             ExperimentEvent::FailureInjected { targets, .. } => {
                 self.targets_hit = targets.iter().map(|t| t.as_str().to_owned()).collect();
             }
@@ -164,6 +177,11 @@ impl RunTracker {
             day: ended_at.to_string()[..10].to_owned(),
             candidates: self.candidates,
             targets_hit: self.targets_hit.clone(),
+            would_hit: if outcome == RunOutcome::DryRun {
+                self.resolved.clone()
+            } else {
+                Vec::new()
+            },
             samples: self.samples,
             min_healthy: self.min_healthy,
             max_error_rate_bp: self.max_error_rate_bp,

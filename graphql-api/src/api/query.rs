@@ -11,9 +11,10 @@ use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
 
 use super::types::CognitoSignInNode;
 use super::types::{
-    ApiKeyNode, AuditChainStatus, AuditEntryNode, AuditFilterInput, ExperimentDetailNode,
-    ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode, PlatformHealth, Preferences,
-    RunResultPage, SignInOptions, TargetPreview, TemplateNode, WebhookNode,
+    ApiKeyNode, AuditChainStatus, AuditEntryNode, AuditFilterInput, AuditOrder,
+    ExperimentDetailNode, ExperimentFilterInput, ExperimentPage, Me, PlatformConfigNode,
+    PlatformHealth, Preferences, RunResultPage, SignInOptions, TargetPreview, TemplateNode,
+    WebhookNode,
 };
 use super::{ApiContext, MAX_PAGE, coded, require, spec_argument, with_problems};
 
@@ -147,12 +148,14 @@ impl Query {
         Ok(detail.and_then(|d| ExperimentDetailNode::new(d.record, d.timeline)))
     }
 
-    /// The audit log: every recorded event, in recording order, `first` at a time after the
-    /// cursor `after` (`recordedAt|streamId|sequence` of the last entry of the previous page).
+    /// The audit log: every recorded event, newest first (or, with `order: OLDEST_FIRST`, in
+    /// recording order), `first` at a time after the cursor `after` in that order
+    /// (`recordedAt|streamId|sequence` of the last entry of the previous page).
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
         #[graphql(default)] filter: AuditFilterInput,
+        #[graphql(default)] order: AuditOrder,
         #[graphql(default = 100)] first: i32,
         after: Option<String>,
     ) -> Result<Vec<AuditEntryNode>> {
@@ -167,6 +170,7 @@ impl Query {
             aggregate_id: filter.experiment_id,
             from: filter.from,
             to: filter.to,
+            newest_first: order == AuditOrder::NewestFirst,
         };
         let entries = ctx
             .data::<ApiContext>()?

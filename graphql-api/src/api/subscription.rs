@@ -61,6 +61,9 @@ pub struct ActivityUpdate {
     pub at: Option<String>,
     /// Who, if the record can be read.
     pub actor: Option<String>,
+    /// The outcome this event announces, as notification preferences name them (`COMPLETED`,
+    /// `NOT_RECOVERED`, `FAILED`, `STOPPED`, `HALTED`); null for any other event.
+    pub announces: Option<String>,
 }
 
 fn upper(value: impl serde::Serialize) -> String {
@@ -72,14 +75,16 @@ fn upper(value: impl serde::Serialize) -> String {
 }
 
 fn activity(item: &FeedItem) -> ActivityUpdate {
-    let (summary, at, actor) = match &item.decoded {
+    let (summary, at, actor, announces) = match &item.decoded {
         Ok(envelope) => (
             envelope.describe(),
             Some(envelope.at().to_string()),
             Some(envelope.metadata.actor.clone()),
+            crate::settings::announces(&envelope.event).map(str::to_owned),
         ),
         Err(why) => (
             format!("the stored record cannot be read: {why}"),
+            None,
             None,
             None,
         ),
@@ -93,6 +98,7 @@ fn activity(item: &FeedItem) -> ActivityUpdate {
         summary,
         at,
         actor,
+        announces,
     }
 }
 

@@ -3,7 +3,7 @@
 //! `RECOVERED`), as strings, so a client reads the same names in the API, the CLI and the
 //! audit log.
 
-use async_graphql::{InputObject, Json, Object, SimpleObject};
+use async_graphql::{Enum, InputObject, Json, Object, SimpleObject};
 use command_lambdas::command::Response;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
@@ -253,6 +253,9 @@ pub struct RunResultNode {
     pub candidates: u32,
     /// Instances the failure was injected into.
     pub targets_hit: Vec<String>,
+    /// For a dry run, the instances it resolved: those a real run would have hit then (empty
+    /// for any other run).
+    pub would_hit: Vec<String>,
     /// Health samples taken.
     pub samples: u32,
     /// The lowest healthy count seen.
@@ -279,6 +282,7 @@ impl From<domain::views::results::RunResult> for RunResultNode {
             duration_ms: r.duration_ms,
             candidates: r.candidates,
             targets_hit: r.targets_hit,
+            would_hit: r.would_hit,
             samples: r.samples,
             min_healthy: r.min_healthy,
             max_error_rate_bp: r.max_error_rate_bp,
@@ -302,7 +306,7 @@ pub struct RunResultPage {
 pub struct ExperimentFilterInput {
     /// `RUNNING`, `COMPLETED`, ...
     pub status: Option<String>,
-    /// Target key (`fleet:web`).
+    /// Part of the target key, any case (`web` finds `fleet:web`).
     pub target: Option<String>,
     /// Created at or after (RFC 3339).
     pub created_from: Option<String>,
@@ -315,11 +319,22 @@ pub struct ExperimentFilterInput {
     pub include_archived: bool,
 }
 
+/// The order of the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Enum)]
+pub enum AuditOrder {
+    /// The latest entry first, as an activity log reads.
+    #[default]
+    NewestFirst,
+    /// In recording order, as a replay or an export reads.
+    OldestFirst,
+}
+
 /// Which audit entries to list (every field optional; combined with AND).
 #[derive(Debug, Clone, Default, InputObject)]
 pub struct AuditFilterInput {
-    /// Who acted: `user:<name>` (a person), `key:<key id>` (an API key), `cognito:<name>`,
-    /// `workflow`, `scheduler`, or the name a CLI user acted under.
+    /// Who acted, or part of it in any case (`sam` finds `user:sam`): `user:<name>` (a
+    /// person), `key:<key id>` (an API key), `cognito:<name>`, `workflow`, `scheduler`, or the
+    /// name a CLI user acted under.
     pub actor: Option<String>,
     /// The stream: an experiment id, or `platform`.
     pub experiment_id: Option<String>,

@@ -37,11 +37,11 @@ async function auditLog(page, token) {
   check(/Chain intact: 2\d streams, \d+ events, checked at \d{4}-/.test(await intact.innerText()), `chain status: ${await intact.innerText()}`);
   await page.getByRole('heading', { name: 'Hash chain of the whole log' }).waitFor();
   await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
-  // 21 drafts and the platform's events: a full first page, oldest first.
+  // 21 drafts and the platform's events: a full first page, newest first.
   await rowCount(page, 20);
   check(await page.getByRole('button', { name: 'Previous page' }).isDisabled(), 'a first page with a previous page');
   const firstPage = await column(page, 'When');
-  check(firstPage.join() === [...firstPage].sort().join(), `entries are not oldest first: ${firstPage}`);
+  check(firstPage.join() === [...firstPage].sort().reverse().join(), `entries are not newest first: ${firstPage}`);
   const hash = page.locator('table.audit td[data-label="Hash"] summary').first();
   check(/^[0-9a-f]{64}$/.test(await hash.getAttribute('title')), 'a shortened hash without its full value');
   log(`the audit log: ${await intact.innerText()}`);
@@ -50,7 +50,7 @@ async function auditLog(page, token) {
   await page.getByRole('button', { name: 'Next page' }).click();
   await page.waitForFunction(() => document.querySelectorAll('table.audit tbody tr').length < 20);
   const secondPage = await column(page, 'When');
-  check(secondPage[0] >= firstPage[firstPage.length - 1], 'the next page does not follow the first');
+  check(secondPage[0] <= firstPage[firstPage.length - 1], 'the next page does not follow the first');
   await page.getByRole('button', { name: 'Previous page' }).click();
   await rowCount(page, 20);
   log(`paged: 20 entries, then ${secondPage.length}, then back`);
@@ -63,7 +63,7 @@ async function auditLog(page, token) {
   await page.getByRole('status').filter({ hasText: /Chain intact: 1 streams, 1 events/ }).waitFor();
   await rowCount(page, 1);
   check((await column(page, 'Stream')).every((s) => s === id), 'an entry of another stream');
-  // Live: the draft cancelled from a script appears at the end of the last page.
+  // Live: the draft cancelled from a script appears at the top of the first page.
   const cancelled = await graphql(token, 'mutation($id: ID!) { cancelExperiment(id: $id, reason: "not needed") { version } }', { id });
   check(!cancelled.errors, `cancel: ${JSON.stringify(cancelled)}`);
   await page.locator('table.audit td[data-label="Event"]', { hasText: 'ExperimentCancelled' }).waitFor({ timeout: 15_000 });
@@ -77,13 +77,29 @@ async function auditLog(page, token) {
   await page.getByRole('button', { name: 'Clear' }).click();
   await rowCount(page, 20);
   await applyFilters(page, { Actor: 'nobody-at-all' });
-  await page.getByText('No entry matches these filters.').waitFor();
+  await page.getByText('No entry matches an actor containing “nobody-at-all”.').waitFor();
   await applyFilters(page, { Actor: adminActor });
   await page.locator('table.audit tbody tr').first().waitFor();
   const actors = await column(page, 'Actor');
   check(actors.length >= 1 && actors.every((a) => a.startsWith(`${adminActor} ADMIN · `)), `actors: ${actors}`);
+  // Part of a name, in any case, finds it.
+  const part = adminActor.slice('user:'.length).toUpperCase();
+  await applyFilters(page, { Actor: part });
+  await page.waitForFunction((n) => document.querySelectorAll('table.audit tbody tr').length === n, actors.length);
+  const found = await column(page, 'Actor');
+  check(found.every((a) => a.toUpperCase().includes(part)), `actors for ${part}: ${found}`);
+  // The filter is in the address: a reload, and Back from another page, keep it.
+  check(new URL(page.url()).searchParams.get('actor') === part, `the address: ${page.url()}`);
+  await page.reload();
+  await page.waitForFunction((n) => document.querySelectorAll('table.audit tbody tr').length === n, actors.length);
+  check(await page.getByLabel('Actor', { exact: true }).inputValue() === part, 'a reload lost the actor filter');
+  await nav(page, 'Home');
+  await page.getByRole('heading', { name: 'Home', level: 1 }).waitFor();
+  await page.goBack();
+  await page.waitForFunction((n) => document.querySelectorAll('table.audit tbody tr').length === n, actors.length);
+  check(await page.getByLabel('Actor', { exact: true }).inputValue() === part, 'Back lost the actor filter');
   await applyFilters(page, { Actor: '', 'Recorded before (your time)': '2000-01-01T00:00' });
-  await page.getByText('No entry matches these filters.').waitFor();
+  await page.getByText('No entry matches this time range.').waitFor();
   await applyFilters(page, { 'Recorded before (your time)': '', 'Recorded from (your time)': '2000-01-01T00:00' });
   await rowCount(page, 20);
   log('filtered by experiment, actor and time');

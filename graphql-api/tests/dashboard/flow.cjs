@@ -56,9 +56,15 @@ async function asAdmin(browser) {
   await page.getByLabel('Name', { exact: true }).fill(name);
   await page.getByLabel('How many workers').fill('0');
   await page.getByRole('button', { name: 'Create and start' }).click();
-  const refusal = page.getByRole('alert').filter({ hasText: 'selection.value' });
+  // At the field it is about, and in the form's words: never a path of the spec.
+  const atField = page.locator('#count-problem');
+  await atField.waitFor();
+  check((await atField.innerText()).includes('must be between 1 and'), `the count's problem: ${await atField.innerText()}`);
+  check(await page.getByLabel('How many workers').getAttribute('aria-invalid') === 'true', 'the refused field is not marked');
+  const refusal = page.getByRole('alert').filter({ hasText: 'Not accepted: 1 field is marked above.' });
   await refusal.waitFor();
-  log(`refused: ${(await refusal.innerText()).trim()}`);
+  check(await page.getByText('selection.value').count() === 0, 'the form speaks of selection.value');
+  log(`refused at the count: ${(await atField.innerText()).trim()}`);
   await shot(page, '03-run-refused');
 
   // A real run: terminate one worker of the demo fleet, exactly the one the preview shows.
@@ -162,7 +168,7 @@ async function asAdmin(browser) {
   const csv = await exported('Export CSV');
   check(csv.name.endsWith('.csv'), `the CSV is named ${csv.name}`);
   const lines = csv.file.toString('utf8').split('\r\n');
-  check(lines[0] === 'experimentId,name,target,failureType,outcome,recoveryMs,startedAt,endedAt,durationMs,candidates,targetsHit,samples,minHealthy,maxErrorRateBp,maxLatencyP95Ms,availabilityBp',
+  check(lines[0] === 'experimentId,name,target,failureType,outcome,recoveryMs,startedAt,endedAt,durationMs,candidates,targetsHit,wouldHit,samples,minHealthy,maxErrorRateBp,maxLatencyP95Ms,availabilityBp',
     `the CSV header is ${lines[0]}`);
   check(lines.length === 4 && lines[3] === '', `the CSV has ${lines.length - 2} rows, not 2`);
   const csvRow = (lines.find((line) => line.startsWith(`${id},`)) || '').split(',');
@@ -171,6 +177,8 @@ async function asAdmin(browser) {
   const jsonRun = json.find((r) => r.experimentId === id);
   check(json.length === 2 && jsonRun && jsonRun.name === name && jsonRun.outcome === 'RECOVERED' && jsonRun.recoveryMs === shownMs,
     `the JSON export is ${JSON.stringify(json)}`);
+  const dry = json.find((r) => r.outcome === 'DRY_RUN');
+  check(dry && dry.targetsHit.length === 0 && dry.wouldHit.length === 1, `a dry run says what it would have hit: ${JSON.stringify(dry)}`);
   const pdf = await exported('Export PDF');
   const pdfText = pdf.file.toString('latin1');
   check(pdf.name.endsWith('.pdf') && pdfText.startsWith('%PDF-1.4') && pdfText.trimEnd().endsWith('%%EOF'), 'the PDF is not a PDF 1.4 file');
@@ -199,8 +207,13 @@ async function asAdmin(browser) {
   const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
   await page.getByLabel('Target', { exact: true }).fill('fleet:elsewhere');
   await page.getByText('No experiment matches these filters.').waitFor();
-  await page.getByLabel('Target', { exact: true }).fill('fleet:web');
+  // Part of the target, in any case; and the filters are in the address, so a reload keeps them.
+  await page.getByLabel('Target', { exact: true }).fill('WEB');
   await row.waitFor();
+  check(new URL(page.url()).searchParams.get('target') === 'WEB', `the address: ${page.url()}`);
+  await page.reload();
+  await row.waitFor();
+  check(await page.getByLabel('Target', { exact: true }).inputValue() === 'WEB', 'a reload lost the target filter');
   await page.getByLabel('Created until').fill(day(-1));
   await page.getByText('No experiment matches these filters.').waitFor();
   await page.getByLabel('Created until').fill(day(0));
@@ -277,6 +290,25 @@ async function asAdmin(browser) {
   await page.locator('.timeline li[data-event="ExperimentCancelled"]').waitFor();
   log(`run again, saved as a template, scheduled from it for ${later.toISOString()} and cancelled`);
 
+  // Stopping a run asks for a reason behind a confirmation, and records it.
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
+  const byHand = `stopped by hand ${Date.now()}`;
+  await page.getByLabel('Name', { exact: true }).fill(byHand);
+  await page.getByLabel('Failure').selectOption('PAUSE');
+  await page.getByLabel('Pause for (seconds)').fill('60');
+  await page.getByRole('button', { name: 'Create and start' }).click();
+  await page.waitForURL(/\/experiments\/(?!new$)[^/]+$/);
+  await page.locator('.timeline li[data-event="FailureInjected"]').waitFor({ timeout: 60_000 });
+  await page.getByRole('button', { name: 'Stop and roll back…' }).click();
+  await page.getByRole('button', { name: 'Keep it running' }).click();
+  check(await page.locator('.facts .status', { hasText: 'RUNNING' }).count() === 1, 'a stop was sent without its confirmation');
+  await page.getByRole('button', { name: 'Stop and roll back…' }).click();
+  await page.getByLabel('Reason').fill('seen enough');
+  await page.getByRole('button', { name: 'Stop now' }).click();
+  await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
+  await page.locator('.facts dd', { hasText: 'seen enough' }).waitFor();
+  log('a stop asked for its reason, and recorded it');
+
   // Halt-all from the dashboard stops a running experiment.
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
   const paused = `pause until halted ${Date.now()}`;
@@ -294,6 +326,28 @@ async function asAdmin(browser) {
   await page.locator('.facts .status', { hasText: 'HALTED' }).waitFor();
   await page.getByRole('region', { name: 'Running now' }).getByText('No experiment is running.').waitFor({ timeout: 30_000 });
   await shot(page, '07-home-halted');
+  // Every page says so; the run form starts nothing, and creates nothing it cannot launch.
+  await page.locator('.halt-banner', { hasText: 'game day over' }).waitFor();
+  // The admin is told of it (halts are among the outcomes told by default), once.
+  await page.getByRole('button', { name: /^Notifications \(\d+\)$/ }).click();
+  const notices = page.getByRole('region', { name: 'Notifications' });
+  await notices.locator('li', { hasText: 'HALTED' }).filter({ hasText: 'game day over' }).waitFor();
+  await page.getByRole('button', { name: 'Notifications', exact: true }).click();
+  check(await notices.count() === 0, 'the notifications did not close');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Run an experiment' }).click();
+  await page.locator('.halt-banner', { hasText: 'game day over' }).waitFor();
+  const refused = `refused while halted ${Date.now()}`;
+  await page.getByLabel('Name', { exact: true }).fill(refused);
+  check(await page.getByRole('button', { name: 'Create and start' }).isDisabled(), 'the run form offers a start while halted');
+  await page.getByLabel('At a time').check();
+  await page.getByLabel('Start at (your local time)').fill('2020-01-01T10:00');
+  await page.getByRole('button', { name: 'Create and schedule' }).click();
+  await page.getByRole('alert').filter({ hasText: 'Start at is in the past' }).waitFor();
+  const leftBehind = await graphql(await tokenOf(process.env.ADMIN_USER, process.env.ADMIN_PASSWORD),
+    'query($s: String) { experiments(filter: { search: $s }) { items { id } } }', { s: refused });
+  check(leftBehind.data.experiments.items.length === 0, `a refused run left a draft: ${JSON.stringify(leftBehind)}`);
+  await shot(page, '07-run-form-halted');
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
   await page.getByRole('region', { name: 'Recent experiments' }).getByRole('link', { name: paused }).click();
   await page.locator('.facts .status', { hasText: 'STOPPED' }).waitFor({ timeout: 30_000 });
   await page.locator('.timeline li[data-event="ExperimentStopped"]').waitFor();
@@ -302,6 +356,7 @@ async function asAdmin(browser) {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Home' }).click();
   await page.getByRole('button', { name: 'Lift the halt' }).click();
   await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
+  await page.locator('.halt-banner').waitFor({ state: 'detached' });
 
   // The server issues tokens that live six seconds: the page has been refreshing them.
   check((await token()) !== firstToken, 'the access token was never refreshed');
@@ -321,7 +376,7 @@ async function asViewer(browser, experiment) {
   await signIn(page, process.env.VIEWER_USER, process.env.VIEWER_PASSWORD);
   await page.locator('.facts .status', { hasText: 'ALLOWED' }).waitFor();
   await page.getByRole('link', { name: experiment.name }).first().waitFor();
-  const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back|Lift the halt|Run again…|Cancel the schedule)$/;
+  const forbidden = /^(Halt all experiments…|Run an experiment|Create and start|Start|Stop and roll back…|Lift the halt|Run again…|Copy into a new experiment…|Cancel the schedule)$/;
   check(await page.getByRole('button', { name: forbidden }).count() === 0, 'a viewer sees a control they may not use');
   check(await page.getByRole('link', { name: forbidden }).count() === 0, 'a viewer sees a link to running experiments');
   check(await page.getByRole('heading', { name: 'Quick actions' }).count() === 0, 'a viewer sees quick actions that run experiments');

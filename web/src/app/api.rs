@@ -22,6 +22,8 @@ pub struct ApiError {
     pub code: String,
     /// What went wrong, in words.
     pub message: String,
+    /// For `INVALID_INPUT`: every problem, as (path of the field, what is wrong).
+    pub problems: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -33,6 +35,7 @@ impl std::fmt::Display for ApiError {
 fn network(e: impl std::fmt::Display) -> ApiError {
     ApiError {
         code: "NETWORK".to_owned(),
+        problems: Vec::new(),
         message: format!("the server cannot be reached ({e})"),
     }
 }
@@ -71,6 +74,20 @@ pub async fn request(
                 .as_str()
                 .unwrap_or("request refused")
                 .to_owned(),
+            problems: error["extensions"]["problems"]
+                .as_array()
+                .map(|problems| {
+                    problems
+                        .iter()
+                        .filter_map(|p| {
+                            Some((
+                                p["field"].as_str()?.to_owned(),
+                                p["message"].as_str()?.to_owned(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         });
     }
     Ok(answer["data"].clone())

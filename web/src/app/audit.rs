@@ -1,8 +1,9 @@
-//! The audit log: every recorded event in the order the API gives them (oldest first), filtered
-//! by actor, experiment and time, a page at a time; and whether the hash chain holds, checked on
-//! the server with the checks `chaos audit verify` makes (of one experiment's stream when the
-//! log is filtered by it). New entries land at the end of the log, so activity on the platform
-//! (the `platformActivity` subscription) reloads the page only while it is the last one.
+//! The audit log: every recorded event, newest first, filtered by actor (any part of it),
+//! experiment and time, a page at a time, the filters kept in the page's address; and whether
+//! the hash chain holds, checked on the server with the checks `chaos audit verify` makes (of
+//! one experiment's stream when the log is filtered by it). New entries land at the top, so
+//! activity on the platform (the `platformActivity` subscription) reloads the page only while
+//! it is the first one.
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
@@ -11,7 +12,7 @@ use web::route::Route;
 use super::api::{Completes, Live, call, live, use_api, use_task};
 use super::settings::field;
 use super::shown::{SHOWN, utc};
-use super::{Link, LiveBadge, Pager, Problem, use_session, when};
+use super::{Link, LiveBadge, Pager, Problem, keep_in_address, query_param, use_session, when};
 
 const LOG: &str = "query($filter: AuditFilterInput!, $first: Int!, $after: String) { \
     auditLog(filter: $filter, first: $first, after: $after) { \
@@ -32,6 +33,46 @@ struct Filters {
 }
 
 impl Filters {
+    /// The filters in the page's address.
+    fn from_address() -> Self {
+        let get = |name: &str| query_param(name).unwrap_or_default();
+        Filters {
+            actor: get("actor"),
+            experiment: get("experiment"),
+            from: get("from"),
+            to: get("to"),
+        }
+    }
+
+    /// Keeps these filters in the page's address.
+    fn keep(&self) {
+        keep_in_address(&[
+            ("actor", self.actor.trim()),
+            ("experiment", self.experiment.trim()),
+            ("from", &self.from),
+            ("to", &self.to),
+        ]);
+    }
+
+    /// What no entry matched, in words.
+    fn unmatched(&self) -> String {
+        let mut what = Vec::new();
+        if !self.actor.trim().is_empty() {
+            what.push(format!("an actor containing “{}”", self.actor.trim()));
+        }
+        if !self.experiment.trim().is_empty() {
+            what.push(format!("stream “{}”", self.experiment.trim()));
+        }
+        if !self.from.is_empty() || !self.to.is_empty() {
+            what.push("this time range".to_owned());
+        }
+        if what.is_empty() {
+            "Nothing has been recorded yet.".to_owned()
+        } else {
+            format!("No entry matches {}.", what.join(", "))
+        }
+    }
+
     /// The API's `AuditFilterInput`.
     fn input(&self) -> Value {
         let mut filter = json!({});
@@ -69,11 +110,12 @@ fn cursor_after(entry: &Value) -> Option<String> {
 pub fn Audit() -> Element {
     let session = use_session();
     // What the form holds, and what was applied.
-    let actor = use_signal(String::new);
-    let experiment_id = use_signal(String::new);
-    let from = use_signal(String::new);
-    let to = use_signal(String::new);
-    let mut applied = use_signal(Filters::default);
+    let mut applied = use_signal(Filters::from_address);
+    let actor = use_signal(|| applied.peek().actor.clone());
+    let experiment_id = use_signal(|| applied.peek().experiment.clone());
+    let from = use_signal(|| applied.peek().from.clone());
+    let to = use_signal(|| applied.peek().to.clone());
+    use_effect(move || applied.read().keep());
     // The cursors of the pages before this one, and this one's.
     let mut before = use_signal(Vec::<Option<String>>::new);
     let mut cursor = use_signal(|| None::<String>);
@@ -100,9 +142,8 @@ pub fn Audit() -> Element {
                     json!({})
                 },
                 move |_| {
-                    let last_page =
-                        matches!(&*page.peek(), Some(Ok(rows)) if rows.len() <= page_size());
-                    if last_page && !*waiting.peek() {
+                    let first_page = cursor.peek().is_none();
+                    if first_page && !*waiting.peek() {
                         waiting.set(true);
                         // The read model applies an event a moment after the log has it: read
                         // again shortly, and once more later in case it was slow. Waiting also
@@ -135,7 +176,8 @@ pub fn Audit() -> Element {
             rsx! { Problem { message: e.message.clone(), retry: move |()| reload += 1 } }
         }
         Some(Ok(rows)) if rows.is_empty() => {
-            rsx! { p { class: "muted empty", "No entry matches these filters." } }
+            let unmatched = applied.read().unmatched();
+            rsx! { p { class: "muted empty", role: "status", "{unmatched}" } }
         }
         Some(Ok(rows)) => rsx! {
             div { class: "table-wrap",

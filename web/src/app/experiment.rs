@@ -278,9 +278,11 @@ fn Controls(id: String, status: String) -> Element {
     let route = use_route();
     let mut error = use_signal(|| None::<String>);
     let mut busy = use_signal(|| false);
-    let act = move |query: &'static str, id: String| async move {
+    let mut stopping = use_signal(|| false);
+    let mut reason = use_signal(String::new);
+    let act = move |query: &'static str, variables: serde_json::Value| async move {
         busy.set(true);
-        match call(session, query, json!({ "id": id })).await {
+        match call(session, query, variables).await {
             Ok(_) => error.set(None),
             Err(e) => error.set(Some(e.message)),
         }
@@ -290,26 +292,39 @@ fn Controls(id: String, status: String) -> Element {
     let stop_id = id.clone();
     let cancel_id = id.clone();
     let again = format!("from={id}");
+    // A run is offered again once it ran; a draft or a schedule that never ran is a copy.
+    let ran = !matches!(status.as_str(), "DRAFT" | "SCHEDULED" | "CANCELLED");
+    let stop = move |event: FormEvent| {
+        event.prevent_default();
+        let id = stop_id.clone();
+        async move {
+            let reason = reason.peek().trim().to_owned();
+            act(
+                "mutation($id: ID!, $reason: String!) { stopExperiment(id: $id, reason: $reason) { version } }",
+                json!({ "id": id, "reason": reason }),
+            )
+            .await;
+            if error.peek().is_none() {
+                stopping.set(false);
+            }
+        }
+    };
     rsx! {
         div { class: "actions",
             if status == "DRAFT" {
                 button {
                     r#type: "button",
                     disabled: busy(),
-                    onclick: move |_| act("mutation($id: ID!) { startExperiment(id: $id) { version } }", start_id.clone()),
+                    onclick: move |_| act("mutation($id: ID!) { startExperiment(id: $id) { version } }", json!({ "id": start_id.clone() })),
                     "Start"
                 }
             }
-            if status == "RUNNING" {
+            if status == "RUNNING" && !stopping() {
                 button {
                     r#type: "button",
                     class: "danger",
-                    disabled: busy(),
-                    onclick: move |_| act(
-                        "mutation($id: ID!) { stopExperiment(id: $id, reason: \"stopped from the dashboard\") { version } }",
-                        stop_id.clone(),
-                    ),
-                    "Stop and roll back"
+                    onclick: move |_| stopping.set(true),
+                    "Stop and roll back…"
                 }
             }
             if status == "SCHEDULED" {
@@ -319,7 +334,7 @@ fn Controls(id: String, status: String) -> Element {
                     disabled: busy(),
                     onclick: move |_| act(
                         "mutation($id: ID!) { cancelExperiment(id: $id, reason: \"cancelled from the dashboard\") { version } }",
-                        cancel_id.clone(),
+                        json!({ "id": cancel_id.clone() }),
                     ),
                     "Cancel the schedule"
                 }
@@ -328,7 +343,18 @@ fn Controls(id: String, status: String) -> Element {
                 r#type: "button",
                 class: "secondary",
                 onclick: move |_| go_with_query(route, Route::NewExperiment, &again),
-                "Run again…"
+                if ran { "Run again…" } else { "Copy into a new experiment…" }
+            }
+        }
+        if status == "RUNNING" && stopping() {
+            form { class: "confirm", onsubmit: stop, "aria-label": "Confirm stop",
+                p { role: "alert", "The run is stopped where it is and its failure rolled back; it is recorded as stopped, with your reason." }
+                label { r#for: "stop-reason", "Reason" }
+                input { id: "stop-reason", required: true, value: "{reason}", oninput: move |e| reason.set(e.value()) }
+                div { class: "actions",
+                    button { r#type: "submit", class: "danger", disabled: busy(), "Stop now" }
+                    button { r#type: "button", class: "secondary", onclick: move |_| stopping.set(false), "Keep it running" }
+                }
             }
         }
         if let Some(message) = error() {

@@ -7,7 +7,7 @@ use web::route::Route;
 
 use super::api::{ApiError, call, use_api};
 use super::shown::{SHOWN, midnight};
-use super::{Link, Pager, Problem, Status, use_session, when};
+use super::{Link, Pager, Problem, Status, keep_in_address, query_param, use_session, when};
 
 /// A page of experiments (`filter`, `first`, `after`).
 pub const LIST: &str = "query($filter: ExperimentFilterInput!, $first: Int!, $after: String) { \
@@ -28,12 +28,24 @@ const STATUSES: [&str; 7] = [
 #[component]
 pub fn Experiments() -> Element {
     let session = use_session();
-    let mut status = use_signal(String::new);
-    let mut search = use_signal(String::new);
-    let mut target = use_signal(String::new);
-    let mut created_from = use_signal(String::new);
-    let mut created_to = use_signal(String::new);
-    let mut archived = use_signal(|| false);
+    // The filters, from the page's address and kept in it (a reload or Back keeps them).
+    let from_address = |name: &str| query_param(name).unwrap_or_default();
+    let mut status = use_signal(|| from_address("status"));
+    let mut search = use_signal(|| from_address("search"));
+    let mut target = use_signal(|| from_address("target"));
+    let mut created_from = use_signal(|| from_address("from"));
+    let mut created_to = use_signal(|| from_address("to"));
+    let mut archived = use_signal(|| query_param("archived").is_some());
+    use_effect(move || {
+        keep_in_address(&[
+            ("status", &status()),
+            ("search", &search()),
+            ("target", &target()),
+            ("from", &created_from()),
+            ("to", &created_to()),
+            ("archived", if archived() { "1" } else { "" }),
+        ]);
+    });
     // The cursors of the pages before this one, and this one's.
     let mut before = use_signal(Vec::<Option<String>>::new);
     let mut cursor = use_signal(|| None::<String>);

@@ -7,13 +7,16 @@ mod api;
 mod audit;
 mod experiment;
 mod experiments;
+mod halt;
 mod home;
 mod login;
 mod new_experiment;
+mod notices;
 mod results;
 mod session;
 mod settings;
 mod shown;
+mod watch;
 
 use dioxus::prelude::*;
 use wasm_bindgen::JsCast;
@@ -48,6 +51,41 @@ pub fn go_with_query(mut route: Signal<Route>, to: Route, query: &str) {
     route.set(to);
 }
 
+/// Parameter `name` of the page's address (`?name=value`), decoded; none when it is absent or
+/// empty.
+pub fn query_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    let prefix = format!("{name}=");
+    let raw = search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(prefix.as_str()))?;
+    let decoded = js_sys::decode_uri_component(&raw.replace('+', " ")).ok()?;
+    Some(String::from(decoded)).filter(|value| !value.is_empty())
+}
+
+/// Keeps `params` (those that are not empty) in the page's address, in place of the current
+/// history entry: a reload, or Back to this page, finds them again.
+pub fn keep_in_address(params: &[(&str, &str)]) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let path = window.location().pathname().unwrap_or_default();
+    let query: Vec<String> = params
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| format!("{name}={}", js_sys::encode_uri_component(value)))
+        .collect();
+    let url = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", query.join("&"))
+    };
+    if let Ok(history) = window.history() {
+        let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url));
+    }
+}
+
 /// The signed-in session, shared by every page.
 pub fn use_session() -> Signal<Option<Session>> {
     use_context()
@@ -65,6 +103,14 @@ pub fn App() -> Element {
     let session = use_signal(session::restore);
     use_context_provider(|| route);
     use_context_provider(|| session);
+    let halt = use_signal(|| None::<String>);
+    use_context_provider(|| halt::Halt(halt));
+    let halt_moved = use_signal(|| 0_u64);
+    let notices = use_signal(Vec::new);
+    use_context_provider(|| watch::Watch {
+        halt_moved,
+        notices,
+    });
     // Back and forward buttons.
     use_hook(|| {
         let on_pop = Closure::<dyn FnMut()>::new(move || route.set(current_route()));
@@ -103,6 +149,7 @@ pub fn App() -> Element {
                 Link { to: Route::Settings, current: page == Route::Settings, "Settings" }
             }
             div { class: "who",
+                notices::NoticeCentre {}
                 span { "{user.user} ({user.role})" }
                 button {
                     r#type: "button",
@@ -115,6 +162,8 @@ pub fn App() -> Element {
                 }
             }
         }
+        watch::PlatformWatch {}
+        halt::HaltBanner {}
         main { id: "content", tabindex: "-1",
             match page {
                 Route::Home | Route::Login => rsx! { home::Home {} },

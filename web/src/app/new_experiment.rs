@@ -13,9 +13,10 @@ use serde_json::{Value, json};
 use web::route::Route;
 use web::spec::{Field, Flag, SpecForm};
 
-use super::api::{call, strings, use_api, use_task};
+use super::api::{ApiError, call, strings, use_api, use_task};
+use super::halt::use_halt;
 use super::shown::utc;
-use super::{Problem, go, use_route, use_session};
+use super::{Link, Problem, go, query_param, use_route, use_session};
 
 const TEMPLATES: &str = "{ templates { id name spec } }";
 const PREVIEW: &str =
@@ -73,25 +74,18 @@ fn unnamed(mut spec: Value) -> Value {
     spec
 }
 
-/// The value of `name` in the address's query (`?from=<id>`), if it has one. Ids need no
-/// decoding: they are URL-safe.
-fn query_param(name: &str) -> Option<String> {
-    let search = web_sys::window()?.location().search().ok()?;
-    let prefix = format!("{name}=");
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|pair| pair.strip_prefix(prefix.as_str()))
-        .filter(|id| !id.is_empty())
-        .map(str::to_owned)
-}
-
 /// The form.
 #[component]
 pub fn NewExperiment() -> Element {
     let session = use_session();
     let route = use_route();
+    let halt = use_halt();
     let mut form = use_signal(SpecForm::default);
+    // What the API found wrong, at the fields of the form it came from.
+    let mut at_fields = use_signal(Vec::<(Field, String)>::new);
+    use_context_provider(|| FieldProblems(at_fields));
+    // A draft created before its start or schedule was refused (a halt that came between).
+    let mut draft = use_signal(|| None::<String>);
     let mut template = use_signal(|| None::<Template>);
     let mut preview = use_signal(|| None::<Preview>);
     let mut previewing = use_signal(|| false);
@@ -169,7 +163,7 @@ pub fn NewExperiment() -> Element {
             }
             Err(e) => {
                 preview.set(None);
-                preview_error.set(Some(e.message));
+                preview_error.set(Some(placed(&e, &form.peek(), at_fields)));
             }
         }
         previewing.set(false);
@@ -216,9 +210,18 @@ pub fn NewExperiment() -> Element {
                 return;
             }
         };
+        // Checked before anything is created: a refused start or schedule leaves no draft.
+        at_fields.set(Vec::new());
+        draft.set(None);
         let at = if schedule() {
             match utc(&start_at.peek()) {
-                Some(at) => Some(at),
+                Some(at) if js_sys::Date::parse(&at) > js_sys::Date::now() => Some(at),
+                Some(_) => {
+                    error.set(Some(
+                        "Start at is in the past: choose a later time, or start now.".to_owned(),
+                    ));
+                    return;
+                }
                 None => {
                     error.set(Some("Start at must be a date and a time.".to_owned()));
                     return;
@@ -227,6 +230,13 @@ pub fn NewExperiment() -> Element {
         } else {
             None
         };
+        if at.is_none() && halt.peek().is_some() {
+            error.set(Some(
+                "Experiments are halted: nothing can start until the halt is lifted. Schedule the run for later, or start it once the halt is lifted."
+                    .to_owned(),
+            ));
+            return;
+        }
         // The previewed targets, if the preview is of this very spec.
         let id = preview
             .peek()
@@ -256,7 +266,7 @@ pub fn NewExperiment() -> Element {
         let id = match created {
             Ok(id) => id.as_str().unwrap_or_default().to_owned(),
             Err(e) => {
-                error.set(Some(e.message));
+                error.set(Some(placed(&e, &form.peek(), at_fields)));
                 busy.set(false);
                 return;
             }
@@ -268,10 +278,14 @@ pub fn NewExperiment() -> Element {
         busy.set(false);
         match launched {
             Ok(_) => go(route, Route::Experiment(id)),
-            Err(e) if at.is_some() => {
-                error.set(Some(format!("Created, but not scheduled: {}", e.message)));
+            Err(e) => {
+                let what = if at.is_some() { "scheduled" } else { "started" };
+                error.set(Some(format!(
+                    "Created as a draft, but not {what}: {}",
+                    e.message
+                )));
+                draft.set(Some(id));
             }
-            Err(e) => error.set(Some(format!("Created, but not started: {}", e.message))),
         }
     };
     let f = form.read().clone();
@@ -410,10 +424,19 @@ pub fn NewExperiment() -> Element {
                     }
                 }
                 if let Some(message) = error() {
-                    div { class: "problem", role: "alert", "{message}" }
+                    div { class: "problem", role: "alert",
+                        "{message}"
+                        if let Some(id) = draft() {
+                            " "
+                            Link { to: Route::Experiment(id), "Open the draft" }
+                        }
+                    }
+                }
+                if halt().is_some() && !schedule() {
+                    p { class: "warn", role: "status", "Experiments are halted: a run can be scheduled for later, not started now." }
                 }
                 div { class: "actions",
-                    button { r#type: "submit", disabled: busy(),
+                    button { r#type: "submit", disabled: busy() || (halt().is_some() && !schedule()),
                         if busy() { "Working…" } else if schedule() { "Create and schedule" } else { "Create and start" }
                     }
                 }
@@ -445,8 +468,52 @@ const MODES: &[(&str, &str)] = &[
     ("ALL", "All of the group"),
 ];
 
-/// A labelled text or number input bound to one field of the form. (One component for every
-/// field keeps the bundle small: each distinct handler is code of its own.)
+/// What the API found wrong with the form, by field (the run form provides it).
+#[derive(Debug, Clone, Copy)]
+struct FieldProblems(Signal<Vec<(Field, String)>>);
+
+/// What is wrong with `field`, as the API said (its problems, one after another).
+fn problem_at(field: Field) -> Option<String> {
+    let FieldProblems(problems) = try_use_context::<FieldProblems>()?;
+    let said: Vec<String> = problems
+        .read()
+        .iter()
+        .filter(|(f, _)| *f == field)
+        .map(|(_, message)| message.clone())
+        .collect();
+    (!said.is_empty()).then(|| said.join("; "))
+}
+
+/// The words of a refusal for the form: each problem the API named goes to its field (shown
+/// there); what fits no field, and the refusal itself, is what the form says above its
+/// buttons.
+fn placed(e: &ApiError, form: &SpecForm, mut at_fields: Signal<Vec<(Field, String)>>) -> String {
+    let mut placed = Vec::new();
+    let mut elsewhere = Vec::new();
+    for (path, message) in &e.problems {
+        match form.field_of(path) {
+            Some(field) => placed.push((field, message.clone())),
+            None => elsewhere.push(format!("{path}: {message}")),
+        }
+    }
+    let marked = placed.len();
+    at_fields.set(placed);
+    match (marked, elsewhere.is_empty()) {
+        (0, _) => e.message.clone(),
+        (n, true) => format!(
+            "Not accepted: {n} {} marked above.",
+            if n == 1 { "field is" } else { "fields are" }
+        ),
+        (n, false) => format!(
+            "Not accepted: {n} marked above, and {}",
+            elsewhere.join("; ")
+        ),
+    }
+}
+
+/// A labelled text or number input bound to one field of the form, with what the API found
+/// wrong with it. (One component for every field keeps the bundle small: each distinct
+/// handler is code of its own.)
 #[component]
 fn Text(
     form: Signal<SpecForm>,
@@ -457,6 +524,8 @@ fn Text(
     #[props(default)] optional: bool,
 ) -> Element {
     let value = form.read().text(field).to_owned();
+    let problem = problem_at(field);
+    let invalid = problem.is_some();
     rsx! {
         label { r#for: id, "{label}" }
         input {
@@ -464,8 +533,13 @@ fn Text(
             r#type: if number { "number" } else { "text" },
             min: if number { "0" } else { "" },
             required: !optional,
+            "aria-invalid": invalid,
+            "aria-describedby": if invalid { "{id}-problem" } else { "" },
             value,
             oninput: move |e| form.write().set(field, e.value()),
+        }
+        if let Some(problem) = problem {
+            p { class: "field-problem", id: "{id}-problem", "{problem}" }
         }
     }
 }
@@ -480,12 +554,22 @@ fn Choice(
     options: &'static [(&'static str, &'static str)],
 ) -> Element {
     let value = form.read().text(field).to_owned();
+    let problem = problem_at(field);
+    let invalid = problem.is_some();
     rsx! {
         label { r#for: id, "{label}" }
-        select { id, value, onchange: move |e| form.write().set(field, e.value()),
+        select {
+            id,
+            value,
+            "aria-invalid": invalid,
+            "aria-describedby": if invalid { "{id}-problem" } else { "" },
+            onchange: move |e| form.write().set(field, e.value()),
             for (value, text) in options.iter() {
                 option { key: "{value}", value: *value, "{text}" }
             }
+        }
+        if let Some(problem) = problem {
+            p { class: "field-problem", id: "{id}-problem", "{problem}" }
         }
     }
 }

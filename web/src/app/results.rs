@@ -19,7 +19,7 @@ use super::{Link, LiveBadge, Problem, Status, use_session, when};
 const RESULTS: &str = "query($from: String, $to: String, $after: String) { \
     results(endedFrom: $from, endedTo: $to, first: 100, after: $after) { items { \
     experimentId name target failureType outcome recoveryMs startedAt endedAt durationMs \
-    candidates targetsHit samples minHealthy maxErrorRateBp maxLatencyP95Ms availabilityBp } \
+    candidates targetsHit wouldHit samples minHealthy maxErrorRateBp maxLatencyP95Ms availabilityBp } \
     nextCursor } }";
 
 const ACTIVITY: &str = "subscription { platformActivity { streamId eventType at } }";
@@ -85,6 +85,7 @@ async fn load(
 ) -> Result<Loaded, ApiError> {
     let (from, to) = range.bounds().map_err(|message| ApiError {
         code: "INVALID_INPUT".to_owned(),
+        problems: Vec::new(),
         message,
     })?;
     let mut tries = 0_u32;

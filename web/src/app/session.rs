@@ -148,6 +148,7 @@ pub async fn login(username: &str, password: &str) -> Result<Session, ApiError> 
     .await?;
     let session = Session::from_answer(&data["login"]).ok_or_else(|| ApiError {
         code: "ERROR".to_owned(),
+        problems: Vec::new(),
         message: "the server answered without a session".to_owned(),
     })?;
     keep(&session);
@@ -170,6 +171,7 @@ pub async fn set_up_first_admin(
     .await?;
     let session = Session::from_answer(&data["setUpFirstAdmin"]).ok_or_else(|| ApiError {
         code: "ERROR".to_owned(),
+        problems: Vec::new(),
         message: "the server answered without a session".to_owned(),
     })?;
     keep(&session);
@@ -189,6 +191,7 @@ pub fn first_admin_code() -> Option<String> {
 async fn cognito(pool: &Pool, action: &str, body: Value) -> Result<Value, ApiError> {
     let failed = |code: &str, message: String| ApiError {
         code: code.to_owned(),
+        problems: Vec::new(),
         message,
     };
     let response = gloo_net::http::Request::post(&pool.endpoint)
@@ -389,6 +392,7 @@ async fn next_step(pool: &Pool, username: &str, answer: &Value) -> Result<Step, 
             other => {
                 return Err(ApiError {
                     code: "ERROR".to_owned(),
+                    problems: Vec::new(),
                     message: format!(
                         "Cognito asks for more before signing in ({other}), which this dashboard cannot answer: ask an administrator"
                     ),
@@ -406,6 +410,7 @@ async fn next_step(pool: &Pool, username: &str, answer: &Value) -> Result<Step, 
         .await
         .map_err(|e| ApiError {
             code: "NO_ROLE".to_owned(),
+            problems: Vec::new(),
             message: format!(
                 "Cognito signed you in, but the platform refused your token: {} (an administrator adds accounts to a group: ADMIN, OPERATOR or VIEWER)",
                 e.message
@@ -446,6 +451,7 @@ async fn refreshed(current: &Session) -> Result<Option<Session>, ApiError> {
     .await?;
     let (access_token, expires_at, refresh_token) = tokens(&answer).ok_or_else(|| ApiError {
         code: "UNAUTHENTICATED".to_owned(),
+        problems: Vec::new(),
         message: "Cognito asks to sign in again".to_owned(),
     })?;
     Ok(Some(Session {
@@ -542,6 +548,7 @@ pub async fn renew(mut session: Signal<Option<Session>>, stale: &str) -> Renewal
         Err(e) => Renewal::Unavailable(e),
         Ok(None) => Renewal::Unavailable(ApiError {
             code: "ERROR".to_owned(),
+            problems: Vec::new(),
             message: "the server answered the renewal without a session".to_owned(),
         }),
     }

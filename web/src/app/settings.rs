@@ -21,8 +21,7 @@ const READ_ADMIN: &str = "{ me { id role } preferences { notifyOn timeZone pageS
     config { maxTargetsPerRun maxDurationSecs halted haltReason } \
     webhooks { id url events } apiKeys { id name role createdAt } }";
 
-const SAVE_PREFERENCES: &str =
-    "mutation($v: PreferencesInput!) { updatePreferences(preferences: $v) { timeZone pageSize } }";
+const SAVE_PREFERENCES: &str = "mutation($v: PreferencesInput!) { updatePreferences(preferences: $v) { timeZone pageSize notifyOn } }";
 
 const REMOVE_WEBHOOK: &str = "mutation($id: ID!) { removeWebhook(id: $id) { version } }";
 
@@ -167,7 +166,7 @@ fn Profile(me: Value, preferences: Value) -> Element {
                 done: "Preferences saved.",
                 on_done: move |data: Value| *SHOWN.write() = Shown::from_preferences(&data["updatePreferences"]),
                 fieldset { class: "choices",
-                    legend { "Notify me of" }
+                    legend { "Tell me in the dashboard when" }
                     for outcome in OUTCOMES {
                         div { class: "check",
                             input {

@@ -1,5 +1,5 @@
 //! What the signed-in user asked to see, from their preferences: times in their time zone,
-//! and pages of rows of their length. Whatever shows a time or a page reads [`SHOWN`], and
+//! pages of rows of their length, and notices of the outcomes they chose. Whatever shows a time or a page reads [`SHOWN`], and
 //! shows them anew when the user changes their preferences.
 //!
 //! Times read from a form (`datetime-local`) are in that time zone too: the browser's `Intl`
@@ -22,6 +22,8 @@ pub struct Shown {
     pub zone: String,
     /// Rows per page of a list.
     pub page_size: u32,
+    /// The outcomes the user is told of in the dashboard (`FAILED`, `HALTED`, ...).
+    pub notify_on: Vec<String>,
 }
 
 impl Shown {
@@ -36,6 +38,14 @@ impl Shown {
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(before.page_size),
+            notify_on: preferences["notifyOn"]
+                .as_array()
+                .map_or(before.notify_on, |items| {
+                    items
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_owned))
+                        .collect()
+                }),
         }
     }
 }
@@ -44,10 +54,12 @@ fn unset() -> Shown {
     Shown {
         zone: "UTC".to_owned(),
         page_size: 20,
+        notify_on: Vec::new(),
     }
 }
 
-/// The signed-in user's [`Shown`] (UTC and 20 rows until their preferences are read).
+/// The signed-in user's [`Shown`] (UTC, 20 rows and no notices until their preferences are
+/// read).
 pub static SHOWN: GlobalSignal<Shown> = Signal::global(unset);
 
 fn show(shown: Shown) {
@@ -72,7 +84,12 @@ pub fn use_preferences(session: Signal<Option<Session>>) {
             if !unread {
                 return Ok(Value::Null);
             }
-            let data = call(session, "{ preferences { timeZone pageSize } }", json!({})).await?;
+            let data = call(
+                session,
+                "{ preferences { timeZone pageSize notifyOn } }",
+                json!({}),
+            )
+            .await?;
             show(Shown::from_preferences(&data["preferences"]));
             Ok(data)
         })
