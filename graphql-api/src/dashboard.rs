@@ -94,6 +94,17 @@ pub fn routes(dashboard: Dashboard) -> Router {
 /// WebSockets in current browsers; the socket's own origin is named too, for those that
 /// predate that rule (only when the `Host` header is a plain host name and port).
 fn content_security_policy(headers: &HeaderMap, connect: &[String]) -> String {
+    format!(
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
+         img-src 'self' data:; font-src 'self'; connect-src 'self'{}; object-src 'none'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        socket_sources(headers, connect)
+    )
+}
+
+/// The `connect-src` sources beyond `'self'`: this host's WebSocket origins (only when the
+/// `Host` header is a plain host name and port), then `connect`, each after a space.
+pub(crate) fn socket_sources(headers: &HeaderMap, connect: &[String]) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -107,11 +118,7 @@ fn content_security_policy(headers: &HeaderMap, connect: &[String]) -> String {
         sockets.push(' ');
         sockets.push_str(origin);
     }
-    format!(
-        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
-         img-src 'self' data:; font-src 'self'; connect-src 'self'{sockets}; object-src 'none'; \
-         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    )
+    sockets
 }
 
 /// A response with the dashboard's security headers.
@@ -130,6 +137,13 @@ fn secured(
     if let Ok(csp) = HeaderValue::from_str(&content_security_policy(request, &dashboard.connect)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
+    common_headers(headers);
+    response
+}
+
+/// The headers every page and file of the dashboard (and of the GraphQL explorer) carries
+/// besides its policy: no sniffing, no framing, no referrer.
+pub(crate) fn common_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -139,7 +153,6 @@ fn secured(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    response
 }
 
 const NOT_BUILT: &str = "<!doctype html>

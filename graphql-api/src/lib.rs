@@ -31,6 +31,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod engine;
 pub mod feed;
+pub mod graphiql;
 pub mod http;
 pub mod identity;
 pub mod lease;

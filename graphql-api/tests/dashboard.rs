@@ -497,6 +497,20 @@ fn a_session_renewed_under_load_is_never_signed_out() {
 }
 
 #[test]
+fn the_graphql_explorer_loads_from_the_server_alone_and_runs_a_query() {
+    let Start {
+        _one,
+        dashboard,
+        dir,
+    } = start();
+    let db = store(dir.path());
+    let (server, url) = serve(&db, &dashboard, "127.0.0.1:0", &[]);
+    clear_screenshots(&["40-graphiql"]);
+    passed(browser_script("graphiql.cjs", &url), "", &server);
+    assert_screenshots(&["40-graphiql"]);
+}
+
+#[test]
 fn a_new_store_gets_its_first_administrator_from_the_link_the_server_printed() {
     let Start {
         _one,

@@ -33,13 +33,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource, WebSocketProtocols, WsMessage};
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocketProtocols, WsMessage};
 use async_graphql::{Data, ErrorExtensions, Schema};
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use domain::platform::Concern;
 use domain::provenance::{Actor, Role};
 
@@ -459,16 +459,6 @@ impl async_graphql::Executor for CodedSchema {
     }
 }
 
-/// GraphiQL, for exploring the API in a browser.
-pub async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql")
-            .finish(),
-    )
-}
-
 /// `GET /graphql`: a WebSocket for subscriptions when one is asked for (subprotocol
 /// `graphql-transport-ws`, or the older `graphql-ws`), else GraphiQL.
 pub async fn upgrade_or_graphiql(
@@ -482,7 +472,7 @@ pub async fn upgrade_or_graphiql(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_socket {
-        return graphiql().await.into_response();
+        return crate::graphiql::index(&parts.headers);
     }
     let protocol = parts
         .headers
@@ -733,13 +723,17 @@ async fn subscriptions(api: Api, socket: WebSocket, protocol: WebSocketProtocols
     }
 }
 
-/// The API's routes: `GET /graphql` (GraphiQL, or the subscription socket) and
-/// `POST /graphql`.
+/// The API's routes: `GET /graphql` (GraphiQL, or the subscription socket),
+/// `POST /graphql`, and GraphiQL's files under `/graphiql/`.
 pub fn routes(api: Api) -> axum::Router {
     axum::Router::new()
         .route(
             "/graphql",
             axum::routing::get(upgrade_or_graphiql).post(serve),
+        )
+        .route(
+            "/graphiql/{file}",
+            axum::routing::get(crate::graphiql::asset),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)

@@ -580,7 +580,8 @@ impl From<crate::settings::Template> for TemplateNode {
 #[derive(Debug, Clone, SimpleObject, InputObject)]
 #[graphql(input_name = "PreferencesInput")]
 pub struct Preferences {
-    /// Outcomes to be notified of: COMPLETED, FAILED, NOT_RECOVERED, STOPPED, HALTED.
+    /// Outcomes the dashboard tells this user of while it is open (its notices, fed by
+    /// `platformActivity.announces`): COMPLETED, FAILED, NOT_RECOVERED, STOPPED, HALTED.
     pub notify_on: Vec<String>,
     /// IANA time zone times are shown in.
     pub time_zone: String,

@@ -21,7 +21,9 @@
 //!   [`TokenPolicy::refresh_grace`] after its use, while its successor has never been used,
 //!   the spent token is traded once more and the unused successor is spent instead. Only one
 //!   line of tokens stays alive either way, and a copy is still caught as soon as both holders
-//!   refresh. Logout revokes the session, and an access token of a revoked session is refused
+//!   refresh. A refresh is decided in one write transaction, so two refreshes of one token
+//!   in flight at once (the reloaded page's and the one it left behind) are decided one after
+//!   the other, the second by the grace. Logout revokes the session, and an access token of a revoked session is refused
 //!   at once, not at its expiry.
 
 use std::path::{Path, PathBuf};
@@ -30,7 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::password::{self, PasswordError};
 
@@ -289,6 +291,15 @@ fn write_key(file: &Path, key: &[u8]) -> Result<(), AuthError> {
     }
 }
 
+/// A stored refresh token, as a refresh reads it.
+struct RefreshRow {
+    session_id: String,
+    username: String,
+    session_expires: i64,
+    used_at: Option<i64>,
+    successor: Option<String>,
+}
+
 impl LocalIssuer {
     /// The issuer over `pool`'s store, signing with the key in `key_file` (see [`key_file`]):
     /// creates its tables, and the key on first use.
@@ -395,13 +406,21 @@ impl LocalIssuer {
         .bind(expires)
         .execute(&self.pool)
         .await?;
-        self.tokens(username, &session_id, expires, &new_refresh_token()?)
-            .await
+        let mut conn = self.pool.acquire().await?;
+        self.tokens(
+            &mut conn,
+            username,
+            &session_id,
+            expires,
+            &new_refresh_token()?,
+        )
+        .await
     }
 
     /// A new access token, and `refresh_token` stored, for an open session.
     async fn tokens(
         &self,
+        conn: &mut SqliteConnection,
         username: &str,
         session_id: &str,
         session_expires: i64,
@@ -431,7 +450,7 @@ impl LocalIssuer {
         .bind(sha256(refresh_token))
         .bind(session_id)
         .bind(refresh_expires)
-        .execute(&self.pool)
+        .execute(conn)
         .await?;
         Ok(Tokens {
             access_token,
@@ -450,99 +469,61 @@ impl LocalIssuer {
         refresh_token: &str,
         known: impl FnOnce(&str) -> bool,
     ) -> Result<(String, Tokens), AuthError> {
-        let refused = |why: &str| AuthError::Refused(why.to_owned());
         let digest = sha256(refresh_token.trim());
-        let row = sqlx::query(
-            "SELECT t.session_id, t.expires_at, t.used_at, t.successor, s.username,
-                    s.expires_at AS session_expires, s.revoked_at, s.revoked_why
-             FROM identity_refresh_tokens t JOIN identity_sessions s ON s.id = t.session_id
-             WHERE t.sha256 = ?",
-        )
-        .bind(&digest)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| refused("the refresh token is unknown"))?;
-        let session_id: String = row.try_get("session_id")?;
-        let username: String = row.try_get("username")?;
-        let expires_at: i64 = row.try_get("expires_at")?;
-        let session_expires: i64 = row.try_get("session_expires")?;
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        let successor: Option<String> = row.try_get("successor")?;
-        let revoked_why: Option<String> = row.try_get("revoked_why")?;
-        let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-        if revoked_at.is_some() {
-            return Err(AuthError::Refused(format!(
-                "the session has ended ({})",
-                revoked_why.as_deref().unwrap_or("revoked")
-            )));
-        }
-        if expires_at <= now() || session_expires <= now() {
-            return Err(refused("the refresh token has expired: sign in again"));
-        }
-        if !known(&username) {
-            return Err(refused("the user no longer exists"));
-        }
         let next = new_refresh_token()?;
-        let traded = match (used_at, successor) {
-            // Spend it; of two refreshes racing with the same token, one wins.
-            (None, _) => self.spend(&digest, Some(&next), "used_at IS NULL").await?,
+        // One write transaction, taken at once: refreshes of one token (a page reloaded while
+        // its renewal was on its way sends it again while the first is being answered) are
+        // decided one after the other, each seeing what the one before did.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = refresh_row(&mut tx, &digest, known).await?;
+        let traded = match (row.used_at, &row.successor) {
+            (None, _) => spend(&mut tx, &digest, Some(&next), "used_at IS NULL").await?,
             // Spent, and its answer perhaps lost: traded again only while the token it was
             // traded for has never been used, which spends that one instead.
             (Some(used), Some(unused))
                 if now().saturating_sub(used) <= secs(self.policy.refresh_grace) =>
             {
-                self.spend(&unused, None, "used_at IS NULL").await?
-                    && self
-                        .spend(&digest, Some(&next), "used_at IS NOT NULL")
-                        .await?
+                spend(&mut tx, unused, None, "used_at IS NULL").await?
+                    && spend(&mut tx, &digest, Some(&next), "used_at IS NOT NULL").await?
             }
             (Some(_), _) => false,
         };
         if !traded {
-            self.revoke_session(&session_id, "a spent refresh token was presented again")
-                .await?;
-            return Err(refused(
-                "the refresh token was already used: the session is revoked, sign in again",
+            // Spent, and what it was traded for used too: a copy of the token is replayed.
+            revoke(
+                &mut tx,
+                &row.session_id,
+                "a spent refresh token was presented again",
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(
+                session = %row.session_id,
+                user = %row.username,
+                "a spent refresh token was presented again after its successor was used: the session is revoked"
+            );
+            return Err(AuthError::Refused(
+                "the refresh token was already used: the session is revoked, sign in again"
+                    .to_owned(),
             ));
         }
         let tokens = self
-            .tokens(&username, &session_id, session_expires, &next)
+            .tokens(
+                &mut tx,
+                &row.username,
+                &row.session_id,
+                row.session_expires,
+                &next,
+            )
             .await?;
-        Ok((username, tokens))
-    }
-
-    /// Marks the refresh token whose digest is `digest` spent (keeping the time of its first
-    /// use) and traded for `successor`, if `condition` holds of its row; whether it did.
-    async fn spend(
-        &self,
-        digest: &str,
-        successor: Option<&str>,
-        condition: &str,
-    ) -> Result<bool, AuthError> {
-        let done = sqlx::query(&format!(
-            "UPDATE identity_refresh_tokens SET used_at = COALESCE(used_at, ?), successor = ?
-             WHERE sha256 = ? AND {condition}"
-        ))
-        .bind(now())
-        .bind(successor.map(sha256))
-        .bind(digest)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        tx.commit().await?;
+        Ok((row.username, tokens))
     }
 
     /// Ends a session: its access and refresh tokens authenticate nothing from now on.
     pub async fn revoke_session(&self, session_id: &str, why: &str) -> Result<(), AuthError> {
-        sqlx::query(
-            "UPDATE identity_sessions SET revoked_at = ?, revoked_why = ?
-             WHERE id = ? AND revoked_at IS NULL",
-        )
-        .bind(now())
-        .bind(why)
-        .bind(session_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        revoke(&mut conn, session_id, why).await
     }
 
     /// The session a refresh token belongs to, if any.
@@ -603,5 +584,173 @@ impl LocalIssuer {
             ));
         }
         Ok(claims)
+    }
+}
+
+/// Ends session `session_id` (if it is open), saying `why`.
+async fn revoke(conn: &mut SqliteConnection, session_id: &str, why: &str) -> Result<(), AuthError> {
+    sqlx::query(
+        "UPDATE identity_sessions SET revoked_at = ?, revoked_why = ?
+         WHERE id = ? AND revoked_at IS NULL",
+    )
+    .bind(now())
+    .bind(why)
+    .bind(session_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Marks the refresh token whose digest is `digest` spent (keeping the time of its first use)
+/// and traded for `successor`, if `condition` holds of its row; whether it did.
+async fn spend(
+    conn: &mut SqliteConnection,
+    digest: &str,
+    successor: Option<&str>,
+    condition: &str,
+) -> Result<bool, AuthError> {
+    let done = sqlx::query(&format!(
+        "UPDATE identity_refresh_tokens SET used_at = COALESCE(used_at, ?), successor = ?
+         WHERE sha256 = ? AND {condition}"
+    ))
+    .bind(now())
+    .bind(successor.map(sha256))
+    .bind(digest)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The refresh token whose digest is `digest`, with its session, when it may still be traded:
+/// known, its session open and unexpired, its user still there (`known`).
+async fn refresh_row(
+    conn: &mut SqliteConnection,
+    digest: &str,
+    known: impl FnOnce(&str) -> bool,
+) -> Result<RefreshRow, AuthError> {
+    let refused = |why: &str| AuthError::Refused(why.to_owned());
+    let row = sqlx::query(
+        "SELECT t.session_id, t.expires_at, t.used_at, t.successor, s.username,
+                s.expires_at AS session_expires, s.revoked_at, s.revoked_why
+         FROM identity_refresh_tokens t JOIN identity_sessions s ON s.id = t.session_id
+         WHERE t.sha256 = ?",
+    )
+    .bind(digest)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| refused("the refresh token is unknown"))?;
+    let expires_at: i64 = row.try_get("expires_at")?;
+    let revoked_why: Option<String> = row.try_get("revoked_why")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let found = RefreshRow {
+        session_id: row.try_get("session_id")?,
+        username: row.try_get("username")?,
+        session_expires: row.try_get("session_expires")?,
+        used_at: row.try_get("used_at")?,
+        successor: row.try_get("successor")?,
+    };
+    if revoked_at.is_some() {
+        return Err(AuthError::Refused(format!(
+            "the session has ended ({})",
+            revoked_why.as_deref().unwrap_or("revoked")
+        )));
+    }
+    if expires_at <= now() || found.session_expires <= now() {
+        return Err(refused("the refresh token has expired: sign in again"));
+    }
+    if !known(&found.username) {
+        return Err(refused("the user no longer exists"));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    use super::*;
+
+    async fn issuer(dir: &Path) -> Arc<LocalIssuer> {
+        let options = SqliteConnectOptions::new()
+            .filename(dir.join("identity.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .expect("pool");
+        let issuer = LocalIssuer::open(pool, &dir.join("key"), TokenPolicy::default())
+            .await
+            .expect("issuer");
+        issuer
+            .set_password("ada", "correct horse battery staple")
+            .await
+            .expect("password");
+        Arc::new(issuer)
+    }
+
+    async fn unused(issuer: &LocalIssuer, token: &str) -> bool {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT used_at FROM identity_refresh_tokens WHERE sha256 = ?",
+        )
+        .bind(sha256(token))
+        .fetch_optional(&issuer.pool)
+        .await
+        .expect("read")
+        .is_some_and(|used| used.is_none())
+    }
+
+    /// A page reloaded while its renewal is on its way presents the same refresh token again
+    /// while the first request is still being answered: both are answered, and the session
+    /// lives on, however the two interleave.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn refreshes_racing_with_one_token_never_end_the_session() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let issuer = issuer(dir.path()).await;
+        let mut token = issuer
+            .login("ada", "correct horse battery staple", true)
+            .await
+            .expect("signed in")
+            .refresh_token;
+        for round in 0..100 {
+            let racers: Vec<_> = (0..3)
+                .map(|_| {
+                    let (issuer, token) = (Arc::clone(&issuer), token.clone());
+                    tokio::spawn(async move { issuer.refresh(&token, |_| true).await })
+                })
+                .collect();
+            let mut answers = Vec::new();
+            for racer in racers {
+                let (_, tokens) = racer
+                    .await
+                    .expect("joined")
+                    .unwrap_or_else(|e| panic!("round {round}: {e}"));
+                answers.push(tokens.refresh_token);
+            }
+            // Exactly one of the answers is the token the session goes on with.
+            let mut live = Vec::new();
+            for answer in answers {
+                if unused(&issuer, &answer).await {
+                    live.push(answer);
+                }
+            }
+            assert_eq!(live.len(), 1, "round {round}");
+            token = live.remove(0);
+        }
+        // A copy of a token whose successor was used is a replay: the session ends.
+        let (_, next) = issuer.refresh(&token, |_| true).await.expect("refreshed");
+        issuer
+            .refresh(&next.refresh_token, |_| true)
+            .await
+            .expect("refreshed");
+        let replayed = issuer.refresh(&token, |_| true).await;
+        assert!(
+            matches!(&replayed, Err(AuthError::Refused(why)) if why.contains("already used")),
+            "{replayed:?}"
+        );
     }
 }

@@ -42,6 +42,22 @@ run(async (browser) => {
     inFlight.add(request);
     if (isRenewal(request)) renewals += 1;
   });
+  // What the last renewals were answered, for the report of a failure.
+  const answers = [];
+  page.on('response', async (response) => {
+    if (!isRenewal(response.request())) return;
+    const body = await response.text().catch((e) => `(no body: ${e.message})`);
+    answers.push(`${new Date().toISOString()} ${response.status()} ${body.replace(/"(access|refresh)Token":"[^"]*"/g, '"$1Token":"…"').slice(0, 300)}`);
+    if (answers.length > 20) answers.shift();
+  });
+  const withAnswers = async (step) => {
+    try {
+      await step();
+    } catch (e) {
+      log(`the last renewals were answered:\n${answers.join('\n')}`);
+      throw e;
+    }
+  };
   page.on('requestfinished', (request) => inFlight.delete(request));
   page.on('requestfailed', (request) => inFlight.delete(request));
   let reloading = false;
@@ -119,13 +135,15 @@ run(async (browser) => {
   let steps = 0;
   while (Date.now() < until) {
     const [link, heading] = pages[steps % pages.length];
-    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link }).click();
-    await page.getByRole('heading', { name: heading, level: 1 }).waitFor({ timeout: 60_000 });
-    if (steps % 4 === 3) {
-      await reload();
+    await withAnswers(async () => {
+      await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link }).click();
       await page.getByRole('heading', { name: heading, level: 1 }).waitFor({ timeout: 60_000 });
-    }
-    await signedIn(`at step ${steps} (${link})`);
+      if (steps % 4 === 3) {
+        await reload();
+        await page.getByRole('heading', { name: heading, level: 1 }).waitFor({ timeout: 60_000 });
+      }
+      await signedIn(`at step ${steps} (${link})`);
+    });
     steps += 1;
   }
   check(renewals - before >= seconds / 4, `only ${renewals - before} renewals in ${seconds} s of load`);
