@@ -9,8 +9,8 @@ use super::api::{Completes, Live, live, use_task};
 use super::shown::SHOWN;
 use super::use_session;
 
-const ACTIVITY: &str = "subscription { platformActivity { streamType streamId eventType summary \
-    at announces } }";
+const ACTIVITY: &str = "subscription($after: String) { platformActivity(after: $after) { \
+    position streamType streamId eventType summary at announces } }";
 
 /// Notices kept, newest first.
 const KEPT: usize = 50;
@@ -55,6 +55,10 @@ pub fn PlatformWatch() -> Element {
         mut notices,
     } = use_watch();
     let status = use_signal(|| Live::Connecting);
+    // Where the log was when last heard: a reconnection resumes after it, so nothing that
+    // happened while the socket was down is missed (embedded; on AWS the log has no global
+    // position, and a reconnection hears what comes next).
+    let mut position = use_signal(|| None::<String>);
     use_task(move || {
         Box::pin(async move {
             live(
@@ -63,10 +67,13 @@ pub fn PlatformWatch() -> Element {
                 // The switch may have moved while disconnected: read it again.
                 move || {
                     halt_moved += 1;
-                    json!({})
+                    json!({ "after": position.peek().clone() })
                 },
                 move |data| {
                     let update = &data["platformActivity"];
+                    if let Some(at) = update["position"].as_str() {
+                        position.set(Some(at.to_owned()));
+                    }
                     let text = |field: &str| update[field].as_str().unwrap_or_default().to_owned();
                     if matches!(
                         update["eventType"].as_str(),
