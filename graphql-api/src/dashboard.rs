@@ -130,20 +130,27 @@ fn secured(
     cache: &'static str,
     body: impl Into<Body>,
 ) -> Response {
+    let csp = content_security_policy(request, &dashboard.connect);
+    with_policy(&csp, status, content_type, cache, body)
+}
+
+/// A response with `csp` as its Content-Security-Policy and the headers every page and file of
+/// the dashboard (and of the GraphQL explorer) carries: its type and caching, no sniffing, no
+/// framing, no referrer.
+pub(crate) fn with_policy(
+    csp: &str,
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    body: impl Into<Body>,
+) -> Response {
     let mut response = (status, body.into()).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(request, &dashboard.connect)) {
+    if let Ok(csp) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    common_headers(headers);
-    response
-}
-
-/// The headers every page and file of the dashboard (and of the GraphQL explorer) carries
-/// besides its policy: no sniffing, no framing, no referrer.
-pub(crate) fn common_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -153,6 +160,7 @@ pub(crate) fn common_headers(headers: &mut HeaderMap) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    response
 }
 
 const NOT_BUILT: &str = "<!doctype html>

@@ -8,8 +8,8 @@
 
 use axum::body::Body;
 use axum::extract::Path as UrlPath;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use base64::Engine as _;
 use sha2::{Digest, Sha384};
 
@@ -104,47 +104,31 @@ fn secured(
     request: &HeaderMap,
     status: StatusCode,
     content_type: &'static str,
-    cache: &'static str,
     body: impl Into<Body>,
 ) -> Response {
-    let mut response = (status, body.into()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(request)) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    }
-    crate::dashboard::common_headers(headers);
-    response
+    // Never cached: a new binary may serve new files under the same names.
+    crate::dashboard::with_policy(
+        &content_security_policy(request),
+        status,
+        content_type,
+        "no-cache",
+        body,
+    )
 }
 
-/// `GET /graphql` without a WebSocket upgrade: the explorer's page (never cached: a new binary
-/// may serve new files).
+/// `GET /graphql` without a WebSocket upgrade: the explorer's page.
 pub fn index(request: &HeaderMap) -> Response {
-    secured(
-        request,
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        "no-cache",
-        page(),
-    )
+    secured(request, StatusCode::OK, "text/html; charset=utf-8", page())
 }
 
 /// `GET /graphiql/{file}`: one of the explorer's files, or 404.
 pub async fn asset(UrlPath(file): UrlPath<String>, request: HeaderMap) -> Response {
     match ASSETS.iter().find(|a| a.name == file) {
-        Some(asset) => secured(
-            &request,
-            StatusCode::OK,
-            asset.content_type,
-            "no-cache",
-            asset.bytes,
-        ),
+        Some(asset) => secured(&request, StatusCode::OK, asset.content_type, asset.bytes),
         None => secured(
             &request,
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
-            "no-cache",
             "no such file",
         ),
     }
@@ -152,6 +136,8 @@ pub async fn asset(UrlPath(file): UrlPath<String>, request: HeaderMap) -> Respon
 
 #[cfg(test)]
 mod tests {
+    use axum::http::{HeaderValue, header};
+
     use super::*;
 
     #[test]

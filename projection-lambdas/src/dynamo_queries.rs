@@ -539,105 +539,72 @@ impl DynamoReads {
         Ok(entries)
     }
 
-    /// The audit log of every stream, from the audit feed.
+    /// The audit log of every stream, from the audit feed: forwards, or read backwards for
+    /// newest first.
     async fn audit_feed(
         &self,
         filter: &AuditFilter,
         after: Option<(&str, &str, u64)>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, ReadError> {
-        if filter.newest_first {
-            return self.audit_feed_backwards(filter, after, limit).await;
-        }
-        // A lower bound on `FeedKey` for each of `from` and `after` (`{recorded_at}#{id}`
-        // sorts at or before every key of an entry after `after`); the higher one holds.
-        let low = [
-            filter.from.clone().filter(|from| !from.is_empty()),
-            after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}")),
-        ]
-        .into_iter()
-        .flatten()
-        .max();
+        let forwards = !filter.newest_first;
+        // Where reading starts, as a bound on `FeedKey` for each of two filters; the tighter
+        // one holds. Forwards, from `from` and `after` (`{recorded_at}#{id}` sorts at or
+        // before every key of an entry after `after`). Backwards, from `to` (every key of an
+        // entry recorded before `to` sorts before it: the times have one length) and `after`
+        // (every key of an entry before it sorts at or before `{recorded_at}#{id}#` followed
+        // by the highest character).
+        let bounds = if forwards {
+            [
+                filter.from.clone(),
+                after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}")),
+            ]
+        } else {
+            [
+                filter.to.clone(),
+                after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}#\u{10FFFF}")),
+            ]
+        };
+        let bounds = bounds.into_iter().flatten().filter(|b| !b.is_empty());
+        let start = if forwards { bounds.max() } else { bounds.min() };
         let mut query = self
             .query()
             .index_name(BY_FEED)
+            .scan_index_forward(forwards)
             .expression_attribute_names("#feed", "Feed")
             .expression_attribute_values(":feed", s(AUDIT_FEED));
-        query = match low {
-            Some(low) => query
-                .key_condition_expression("#feed = :feed AND #key >= :low")
+        query = match start {
+            Some(start) => query
+                .key_condition_expression(if forwards {
+                    "#feed = :feed AND #key >= :start"
+                } else {
+                    "#feed = :feed AND #key <= :start"
+                })
                 .expression_attribute_names("#key", "FeedKey")
-                .expression_attribute_values(":low", s(low)),
+                .expression_attribute_values(":start", s(start)),
             None => query.key_condition_expression("#feed = :feed"),
         };
-        let mut pages = Pages::new(query, limit);
-        let mut out = Vec::new();
-        while let Some(items) = pages.next().await? {
-            for item in &items {
-                let entry: AuditEntry = json(item, "Entry")?;
-                // The feed is in `recorded_at` order: nothing further is before `to`.
-                if filter
+        // The feed is in `recorded_at` order: past the far end of the range, nothing further
+        // can be in it.
+        let beyond = |entry: &AuditEntry| {
+            if forwards {
+                filter
                     .to
                     .as_ref()
                     .is_some_and(|to| entry.recorded_at >= *to)
-                {
-                    return Ok(out);
-                }
-                if audit_accepts(filter, after, &entry) {
-                    out.push(entry);
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
-                }
+            } else {
+                filter
+                    .from
+                    .as_ref()
+                    .is_some_and(|from| entry.recorded_at < *from)
             }
-        }
-        Ok(out)
-    }
-}
-
-impl DynamoReads {
-    /// The audit log of every stream, newest first: the audit feed read backwards.
-    async fn audit_feed_backwards(
-        &self,
-        filter: &AuditFilter,
-        after: Option<(&str, &str, u64)>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, ReadError> {
-        // An upper bound on `FeedKey` for each of `to` and `after`: every key of an entry
-        // recorded before `to` sorts before `to` (the times have one length), and every key of
-        // an entry before `after` at or before `{recorded_at}#{id}#` followed by the highest
-        // character; the lower one holds.
-        let high = [
-            filter.to.clone().filter(|to| !to.is_empty()),
-            after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}#\u{10FFFF}")),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let mut query = self
-            .query()
-            .index_name(BY_FEED)
-            .scan_index_forward(false)
-            .expression_attribute_names("#feed", "Feed")
-            .expression_attribute_values(":feed", s(AUDIT_FEED));
-        query = match high {
-            Some(high) => query
-                .key_condition_expression("#feed = :feed AND #key <= :high")
-                .expression_attribute_names("#key", "FeedKey")
-                .expression_attribute_values(":high", s(high)),
-            None => query.key_condition_expression("#feed = :feed"),
         };
         let mut pages = Pages::new(query, limit);
         let mut out = Vec::new();
         while let Some(items) = pages.next().await? {
             for item in &items {
                 let entry: AuditEntry = json(item, "Entry")?;
-                // Read backwards: nothing further is at or after `from`.
-                if filter
-                    .from
-                    .as_ref()
-                    .is_some_and(|from| entry.recorded_at < *from)
-                {
+                if beyond(&entry) {
                     return Ok(out);
                 }
                 if audit_accepts(filter, after, &entry) {
