@@ -1039,11 +1039,7 @@ async fn serve(
              chaos: (the code works once, while this server runs; or: chaos user add NAME --role ADMIN)"
         );
     }
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-        .map_err(CliError::Serve);
+    crate::serve::serve(listener, router(state), stopped).await;
     let _ = stop_following.send(true);
     if following.await.is_err() {
         tracing::error!("the workflow runner's loop panicked");
@@ -1069,7 +1065,6 @@ async fn serve(
         tracing::warn!(error = %e, "cannot give up the store's lease: it runs out by itself");
     }
     pool.close().await;
-    served?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -1100,11 +1095,7 @@ async fn serve_aws(
         "serving the platform on AWS"
     );
     eprintln!("chaos: listening on http://{local}");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-        .map_err(CliError::Serve)?;
+    crate::serve::serve(listener, router(state), stopped).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -37,4 +37,5 @@ pub mod identity;
 pub mod lease;
 pub mod limits;
 pub mod reads;
+pub mod serve;
 pub mod settings;

@@ -1159,6 +1159,22 @@ fn bad_requests_get_a_clear_error_and_the_server_stays_up() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
     }
+    // Headers that never end: the connection is closed once the headers' time is up, not
+    // held (the read would time out after 60 s if it were).
+    {
+        use std::io::{Read, Write};
+        let mut slow = std::net::TcpStream::connect(addr).expect("connect");
+        slow.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        write!(
+            slow,
+            "POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl"
+        )
+        .expect("send part of the headers");
+        let mut answer = Vec::new();
+        slow.read_to_end(&mut answer)
+            .expect("the server closes the connection");
+    }
     // A field that does not exist; a query that does not parse.
     for query in ["{ me { id password } }", "{ me { id "] {
         let answer = gql(addr, Some(&viewer), query, json!({}));

@@ -17,7 +17,8 @@
 //!   `BAD_REQUEST` (a body that is not a GraphQL request), `INVALID_QUERY` (a query that does
 //!   not parse or validate, or exceeds the depth or complexity limit), `UNAVAILABLE`. Invalid
 //!   input lists every problem, each with its path, in a `problems` extension.
-//! - **Limits:** bodies of at most [`MAX_BODY_BYTES`], read within [`BODY_TIMEOUT`] (a body
+//! - **Limits:** headers sent within [`crate::serve::HEADER_TIMEOUT`], bodies of at most
+//!   [`MAX_BODY_BYTES`], read within [`BODY_TIMEOUT`] (a body
 //!   that trickles in is answered 408 `REQUEST_TIMEOUT`, so a slow client cannot hold a
 //!   connection and its memory for long), queries at most [`MAX_DEPTH`] deep and
 //!   [`MAX_COMPLEXITY`] complex, pages of at most [`MAX_PAGE`], and a request rate per caller
