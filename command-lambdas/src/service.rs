@@ -436,6 +436,22 @@ impl<R: Repository> ExperimentService<R> {
         self.platform_command(command, context).await
     }
 
+    /// Records that webhook `id` signs with the secret of `fingerprint` from now on (see
+    /// [`domain::platform::webhook_secret_fingerprint`]); the caller keeps the secret.
+    pub async fn issue_webhook_secret(
+        &self,
+        id: &str,
+        fingerprint: &str,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, ServiceError> {
+        let command = PlatformCommand::IssueWebhookSecret {
+            id: WebhookId::parse(id)?,
+            fingerprint: fingerprint.to_owned(),
+            at: self.now(),
+        };
+        self.platform_command(command, context).await
+    }
+
     /// Adds a recurring schedule: an experiment of `spec` at every time `cron` names in
     /// `time_zone`.
     pub async fn add_schedule(

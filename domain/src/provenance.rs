@@ -200,6 +200,17 @@ impl CommandContext {
         })
     }
 
+    /// A further command of the same action (same correlation, actor and source) under its
+    /// own idempotency key `command_id`.
+    pub fn follow_up(&self, command_id: impl Into<String>) -> Result<Self, ContextError> {
+        let command_id = command_id.into();
+        check_id("command_id", &command_id)?;
+        Ok(Self {
+            command_id,
+            ..self.clone()
+        })
+    }
+
     /// Idempotency key.
     pub fn command_id(&self) -> &str {
         &self.command_id

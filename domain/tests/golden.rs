@@ -216,6 +216,11 @@ fn platform_samples() -> Vec<PlatformEvent> {
             id: WebhookId::parse("sre-pager").expect("webhook id"),
             at: at(240_000),
         },
+        PlatformEvent::WebhookSecretIssued {
+            id: WebhookId::parse("sre-pager").expect("webhook id"),
+            fingerprint: "3f6c0a9d2b81e7c4".into(),
+            at: at(250_000),
+        },
         PlatformEvent::ScheduleAdded {
             id: ScheduleId::parse("weekday-web-kill").expect("schedule id"),
             cron: "30 10 * * MON-FRI".into(),

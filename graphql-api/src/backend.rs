@@ -10,6 +10,7 @@ use command_lambdas::lambda::AwsTasks;
 use command_lambdas::sfn::StepFunctions;
 use command_lambdas::tasks::{TargetPreview, TaskError};
 use domain::platform::{Concern, Platform};
+use domain::provenance::CommandContext;
 use domain::spec::ExperimentSpec;
 use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
@@ -23,6 +24,7 @@ use projection_lambdas::queries::{
 
 use crate::engine::EmbeddedWorkflows;
 use crate::reads::ReadModels;
+use crate::webhook_secret::{self, IssueError, IssuedSecret};
 
 /// Why a read failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,19 +138,22 @@ impl Backend {
         }
     }
 
-    /// Draws a new signing secret for webhook `id` and keeps it where the sender reads it:
-    /// `None` on AWS, where nothing sends deliveries yet.
-    pub async fn issue_webhook_secret(&self, id: &str) -> Result<Option<String>, String> {
+    /// Issues webhook `id` a new signing secret, recorded in the log by its fingerprint and
+    /// kept where the sender reads it (see [`webhook_secret::issue`]):
+    /// `None` on AWS, where nothing sends deliveries yet, so nothing is drawn or recorded.
+    pub async fn issue_webhook_secret(
+        &self,
+        id: &str,
+        context: &CommandContext,
+    ) -> Result<Option<IssuedSecret>, IssueError> {
         match self {
-            Backend::Embedded { reads, .. } => {
-                let (path, id) = (reads.path().to_owned(), id.to_owned());
-                tokio::task::spawn_blocking(move || {
-                    projection_lambdas::notify::issue_secret(&path, &id)
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .map(Some)
-                .map_err(|e| e.to_string())
+            Backend::Embedded {
+                workflows, reads, ..
+            } => {
+                let service = workflows.tasks().service();
+                webhook_secret::issue(service, reads.path(), id, context)
+                    .await
+                    .map(Some)
             }
             Backend::Aws(_) => Ok(None),
         }

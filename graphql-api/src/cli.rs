@@ -52,6 +52,7 @@ use crate::engine::{self, FleetArgs};
 use crate::http::{AppState, router};
 use crate::identity::first_admin::FirstAdmin;
 use crate::lease::Lease;
+use crate::webhook_secret::{IssueError, IssuedSecret};
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
 #[derive(Debug, Parser)]
@@ -599,6 +600,9 @@ pub enum CliError {
     /// Webhook notifications failed.
     #[error("webhooks: {0}")]
     Notify(#[from] NotifyError),
+    /// A webhook's new secret was not drawn, or not put in force.
+    #[error("webhook secret: {0} (issue one with `chaos webhooks rotate-secret`)")]
+    SecretNotIssued(String),
     /// A background task died.
     #[error("internal task failed: {0}")]
     Task(String),
@@ -663,6 +667,7 @@ impl CliError {
             | CliError::Read(_)
             | CliError::Projection(_)
             | CliError::Notify(_)
+            | CliError::SecretNotIssued(_)
             | CliError::Task(_)
             | CliError::Bind { .. }
             | CliError::Serve(_)
@@ -1387,6 +1392,23 @@ async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), Cl
     }
 }
 
+/// Issues webhook `id` a new secret as a command of its own (each draws a new secret, so it is
+/// never the retry of another), in the action of `ctx`.
+async fn issue_secret(
+    service: &SqliteService,
+    db: &Path,
+    id: &str,
+    ctx: &CommandContext,
+) -> Result<IssuedSecret, CliError> {
+    let ctx = ctx.follow_up(new_id())?;
+    crate::webhook_secret::issue(service, db, id, &ctx)
+        .await
+        .map_err(|e| match e {
+            IssueError::Refused(e) => CliError::from(e),
+            e => CliError::SecretNotIssued(e.to_string()),
+        })
+}
+
 async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result<(), CliError> {
     let ctx = context(p)?;
     let service = service_over(open(db, OpenMode::MustExist).await?);
@@ -1400,16 +1422,25 @@ async fn webhooks(db: &Path, p: &ProvenanceArgs, cmd: WebhooksCommand) -> Result
             let recorded = service
                 .add_webhook(&id, &url, events, allow_private_target, &ctx)
                 .await?;
-            let secret = projection_lambdas::notify::issue_secret(db, &id)?;
-            print_json(&json!({ "recorded": recorded, "webhook_id": id, "secret": secret }))
+            let issued = issue_secret(&service, db, &id, &ctx).await?;
+            print_json(&json!({
+                "recorded": recorded,
+                "webhook_id": id,
+                "secret": issued.secret,
+                "fingerprint": issued.fingerprint,
+            }))
         }
         WebhooksCommand::RotateSecret { id } => {
             let platform = service.platform_of(&[Concern::Webhooks]).await?.aggregate;
             if !platform.webhooks().keys().any(|w| w.as_str() == id) {
                 return Err(CliError::NoSuchWebhook(id));
             }
-            let secret = projection_lambdas::notify::issue_secret(db, &id)?;
-            print_json(&json!({ "webhook_id": id, "secret": secret }))
+            let issued = issue_secret(&service, db, &id, &ctx).await?;
+            print_json(&json!({
+                "webhook_id": id,
+                "secret": issued.secret,
+                "fingerprint": issued.fingerprint,
+            }))
         }
         WebhooksCommand::Remove { id } => print_json(&service.remove_webhook(&id, &ctx).await?),
         WebhooksCommand::List => {

@@ -18,6 +18,7 @@
 //! - [`limits`]: request rates per caller and sign-in attempts per user.
 //! - [`reads`]: connections to the read models, reused between queries.
 //! - [`settings`]: experiment templates and users' preferences, kept beside the log.
+//! - [`webhook_secret`]: issuing a webhook its signing secret, named in the log.
 //!
 //! This crate wires things together and translates errors at the edge; it decides nothing
 //! about experiments (that is `domain`), and stores nothing of them itself (that is
@@ -39,3 +40,4 @@ pub mod limits;
 pub mod reads;
 pub mod serve;
 pub mod settings;
+pub mod webhook_secret;

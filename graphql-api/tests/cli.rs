@@ -822,8 +822,40 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
         "{}",
         stderr(&refused)
     );
-    let added = chaos(&db, &[&add[..], &["--allow-private-target"]].concat());
+    let added = chaos(
+        &db,
+        &[
+            &add[..],
+            &["--allow-private-target", "--command-id", "add-ci"],
+        ]
+        .concat(),
+    );
     assert!(added.status.success(), "{}", stderr(&added));
+    // The secret is shown once; the log names it by its fingerprint, as it does one issued anew.
+    let added = stdout_json(&added);
+    let secret = added["secret"].as_str().unwrap_or_default();
+    assert_eq!(
+        added["fingerprint"].as_str(),
+        Some(domain::platform::webhook_secret_fingerprint(secret).as_str()),
+        "{added}"
+    );
+    let rotated = stdout_json(&chaos(&db, &["webhooks", "rotate-secret", "ci"]));
+    assert_ne!(rotated["secret"], added["secret"], "{rotated}");
+    let log = stdout_json(&chaos(&db, &["audit", "log", "--experiment", "webhooks.1"]));
+    let issued: Vec<&str> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["event_type"] == "WebhookSecretIssued")
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    let named = |answer: &serde_json::Value| {
+        format!(
+            "webhook ci signs with secret {} from now on",
+            answer["fingerprint"].as_str().unwrap_or("?")
+        )
+    };
+    assert_eq!(issued, [named(&added), named(&rotated)], "{log}");
     let listed = stdout_json(&chaos(&db, &["webhooks", "list"]));
     assert_eq!(listed["ci"]["url"], url.as_str());
 

@@ -472,7 +472,7 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
     // Webhooks: admins only, URLs checked, and seen whole by admins only.
     let added = ok(
         &admin,
-        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos?token=s3cret\", events: [\"ExperimentFailed\"]) { events webhookId secret } }",
+        "mutation { addWebhook(id: \"ops\", url: \"https://hooks.example/chaos?token=s3cret\", events: [\"ExperimentFailed\"]) { events webhookId secret fingerprint } }",
         json!({}),
     )["addWebhook"]
         .clone();
@@ -489,14 +489,22 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
         "{added}"
     );
     // Issued anew by an admin only, for a webhook that exists.
-    let rotate = "mutation($id: ID!) { rotateWebhookSecret(id: $id) { webhookId secret } }";
+    let rotate =
+        "mutation($id: ID!) { rotateWebhookSecret(id: $id) { webhookId secret fingerprint } }";
     let rotated = ok(&admin, rotate, json!({"id": "ops"}))["rotateWebhookSecret"].clone();
     assert_eq!(rotated["webhookId"], "ops");
+    let rotated_secret = rotated["secret"].as_str().unwrap_or_default().to_owned();
     assert!(
-        rotated["secret"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("whsec_") && s != secret),
+        rotated_secret.starts_with("whsec_") && rotated_secret != secret,
         "{rotated}"
+    );
+    // Each secret is named by its fingerprint, which the log records and anyone holding the
+    // secret can compute.
+    let fingerprints =
+        [&added, &rotated].map(|a| a["fingerprint"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        fingerprints,
+        [&secret, &rotated_secret].map(|s| domain::platform::webhook_secret_fingerprint(s))
     );
     assert_eq!(
         code(&gql(addr, Some(&admin), rotate, json!({"id": "nope"}))).as_deref(),
@@ -518,14 +526,19 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
             "{ auditLog(filter: { experimentId: \"webhooks.1\" }) { action } }",
             json!({}),
         );
-        if !log["auditLog"].as_array().is_none_or(Vec::is_empty) || Instant::now() > deadline {
+        if log["auditLog"].as_array().is_some_and(|e| e.len() >= 3) || Instant::now() > deadline {
             break log["auditLog"].clone();
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    // Newest first: each secret issued is an event of its own, named by its fingerprint only.
     assert_eq!(
         entries,
-        json!([{"action": "webhook ops added: ExperimentFailed to https://hooks.example/…"}]),
+        json!([
+            {"action": format!("webhook ops signs with secret {} from now on", fingerprints[1])},
+            {"action": format!("webhook ops signs with secret {} from now on", fingerprints[0])},
+            {"action": "webhook ops added: ExperimentFailed to https://hooks.example/…"},
+        ]),
         "{entries}"
     );
     let bad_url = gql(

@@ -16,7 +16,8 @@
 //!   resolved, every time, so a name that resolves to the loopback or the metadata service
 //!   later reaches nothing. Redirects are not followed (a 3xx is a failed attempt).
 //! - Deliveries are signed, as Stripe and GitHub sign theirs: each webhook has a secret of its
-//!   own, drawn when it is added and shown once ([`issue_secret`]), and every attempt carries
+//!   own, drawn when it is added (or issued anew) and shown once, whose fingerprint the log
+//!   records before it signs anything ([`draw_secret`], [`keep_secret`]), and every attempt carries
 //!   `X-Chaos-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" under the
 //!   secret>` ([`signature`]); a receiver recomputes it over the raw body and refuses a
 //!   mismatch or an old `t`. The secret is kept in the store's `notify_secrets` table, beside
@@ -428,18 +429,23 @@ struct Due {
     secret: Option<String>,
 }
 
-/// Draws a new signing secret for webhook `webhook_id` (replacing any it had), keeps it in the
-/// store at `path` and returns it: the only time it is shown.
-pub fn issue_secret(path: &Path, webhook_id: &str) -> Result<String, NotifyError> {
+/// Draws a new webhook signing secret: `whsec_` and 64 hex digits of the system's random
+/// source. Nothing keeps it yet: record its fingerprint, then [`keep_secret`].
+pub fn draw_secret() -> Result<String, NotifyError> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| NotifyError::Sender(format!("random source: {e}")))?;
-    let secret = format!("whsec_{}", hex::encode(bytes));
+    Ok(format!("whsec_{}", hex::encode(bytes)))
+}
+
+/// Keeps `secret` as webhook `webhook_id`'s signing secret in the store at `path`, replacing
+/// any it had: the sender signs with it from its next attempt on.
+pub fn keep_secret(path: &Path, webhook_id: &str, secret: &str) -> Result<(), NotifyError> {
     open(path)?.execute(
         "INSERT INTO notify_secrets (webhook_id, secret, issued_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (webhook_id) DO UPDATE SET secret = excluded.secret, issued_at = excluded.issued_at",
         params![webhook_id, secret, now_text()],
     )?;
-    Ok(secret)
+    Ok(())
 }
 
 /// The `X-Chaos-Signature` value of `body` sent at `timestamp` (Unix seconds) under `secret`:

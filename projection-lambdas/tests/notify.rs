@@ -16,7 +16,9 @@ use command_lambdas::SqliteStore;
 use domain::experiment::Experiment;
 use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::WebhookId;
-use projection_lambdas::notify::{DeliveryPolicy, Outbox, Sender, deliveries};
+use projection_lambdas::notify::{
+    DeliveryPolicy, Outbox, Sender, deliveries, draw_secret, keep_secret,
+};
 
 /// What the receiver saw: per event id, the attempts and the last body.
 #[derive(Debug, Default)]
@@ -445,8 +447,13 @@ async fn deliveries_are_signed_with_their_webhooks_secret() {
         &["ExperimentCreated"],
     )
     .await;
-    let first = projection_lambdas::notify::issue_secret(&db, "signed").expect("a secret");
-    let secret = projection_lambdas::notify::issue_secret(&db, "signed").expect("a secret");
+    let issue = || {
+        let secret = draw_secret().expect("a secret");
+        keep_secret(&db, "signed", &secret).expect("kept");
+        secret
+    };
+    let first = issue();
+    let secret = issue();
     assert!(
         secret.starts_with("whsec_") && secret.len() == 6 + 64,
         "{secret}"

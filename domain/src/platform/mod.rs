@@ -188,6 +188,17 @@ pub enum PlatformCommand {
         /// Now.
         at: Timestamp,
     },
+    /// Record that webhook `id` signs its deliveries with a new secret from now on (its first,
+    /// when it is added, or one issued anew). The secret is drawn and kept at the edge, never
+    /// in the log: only its fingerprint.
+    IssueWebhookSecret {
+        /// Its id.
+        id: WebhookId,
+        /// The new secret's [`webhook_secret_fingerprint`] (computed at the edge).
+        fingerprint: String,
+        /// Now.
+        at: Timestamp,
+    },
     /// Run an experiment of `spec` at every time `cron` names in `time_zone`.
     AddSchedule {
         /// New schedule id (chosen at the edge).
@@ -281,9 +292,9 @@ impl PlatformCommand {
                 Concern::HaltSwitch
             }
             PlatformCommand::UpdateConfig { .. } => Concern::Limits,
-            PlatformCommand::AddWebhook { .. } | PlatformCommand::RemoveWebhook { .. } => {
-                Concern::Webhooks
-            }
+            PlatformCommand::AddWebhook { .. }
+            | PlatformCommand::RemoveWebhook { .. }
+            | PlatformCommand::IssueWebhookSecret { .. } => Concern::Webhooks,
             PlatformCommand::AddSchedule { .. } | PlatformCommand::RemoveSchedule { .. } => {
                 Concern::Schedules
             }
@@ -442,6 +453,32 @@ impl RecurringSchedule {
     }
 }
 
+/// How many hex digits a webhook secret's fingerprint has (64 bits).
+pub const FINGERPRINT_DIGITS: usize = 16;
+
+/// The fingerprint of a webhook signing secret, as the log records it: the first
+/// [`FINGERPRINT_DIGITS`] hex digits of SHA-256 over `chaos webhook secret fingerprint`, a line
+/// feed and the secret's text. It names a secret (a receiver computes it from the secret it
+/// holds to see which rotation that is) without revealing it. It is not SHA-256 of the secret
+/// alone, which for a secret longer than 64 bytes is the HMAC key itself.
+pub fn webhook_secret_fingerprint(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"chaos webhook secret fingerprint\n")
+        .chain_update(secret.as_bytes())
+        .finalize();
+    let mut hex = hex::encode(digest);
+    hex.truncate(FINGERPRINT_DIGITS);
+    hex
+}
+
+fn is_fingerprint(text: &str) -> bool {
+    text.len() == FINGERPRINT_DIGITS
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// A webhook subscription.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
@@ -495,6 +532,17 @@ pub enum PlatformEvent {
     WebhookRemoved {
         /// Subscription id.
         id: WebhookId,
+        /// When.
+        at: Timestamp,
+    },
+    /// A webhook's deliveries are signed with a new secret from now on (its first, or one
+    /// issued anew); any older one signs nothing more. The secret is never recorded: only its
+    /// fingerprint, which names it without revealing it (see [`webhook_secret_fingerprint`]).
+    WebhookSecretIssued {
+        /// Subscription id.
+        id: WebhookId,
+        /// The new secret's fingerprint: 16 lowercase hex digits.
+        fingerprint: String,
         /// When.
         at: Timestamp,
     },
@@ -600,12 +648,13 @@ pub enum PlatformEvent {
 
 impl PlatformEvent {
     /// Every event type name.
-    pub const TYPES: [&'static str; 16] = [
+    pub const TYPES: [&'static str; 17] = [
         "PlatformHalted",
         "HaltLifted",
         "ConfigUpdated",
         "WebhookAdded",
         "WebhookRemoved",
+        "WebhookSecretIssued",
         "ScheduleAdded",
         "ScheduleRemoved",
         "BlackoutAdded",
@@ -626,9 +675,9 @@ impl PlatformEvent {
                 Concern::HaltSwitch
             }
             PlatformEvent::ConfigUpdated { .. } => Concern::Limits,
-            PlatformEvent::WebhookAdded { .. } | PlatformEvent::WebhookRemoved { .. } => {
-                Concern::Webhooks
-            }
+            PlatformEvent::WebhookAdded { .. }
+            | PlatformEvent::WebhookRemoved { .. }
+            | PlatformEvent::WebhookSecretIssued { .. } => Concern::Webhooks,
             PlatformEvent::ScheduleAdded { .. } | PlatformEvent::ScheduleRemoved { .. } => {
                 Concern::Schedules
             }
@@ -653,6 +702,7 @@ impl PlatformEvent {
             | PlatformEvent::ConfigUpdated { at, .. }
             | PlatformEvent::WebhookAdded { at, .. }
             | PlatformEvent::WebhookRemoved { at, .. }
+            | PlatformEvent::WebhookSecretIssued { at, .. }
             | PlatformEvent::ScheduleAdded { at, .. }
             | PlatformEvent::ScheduleRemoved { at, .. }
             | PlatformEvent::BlackoutAdded { at, .. }
@@ -676,6 +726,7 @@ impl DomainEvent for PlatformEvent {
             PlatformEvent::ConfigUpdated { .. } => "ConfigUpdated",
             PlatformEvent::WebhookAdded { .. } => "WebhookAdded",
             PlatformEvent::WebhookRemoved { .. } => "WebhookRemoved",
+            PlatformEvent::WebhookSecretIssued { .. } => "WebhookSecretIssued",
             PlatformEvent::ScheduleAdded { .. } => "ScheduleAdded",
             PlatformEvent::ScheduleRemoved { .. } => "ScheduleRemoved",
             PlatformEvent::BlackoutAdded { .. } => "BlackoutAdded",
@@ -951,6 +1002,29 @@ impl Platform {
                 }
                 vec![PlatformEvent::WebhookRemoved { id, at }]
             }
+            PlatformCommand::IssueWebhookSecret {
+                id,
+                fingerprint,
+                at,
+            } => {
+                if !is_fingerprint(&fingerprint) {
+                    return Err(SpecError {
+                        problems: vec![Problem {
+                            field: "fingerprint".into(),
+                            message: format!("must be {FINGERPRINT_DIGITS} lowercase hex digits"),
+                        }],
+                    }
+                    .into());
+                }
+                if !self.webhooks.contains_key(&id) {
+                    return Err(PlatformError::UnknownWebhook(id));
+                }
+                vec![PlatformEvent::WebhookSecretIssued {
+                    id,
+                    fingerprint,
+                    at,
+                }]
+            }
             PlatformCommand::AddSchedule {
                 id,
                 cron,
@@ -1124,6 +1198,8 @@ impl Platform {
             PlatformEvent::WebhookRemoved { id, .. } => {
                 self.webhooks.remove(&id);
             }
+            // The secret is kept at the edge; the subscription is unchanged.
+            PlatformEvent::WebhookSecretIssued { .. } => {}
             PlatformEvent::ScheduleAdded {
                 id,
                 cron,
@@ -1475,6 +1551,62 @@ mod tests {
             .given(full)
             .when(add("https://x.example.com/", vec![]))
             .then_expect_error(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
+    }
+
+    #[test]
+    fn an_issued_webhook_secret_is_recorded_by_its_fingerprint_only() {
+        let id = WebhookId::parse("pager").expect("id");
+        let added = PlatformEvent::WebhookAdded {
+            id: id.clone(),
+            url: "https://hooks.example.com/".into(),
+            events: vec![],
+            at: at(),
+        };
+        let secret = "whsec_0123456789abcdef";
+        let fingerprint = webhook_secret_fingerprint(secret);
+        // As docs/WEBHOOKS.md computes it with `printf ... | sha256sum | cut -c1-16`.
+        assert_eq!(fingerprint, "283a0c7dcf3d8f4b");
+        assert!(is_fingerprint(&fingerprint));
+        // Neither the secret nor its plain SHA-256 (the HMAC key of a long secret) is in it.
+        let plain = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(secret));
+        assert!(!plain.starts_with(&fingerprint), "{fingerprint}");
+        let rotate = |id: &WebhookId, fingerprint: &str| PlatformCommand::IssueWebhookSecret {
+            id: id.clone(),
+            fingerprint: fingerprint.to_owned(),
+            at: at(),
+        };
+        TestFramework::<PlatformBook>::with(())
+            .given(vec![added.clone()])
+            .when(rotate(&id, &fingerprint))
+            .then_expect_events(vec![PlatformEvent::WebhookSecretIssued {
+                id: id.clone(),
+                fingerprint: fingerprint.clone(),
+                at: at(),
+            }]);
+        TestFramework::<PlatformBook>::with(())
+            .given_no_previous_events()
+            .when(rotate(&id, &fingerprint))
+            .then_expect_error(PlatformError::UnknownWebhook(id.clone()));
+        for bad in [secret, "", "0123456789ABCDEF", "0123456789abcde"] {
+            let result = TestFramework::<PlatformBook>::with(())
+                .given(vec![added.clone()])
+                .when(rotate(&id, bad))
+                .inspect_result();
+            assert!(
+                matches!(&result, Err(PlatformError::InvalidInput(e)) if e.problems[0].field == "fingerprint"),
+                "{bad:?}: {result:?}"
+            );
+        }
+        // The subscription itself is unchanged by a rotation.
+        let mut platform = Platform::default();
+        platform.apply(added);
+        let before = platform.clone();
+        platform.apply(PlatformEvent::WebhookSecretIssued {
+            id,
+            fingerprint,
+            at: at(),
+        });
+        assert_eq!(platform, before);
     }
 
     #[test]

@@ -277,6 +277,9 @@ fn describe_platform(e: &PlatformEvent) -> String {
             }
         }
         PlatformEvent::WebhookRemoved { id, .. } => format!("webhook {id} removed"),
+        PlatformEvent::WebhookSecretIssued {
+            id, fingerprint, ..
+        } => format!("webhook {id} signs with secret {fingerprint} from now on"),
         PlatformEvent::ScheduleAdded {
             id,
             cron,

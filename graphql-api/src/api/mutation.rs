@@ -22,6 +22,7 @@ use super::{ApiContext, Identity, coded, refusal, require, spec_argument, with_p
 use crate::backend::with_service;
 use crate::identity::local::{AuthError, Tokens};
 use crate::identity::user_actor;
+use crate::webhook_secret::IssueError;
 
 /// The root of commands.
 #[derive(Debug, Default)]
@@ -126,17 +127,37 @@ async fn refuse_unobservable(ctx: &Context<'_>, spec: &ExperimentSpecInput) -> R
     }
 }
 
-/// A new signing secret for webhook `id`, kept where its deliveries are signed.
-async fn signing_secret(api: &ApiContext, id: String) -> Result<WebhookSecret> {
-    let secret = api.backend.issue_webhook_secret(&id).await.map_err(|e| {
-        coded(
-            "UNAVAILABLE",
-            format!("the webhook's secret could not be kept (issue it anew with rotateWebhookSecret): {e}"),
-        )
-    })?;
+/// Issues webhook `id` a new signing secret (see [`crate::backend::Backend::issue_webhook_secret`])
+/// as a command of its own in `context`. `added` says the webhook was just added, so a failure
+/// says it exists.
+async fn signing_secret(
+    api: &ApiContext,
+    context: &CommandContext,
+    id: String,
+    added: bool,
+) -> Result<WebhookSecret> {
+    let context = context
+        .follow_up(fresh_id())
+        .map_err(|e| coded("INVALID_INPUT", e.to_string()))?;
+    let issued = api
+        .backend
+        .issue_webhook_secret(&id, &context)
+        .await
+        .map_err(|e| {
+            let then = if added {
+                "the webhook is added, but its deliveries are not signed until a secret is issued with rotateWebhookSecret"
+            } else {
+                "issue one again with rotateWebhookSecret"
+            };
+            match e {
+                IssueError::Refused(e) if !added => refusal(&e),
+                e => coded("UNAVAILABLE", format!("{e} ({then})")),
+            }
+        })?;
     Ok(WebhookSecret {
         webhook_id: id,
-        secret,
+        secret: issued.as_ref().map(|i| i.secret.clone()),
+        fingerprint: issued.map(|i| i.fingerprint),
     })
 }
 
@@ -523,13 +544,13 @@ impl Mutation {
         )?;
         Ok(WebhookAdded {
             result,
-            signing: signing_secret(api, id).await?,
+            signing: signing_secret(api, &context, id, true).await?,
         })
     }
 
     /// Issues webhook `id` a new signing secret (ADMIN), shown this once; the old one signs
     /// nothing from now on. For a secret that leaked, or a webhook added before deliveries
-    /// were signed.
+    /// were signed. The log records it (`WebhookSecretIssued`) by its fingerprint.
     async fn rotate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookSecret> {
         let actor = require(ctx, Role::Admin)?;
         let api = ctx.data::<ApiContext>()?;
@@ -541,8 +562,7 @@ impl Mutation {
         {
             return Err(coded("NOT_FOUND", format!("no webhook {}", id.as_str())));
         }
-        tracing::info!(webhook = %id.as_str(), actor = %actor.id, "webhook secret issued anew");
-        signing_secret(api, id.to_string()).await
+        signing_secret(api, &context_of(actor)?, id.to_string(), false).await
     }
 
     /// Removes a webhook subscription (ADMIN).

@@ -364,6 +364,9 @@ pub struct WebhookSecret {
     /// HMAC-SHA256 of "<t>.<body>">`, see docs/WEBHOOKS.md). None on AWS, whose deliveries are
     /// not sent yet.
     pub secret: Option<String>,
+    /// The name the audit log knows this secret by (`WebhookSecretIssued`): 16 hex digits
+    /// derived from it, which do not reveal it (docs/WEBHOOKS.md says how). None with `secret`.
+    pub fingerprint: Option<String>,
 }
 
 /// What a command recorded, and what became of the runs it touched.

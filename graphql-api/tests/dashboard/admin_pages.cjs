@@ -142,8 +142,19 @@ async function settingsAsAdmin(page) {
   const hookSecret = hooks.locator('[data-secret]');
   await hookSecret.waitFor();
   check(/^whsec_[0-9a-f]{64}$/.test((await hookSecret.innerText()).trim()), `not a signing secret: ${await hookSecret.innerText()}`);
+  const firstSecret = (await hookSecret.innerText()).trim();
   await hooks.getByRole('button', { name: 'I have copied it' }).click();
   check(await hooks.locator('[data-secret]').count() === 0, 'the secret stayed on the page');
+  // A new secret, issued on request, is shown once too, and named by its fingerprint.
+  await page.getByLabel('Webhook', { exact: true }).selectOption({ index: 1 });
+  await page.getByRole('button', { name: 'Issue a new secret' }).click();
+  await hooks.getByText('the old one signs nothing more').waitFor();
+  const rotated = hooks.locator('[data-secret]');
+  await rotated.waitFor();
+  const newSecret = (await rotated.innerText()).trim();
+  check(/^whsec_[0-9a-f]{64}$/.test(newSecret) && newSecret !== firstSecret, `not a new secret: ${newSecret}`);
+  check(/fingerprint, [0-9a-f]{16}\./.test(await hooks.locator('.secret').innerText()), 'no fingerprint shown');
+  await hooks.getByRole('button', { name: 'I have copied it' }).click();
   // Declined, nothing happens; confirmed, it is gone.
   const asked = [];
   page.once('dialog', (dialog) => { asked.push(dialog.message()); dialog.dismiss(); });
@@ -195,7 +206,7 @@ async function settingsAsAdmin(page) {
   // Every one of those actions is in the audit log, under the admin's name.
   await nav(page, 'Audit log');
   await applyFilters(page, { Actor: adminActor });
-  for (const event of ['WebhookAdded', 'WebhookRemoved', 'ApiKeyCreated', 'ApiKeyRevoked', 'ConfigUpdated']) {
+  for (const event of ['WebhookAdded', 'WebhookSecretIssued', 'WebhookRemoved', 'ApiKeyCreated', 'ApiKeyRevoked', 'ConfigUpdated']) {
     await page.locator('table.audit td[data-label="Event"]', { hasText: event }).first().waitFor();
   }
   log('the audit log holds the admin\'s changes');

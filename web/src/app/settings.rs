@@ -29,7 +29,9 @@ const REVOKE_KEY: &str = "mutation($id: ID!) { revokeApiKey(id: $id) { version }
 
 const SAVE_CONFIG: &str = "mutation($t: Int!, $d: Int!) { updateConfig(maxTargetsPerRun: $t, maxDurationSecs: $d) { version } }";
 
-const ADD_WEBHOOK: &str = "mutation($u: String!, $e: [String!]!) { addWebhook(url: $u, events: $e) { version webhookId secret } }";
+const ADD_WEBHOOK: &str = "mutation($u: String!, $e: [String!]!) { addWebhook(url: $u, events: $e) { version webhookId secret fingerprint } }";
+const ROTATE_SECRET: &str =
+    "mutation($id: ID!) { rotateWebhookSecret(id: $id) { webhookId secret fingerprint } }";
 
 const CREATE_KEY: &str =
     "mutation($n: String!, $r: String!) { createApiKey(name: $n, role: $r) { id secret role } }";
@@ -294,6 +296,13 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
     let mut url = use_signal(String::new);
     let mut events = use_signal(String::new);
     let mut issued = use_signal(|| None::<Value>);
+    let ids: Vec<String> = hooks
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|hook| text(&hook["id"]))
+        .collect();
+    let mut rotating = use_signal(String::new);
     let rows = hooks
         .as_array()
         .into_iter()
@@ -323,7 +332,7 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
                     p { strong { "The signing secret of webhook {text(&hook[\"webhookId\"])}, shown this once:" } }
                     code { class: "id", "data-secret": "", "{text(&hook[\"secret\"])}" }
                     p { class: "muted",
-                        "Give it to the receiver now: it checks each delivery's X-Chaos-Signature header with it (docs/WEBHOOKS.md), and it cannot be shown again."
+                        "Give it to the receiver now: it checks each delivery's X-Chaos-Signature header with it (docs/WEBHOOKS.md), and it cannot be shown again. The audit log names it by its fingerprint, {text(&hook[\"fingerprint\"])}."
                     }
                     button { r#type: "button", class: "secondary", onclick: move |_| issued.set(None), "I have copied it" }
                 }
@@ -346,6 +355,29 @@ fn Webhooks(hooks: Value, refresh: Callback<Value>) -> Element {
                 {field("hook-url", "URL", url, "url", true)}
                 {field("hook-events", "Event types (comma-separated; empty for every event)", events, "text", false)}
                 div { class: "actions", button { r#type: "submit", "Add webhook" } }
+            }
+            if !ids.is_empty() {
+                Mutation {
+                    label: "New signing secret",
+                    class: "filters",
+                    query: ROTATE_SECRET,
+                    variables: move |()| {
+                        let id = rotating.peek().clone();
+                        if id.is_empty() { Err("Choose a webhook.".to_owned()) } else { Ok(json!({ "id": id })) }
+                    },
+                    done: "A new secret signs that webhook's deliveries; the old one signs nothing more.",
+                    on_done: move |answer: Value| issued.set(Some(answer["rotateWebhookSecret"].clone())),
+                    div { class: "field",
+                        label { r#for: "hook-rotate", "Webhook" }
+                        select { id: "hook-rotate", value: "{rotating}", onchange: move |e| rotating.set(e.value()),
+                            option { value: "", "Choose..." }
+                            for id in ids {
+                                option { value: "{id}", "{id}" }
+                            }
+                        }
+                    }
+                    div { class: "actions", button { r#type: "submit", "Issue a new secret" } }
+                }
             }
         }
     }
