@@ -126,7 +126,7 @@ fn every_lambda_binary_has_its_function_with_the_environment_it_reads() {
         let previous = deployed.insert((package.clone(), binary.clone()), (name.clone(), function));
         assert!(previous.is_none(), "{package}/{binary} is deployed twice");
     }
-    // The Lambda packages; the CLI and server live in graphql-api, which is no Lambda.
+    // The Lambda packages; the `chaos` binary (graphql-api/chaos) is no Lambda.
     let mut built = BTreeSet::new();
     for package in ["command-lambdas", "projection-lambdas"] {
         for binary in binaries(package) {

@@ -1,12 +1,11 @@
-//! The API server and the `chaos` command line.
+//! The GraphQL API, as a library: the `chaos` binary (`graphql-api/chaos`) serves it, embedded
+//! or as the API task of an AWS deployment.
 //!
 //! - [`api`]: the GraphQL API (schema, identity, errors, limits) served on `/graphql`.
-//! - [`audit`]: the auditor's commands (`chaos audit verify | export | digest | replay`) over
-//!   the embedded store, a DynamoDB events table or an export file.
 //! - [`backend`]: where the API's commands go and its reads come from: the embedded store,
 //!   or the platform deployed on AWS.
-//! - [`cli`]: the `chaos` binary's commands (serve, experiment, platform, audit) and their
-//!   exit codes; the composition root of the embedded mode.
+//! - [`chain`]: the log's rows read for checking its chain (the `auditChain` query, and the
+//!   auditors' commands).
 //! - [`dashboard`]: the built web dashboard, served with a strict Content-Security-Policy.
 //! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
 //!   with the log.
@@ -26,9 +25,8 @@
 //! log: the embedded identity provider's credentials, templates and preferences.
 
 pub mod api;
-pub mod audit;
 pub mod backend;
-pub mod cli;
+pub mod chain;
 pub mod dashboard;
 pub mod engine;
 pub mod feed;

@@ -256,7 +256,7 @@ fn run(extra: &[String]) -> Result<(), String> {
         "--release",
         "--locked",
         "-p",
-        "graphql-api",
+        "chaos",
         "--bin",
         "chaos",
     ])?;
@@ -375,13 +375,13 @@ fn bench() -> Result<(), String> {
         "projection",
     ])?;
     step("GraphQL API: experiments list under load, subscription delivery");
-    cargo(&["bench", "--locked", "-p", "graphql-api", "--bench", "api"])?;
+    cargo(&["bench", "--locked", "-p", "chaos", "--bench", "api"])?;
     step("audit export and verify, 1,000,000 events (store and export file)");
     cargo(&[
         "bench",
         "--locked",
         "-p",
-        "graphql-api",
+        "chaos",
         "--bench",
         "audit_verify",
     ])?;
@@ -390,7 +390,7 @@ fn bench() -> Result<(), String> {
         "bench",
         "--locked",
         "-p",
-        "graphql-api",
+        "chaos",
         "--bench",
         "dashboard_load",
     ])

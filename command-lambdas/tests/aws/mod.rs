@@ -58,20 +58,23 @@ pub fn installed_tool(path: &str) -> Option<String> {
 }
 
 /// `moto_server.py` beside this file: moto's server, with canned Lambda errors (see there).
-/// Found from the package running the tests: command-lambdas, or a sibling that includes this
-/// file by path.
+/// Found from the package running the tests (command-lambdas, or another package of the
+/// workspace that includes this file by path), in the nearest folder above it that holds it.
 fn server_script() -> String {
+    const SCRIPT: &str = "command-lambdas/tests/aws/moto_server.py";
     let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
         || env!("CARGO_MANIFEST_DIR").into(),
         std::path::PathBuf::from,
     );
-    let script = dir.join("../command-lambdas/tests/aws/moto_server.py");
+    let script = dir.ancestors().map(|d| d.join(SCRIPT)).find(|s| s.exists());
     assert!(
-        script.exists(),
-        "the moto server script is missing: {}",
-        script.display()
+        script.is_some(),
+        "the moto server script {SCRIPT} is missing above {}",
+        dir.display()
     );
-    script.to_string_lossy().into_owned()
+    script
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn start() -> Moto {

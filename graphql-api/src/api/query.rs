@@ -20,8 +20,8 @@ use super::{ApiContext, MAX_PAGE, coded, require, spec_argument, with_problems};
 
 /// The longest search text: no name is longer, so a longer text matches nothing.
 const MAX_SEARCH_CHARS: usize = domain::limits::MAX_NAME_CHARS;
-use crate::audit::AuditError;
 use crate::backend::ReadFailure;
+use crate::chain::ChainError;
 
 /// The root of reads.
 #[derive(Debug, Default)]
@@ -212,9 +212,9 @@ impl Query {
             (kind.to_owned(), id)
         });
         let backend = &ctx.data::<ApiContext>()?.backend;
-        let report = crate::audit::check_chain(backend, stream.clone())
+        let report = crate::chain::check_chain(backend, stream.clone())
             .await
-            .map_err(|e: AuditError| {
+            .map_err(|e: ChainError| {
                 coded("UNAVAILABLE", format!("the log cannot be checked now: {e}"))
             })?;
         if let Some((_, id)) = stream

@@ -1,6 +1,6 @@
 //! The `chaos` binary, black-box: real process, real SQLite file, real HTTP on port 0.
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
+#[path = "../../../command-lambdas/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -48,7 +48,7 @@ fn manifest_dir() -> PathBuf {
 /// A copy of the example spec documented in the README.
 fn spec_file(dir: &Path) -> PathBuf {
     let path = dir.join("spec.json");
-    let example = manifest_dir().join("../docs/examples/kill-one-worker.json");
+    let example = manifest_dir().join("../../docs/examples/kill-one-worker.json");
     std::fs::copy(example, &path).expect("copy the example spec");
     path
 }
@@ -382,7 +382,7 @@ fn sql(db: &Path, statements: &str) {
 
 /// The independent verifier in docs/audit (Python, written from docs/AUDIT.md alone).
 fn independent_verify(db: &Path) -> (Option<i32>, String) {
-    let script = manifest_dir().join("../docs/audit/verify_chain.py");
+    let script = manifest_dir().join("../../docs/audit/verify_chain.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(db)
@@ -849,7 +849,7 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
         .filter(|e| e["event_type"] == "WebhookSecretIssued")
         .filter_map(|e| e["action"].as_str())
         .collect();
-    let named = |answer: &serde_json::Value| {
+    let named = |answer: &Value| {
         format!(
             "webhook ci signs with secret {} from now on",
             answer["fingerprint"].as_str().unwrap_or("?")

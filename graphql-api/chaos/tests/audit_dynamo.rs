@@ -1,9 +1,9 @@
 //! `chaos audit` over a DynamoDB `Events` table, spoken to over the wire on a local moto
 //! server: the binary finds the endpoint in the usual AWS environment variables.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
+#[path = "../../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
-#[path = "../../command-lambdas/tests/common/mod.rs"]
+#[path = "../../../command-lambdas/tests/common/mod.rs"]
 mod common;
 
 use std::path::Path;

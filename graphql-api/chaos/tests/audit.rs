@@ -2,7 +2,7 @@
 //! it writes. Every tamper case is found at its stream and sequence, in the store and in its
 //! export (there also at its line); a digest catches what the chain alone cannot.
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
+#[path = "../../../command-lambdas/tests/common/mod.rs"]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -138,7 +138,7 @@ fn the_fault(out: &Output) -> (String, u64, String, Option<u64>) {
 fn independent(args: &[&str]) -> (Option<i32>, String) {
     let script = std::env::var_os("CARGO_MANIFEST_DIR")
         .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("../docs/audit/verify_chain.py");
+        .join("../../docs/audit/verify_chain.py");
     let out = Command::new("python3")
         .arg(script)
         .args(args)
@@ -868,7 +868,7 @@ fn the_documented_export_digest_and_replay_are_what_the_binary_gives() {
     let doc = std::fs::read_to_string(
         std::env::var_os("CARGO_MANIFEST_DIR")
             .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-            .join("../docs/AUDIT.md"),
+            .join("../../docs/AUDIT.md"),
     )
     .expect("docs/AUDIT.md");
     let conn = rusqlite::Connection::open(&db).expect("open");

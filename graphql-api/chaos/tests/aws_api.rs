@@ -3,14 +3,14 @@
 //! the table's real stream records, as Lambda would) keeps the read-model table the API
 //! reads, and subscriptions are fed by the events table's DynamoDB Stream.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
+#[path = "../../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
-#[path = "../../command-lambdas/tests/common/mod.rs"]
+#[path = "../../../command-lambdas/tests/common/mod.rs"]
 mod common;
-#[path = "../../command-lambdas/tests/fleet/mod.rs"]
+#[path = "../../../command-lambdas/tests/fleet/mod.rs"]
 mod fleet;
 mod server;
-#[path = "../../projection-lambdas/tests/streams/mod.rs"]
+#[path = "../../../projection-lambdas/tests/streams/mod.rs"]
 mod streams;
 
 use std::collections::HashMap;

@@ -16,7 +16,7 @@
 //! Knobs: BENCH_EVENTS, BENCH_RUNS, BENCH_DIR (keep the store and export there: a later run
 //! with the same BENCH_EVENTS reuses them).
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
+#[path = "../../../command-lambdas/tests/common/mod.rs"]
 mod common;
 
 use common::knob;
@@ -24,13 +24,13 @@ use common::knob;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chaos::audit::{export_store, verify_export_file};
 use command_lambdas::sqlite::verify_file;
 use domain::audit::chain::{link_hash, write_canonical_event};
 use domain::audit::verify::canonical_metadata;
 use domain::audit::{EventRecord, GENESIS_HASH};
 use domain::experiment::Experiment;
 use domain::provenance::EventMetadata;
-use graphql_api::audit::{export_store, verify_export_file};
 
 /// The allocator the `chaos` binary runs with (see its `main.rs`).
 #[global_allocator]

@@ -48,11 +48,13 @@ use command_lambdas::fleet::FleetError;
 use command_lambdas::workflow::WorkflowError;
 
 use crate::audit::{AuditError, ExportArgs, ReplayArgs, SourceArgs, VerifyArgs};
-use crate::engine::{self, FleetArgs};
-use crate::http::{AppState, router};
-use crate::identity::first_admin::FirstAdmin;
-use crate::lease::Lease;
-use crate::webhook_secret::{IssueError, IssuedSecret};
+use graphql_api::engine;
+
+use crate::fleet_args::FleetArgs;
+use graphql_api::http::{AppState, router};
+use graphql_api::identity::first_admin::FirstAdmin;
+use graphql_api::lease::Lease;
+use graphql_api::webhook_secret::{IssueError, IssuedSecret};
 
 /// Chaos engineering platform: run experiments, measure recovery, verify the audit log.
 #[derive(Debug, Parser)]
@@ -227,7 +229,7 @@ enum FleetCommand {
 struct IdentityArgs {
     /// Requests per second each caller may send on average (twice that in a burst); 0: no
     /// limit.
-    #[arg(long, env = "CHAOS_RATE_LIMIT", default_value_t = crate::limits::DEFAULT_PER_SECOND)]
+    #[arg(long, env = "CHAOS_RATE_LIMIT", default_value_t = graphql_api::limits::DEFAULT_PER_SECOND)]
     rate_limit: u32,
     /// Life of an access token of the embedded identity provider, in seconds.
     #[arg(long, env = "CHAOS_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
@@ -282,7 +284,7 @@ struct AwsArgs {
 }
 
 impl AwsArgs {
-    fn resources(&self) -> Result<crate::http::AwsResources, CliError> {
+    fn resources(&self) -> Result<graphql_api::http::AwsResources, CliError> {
         let need = |value: &Option<String>, flag: &str, env: &str| {
             value.clone().ok_or_else(|| {
                 CliError::Usage(format!(
@@ -295,7 +297,7 @@ impl AwsArgs {
                 ))
             })
         };
-        Ok(crate::http::AwsResources {
+        Ok(graphql_api::http::AwsResources {
             events_table: need(&self.events_table, "--events-table", "EVENTS_TABLE")?,
             views_table: need(&self.views_table, "--views-table", "VIEWS_TABLE")?,
             state_machine_arn: need(
@@ -620,7 +622,7 @@ pub enum CliError {
     Usage(String),
     /// Another server holds the store's lease.
     #[error(transparent)]
-    Lease(#[from] crate::lease::LeaseError),
+    Lease(#[from] graphql_api::lease::LeaseError),
     /// Another server took the store's lease over: this one stopped.
     #[error(
         "another chaos serve took this store over (--take-over): this one stopped its workflow and demo fleet"
@@ -631,7 +633,7 @@ pub enum CliError {
     Workflow(#[from] WorkflowError),
     /// The server's state could not be put together.
     #[error("{0}")]
-    Build(#[from] crate::http::BuildError),
+    Build(#[from] graphql_api::http::BuildError),
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),
@@ -640,10 +642,10 @@ pub enum CliError {
     NoSuchWebhook(String),
     /// The identity provider failed or refused.
     #[error("{0}")]
-    Identity(#[from] crate::identity::local::AuthError),
+    Identity(#[from] graphql_api::identity::local::AuthError),
     /// The Cognito configuration is unusable.
     #[error("{0}")]
-    Cognito(#[from] crate::identity::cognito::CognitoError),
+    Cognito(#[from] graphql_api::identity::cognito::CognitoError),
 }
 
 impl CliError {
@@ -659,8 +661,8 @@ impl CliError {
             | CliError::Spec { .. }
             | CliError::NoSuchUser(_)
             | CliError::NoSuchWebhook(_) => 3,
-            CliError::Identity(crate::identity::local::AuthError::Password(
-                crate::identity::password::PasswordError::Weak(_),
+            CliError::Identity(graphql_api::identity::local::AuthError::Password(
+                graphql_api::identity::password::PasswordError::Weak(_),
             )) => 3,
             CliError::Audit(e) => e.exit_code(),
             CliError::Open(_)
@@ -744,7 +746,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ..
         } if aws.aws => {
             let stopped = shutdown_signal(stop_when_stdin_closes)?;
-            let limits = crate::limits::Limits::new(identity.rate_limit)
+            let limits = graphql_api::limits::Limits::new(identity.rate_limit)
                 .with_private_webhook_targets(allow_private_webhook_targets);
             serve_aws(addr, &aws, &identity, limits, stopped).await
         }
@@ -758,7 +760,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             ..
         } => {
             let stopped = shutdown_signal(stop_when_stdin_closes)?;
-            let limits = crate::limits::Limits::new(identity.rate_limit)
+            let limits = graphql_api::limits::Limits::new(identity.rate_limit)
                 .with_private_webhook_targets(allow_private_webhook_targets);
             serve(&db, addr, take_over, &fleet, &identity, limits, stopped).await
         }
@@ -925,7 +927,7 @@ async fn serve(
     take_over: bool,
     fleet: &FleetArgs,
     identity: &IdentityArgs,
-    limits: crate::limits::Limits,
+    limits: graphql_api::limits::Limits,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let pool = open(db, OpenMode::CreateIfMissing).await?;
@@ -1044,7 +1046,7 @@ async fn serve(
              chaos: (the code works once, while this server runs; or: chaos user add NAME --role ADMIN)"
         );
     }
-    crate::serve::serve(listener, router(state), stopped).await;
+    graphql_api::serve::serve(listener, router(state), stopped).await;
     let _ = stop_following.send(true);
     if following.await.is_err() {
         tracing::error!("the workflow runner's loop panicked");
@@ -1079,7 +1081,7 @@ async fn serve_aws(
     addr: SocketAddr,
     aws: &AwsArgs,
     identity: &IdentityArgs,
-    limits: crate::limits::Limits,
+    limits: graphql_api::limits::Limits,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
     let resources = aws.resources()?;
@@ -1100,7 +1102,7 @@ async fn serve_aws(
         "serving the platform on AWS"
     );
     eprintln!("chaos: listening on http://{local}");
-    crate::serve::serve(listener, router(state), stopped).await;
+    graphql_api::serve::serve(listener, router(state), stopped).await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -1273,9 +1275,9 @@ impl IdentityArgs {
     async fn authenticator(
         &self,
         store: Option<(sqlx::SqlitePool, &Path)>,
-    ) -> Result<crate::identity::Authenticator, CliError> {
-        use crate::identity::cognito::{Cognito, CognitoConfig};
-        use crate::identity::local::{LocalIssuer, TokenPolicy, key_file};
+    ) -> Result<graphql_api::identity::Authenticator, CliError> {
+        use graphql_api::identity::cognito::{Cognito, CognitoConfig};
+        use graphql_api::identity::local::{LocalIssuer, TokenPolicy, key_file};
         let policy = TokenPolicy {
             access_ttl: std::time::Duration::from_secs(self.access_token_ttl_secs.max(1)),
             ..TokenPolicy::default()
@@ -1298,7 +1300,7 @@ impl IdentityArgs {
             }
             _ => None,
         };
-        Ok(crate::identity::Authenticator {
+        Ok(graphql_api::identity::Authenticator {
             local,
             cognito,
             first_admin: None,
@@ -1335,14 +1337,14 @@ fn read_password(name: &str) -> Result<String, CliError> {
 }
 
 async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), CliError> {
-    use crate::identity::local::{LocalIssuer, TokenPolicy, key_file};
-    use crate::identity::password;
+    use graphql_api::identity::local::{LocalIssuer, TokenPolicy, key_file};
+    use graphql_api::identity::password;
     let ctx = context(p)?;
     let pool = open(db, OpenMode::MustExist).await?;
     let service = service_over(pool.clone());
     let issuer = LocalIssuer::open(pool, &key_file(db), TokenPolicy::default()).await?;
     owner_only(db)?;
-    let weak = |e| CliError::Identity(crate::identity::local::AuthError::Password(e));
+    let weak = |e| CliError::Identity(graphql_api::identity::local::AuthError::Password(e));
     match cmd {
         UserCommand::Add { name, role } => {
             let secret = read_password(&name)?;
@@ -1351,7 +1353,7 @@ async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), Cl
             issuer.set_password(&name, &secret).await?;
             print_json(&json!({
                 "user": name,
-                "actor": crate::identity::user_actor(&name),
+                "actor": graphql_api::identity::user_actor(&name),
                 "role": role.as_str(),
                 "recorded": outcome,
             }))
@@ -1381,7 +1383,7 @@ async fn users(db: &Path, p: &ProvenanceArgs, cmd: UserCommand) -> Result<(), Cl
                 .map(|(name, user)| {
                     json!({
                         "user": name.as_str(),
-                        "actor": crate::identity::user_actor(name.as_str()),
+                        "actor": graphql_api::identity::user_actor(name.as_str()),
                         "role": user.role.as_str(),
                         "addedAt": user.added_at.to_string(),
                     })
@@ -1401,7 +1403,7 @@ async fn issue_secret(
     ctx: &CommandContext,
 ) -> Result<IssuedSecret, CliError> {
     let ctx = ctx.follow_up(new_id())?;
-    crate::webhook_secret::issue(service, db, id, &ctx)
+    graphql_api::webhook_secret::issue(service, db, id, &ctx)
         .await
         .map_err(|e| match e {
             IssueError::Refused(e) => CliError::from(e),

@@ -105,7 +105,7 @@ fn bad_tokens(db: &Path, genuine: &str) -> Vec<(&'static str, String)> {
 
 #[test]
 fn the_committed_sdl_is_the_schema() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema.graphql");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema.graphql");
     let sdl = graphql_api::api::sdl();
     if std::env::var_os("UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &sdl).expect("write schema.graphql");

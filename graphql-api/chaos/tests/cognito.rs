@@ -2,7 +2,7 @@
 //! (a moto server on 127.0.0.1, driven by boto3 in `cognito/pool.py`), verified by
 //! `chaos serve` against the pool's JWKS fetched over HTTP from the same server.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
+#[path = "../../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
 #[path = "cognito/pool.rs"]
 mod pool;

@@ -21,7 +21,7 @@
 //! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
 //! are written under the target directory (the path is printed).
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
+#[path = "../../../command-lambdas/tests/aws/mod.rs"]
 mod aws;
 #[path = "cognito/pool.rs"]
 mod cognito;
