@@ -25,8 +25,6 @@ pub use export::{ExportArgs, export, export_store};
 pub use replay::{ReplayArgs, replay};
 pub use verify::{VerifyArgs, verify, verify_export_file};
 
-use file::for_each_file_row;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +34,8 @@ use domain::audit::digest::DigestError;
 use domain::audit::replay::ReplayError;
 use domain::audit::{OwnedRow, StoredRow};
 use graphql_api::chain::{ChainError, dynamo_stream, dynamodb, read_only};
+
+use file::for_each_file_row;
 
 /// Where the log is read from (default: the embedded store given by `--db`).
 #[derive(Debug, Clone, Args)]
