@@ -7,15 +7,15 @@
 //! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
 //! - [`adapters`]: the traits the workflow acts and observes through (targets, health,
 //!   stop-condition alarms, the workflow engine); on AWS: [`asg`] (EC2 Auto Scaling groups),
-//!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions); embedded: [`fleet`] (the
-//!   local demo fleet of worker processes behind a load balancer).
+//!   [`cloudwatch`] (health and alarms), [`sfn`] (Step Functions); embedded: the local demo
+//!   fleet of worker processes behind a load balancer (the `demo-fleet` crate,
+//!   `command-lambdas/fleet`).
 //!
-//! - [`asl`]: the States Language subset the workflow is written in, and its interpreter (the
-//!   embedded engine).
 //! - [`tasks`]: the workflow's tasks (resolve targets, baseline, inject, check health,
 //!   finish, roll back) over the event store and the adapters.
 //! - [`workflow`]: the embedded engine's runner: one execution of the workflow per running
-//!   experiment, resumed from the log after a restart.
+//!   experiment, resumed from the log after a restart, interpreted by the `asl` crate
+//!   (`command-lambdas/asl`).
 //! - [`scheduler`]: the embedded scheduler (due scheduled starts, recurring schedules, blackout
 //!   windows).
 //! - [`housekeeping`]: the AWS counterpart of the embedded loop: the scheduler's tick and the
@@ -30,12 +30,10 @@
 pub mod adapters;
 pub mod api_keys;
 pub mod asg;
-pub mod asl;
 pub mod clock;
 pub mod cloudwatch;
 pub mod command;
 pub mod dynamo;
-pub mod fleet;
 pub mod housekeeping;
 pub mod lambda;
 pub mod scheduler;

@@ -1,5 +1,5 @@
 //! The embedded workflow runner: runs the experiment workflow, `step-functions/experiment.asl.json`
-//! (the one definition, compiled in), with the [`crate::asl`] interpreter, its tasks in-process
+//! (the one definition, compiled in), with the [`asl`] interpreter, its tasks in-process
 //! through the same [`Tasks`] the Lambdas run.
 //!
 //! - **One execution per experiment**, named by its id, like Step Functions' execution name:
@@ -38,8 +38,8 @@ use tokio::sync::Notify;
 use crate::adapters::{
     AdapterError, AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine,
 };
-use crate::asl::{Definition, DefinitionError, Event, Finished, Resources, TaskFailure, Timer};
 use crate::tasks::{Task, TaskInput, Tasks};
+use asl::{Definition, DefinitionError, Event, Finished, Resources, TaskFailure, Timer};
 
 /// The workflow definition, as deployed to Step Functions.
 pub const DEFINITION: &str = include_str!("../../step-functions/experiment.asl.json");
@@ -164,7 +164,7 @@ where
     pub fn new(tasks: Tasks<R, T, H, A>) -> Result<Self, WorkflowError> {
         let definition = Definition::from_json(DEFINITION)?;
         for (state, s) in definition.states() {
-            if let crate::asl::definition::State::Task(task) = s
+            if let asl::definition::State::Task(task) = s
                 && Task::from_resource(&task.resource).is_none()
             {
                 return Err(WorkflowError::UnknownResource {
@@ -254,7 +254,7 @@ where
     async fn execute(&self, id: &str, from: &str, notify: Arc<Notify>) {
         tracing::info!(experiment = id, from, "workflow execution started");
         let inner = &self.inner;
-        let finished = crate::asl::engine::run(
+        let finished = asl::engine::run(
             &inner.definition,
             from,
             json!({ "experimentId": id }),
@@ -468,7 +468,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asl::definition::State;
+    use asl::definition::State;
 
     #[test]
     fn every_resume_state_is_a_task_of_the_definition() {

@@ -1,5 +1,5 @@
 //! One definition, two engines: `step-functions/experiment.asl.json` executed by Step Functions
-//! (moto's, over the wire) and by the embedded interpreter ([`command_lambdas::asl`]), with the
+//! (moto's, over the wire) and by the embedded interpreter ([`asl`]), with the
 //! tasks of both answering the same canned results, takes the same steps: the same states
 //! entered with the same inputs, the same tasks invoked with the same inputs, the same errors,
 //! retries and catches, and the same end.
@@ -14,9 +14,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use asl::{Definition, Event, Finished, Resources, TaskFailure, Timer};
 use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
-use command_lambdas::asl::{Definition, Event, Finished, Resources, TaskFailure, Timer};
 use command_lambdas::tasks::{Task, TaskOutput};
 use domain::experiment::{Outcome, Phase, Status};
 use serde_json::{Value, json};
@@ -267,7 +267,7 @@ async fn through_embedded(region: &str, answers: &[Value]) -> Vec<Step> {
     let definition = Definition::from_json(&definition_text(region)).expect("loads");
     let canned = Canned(Mutex::new(answers.iter().cloned().collect()));
     let mut events = Vec::new();
-    let finished = command_lambdas::asl::engine::run(
+    let finished = asl::engine::run(
         &definition,
         definition.start_at(),
         json!({"experimentId": "exp-1"}),

@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use command_lambdas::SqliteService;
-use command_lambdas::fleet::{FleetStatus, LocalFleets};
 use command_lambdas::sqlite::{StoreStats, stats};
+use demo_fleet::{FleetStatus, LocalFleets};
 use serde::Serialize;
 use sqlx::SqlitePool;
 

@@ -27,8 +27,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use command_lambdas::clock::SystemClock;
-use command_lambdas::fleet::LocalFleets;
 use command_lambdas::sqlite::{OpenMode, open};
+use demo_fleet::LocalFleets;
 use domain::experiment::Experiment;
 use domain::provenance::Role;
 use graphql_api::http::{AppState, router};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use command_lambdas::clock::Clock;
-use command_lambdas::fleet::{Fleet, FleetConfig, FleetError, LocalFleets, WorkerCommand};
+use demo_fleet::{Fleet, FleetConfig, FleetError, LocalFleets, WorkerCommand};
 
 /// The demo fleet `chaos serve` starts.
 #[derive(Debug, Clone, Args)]

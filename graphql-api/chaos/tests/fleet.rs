@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use command_lambdas::adapters::{AdapterError, AlarmSource, HealthProbe, TargetProvider};
 use command_lambdas::clock::SystemClock;
-use command_lambdas::fleet::{Fleet, FleetChange, FleetConfig, LocalFleets, WorkerCommand};
+use demo_fleet::{Fleet, FleetChange, FleetConfig, LocalFleets, WorkerCommand};
 use domain::spec::{FailureType, StopCondition, Target, TargetKind};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

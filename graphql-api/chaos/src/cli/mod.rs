@@ -36,11 +36,11 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand};
 use command_lambdas::clock::{Clock, SystemClock, UuidV7, new_id};
-use command_lambdas::fleet::FleetError;
 use command_lambdas::service::ServiceError;
 use command_lambdas::sqlite::{OpenError, OpenMode, open, repository};
 use command_lambdas::workflow::WorkflowError;
 use command_lambdas::{SqliteService, SqliteStore};
+use demo_fleet::FleetError;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::spec::ExperimentSpecInput;
 use projection_lambdas::embedded::{ProjectionError, Projector};
@@ -407,9 +407,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 .with_private_webhook_targets(allow_private_webhook_targets);
             serve(&db, addr, take_over, &fleet, &identity, limits, stopped).await
         }
-        Command::Fleet(FleetCommand::Worker { id }) => command_lambdas::fleet::worker::run(&id)
-            .await
-            .map_err(CliError::Serve),
+        Command::Fleet(FleetCommand::Worker { id }) => {
+            demo_fleet::worker::run(&id).await.map_err(CliError::Serve)
+        }
         Command::Fleet(FleetCommand::Up { fleet }) => fleet_up(&fleet).await,
         Command::Experiment(cmd) => experiment(&db, &provenance, cmd).await,
         Command::Platform(cmd) => platform(&db, &provenance, cmd).await,

@@ -40,9 +40,11 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::adapters::{AdapterError, AlarmSource, HealthProbe, Injected, TargetProvider, Tripped};
-use crate::clock::Clock;
 use balancer::{Backends, TrafficStats, Window};
+use command_lambdas::adapters::{
+    AdapterError, AlarmSource, HealthProbe, Injected, TargetProvider, Tripped,
+};
+use command_lambdas::clock::Clock;
 
 /// How to start a worker: the program and its arguments; the supervisor adds `--id ID`.
 #[derive(Debug, Clone)]
