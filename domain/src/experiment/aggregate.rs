@@ -13,7 +13,7 @@ use super::events::{
     ExperimentEvent, FailureCode, FailureReason, Outcome, RollbackPlan, StopCause,
 };
 use crate::limits::{MAX_EXPERIMENT_EVENTS, MAX_HEALTH_SAMPLES, MAX_SCHEDULES};
-use crate::spec::{ExperimentId, ExperimentSpec, TargetId, parse_text};
+use crate::spec::{ExperimentId, ExperimentSpec, StopCondition, TargetId, parse_text};
 use crate::{BoundedStream, Timestamp};
 
 /// Where an experiment is in its lifecycle.
@@ -239,306 +239,31 @@ impl Experiment {
 
         let events = match command {
             C::CreateExperiment { id, spec, at } => vec![E::ExperimentCreated { id, spec, at }],
-
-            C::ScheduleExperiment { start_at, at } => {
-                if !matches!(self.status, Status::Draft | Status::Scheduled) {
-                    return Err(self.invalid("schedule"));
-                }
-                if start_at <= at {
-                    return Err(ExperimentError::ScheduleInPast {
-                        start_at: start_at.to_string(),
-                    });
-                }
-                if self.schedules >= MAX_SCHEDULES {
-                    return Err(ExperimentError::TooManySchedules { max: MAX_SCHEDULES });
-                }
-                vec![E::ExperimentScheduled { start_at, at }]
-            }
-
-            C::CancelExperiment { reason, at } => {
-                if !matches!(self.status, Status::Draft | Status::Scheduled) {
-                    return Err(self.invalid("cancel"));
-                }
-                let reason = parse_text("reason", &reason)?;
-                vec![E::ExperimentCancelled { reason, at }]
-            }
-
-            C::StartExperiment { gate, at } => {
-                if !matches!(self.status, Status::Draft | Status::Scheduled) {
-                    return Err(self.invalid("start"));
-                }
-                self.check_gate(&gate)?;
-                vec![E::ExperimentStarted { at }]
-            }
-
+            C::ScheduleExperiment { start_at, at } => self.schedule_experiment(start_at, at)?,
+            C::CancelExperiment { reason, at } => self.cancel_experiment(reason, at)?,
+            C::StartExperiment { gate, at } => self.start_experiment(gate, at)?,
             C::ResolveTargets {
                 candidates,
                 targets,
                 at,
-            } => {
-                self.require_progressing("resolve targets")?;
-                if self.targets.is_some() {
-                    return Err(ExperimentError::TargetsAlreadyResolved);
-                }
-                let spec = self.spec_ref()?;
-                let expected = spec
-                    .selection()
-                    .resolve_count(candidates, spec.max_targets());
-                let got = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-                if candidates == 0 && targets.is_empty() {
-                    let message = format!(
-                        "no instance matched target {}: refusing to widen the selection",
-                        spec.target().key()
-                    );
-                    return Ok(vec![E::ExperimentFailed {
-                        reason: FailureReason {
-                            code: FailureCode::NoTargets,
-                            message,
-                        },
-                        at,
-                    }]);
-                }
-                if got != expected {
-                    return Err(ExperimentError::TargetCountMismatch {
-                        candidates,
-                        expected,
-                        got,
-                    });
-                }
-                check_distinct(&targets)?;
-                vec![E::TargetsResolved {
-                    candidates,
-                    targets,
-                    at,
-                }]
-            }
-
-            C::RecordHealthCheck { health, at } => {
-                self.require_progressing("record health")?;
-                self.require_real_run()?;
-                if self.targets.is_none() {
-                    return Err(ExperimentError::TargetsNotResolved);
-                }
-                check_health(&health)?;
-                if self.health_samples >= MAX_HEALTH_SAMPLES {
-                    return Err(ExperimentError::HealthSampleLimit {
-                        max: MAX_HEALTH_SAMPLES,
-                    });
-                }
-                vec![E::HealthChecked {
-                    sample: self.health_samples + 1,
-                    health,
-                    at,
-                }]
-            }
-
-            C::RecordBaseline { health, at } => {
-                self.require_progressing("record baseline")?;
-                self.require_real_run()?;
-                if self.targets.is_none() {
-                    return Err(ExperimentError::TargetsNotResolved);
-                }
-                if self.baseline.is_some() {
-                    return Err(ExperimentError::BaselineAlreadyRecorded);
-                }
-                check_health(&health)?;
-                let needed = self.spec_ref()?.recovery().baseline_samples;
-                if self.health_samples < needed {
-                    return Err(ExperimentError::BaselineIncomplete {
-                        needed,
-                        recorded: self.health_samples,
-                    });
-                }
-                vec![E::BaselineRecorded { health, at }]
-            }
-
-            C::InjectFailure { targets, at } => {
-                self.require_progressing("inject")?;
-                let Some(resolved) = &self.targets else {
-                    return Err(ExperimentError::TargetsNotResolved);
-                };
-                self.require_real_run()?;
-                if self.injected.is_some() {
-                    return Err(ExperimentError::AlreadyInjected);
-                }
-                if self.rolled_back {
-                    // A rollback recorded before the injection must not count as undoing it.
-                    return Err(ExperimentError::AlreadyRolledBack);
-                }
-                if self.baseline.is_none() {
-                    return Err(ExperimentError::BaselineNotRecorded);
-                }
-                if targets.is_empty() {
-                    return Err(ExperimentError::NoTargetsToInject);
-                }
-                check_distinct(&targets)?;
-                if let Some(unknown) = targets.iter().find(|t| !resolved.contains(t)) {
-                    return Err(ExperimentError::UnknownTarget(unknown.clone()));
-                }
-                let rollback = if self.spec_ref()?.failure().is_reversible() {
-                    RollbackPlan::Resume
-                } else {
-                    RollbackPlan::None
-                };
-                vec![E::FailureInjected {
-                    targets,
-                    rollback,
-                    at,
-                }]
-            }
-
-            C::ObserveRecovery { health, at } => {
-                self.require_progressing("observe recovery")?;
-                let Some((injected_at, _, _)) = &self.injected else {
-                    return Err(ExperimentError::NotInjected);
-                };
-                if self.recovery_ms.is_some() {
-                    return Err(ExperimentError::AlreadyRecovered);
-                }
-                check_health(&health)?;
-                let recovery_ms =
-                    at.millis_since(*injected_at)
-                        .ok_or_else(|| ExperimentError::ClockSkew {
-                            at: at.to_string(),
-                            injected_at: injected_at.to_string(),
-                        })?;
-                vec![E::RecoveryObserved {
-                    recovery_ms,
-                    health,
-                    at,
-                }]
-            }
-
-            C::CompleteExperiment { at } => {
-                self.require_progressing("complete")?;
-                self.require_real_run()?;
-                let Some((injected_at, _, _)) = &self.injected else {
-                    return Err(ExperimentError::NotInjected);
-                };
-                let (outcome, recovery_ms) = match self.recovery_ms {
-                    Some(ms) => (Outcome::Recovered, Some(ms)),
-                    None => {
-                        let timeout_ms =
-                            i64::from(self.spec_ref()?.recovery().timeout_secs) * 1_000;
-                        let deadline = injected_at.plus_millis(timeout_ms);
-                        if let Some(remaining_ms) = deadline.millis_since(at).filter(|ms| *ms > 0) {
-                            return Err(ExperimentError::RecoveryPending { remaining_ms });
-                        }
-                        (Outcome::NotRecovered, None)
-                    }
-                };
-                vec![E::ExperimentCompleted {
-                    outcome,
-                    recovery_ms,
-                    at,
-                }]
-            }
-
-            C::FinishDryRun { at } => {
-                self.require_progressing("finish dry run")?;
-                if !self.spec_ref()?.dry_run() {
-                    return Err(ExperimentError::NotDryRun);
-                }
-                if self.targets.is_none() {
-                    return Err(ExperimentError::TargetsNotResolved);
-                }
-                vec![E::ExperimentCompleted {
-                    outcome: Outcome::DryRun,
-                    recovery_ms: None,
-                    at,
-                }]
-            }
-
+            } => self.resolve_targets(candidates, targets, at)?,
+            C::RecordHealthCheck { health, at } => self.record_health_check(health, at)?,
+            C::RecordBaseline { health, at } => self.record_baseline(health, at)?,
+            C::InjectFailure { targets, at } => self.inject_failure(targets, at)?,
+            C::ObserveRecovery { health, at } => self.observe_recovery(health, at)?,
+            C::CompleteExperiment { at } => self.complete_experiment(at)?,
+            C::FinishDryRun { at } => self.finish_dry_run(at)?,
             C::TripStopCondition {
                 condition,
                 detail,
                 at,
-            } => {
-                self.require_running("trip a stop condition")?;
-                if !self
-                    .spec_ref()?
-                    .guardrails()
-                    .stop_conditions
-                    .contains(&condition)
-                {
-                    return Err(ExperimentError::UnknownStopCondition);
-                }
-                let detail = parse_text("detail", &detail)?;
-                if self.stop.is_some() {
-                    // Already stopping: a second observer of the same trouble changes nothing.
-                    return Ok(Vec::new());
-                }
-                vec![E::StopConditionTripped {
-                    condition,
-                    detail,
-                    at,
-                }]
-            }
-
-            C::RequestStop { reason, at } => {
-                self.require_running("stop")?;
-                let reason = parse_text("reason", &reason)?;
-                if self.stop.is_some() {
-                    return Ok(Vec::new());
-                }
-                vec![E::StopRequested { reason, at }]
-            }
-
-            C::InterruptRun { detail, at } => {
-                self.require_running("interrupt")?;
-                self.require_real_run()?;
-                let detail = parse_text("detail", &detail)?;
-                if self.injected.is_none() {
-                    // Nothing acts on the targets yet: the run just goes on where it was.
-                    return Err(ExperimentError::NotInjected);
-                }
-                if self.recovery_ms.is_some() {
-                    // The recovery was measured before the loss: the measurement stands.
-                    return Err(ExperimentError::AlreadyRecovered);
-                }
-                if self.stop.is_some() {
-                    // Already stopping: the stop's own cause is the one on record.
-                    return Ok(Vec::new());
-                }
-                vec![E::RunInterrupted { detail, at }]
-            }
-
-            C::RecordRollback { detail, at } => {
-                self.require_running("roll back")?;
-                if self.rolled_back {
-                    return Err(ExperimentError::AlreadyRolledBack);
-                }
-                let detail = parse_text("detail", &detail)?;
-                vec![E::RollbackPerformed { detail, at }]
-            }
-
-            C::MarkStopped { at } => {
-                self.require_running("mark stopped")?;
-                let Some(cause) = self.stop else {
-                    return Err(ExperimentError::StopNotRequested);
-                };
-                self.require_rolled_back_if_needed()?;
-                vec![E::ExperimentStopped { cause, at }]
-            }
-
-            C::FailExperiment { reason, at } => {
-                self.require_running("fail")?;
-                let message = parse_text("reason.message", &reason.message)?;
-                vec![E::ExperimentFailed {
-                    reason: FailureReason {
-                        code: reason.code,
-                        message,
-                    },
-                    at,
-                }]
-            }
-
-            C::ArchiveExperiment { at } => {
-                if self.status == Status::Running {
-                    return Err(self.invalid("archive"));
-                }
-                vec![E::ExperimentArchived { at }]
-            }
+            } => self.trip_stop_condition(condition, detail, at)?,
+            C::RequestStop { reason, at } => self.request_stop(reason, at)?,
+            C::InterruptRun { detail, at } => self.interrupt_run(detail, at)?,
+            C::RecordRollback { detail, at } => self.record_rollback(detail, at)?,
+            C::MarkStopped { at } => self.mark_stopped(at)?,
+            C::FailExperiment { reason, at } => self.fail_experiment(reason, at)?,
+            C::ArchiveExperiment { at } => self.archive_experiment(at)?,
         };
 
         if self.version + events.len() > MAX_EXPERIMENT_EVENTS {
@@ -547,6 +272,385 @@ impl Experiment {
             });
         }
         Ok(events)
+    }
+
+    /// Decides [`ExperimentCommand::ScheduleExperiment`].
+    fn schedule_experiment(
+        &self,
+        start_at: Timestamp,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        if !matches!(self.status, Status::Draft | Status::Scheduled) {
+            return Err(self.invalid("schedule"));
+        }
+        if start_at <= at {
+            return Err(ExperimentError::ScheduleInPast {
+                start_at: start_at.to_string(),
+            });
+        }
+        if self.schedules >= MAX_SCHEDULES {
+            return Err(ExperimentError::TooManySchedules { max: MAX_SCHEDULES });
+        }
+        Ok(vec![E::ExperimentScheduled { start_at, at }])
+    }
+
+    /// Decides [`ExperimentCommand::CancelExperiment`].
+    fn cancel_experiment(
+        &self,
+        reason: String,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        if !matches!(self.status, Status::Draft | Status::Scheduled) {
+            return Err(self.invalid("cancel"));
+        }
+        let reason = parse_text("reason", &reason)?;
+        Ok(vec![E::ExperimentCancelled { reason, at }])
+    }
+
+    /// Decides [`ExperimentCommand::StartExperiment`].
+    fn start_experiment(
+        &self,
+        gate: PlatformGate,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        if !matches!(self.status, Status::Draft | Status::Scheduled) {
+            return Err(self.invalid("start"));
+        }
+        self.check_gate(&gate)?;
+        Ok(vec![E::ExperimentStarted { at }])
+    }
+
+    /// Decides [`ExperimentCommand::ResolveTargets`].
+    fn resolve_targets(
+        &self,
+        candidates: u32,
+        targets: Vec<TargetId>,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("resolve targets")?;
+        if self.targets.is_some() {
+            return Err(ExperimentError::TargetsAlreadyResolved);
+        }
+        let spec = self.spec_ref()?;
+        let expected = spec
+            .selection()
+            .resolve_count(candidates, spec.max_targets());
+        let got = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+        if candidates == 0 && targets.is_empty() {
+            let message = format!(
+                "no instance matched target {}: refusing to widen the selection",
+                spec.target().key()
+            );
+            return Ok(vec![E::ExperimentFailed {
+                reason: FailureReason {
+                    code: FailureCode::NoTargets,
+                    message,
+                },
+                at,
+            }]);
+        }
+        if got != expected {
+            return Err(ExperimentError::TargetCountMismatch {
+                candidates,
+                expected,
+                got,
+            });
+        }
+        check_distinct(&targets)?;
+        Ok(vec![E::TargetsResolved {
+            candidates,
+            targets,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::RecordHealthCheck`].
+    fn record_health_check(
+        &self,
+        health: HealthSnapshot,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("record health")?;
+        self.require_real_run()?;
+        if self.targets.is_none() {
+            return Err(ExperimentError::TargetsNotResolved);
+        }
+        check_health(&health)?;
+        if self.health_samples >= MAX_HEALTH_SAMPLES {
+            return Err(ExperimentError::HealthSampleLimit {
+                max: MAX_HEALTH_SAMPLES,
+            });
+        }
+        Ok(vec![E::HealthChecked {
+            sample: self.health_samples + 1,
+            health,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::RecordBaseline`].
+    fn record_baseline(
+        &self,
+        health: HealthSnapshot,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("record baseline")?;
+        self.require_real_run()?;
+        if self.targets.is_none() {
+            return Err(ExperimentError::TargetsNotResolved);
+        }
+        if self.baseline.is_some() {
+            return Err(ExperimentError::BaselineAlreadyRecorded);
+        }
+        check_health(&health)?;
+        let needed = self.spec_ref()?.recovery().baseline_samples;
+        if self.health_samples < needed {
+            return Err(ExperimentError::BaselineIncomplete {
+                needed,
+                recorded: self.health_samples,
+            });
+        }
+        Ok(vec![E::BaselineRecorded { health, at }])
+    }
+
+    /// Decides [`ExperimentCommand::InjectFailure`].
+    fn inject_failure(
+        &self,
+        targets: Vec<TargetId>,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("inject")?;
+        let Some(resolved) = &self.targets else {
+            return Err(ExperimentError::TargetsNotResolved);
+        };
+        self.require_real_run()?;
+        if self.injected.is_some() {
+            return Err(ExperimentError::AlreadyInjected);
+        }
+        if self.rolled_back {
+            // A rollback recorded before the injection must not count as undoing it.
+            return Err(ExperimentError::AlreadyRolledBack);
+        }
+        if self.baseline.is_none() {
+            return Err(ExperimentError::BaselineNotRecorded);
+        }
+        if targets.is_empty() {
+            return Err(ExperimentError::NoTargetsToInject);
+        }
+        check_distinct(&targets)?;
+        if let Some(unknown) = targets.iter().find(|t| !resolved.contains(t)) {
+            return Err(ExperimentError::UnknownTarget(unknown.clone()));
+        }
+        let rollback = if self.spec_ref()?.failure().is_reversible() {
+            RollbackPlan::Resume
+        } else {
+            RollbackPlan::None
+        };
+        Ok(vec![E::FailureInjected {
+            targets,
+            rollback,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::ObserveRecovery`].
+    fn observe_recovery(
+        &self,
+        health: HealthSnapshot,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("observe recovery")?;
+        let Some((injected_at, _, _)) = &self.injected else {
+            return Err(ExperimentError::NotInjected);
+        };
+        if self.recovery_ms.is_some() {
+            return Err(ExperimentError::AlreadyRecovered);
+        }
+        check_health(&health)?;
+        let recovery_ms =
+            at.millis_since(*injected_at)
+                .ok_or_else(|| ExperimentError::ClockSkew {
+                    at: at.to_string(),
+                    injected_at: injected_at.to_string(),
+                })?;
+        Ok(vec![E::RecoveryObserved {
+            recovery_ms,
+            health,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::CompleteExperiment`].
+    fn complete_experiment(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("complete")?;
+        self.require_real_run()?;
+        let Some((injected_at, _, _)) = &self.injected else {
+            return Err(ExperimentError::NotInjected);
+        };
+        let (outcome, recovery_ms) = match self.recovery_ms {
+            Some(ms) => (Outcome::Recovered, Some(ms)),
+            None => {
+                let timeout_ms = i64::from(self.spec_ref()?.recovery().timeout_secs) * 1_000;
+                let deadline = injected_at.plus_millis(timeout_ms);
+                if let Some(remaining_ms) = deadline.millis_since(at).filter(|ms| *ms > 0) {
+                    return Err(ExperimentError::RecoveryPending { remaining_ms });
+                }
+                (Outcome::NotRecovered, None)
+            }
+        };
+        Ok(vec![E::ExperimentCompleted {
+            outcome,
+            recovery_ms,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::FinishDryRun`].
+    fn finish_dry_run(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_progressing("finish dry run")?;
+        if !self.spec_ref()?.dry_run() {
+            return Err(ExperimentError::NotDryRun);
+        }
+        if self.targets.is_none() {
+            return Err(ExperimentError::TargetsNotResolved);
+        }
+        Ok(vec![E::ExperimentCompleted {
+            outcome: Outcome::DryRun,
+            recovery_ms: None,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::TripStopCondition`].
+    fn trip_stop_condition(
+        &self,
+        condition: StopCondition,
+        detail: String,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("trip a stop condition")?;
+        if !self
+            .spec_ref()?
+            .guardrails()
+            .stop_conditions
+            .contains(&condition)
+        {
+            return Err(ExperimentError::UnknownStopCondition);
+        }
+        let detail = parse_text("detail", &detail)?;
+        if self.stop.is_some() {
+            // Already stopping: a second observer of the same trouble changes nothing.
+            return Ok(Vec::new());
+        }
+        Ok(vec![E::StopConditionTripped {
+            condition,
+            detail,
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::RequestStop`].
+    fn request_stop(
+        &self,
+        reason: String,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("stop")?;
+        let reason = parse_text("reason", &reason)?;
+        if self.stop.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![E::StopRequested { reason, at }])
+    }
+
+    /// Decides [`ExperimentCommand::InterruptRun`].
+    fn interrupt_run(
+        &self,
+        detail: String,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("interrupt")?;
+        self.require_real_run()?;
+        let detail = parse_text("detail", &detail)?;
+        if self.injected.is_none() {
+            // Nothing acts on the targets yet: the run just goes on where it was.
+            return Err(ExperimentError::NotInjected);
+        }
+        if self.recovery_ms.is_some() {
+            // The recovery was measured before the loss: the measurement stands.
+            return Err(ExperimentError::AlreadyRecovered);
+        }
+        if self.stop.is_some() {
+            // Already stopping: the stop's own cause is the one on record.
+            return Ok(Vec::new());
+        }
+        Ok(vec![E::RunInterrupted { detail, at }])
+    }
+
+    /// Decides [`ExperimentCommand::RecordRollback`].
+    fn record_rollback(
+        &self,
+        detail: String,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("roll back")?;
+        if self.rolled_back {
+            return Err(ExperimentError::AlreadyRolledBack);
+        }
+        let detail = parse_text("detail", &detail)?;
+        Ok(vec![E::RollbackPerformed { detail, at }])
+    }
+
+    /// Decides [`ExperimentCommand::MarkStopped`].
+    fn mark_stopped(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("mark stopped")?;
+        let Some(cause) = self.stop else {
+            return Err(ExperimentError::StopNotRequested);
+        };
+        self.require_rolled_back_if_needed()?;
+        Ok(vec![E::ExperimentStopped { cause, at }])
+    }
+
+    /// Decides [`ExperimentCommand::FailExperiment`].
+    fn fail_experiment(
+        &self,
+        reason: FailureReason,
+        at: Timestamp,
+    ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        self.require_running("fail")?;
+        let message = parse_text("reason.message", &reason.message)?;
+        Ok(vec![E::ExperimentFailed {
+            reason: FailureReason {
+                code: reason.code,
+                message,
+            },
+            at,
+        }])
+    }
+
+    /// Decides [`ExperimentCommand::ArchiveExperiment`].
+    fn archive_experiment(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
+        use ExperimentEvent as E;
+        if self.status == Status::Running {
+            return Err(self.invalid("archive"));
+        }
+        Ok(vec![E::ExperimentArchived { at }])
     }
 
     fn check_gate(&self, gate: &PlatformGate) -> Result<(), ExperimentError> {

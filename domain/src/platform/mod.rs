@@ -932,256 +932,367 @@ impl Platform {
     /// The pure decision. Halting twice or lifting an absent halt changes nothing: a kill
     /// switch pressed twice must not fail. Each command appends at most one event.
     pub fn decide(&self, command: PlatformCommand) -> Result<Vec<PlatformEvent>, PlatformError> {
-        let events = match command {
-            PlatformCommand::HaltAll { reason, at } => {
-                let reason = parse_text("reason", &reason)?;
-                if self.halted.is_some() {
-                    Vec::new()
-                } else {
-                    vec![PlatformEvent::PlatformHalted { reason, at }]
-                }
-            }
-            PlatformCommand::LiftHalt { at } => {
-                if self.halted.is_some() {
-                    vec![PlatformEvent::HaltLifted { at }]
-                } else {
-                    Vec::new()
-                }
-            }
-            PlatformCommand::UpdateConfig { config, at } => {
-                let config = config.parse()?;
-                if config == self.config {
-                    Vec::new()
-                } else {
-                    vec![PlatformEvent::ConfigUpdated { config, at }]
-                }
-            }
+        match command {
+            PlatformCommand::HaltAll { reason, at } => self.halt_all(reason, at),
+            PlatformCommand::LiftHalt { at } => self.lift_halt(at),
+            PlatformCommand::UpdateConfig { config, at } => self.update_config(config, at),
             PlatformCommand::AddWebhook {
                 id,
                 url,
                 allow_private,
                 events,
                 at,
-            } => {
-                let url = crate::net::parse_webhook_url(&url, allow_private)?;
-                let unknown: Vec<&String> = events
-                    .iter()
-                    .filter(|e| {
-                        !ExperimentEvent::TYPES.contains(&e.as_str())
-                            && !PlatformEvent::TYPES.contains(&e.as_str())
-                    })
-                    .collect();
-                if let Some(first) = unknown.first() {
-                    return Err(SpecError {
-                        problems: vec![Problem {
-                            field: "events".into(),
-                            message: format!("unknown event type {first:?}"),
-                        }],
-                    }
-                    .into());
-                }
-                if self.webhooks.contains_key(&id) {
-                    return Err(PlatformError::WebhookExists(id));
-                }
-                if self.webhooks.len() >= MAX_WEBHOOKS {
-                    return Err(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
-                }
-                let mut events = events;
-                events.sort();
-                events.dedup();
-                vec![PlatformEvent::WebhookAdded {
-                    id,
-                    url,
-                    events,
-                    at,
-                }]
-            }
-            PlatformCommand::RemoveWebhook { id, at } => {
-                if !self.webhooks.contains_key(&id) {
-                    return Err(PlatformError::UnknownWebhook(id));
-                }
-                vec![PlatformEvent::WebhookRemoved { id, at }]
-            }
+            } => self.add_webhook(id, url, allow_private, events, at),
+            PlatformCommand::RemoveWebhook { id, at } => self.remove_webhook(id, at),
             PlatformCommand::IssueWebhookSecret {
                 id,
                 fingerprint,
                 at,
-            } => {
-                if !is_fingerprint(&fingerprint) {
-                    return Err(SpecError {
-                        problems: vec![Problem {
-                            field: "fingerprint".into(),
-                            message: format!("must be {FINGERPRINT_DIGITS} lowercase hex digits"),
-                        }],
-                    }
-                    .into());
-                }
-                if !self.webhooks.contains_key(&id) {
-                    return Err(PlatformError::UnknownWebhook(id));
-                }
-                vec![PlatformEvent::WebhookSecretIssued {
-                    id,
-                    fingerprint,
-                    at,
-                }]
-            }
+            } => self.issue_webhook_secret(id, fingerprint, at),
             PlatformCommand::AddSchedule {
                 id,
                 cron,
                 time_zone,
                 spec,
                 at,
-            } => {
-                let cron = Cron::parse(&cron)?;
-                let zone = Zone::parse(&time_zone)?;
-                if self.schedules.contains_key(&id) {
-                    return Err(PlatformError::Exists {
-                        what: "schedule",
-                        id: id.to_string(),
-                    });
-                }
-                if self.schedules.len() >= MAX_RECURRING_SCHEDULES {
-                    return Err(PlatformError::TooMany {
-                        what: "schedule",
-                        max: MAX_RECURRING_SCHEDULES,
-                    });
-                }
-                vec![PlatformEvent::ScheduleAdded {
-                    id,
-                    cron: cron.as_str().to_owned(),
-                    time_zone: zone.name().to_owned(),
-                    spec,
-                    at,
-                }]
-            }
-            PlatformCommand::RemoveSchedule { id, at } => {
-                if !self.schedules.contains_key(&id) {
-                    return Err(PlatformError::Unknown {
-                        what: "schedule",
-                        id: id.to_string(),
-                    });
-                }
-                vec![PlatformEvent::ScheduleRemoved { id, at }]
-            }
-            PlatformCommand::AddBlackout { id, window, at } => {
-                let window = Blackout::parse(window)?.window().clone();
-                if self.blackouts.contains_key(&id) {
-                    return Err(PlatformError::Exists {
-                        what: "blackout window",
-                        id: id.to_string(),
-                    });
-                }
-                if self.blackouts.len() >= MAX_BLACKOUTS {
-                    return Err(PlatformError::TooMany {
-                        what: "blackout window",
-                        max: MAX_BLACKOUTS,
-                    });
-                }
-                vec![PlatformEvent::BlackoutAdded { id, window, at }]
-            }
-            PlatformCommand::RemoveBlackout { id, at } => {
-                if !self.blackouts.contains_key(&id) {
-                    return Err(PlatformError::Unknown {
-                        what: "blackout window",
-                        id: id.to_string(),
-                    });
-                }
-                vec![PlatformEvent::BlackoutRemoved { id, at }]
-            }
+            } => self.add_schedule(id, cron, time_zone, spec, at),
+            PlatformCommand::RemoveSchedule { id, at } => self.remove_schedule(id, at),
+            PlatformCommand::AddBlackout { id, window, at } => self.add_blackout(id, window, at),
+            PlatformCommand::RemoveBlackout { id, at } => self.remove_blackout(id, at),
             PlatformCommand::CreateApiKey {
                 id,
                 name,
                 role,
                 secret_sha256,
                 at,
-            } => {
-                let name = parse_text("name", &name)?;
-                let is_digest = secret_sha256.len() == 64
-                    && secret_sha256
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                if !is_digest {
-                    return Err(SpecError {
-                        problems: vec![Problem {
-                            field: "secret_sha256".into(),
-                            message: "must be 64 lowercase hex digits".into(),
-                        }],
-                    }
-                    .into());
-                }
-                if self.api_keys.contains_key(&id) {
-                    return Err(PlatformError::Exists {
-                        what: "api key",
-                        id: id.to_string(),
-                    });
-                }
-                if self.api_key_by_hash(&secret_sha256).is_some() {
-                    return Err(PlatformError::Exists {
-                        what: "api key with this secret",
-                        id: id.to_string(),
-                    });
-                }
-                if self.api_keys.len() >= MAX_API_KEYS {
-                    return Err(PlatformError::TooMany {
-                        what: "api key",
-                        max: MAX_API_KEYS,
-                    });
-                }
-                vec![PlatformEvent::ApiKeyCreated {
-                    id,
-                    name,
-                    role,
-                    secret_sha256,
-                    at,
-                }]
-            }
-            PlatformCommand::RevokeApiKey { id, at } => {
-                if !self.api_keys.contains_key(&id) {
-                    return Err(PlatformError::Unknown {
-                        what: "api key",
-                        id: id.to_string(),
-                    });
-                }
-                vec![PlatformEvent::ApiKeyRevoked { id, at }]
-            }
-            PlatformCommand::AddUser { username, role, at } => {
-                if self.users.contains_key(&username) {
-                    return Err(PlatformError::Exists {
-                        what: "user",
-                        id: username.to_string(),
-                    });
-                }
-                if self.users.len() >= MAX_USERS {
-                    return Err(PlatformError::TooMany {
-                        what: "user",
-                        max: MAX_USERS,
-                    });
-                }
-                vec![PlatformEvent::UserAdded { username, role, at }]
-            }
+            } => self.create_api_key(id, name, role, secret_sha256, at),
+            PlatformCommand::RevokeApiKey { id, at } => self.revoke_api_key(id, at),
+            PlatformCommand::AddUser { username, role, at } => self.add_user(username, role, at),
             PlatformCommand::ChangeUserRole { username, role, at } => {
-                match self.users.get(&username) {
-                    None => {
-                        return Err(PlatformError::Unknown {
-                            what: "user",
-                            id: username.to_string(),
-                        });
-                    }
-                    Some(user) if user.role == role => vec![],
-                    Some(_) => vec![PlatformEvent::UserRoleChanged { username, role, at }],
-                }
+                self.change_user_role(username, role, at)
             }
-            PlatformCommand::RemoveUser { username, at } => {
-                if !self.users.contains_key(&username) {
-                    return Err(PlatformError::Unknown {
-                        what: "user",
-                        id: username.to_string(),
-                    });
-                }
-                vec![PlatformEvent::UserRemoved { username, at }]
+            PlatformCommand::RemoveUser { username, at } => self.remove_user(username, at),
+        }
+    }
+
+    /// Decides [`PlatformCommand::HaltAll`].
+    fn halt_all(&self, reason: String, at: Timestamp) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let reason = parse_text("reason", &reason)?;
+        Ok(if self.halted.is_some() {
+            Vec::new()
+        } else {
+            vec![PlatformEvent::PlatformHalted { reason, at }]
+        })
+    }
+
+    /// Decides [`PlatformCommand::LiftHalt`].
+    fn lift_halt(&self, at: Timestamp) -> Result<Vec<PlatformEvent>, PlatformError> {
+        Ok(if self.halted.is_some() {
+            vec![PlatformEvent::HaltLifted { at }]
+        } else {
+            Vec::new()
+        })
+    }
+
+    /// Decides [`PlatformCommand::UpdateConfig`].
+    fn update_config(
+        &self,
+        config: PlatformConfig,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let config = config.parse()?;
+        Ok(if config == self.config {
+            Vec::new()
+        } else {
+            vec![PlatformEvent::ConfigUpdated { config, at }]
+        })
+    }
+
+    /// Decides [`PlatformCommand::AddWebhook`].
+    fn add_webhook(
+        &self,
+        id: WebhookId,
+        url: String,
+        allow_private: bool,
+        events: Vec<String>,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let url = crate::net::parse_webhook_url(&url, allow_private)?;
+        let unknown: Vec<&String> = events
+            .iter()
+            .filter(|e| {
+                !ExperimentEvent::TYPES.contains(&e.as_str())
+                    && !PlatformEvent::TYPES.contains(&e.as_str())
+            })
+            .collect();
+        if let Some(first) = unknown.first() {
+            return Err(SpecError {
+                problems: vec![Problem {
+                    field: "events".into(),
+                    message: format!("unknown event type {first:?}"),
+                }],
             }
-        };
-        Ok(events)
+            .into());
+        }
+        if self.webhooks.contains_key(&id) {
+            return Err(PlatformError::WebhookExists(id));
+        }
+        if self.webhooks.len() >= MAX_WEBHOOKS {
+            return Err(PlatformError::TooManyWebhooks { max: MAX_WEBHOOKS });
+        }
+        let mut events = events;
+        events.sort();
+        events.dedup();
+        Ok(vec![PlatformEvent::WebhookAdded {
+            id,
+            url,
+            events,
+            at,
+        }])
+    }
+
+    /// Decides [`PlatformCommand::RemoveWebhook`].
+    fn remove_webhook(
+        &self,
+        id: WebhookId,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !self.webhooks.contains_key(&id) {
+            return Err(PlatformError::UnknownWebhook(id));
+        }
+        Ok(vec![PlatformEvent::WebhookRemoved { id, at }])
+    }
+
+    /// Decides [`PlatformCommand::IssueWebhookSecret`].
+    fn issue_webhook_secret(
+        &self,
+        id: WebhookId,
+        fingerprint: String,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !is_fingerprint(&fingerprint) {
+            return Err(SpecError {
+                problems: vec![Problem {
+                    field: "fingerprint".into(),
+                    message: format!("must be {FINGERPRINT_DIGITS} lowercase hex digits"),
+                }],
+            }
+            .into());
+        }
+        if !self.webhooks.contains_key(&id) {
+            return Err(PlatformError::UnknownWebhook(id));
+        }
+        Ok(vec![PlatformEvent::WebhookSecretIssued {
+            id,
+            fingerprint,
+            at,
+        }])
+    }
+
+    /// Decides [`PlatformCommand::AddSchedule`].
+    fn add_schedule(
+        &self,
+        id: ScheduleId,
+        cron: String,
+        time_zone: String,
+        spec: ExperimentSpec,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let cron = Cron::parse(&cron)?;
+        let zone = Zone::parse(&time_zone)?;
+        if self.schedules.contains_key(&id) {
+            return Err(PlatformError::Exists {
+                what: "schedule",
+                id: id.to_string(),
+            });
+        }
+        if self.schedules.len() >= MAX_RECURRING_SCHEDULES {
+            return Err(PlatformError::TooMany {
+                what: "schedule",
+                max: MAX_RECURRING_SCHEDULES,
+            });
+        }
+        Ok(vec![PlatformEvent::ScheduleAdded {
+            id,
+            cron: cron.as_str().to_owned(),
+            time_zone: zone.name().to_owned(),
+            spec,
+            at,
+        }])
+    }
+
+    /// Decides [`PlatformCommand::RemoveSchedule`].
+    fn remove_schedule(
+        &self,
+        id: ScheduleId,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !self.schedules.contains_key(&id) {
+            return Err(PlatformError::Unknown {
+                what: "schedule",
+                id: id.to_string(),
+            });
+        }
+        Ok(vec![PlatformEvent::ScheduleRemoved { id, at }])
+    }
+
+    /// Decides [`PlatformCommand::AddBlackout`].
+    fn add_blackout(
+        &self,
+        id: BlackoutId,
+        window: BlackoutWindow,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let window = Blackout::parse(window)?.window().clone();
+        if self.blackouts.contains_key(&id) {
+            return Err(PlatformError::Exists {
+                what: "blackout window",
+                id: id.to_string(),
+            });
+        }
+        if self.blackouts.len() >= MAX_BLACKOUTS {
+            return Err(PlatformError::TooMany {
+                what: "blackout window",
+                max: MAX_BLACKOUTS,
+            });
+        }
+        Ok(vec![PlatformEvent::BlackoutAdded { id, window, at }])
+    }
+
+    /// Decides [`PlatformCommand::RemoveBlackout`].
+    fn remove_blackout(
+        &self,
+        id: BlackoutId,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !self.blackouts.contains_key(&id) {
+            return Err(PlatformError::Unknown {
+                what: "blackout window",
+                id: id.to_string(),
+            });
+        }
+        Ok(vec![PlatformEvent::BlackoutRemoved { id, at }])
+    }
+
+    /// Decides [`PlatformCommand::CreateApiKey`].
+    fn create_api_key(
+        &self,
+        id: ApiKeyId,
+        name: String,
+        role: Role,
+        secret_sha256: String,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        let name = parse_text("name", &name)?;
+        let is_digest = secret_sha256.len() == 64
+            && secret_sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !is_digest {
+            return Err(SpecError {
+                problems: vec![Problem {
+                    field: "secret_sha256".into(),
+                    message: "must be 64 lowercase hex digits".into(),
+                }],
+            }
+            .into());
+        }
+        if self.api_keys.contains_key(&id) {
+            return Err(PlatformError::Exists {
+                what: "api key",
+                id: id.to_string(),
+            });
+        }
+        if self.api_key_by_hash(&secret_sha256).is_some() {
+            return Err(PlatformError::Exists {
+                what: "api key with this secret",
+                id: id.to_string(),
+            });
+        }
+        if self.api_keys.len() >= MAX_API_KEYS {
+            return Err(PlatformError::TooMany {
+                what: "api key",
+                max: MAX_API_KEYS,
+            });
+        }
+        Ok(vec![PlatformEvent::ApiKeyCreated {
+            id,
+            name,
+            role,
+            secret_sha256,
+            at,
+        }])
+    }
+
+    /// Decides [`PlatformCommand::RevokeApiKey`].
+    fn revoke_api_key(
+        &self,
+        id: ApiKeyId,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !self.api_keys.contains_key(&id) {
+            return Err(PlatformError::Unknown {
+                what: "api key",
+                id: id.to_string(),
+            });
+        }
+        Ok(vec![PlatformEvent::ApiKeyRevoked { id, at }])
+    }
+
+    /// Decides [`PlatformCommand::AddUser`].
+    fn add_user(
+        &self,
+        username: Username,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if self.users.contains_key(&username) {
+            return Err(PlatformError::Exists {
+                what: "user",
+                id: username.to_string(),
+            });
+        }
+        if self.users.len() >= MAX_USERS {
+            return Err(PlatformError::TooMany {
+                what: "user",
+                max: MAX_USERS,
+            });
+        }
+        Ok(vec![PlatformEvent::UserAdded { username, role, at }])
+    }
+
+    /// Decides [`PlatformCommand::ChangeUserRole`].
+    fn change_user_role(
+        &self,
+        username: Username,
+        role: Role,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        Ok(match self.users.get(&username) {
+            None => {
+                return Err(PlatformError::Unknown {
+                    what: "user",
+                    id: username.to_string(),
+                });
+            }
+            Some(user) if user.role == role => vec![],
+            Some(_) => vec![PlatformEvent::UserRoleChanged { username, role, at }],
+        })
+    }
+
+    /// Decides [`PlatformCommand::RemoveUser`].
+    fn remove_user(
+        &self,
+        username: Username,
+        at: Timestamp,
+    ) -> Result<Vec<PlatformEvent>, PlatformError> {
+        if !self.users.contains_key(&username) {
+            return Err(PlatformError::Unknown {
+                what: "user",
+                id: username.to_string(),
+            });
+        }
+        Ok(vec![PlatformEvent::UserRemoved { username, at }])
     }
 
     /// Folds one event in.
