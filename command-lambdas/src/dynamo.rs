@@ -20,6 +20,7 @@ use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use domain::audit::{ChainVerifier, OwnedRow, VerifyReport, sort_streams};
+use dynamo_tables::{events, views};
 
 use crate::store::{EventStore, StreamHead};
 
@@ -107,12 +108,14 @@ impl StreamHead for DynamoRepository {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("AggregateTypeAndId = :key")
+            .key_condition_expression("#key = :key")
+            .expression_attribute_names("#key", events::PARTITION_KEY)
             .expression_attribute_values(
                 ":key",
-                AttributeValue::S(format!("{aggregate_type}:{aggregate_id}")),
+                AttributeValue::S(events::partition(aggregate_type, aggregate_id)),
             )
-            .projection_expression("AggregateIdSequence")
+            .projection_expression("#sequence")
+            .expression_attribute_names("#sequence", events::SORT_KEY)
             .scan_index_forward(false)
             .limit(1)
             .consistent_read(true)
@@ -126,7 +129,7 @@ impl StreamHead for DynamoRepository {
         Ok(newest
             .items()
             .first()
-            .and_then(|item| item.get("AggregateIdSequence"))
+            .and_then(|item| item.get(events::SORT_KEY))
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0))
@@ -172,10 +175,10 @@ pub async fn create_events_table(client: &Client, table: &str) -> Result<(), Dyn
     client
         .create_table()
         .table_name(table)
-        .key_schema(key("AggregateTypeAndId", KeyType::Hash)?)
-        .key_schema(key("AggregateIdSequence", KeyType::Range)?)
-        .attribute_definitions(attribute("AggregateTypeAndId", ScalarAttributeType::S)?)
-        .attribute_definitions(attribute("AggregateIdSequence", ScalarAttributeType::N)?)
+        .key_schema(key(events::PARTITION_KEY, KeyType::Hash)?)
+        .key_schema(key(events::SORT_KEY, KeyType::Range)?)
+        .attribute_definitions(attribute(events::PARTITION_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(events::SORT_KEY, ScalarAttributeType::N)?)
         .billing_mode(BillingMode::PayPerRequest)
         .stream_specification(
             StreamSpecification::builder()
@@ -196,7 +199,7 @@ pub fn decode_item(
     item: &std::collections::HashMap<String, AttributeValue>,
 ) -> Result<OwnedRow, DynamoError> {
     let key = item
-        .get("AggregateTypeAndId")
+        .get(events::PARTITION_KEY)
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default();
@@ -212,15 +215,14 @@ pub fn decode_item(
             _ => Err(bad(&format!("{name} is missing"))),
         }
     };
-    let (aggregate_type, aggregate_id) = key
-        .split_once(':')
+    let (aggregate_type, aggregate_id) = events::stream_of(&key)
         .map(|(t, i)| (t.to_owned(), i.to_owned()))
-        .ok_or_else(|| bad("AggregateTypeAndId is not TYPE:ID"))?;
+        .ok_or_else(|| bad(&format!("{} is not TYPE:ID", events::PARTITION_KEY)))?;
     let sequence = item
-        .get("AggregateIdSequence")
+        .get(events::SORT_KEY)
         .and_then(|v| v.as_n().ok())
         .and_then(|n| n.parse().ok())
-        .ok_or_else(|| bad("AggregateIdSequence is not a number"))?;
+        .ok_or_else(|| bad(&format!("{} is not a number", events::SORT_KEY)))?;
     Ok(OwnedRow {
         aggregate_type,
         aggregate_id,
@@ -276,10 +278,10 @@ impl DynamoClaims {
     fn key(target: &str) -> std::collections::HashMap<String, AttributeValue> {
         std::collections::HashMap::from([
             (
-                "Pk".to_owned(),
-                AttributeValue::S(format!("Claim#{target}")),
+                views::PK.to_owned(),
+                AttributeValue::S(views::claim_partition(target)),
             ),
-            ("Sk".to_owned(), AttributeValue::S("claim".into())),
+            (views::SK.to_owned(), AttributeValue::S(views::CLAIM.into())),
         ])
     }
 

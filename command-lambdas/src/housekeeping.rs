@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use domain::Timestamp;
 use domain::experiment::{ExperimentCommand, FailureCode, FailureReason, Status};
 use domain::limits::MAX_TEXT_CHARS;
+use dynamo_tables::views;
 use serde::Serialize;
 use serde_json::json;
 
@@ -37,9 +38,6 @@ pub const PAST_LIMIT_GRACE_SECS: u64 = 120;
 
 /// The CloudWatch namespace of the platform's own metrics.
 pub const METRIC_NAMESPACE: &str = "ChaosPlatform";
-
-/// The read-model index of experiments by status.
-pub const BY_STATUS: &str = "ByStatus";
 
 /// Why housekeeping failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +121,9 @@ impl<R: crate::store::Repository> Housekeeping<R> {
                 .dynamodb
                 .query()
                 .table_name(&self.views_table)
-                .index_name(BY_STATUS)
+                .index_name(views::BY_STATUS)
                 .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", "Status")
+                .expression_attribute_names("#s", views::STATUS)
                 .expression_attribute_values(":s", AttributeValue::S(status.clone()))
                 .set_exclusive_start_key(start)
                 .send()
@@ -137,9 +135,9 @@ impl<R: crate::store::Repository> Housekeeping<R> {
                 })?;
             for item in page.items() {
                 if let Some(id) = item
-                    .get("Pk")
+                    .get(views::PK)
                     .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("Experiment#"))
+                    .and_then(|pk| views::experiment_of(pk))
                 {
                     ids.push(id.to_owned());
                 }

@@ -12,9 +12,9 @@ mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use command_lambdas::housekeeping::BY_STATUS;
 use command_lambdas::tasks::Task;
 use domain::provenance::Role;
+use dynamo_tables::{events, views};
 use serde_json::{Value, json};
 use template::{lint, root, template, template_path};
 
@@ -373,20 +373,41 @@ fn housekeeping_runs_every_minute_over_the_status_index() {
         line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"]
     );
     assert_eq!(alarm["TreatMissingData"], "breaching");
+}
 
-    let views = &resources(&template)["ViewsTable"]["Properties"];
-    let index = views["GlobalSecondaryIndexes"]
+/// The tables the template declares have the keys and indexes every writer and reader uses
+/// (`dynamo-tables`, their one definition).
+#[test]
+fn the_tables_have_the_keys_and_indexes_the_code_uses() {
+    let template = template();
+    let schema = |hash: &str, range: &str| {
+        json!([
+            {"AttributeName": hash, "KeyType": "HASH"},
+            {"AttributeName": range, "KeyType": "RANGE"}
+        ])
+    };
+    let events_table = &resources(&template)["EventsTable"]["Properties"];
+    assert_eq!(
+        events_table["KeySchema"],
+        schema(events::PARTITION_KEY, events::SORT_KEY)
+    );
+    let views_table = &resources(&template)["ViewsTable"]["Properties"];
+    assert_eq!(views_table["KeySchema"], schema(views::PK, views::SK));
+    let indexes: Vec<(Value, Value)> = views_table["GlobalSecondaryIndexes"]
         .as_array()
         .expect("indexes")
         .iter()
-        .find(|i| i["IndexName"] == BY_STATUS)
-        .expect("the status index housekeeping queries");
+        .map(|i| (i["IndexName"].clone(), i["KeySchema"].clone()))
+        .collect();
     assert_eq!(
-        index["KeySchema"],
-        json!([
-            {"AttributeName": "Status", "KeyType": "HASH"},
-            {"AttributeName": "CreatedAt", "KeyType": "RANGE"}
-        ])
+        indexes,
+        [
+            (
+                json!(views::BY_STATUS),
+                schema(views::STATUS, views::CREATED_AT)
+            ),
+            (json!(views::BY_FEED), schema(views::FEED, views::FEED_KEY)),
+        ]
     );
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use command_lambdas::sqlite::{OpenError, stored_texts, verify_file};
 use domain::audit::{ChainVerifier, OwnedRow, StoredRow, VerifyReport, sort_streams};
+use dynamo_tables::events;
 
 /// Why the log could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +99,8 @@ pub async fn dynamo_streams(
     let mut pages = client
         .scan()
         .table_name(table)
-        .projection_expression("AggregateTypeAndId")
+        .projection_expression("#key")
+        .expression_attribute_names("#key", events::PARTITION_KEY)
         .consistent_read(true)
         .into_paginator()
         .items()
@@ -106,11 +108,12 @@ pub async fn dynamo_streams(
     while let Some(item) = pages.next().await {
         let item = item.map_err(dynamo_error)?;
         let key = item
-            .get("AggregateTypeAndId")
+            .get(events::PARTITION_KEY)
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| ChainError::Dynamo("an item has no AggregateTypeAndId".into()))?;
-        let (aggregate_type, aggregate_id) = key
-            .split_once(':')
+            .ok_or_else(|| {
+                ChainError::Dynamo(format!("an item has no {}", events::PARTITION_KEY))
+            })?;
+        let (aggregate_type, aggregate_id) = events::stream_of(key)
             .ok_or_else(|| ChainError::Dynamo(format!("item key {key:?} is not TYPE:ID")))?;
         if !streams.contains(&(aggregate_type.to_owned(), aggregate_id.to_owned())) {
             streams.insert((aggregate_type.to_owned(), aggregate_id.to_owned()));
@@ -132,10 +135,11 @@ pub async fn dynamo_stream(
     let mut pages = client
         .query()
         .table_name(table)
-        .key_condition_expression("AggregateTypeAndId = :k")
+        .key_condition_expression("#key = :k")
+        .expression_attribute_names("#key", events::PARTITION_KEY)
         .expression_attribute_values(
             ":k",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("{aggregate_type}:{id}")),
+            aws_sdk_dynamodb::types::AttributeValue::S(events::partition(aggregate_type, id)),
         )
         .consistent_read(true)
         .into_paginator()

@@ -6,6 +6,7 @@
 //! (`Pk = "settings#template"`, `Sk` the template's id; `Pk = "settings#preferences"`, `Sk`
 //! the actor), which the projection never touches.
 
+use dynamo_tables::views;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
@@ -155,9 +156,9 @@ CREATE TABLE IF NOT EXISTS api_preferences (
 ";
 
 /// The partition of the templates in the read-model table.
-const TEMPLATES_PK: &str = "settings#template";
+const TEMPLATES_PK: &str = views::TEMPLATES_PARTITION;
 /// The partition of the preferences in the read-model table.
-const PREFERENCES_PK: &str = "settings#preferences";
+const PREFERENCES_PK: &str = views::PREFERENCES_PARTITION;
 
 /// The templates and preferences of one platform.
 #[derive(Debug, Clone)]
@@ -187,7 +188,7 @@ fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String,
 
 fn template_of(item: &HashMap<String, AttributeValue>) -> Result<Template, SettingsError> {
     Ok(Template {
-        id: text_of(item, "Sk")?,
+        id: text_of(item, views::SK)?,
         name: text_of(item, "Name")?,
         spec: serde_json::from_str(&text_of(item, "Spec")?)
             .map_err(|e| SettingsError::Invalid(format!("stored spec: {e}")))?,
@@ -255,7 +256,8 @@ impl Settings {
                 let count = client
                     .query()
                     .table_name(table)
-                    .key_condition_expression("Pk = :pk")
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", views::PK)
                     .expression_attribute_values(":pk", s(TEMPLATES_PK))
                     .select(Select::Count)
                     .consistent_read(true)
@@ -275,8 +277,8 @@ impl Settings {
                 client
                     .put_item()
                     .table_name(table)
-                    .item("Pk", s(TEMPLATES_PK))
-                    .item("Sk", s(id))
+                    .item(views::PK, s(TEMPLATES_PK))
+                    .item(views::SK, s(id))
                     .item("Name", s(name))
                     .item("Spec", s(text))
                     .item("SavedBy", s(saved_by))
@@ -332,7 +334,8 @@ impl Settings {
                 let items: Vec<_> = client
                     .query()
                     .table_name(table)
-                    .key_condition_expression("Pk = :pk")
+                    .key_condition_expression("#pk = :pk")
+                    .expression_attribute_names("#pk", views::PK)
                     .expression_attribute_values(":pk", s(TEMPLATES_PK))
                     .consistent_read(true)
                     .into_paginator()
@@ -368,8 +371,8 @@ impl Settings {
                 let item = client
                     .get_item()
                     .table_name(table)
-                    .key("Pk", s(TEMPLATES_PK))
-                    .key("Sk", s(id))
+                    .key(views::PK, s(TEMPLATES_PK))
+                    .key(views::SK, s(id))
                     .consistent_read(true)
                     .send()
                     .await
@@ -395,8 +398,8 @@ impl Settings {
             Store::Dynamo { client, table } => client
                 .delete_item()
                 .table_name(table)
-                .key("Pk", s(TEMPLATES_PK))
-                .key("Sk", s(id))
+                .key(views::PK, s(TEMPLATES_PK))
+                .key(views::SK, s(id))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 .send()
                 .await
@@ -422,8 +425,8 @@ impl Settings {
             Store::Dynamo { client, table } => client
                 .get_item()
                 .table_name(table)
-                .key("Pk", s(PREFERENCES_PK))
-                .key("Sk", s(actor))
+                .key(views::PK, s(PREFERENCES_PK))
+                .key(views::SK, s(actor))
                 .consistent_read(true)
                 .send()
                 .await
@@ -453,8 +456,8 @@ impl Settings {
                 client
                     .put_item()
                     .table_name(table)
-                    .item("Pk", s(PREFERENCES_PK))
-                    .item("Sk", s(actor))
+                    .item(views::PK, s(PREFERENCES_PK))
+                    .item(views::SK, s(actor))
                     .item("Preferences", s(text))
                     .item("UpdatedAt", s(at))
                     .send()

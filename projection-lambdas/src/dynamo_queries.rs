@@ -29,7 +29,12 @@ use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::{ExperimentRecord, ExperimentSummary};
 use domain::views::results::RunResult;
 
-use crate::dynamo_stream::{AUDIT_FEED, BY_FEED, BY_STATUS, RESULT_FEED, serde_name};
+use dynamo_tables::views::{
+    AUDIT_FEED, AUDIT_PREFIX, BY_FEED, BY_STATUS, CREATED_AT, FEED, FEED_KEY, PK, RECORD,
+    RESULT_FEED, SK, STATUS, audit_feed_prefix, experiment_partition, stream_partition,
+};
+
+use crate::dynamo_stream::serde_name;
 use crate::queries::{AuditFilter, ExperimentDetail, ExperimentFilter, Page, fold_case};
 
 /// Why a read of the DynamoDB read models failed.
@@ -71,8 +76,8 @@ fn row_error(item: &Item, reason: String) -> ReadError {
     ReadError::Row {
         key: format!(
             "{}/{}",
-            text(item, "Pk").unwrap_or("?"),
-            text(item, "Sk").unwrap_or("?")
+            text(item, PK).unwrap_or("?"),
+            text(item, SK).unwrap_or("?")
         ),
         reason,
     }
@@ -334,9 +339,11 @@ impl DynamoReads {
         let items = self
             .all(
                 self.query()
-                    .key_condition_expression("Pk = :pk AND begins_with(Sk, :audit)")
+                    .key_condition_expression("#pk = :pk AND begins_with(#sk, :audit)")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#sk", SK)
                     .expression_attribute_values(":pk", s(pk))
-                    .expression_attribute_values(":audit", s("audit#")),
+                    .expression_attribute_values(":audit", s(AUDIT_PREFIX)),
             )
             .await?;
         let mut entries = items
@@ -351,13 +358,13 @@ impl DynamoReads {
     /// The experiment with this id and its timeline (its audit entries in sequence order),
     /// if the read model has it: the answer of `queries::experiment`.
     pub async fn experiment(&self, id: &str) -> Result<Option<ExperimentDetail>, ReadError> {
-        let pk = format!("Experiment#{id}");
+        let pk = experiment_partition(id);
         let record = async {
             self.client
                 .get_item()
                 .table_name(&self.table)
-                .key("Pk", s(&pk))
-                .key("Sk", s("record"))
+                .key(PK, s(&pk))
+                .key(SK, s(RECORD))
                 .send()
                 .await
                 .map_err(api)
@@ -439,10 +446,10 @@ impl DynamoReads {
             .index_name(BY_STATUS)
             .scan_index_forward(false)
             .key_condition_expression(condition)
-            .expression_attribute_names("#status", "Status")
+            .expression_attribute_names("#status", STATUS)
             .expression_attribute_values(":status", s(status));
         if low.is_some() || high.is_some() {
-            query = query.expression_attribute_names("#created", "CreatedAt");
+            query = query.expression_attribute_names("#created", CREATED_AT);
         }
         if let Some(low) = low {
             query = query.expression_attribute_values(":low", s(low));
@@ -473,7 +480,7 @@ impl DynamoReads {
                 self.query()
                     .index_name(BY_FEED)
                     .key_condition_expression("#feed = :feed")
-                    .expression_attribute_names("#feed", "Feed")
+                    .expression_attribute_names("#feed", FEED)
                     .expression_attribute_values(":feed", s(RESULT_FEED)),
             )
             .await?;
@@ -522,7 +529,7 @@ impl DynamoReads {
     ) -> Result<Vec<AuditEntry>, ReadError> {
         let streams = AGGREGATE_TYPES
             .iter()
-            .map(|aggregate_type| self.stream_entries(format!("{aggregate_type}#{id}")));
+            .map(|aggregate_type| self.stream_entries(stream_partition(aggregate_type, id)));
         let mut entries: Vec<AuditEntry> = futures::future::try_join_all(streams)
             .await?
             .into_iter()
@@ -557,12 +564,14 @@ impl DynamoReads {
         let bounds = if forwards {
             [
                 filter.from.clone(),
-                after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}")),
+                after.map(|(recorded_at, id, _)| audit_feed_prefix(recorded_at, id)),
             ]
         } else {
             [
                 filter.to.clone(),
-                after.map(|(recorded_at, id, _)| format!("{recorded_at}#{id}#\u{10FFFF}")),
+                after.map(|(recorded_at, id, _)| {
+                    format!("{}#\u{10FFFF}", audit_feed_prefix(recorded_at, id))
+                }),
             ]
         };
         let bounds = bounds.into_iter().flatten().filter(|b| !b.is_empty());
@@ -571,7 +580,7 @@ impl DynamoReads {
             .query()
             .index_name(BY_FEED)
             .scan_index_forward(forwards)
-            .expression_attribute_names("#feed", "Feed")
+            .expression_attribute_names("#feed", FEED)
             .expression_attribute_values(":feed", s(AUDIT_FEED));
         query = match start {
             Some(start) => query
@@ -580,7 +589,7 @@ impl DynamoReads {
                 } else {
                     "#feed = :feed AND #key <= :start"
                 })
-                .expression_attribute_names("#key", "FeedKey")
+                .expression_attribute_names("#key", FEED_KEY)
                 .expression_attribute_values(":start", s(start)),
             None => query.key_condition_expression("#feed = :feed"),
         };

@@ -62,6 +62,12 @@ use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentRecord;
 use domain::views::results::{RunResult, RunTracker};
 use domain::views::{AnyEvent, Envelope};
+use dynamo_tables::events;
+use dynamo_tables::views::{
+    AUDIT_FEED, AUDIT_PREFIX, BY_FEED, BY_STATUS, CHECKPOINT_PREFIX, CREATED_AT, FEED, FEED_KEY,
+    PK, RECORD, RESULT, RESULT_FEED, SK, STATUS, TRACKER, audit_feed_key, audit_sort_key,
+    checkpoint_sort_key, experiment_partition, result_feed_key, stream_partition,
+};
 use serde_dynamo::AttributeValue as ImageValue;
 
 use crate::plan::{FeedRecord, StreamBatch, StreamKey, plan};
@@ -160,18 +166,18 @@ pub fn decode_record(record: &EventRecord) -> Result<FeedRecord<String>, StreamE
     let image: &HashMap<String, ImageValue> = &record.change.new_image;
     let aggregate_type = image_string(image, "AggregateType")?;
     let aggregate_id = image_string(image, "AggregateId")?;
-    let type_and_id = image_string(image, "AggregateTypeAndId")?;
-    if type_and_id != format!("{aggregate_type}:{aggregate_id}") {
+    let type_and_id = image_string(image, events::PARTITION_KEY)?;
+    if type_and_id != events::partition(&aggregate_type, &aggregate_id) {
         return Err(attribute(
-            "AggregateTypeAndId",
+            events::PARTITION_KEY,
             format!("{type_and_id:?} disagrees with AggregateType and AggregateId"),
         ));
     }
-    let sequence = match image_attr(image, "AggregateIdSequence")? {
+    let sequence = match image_attr(image, events::SORT_KEY)? {
         ImageValue::N(n) => n
             .parse::<i64>()
-            .map_err(|_| attribute("AggregateIdSequence", format!("{n:?} is not an integer")))?,
-        _ => return Err(attribute("AggregateIdSequence", "not a number")),
+            .map_err(|_| attribute(events::SORT_KEY, format!("{n:?} is not an integer")))?,
+        _ => return Err(attribute(events::SORT_KEY, "not a number")),
     };
     Ok(FeedRecord {
         id,
@@ -183,35 +189,6 @@ pub fn decode_record(record: &EventRecord) -> Result<FeedRecord<String>, StreamE
         payload: image_text(image, "Payload")?,
         metadata: image_text(image, "Metadata")?,
     })
-}
-
-/// The read-model table's index of experiments by status.
-pub const BY_STATUS: &str = "ByStatus";
-
-/// The read-model table's index of the feeds: the audit log and the results.
-pub const BY_FEED: &str = "ByFeed";
-
-/// `Feed` of audit rows in [`BY_FEED`].
-pub const AUDIT_FEED: &str = "audit";
-
-/// `Feed` of result rows in [`BY_FEED`].
-pub const RESULT_FEED: &str = "result";
-
-/// `FeedKey` of an audit row: `{recorded_at}#{aggregate_id}#{sequence:010}`.
-///
-/// Its order is the embedded audit log's, `(recorded_at, aggregate_id, sequence)`:
-/// `recorded_at` is a [`domain::Timestamp`] in its fixed-width text (milliseconds, `Z`),
-/// `#` sorts below every character an id may hold (ASCII letters, digits, `-`, `_`, `.`,
-/// `:`), so an id sorts before the ids it is a prefix of, as in a tuple (`|` would not:
-/// `e-1|` sorts after `e-10|`), and the sequence is zero-padded.
-pub fn audit_feed_key(recorded_at: &str, aggregate_id: &str, sequence: u64) -> String {
-    format!("{recorded_at}#{aggregate_id}#{sequence:010}")
-}
-
-/// `FeedKey` of a result row: `{ended_at}#{experiment_id}`, in `(ended_at, experiment_id)`
-/// order (see [`audit_feed_key`]).
-pub fn result_feed_key(result: &RunResult) -> String {
-    format!("{}#{}", result.ended_at, result.experiment_id)
 }
 
 /// Creates the read-model table (`Pk` S / `Sk` S, on demand, with the [`BY_STATUS`] and
@@ -235,19 +212,19 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
     client
         .create_table()
         .table_name(table)
-        .key_schema(key("Pk", KeyType::Hash)?)
-        .key_schema(key("Sk", KeyType::Range)?)
-        .attribute_definitions(attribute("Pk")?)
-        .attribute_definitions(attribute("Sk")?)
-        .attribute_definitions(attribute("Status")?)
-        .attribute_definitions(attribute("CreatedAt")?)
-        .attribute_definitions(attribute("Feed")?)
-        .attribute_definitions(attribute("FeedKey")?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .attribute_definitions(attribute(PK)?)
+        .attribute_definitions(attribute(SK)?)
+        .attribute_definitions(attribute(STATUS)?)
+        .attribute_definitions(attribute(CREATED_AT)?)
+        .attribute_definitions(attribute(FEED)?)
+        .attribute_definitions(attribute(FEED_KEY)?)
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(BY_STATUS)
-                .key_schema(key("Status", KeyType::Hash)?)
-                .key_schema(key("CreatedAt", KeyType::Range)?)
+                .key_schema(key(STATUS, KeyType::Hash)?)
+                .key_schema(key(CREATED_AT, KeyType::Range)?)
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::All)
@@ -259,8 +236,8 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(BY_FEED)
-                .key_schema(key("Feed", KeyType::Hash)?)
-                .key_schema(key("FeedKey", KeyType::Range)?)
+                .key_schema(key(FEED, KeyType::Hash)?)
+                .key_schema(key(FEED_KEY, KeyType::Range)?)
                 .projection(
                     Projection::builder()
                         .projection_type(ProjectionType::All)
@@ -278,7 +255,7 @@ pub async fn create_views_table(client: &Client, table: &str) -> Result<(), Stre
 
 /// The partition of a stream's rows.
 fn partition(key: &StreamKey) -> String {
-    format!("{}#{}", key.aggregate_type, key.aggregate_id)
+    stream_partition(&key.aggregate_type, &key.aggregate_id)
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -332,8 +309,8 @@ impl ViewStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("Pk", s(pk))
-            .key("Sk", s(sk))
+            .key(PK, s(pk))
+            .key(SK, s(sk))
             .consistent_read(true)
             .send()
             .await
@@ -370,19 +347,21 @@ impl ViewStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("Pk = :pk AND begins_with(Sk, :prefix)")
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
             .expression_attribute_values(":pk", s(partition(key)))
-            .expression_attribute_values(":prefix", s("checkpoint#"))
+            .expression_attribute_values(":prefix", s(CHECKPOINT_PREFIX))
             .consistent_read(true)
             .into_paginator()
             .items()
             .send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(api)?;
-            let sk = item.get("Sk").and_then(|v| v.as_s().ok());
+            let sk = item.get(SK).and_then(|v| v.as_s().ok());
             let Some(i) = PROJECTIONS
                 .iter()
-                .position(|p| sk.is_some_and(|sk| sk.strip_prefix("checkpoint#") == Some(p)))
+                .position(|p| sk.is_some_and(|sk| sk.strip_prefix(CHECKPOINT_PREFIX) == Some(p)))
             else {
                 continue;
             };
@@ -400,18 +379,18 @@ impl ViewStore {
 
     /// An experiment's record.
     pub async fn experiment(&self, id: &str) -> Result<Option<ExperimentRecord>, StreamError> {
-        self.get_json(&format!("Experiment#{id}"), "record", "Record")
+        self.get_json(&experiment_partition(id), RECORD, "Record")
             .await
     }
 
     /// An experiment's run result, once the run finished.
     pub async fn result(&self, id: &str) -> Result<Option<RunResult>, StreamError> {
-        self.get_json(&format!("Experiment#{id}"), "result", "Result")
+        self.get_json(&experiment_partition(id), RESULT, "Result")
             .await
     }
 
     async fn tracker(&self, id: &str) -> Result<Option<RunTracker>, StreamError> {
-        self.get_json(&format!("Experiment#{id}"), "tracker", "State")
+        self.get_json(&experiment_partition(id), TRACKER, "State")
             .await
     }
 
@@ -422,9 +401,11 @@ impl ViewStore {
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("Pk = :pk AND begins_with(Sk, :prefix)")
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#sk", SK)
             .expression_attribute_values(":pk", s(partition(key)))
-            .expression_attribute_values(":prefix", s("audit#"))
+            .expression_attribute_values(":prefix", s(AUDIT_PREFIX))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -516,7 +497,7 @@ fn chunk_items(
     let put = |item: HashMap<String, AttributeValue>| -> Result<TransactWriteItem, StreamError> {
         Ok(TransactWriteItem::builder().put(store.put(item)?).build())
     };
-    let row = |sk: String| HashMap::from([("Pk".to_owned(), s(&pk)), ("Sk".to_owned(), s(sk))]);
+    let row = |sk: String| HashMap::from([(PK.to_owned(), s(&pk)), (SK.to_owned(), s(sk))]);
     // Per projection, the chunk's events after its own checkpoint.
     let pending: Vec<&[(String, Envelope)]> = state
         .checkpoints
@@ -532,14 +513,14 @@ fn chunk_items(
             record = Some(ExperimentRecord::apply(record, envelope, event));
         }
         if let Some(summary) = record.as_ref().and_then(ExperimentRecord::summary) {
-            let mut item = row("record".into());
+            let mut item = row(RECORD.into());
             item.insert("Record".into(), s(to_json(&pk, &record)?));
             item.insert("Summary".into(), s(to_json(&pk, &summary)?));
             item.insert("Name".into(), s(summary.name));
-            item.insert("Status".into(), s(serde_name(&summary.status)));
+            item.insert(STATUS.into(), s(serde_name(&summary.status)));
             item.insert("Target".into(), s(summary.target));
             item.insert("Archived".into(), AttributeValue::Bool(summary.archived));
-            item.insert("CreatedAt".into(), s(summary.created_at.to_string()));
+            item.insert(CREATED_AT.into(), s(summary.created_at.to_string()));
             item.insert("UpdatedAt".into(), s(summary.updated_at.to_string()));
             item.insert("Version".into(), n(summary.version));
             items.push(put(item)?);
@@ -553,19 +534,25 @@ fn chunk_items(
         let mut tracker = state.tracker.take().unwrap_or_default();
         for (_, event) in events {
             if let Some(result) = tracker.apply(&key.aggregate_id, event) {
-                let mut item = row("result".into());
+                let mut item = row(RESULT.into());
                 item.insert("Result".into(), s(to_json(&pk, &result)?));
                 item.insert("Outcome".into(), s(serde_name(&result.outcome)));
                 item.insert("Day".into(), s(&result.day));
                 if let Some(ms) = result.recovery_ms {
                     item.insert("RecoveryMs".into(), n(ms));
                 }
-                item.insert("Feed".into(), s(RESULT_FEED));
-                item.insert("FeedKey".into(), s(result_feed_key(&result)));
+                item.insert(FEED.into(), s(RESULT_FEED));
+                item.insert(
+                    FEED_KEY.into(),
+                    s(result_feed_key(
+                        &result.ended_at.to_string(),
+                        &result.experiment_id,
+                    )),
+                );
                 items.push(put(item)?);
             }
         }
-        let mut item = row("tracker".into());
+        let mut item = row(TRACKER.into());
         item.insert("State".into(), s(to_json(&pk, &tracker)?));
         items.push(put(item)?);
         state.tracker = Some(tracker);
@@ -574,14 +561,14 @@ fn chunk_items(
     // audit log
     for (_, envelope) in pending[2] {
         let entry = AuditEntry::from_envelope(envelope);
-        let mut item = row(format!("audit#{:010}", entry.sequence));
+        let mut item = row(audit_sort_key(entry.sequence));
         item.insert("Entry".into(), s(to_json(&pk, &entry)?));
         item.insert("EventType".into(), s(&entry.event_type));
         item.insert("Actor".into(), s(&entry.actor));
         item.insert("At".into(), s(entry.at.to_string()));
-        item.insert("Feed".into(), s(AUDIT_FEED));
+        item.insert(FEED.into(), s(AUDIT_FEED));
         item.insert(
-            "FeedKey".into(),
+            FEED_KEY.into(),
             s(audit_feed_key(
                 &entry.recorded_at,
                 &entry.aggregate_id,
@@ -597,7 +584,7 @@ fn chunk_items(
             continue;
         };
         let expected = state.checkpoints[i];
-        let mut item = row(format!("checkpoint#{projection}"));
+        let mut item = row(checkpoint_sort_key(projection));
         item.insert("Sequence".into(), n(last.sequence));
         let mut builder = Put::builder().table_name(&store.table).set_item(Some(item));
         builder = if expected == 0 {

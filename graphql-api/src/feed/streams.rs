@@ -16,6 +16,7 @@
 //! poll a shard; the projection's event source mapping is one, so one API task may be the
 //! other. More tasks would take a Kinesis data stream for the table, with enhanced fan-out.
 
+use dynamo_tables::events;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,10 +101,12 @@ impl StreamFeed {
             .dynamodb
             .query()
             .table_name(&self.table)
-            .key_condition_expression("AggregateTypeAndId = :key AND AggregateIdSequence > :after")
+            .key_condition_expression("#key = :key AND #sequence > :after")
+            .expression_attribute_names("#key", events::PARTITION_KEY)
+            .expression_attribute_names("#sequence", events::SORT_KEY)
             .expression_attribute_values(
                 ":key",
-                AttributeValue::S(format!("{aggregate_type}:{aggregate_id}")),
+                AttributeValue::S(events::partition(aggregate_type, aggregate_id)),
             )
             .expression_attribute_values(":after", AttributeValue::N(after.to_string()))
             .consistent_read(true)
@@ -292,8 +295,8 @@ fn item_of(item: &HashMap<String, AttributeValue>) -> FeedItem {
                     .cloned()
                     .unwrap_or_default()
             };
-            let key = text("AggregateTypeAndId");
-            let (aggregate_type, aggregate_id) = key.split_once(':').unwrap_or(("", &key));
+            let key = text(events::PARTITION_KEY);
+            let (aggregate_type, aggregate_id) = events::stream_of(&key).unwrap_or(("", &key));
             FeedItem {
                 position: None,
                 aggregate_type: aggregate_type.to_owned(),

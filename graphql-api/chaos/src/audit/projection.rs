@@ -1,6 +1,7 @@
 //! The audit-log read model against the log: every event applied has exactly one entry that
 //! says what the event says, and no entry stands for an event that is not there.
 
+use dynamo_tables::views;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -195,8 +196,9 @@ impl<'a> DynamoAuditCheck<'a> {
             .client
             .query()
             .table_name(self.views)
-            .key_condition_expression("Pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("{t}#{id}")))
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", views::PK)
+            .expression_attribute_values(":pk", AttributeValue::S(views::stream_partition(t, id)))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -206,20 +208,19 @@ impl<'a> DynamoAuditCheck<'a> {
         while let Some(item) = pages.next().await {
             let item = item.map_err(dynamo_error)?;
             let sk = item
-                .get("Sk")
+                .get(views::SK)
                 .and_then(|v| v.as_s().ok())
                 .cloned()
                 .unwrap_or_default();
-            if sk == "checkpoint#audit_log" {
+            if sk == views::checkpoint_sort_key("audit_log") {
                 checkpoint = item
                     .get("Sequence")
                     .and_then(|v| v.as_n().ok())
                     .and_then(|n| n.parse().ok())
                     .ok_or_else(|| bad(format!("{sk} has no Sequence")))?;
-            } else if let Some(sequence) = sk.strip_prefix("audit#") {
-                let sequence: u64 = sequence
-                    .parse()
-                    .map_err(|_| bad(format!("{sk} is not audit#SEQUENCE")))?;
+            } else if sk.starts_with(views::AUDIT_PREFIX) {
+                let sequence = views::sequence_of_audit(&sk)
+                    .ok_or_else(|| bad(format!("{sk} is not {}SEQUENCE", views::AUDIT_PREFIX)))?;
                 let entry = item
                     .get("Entry")
                     .and_then(|v| v.as_s().ok())
@@ -290,32 +291,31 @@ impl<'a> DynamoAuditCheck<'a> {
         streams: &BTreeSet<(String, String)>,
     ) -> Result<(), AuditError> {
         use aws_sdk_dynamodb::types::AttributeValue;
-        use projection_lambdas::dynamo_stream::{AUDIT_FEED, BY_FEED};
         let mut pages = self
             .client
             .query()
             .table_name(self.views)
-            .index_name(BY_FEED)
-            .key_condition_expression("Feed = :feed")
-            .expression_attribute_values(":feed", AttributeValue::S(AUDIT_FEED.to_owned()))
-            .projection_expression("Pk, Sk")
+            .index_name(views::BY_FEED)
+            .key_condition_expression("#feed = :feed")
+            .expression_attribute_names("#feed", views::FEED)
+            .expression_attribute_values(":feed", AttributeValue::S(views::AUDIT_FEED.to_owned()))
+            .projection_expression("#pk, #sk")
+            .expression_attribute_names("#pk", views::PK)
+            .expression_attribute_names("#sk", views::SK)
             .into_paginator()
             .items()
             .send();
         while let Some(item) = pages.next().await {
             let item = item.map_err(dynamo_error)?;
             let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-            let (Some(pk), Some(sk)) = (text("Pk"), text("Sk")) else {
+            let (Some(pk), Some(sk)) = (text(views::PK), text(views::SK)) else {
                 continue;
             };
-            let Some((t, id)) = pk.split_once('#') else {
+            let Some((t, id)) = views::stream_of(&pk) else {
                 continue;
             };
             if !streams.contains(&(t.to_owned(), id.to_owned())) {
-                let sequence = sk
-                    .strip_prefix("audit#")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
+                let sequence = views::sequence_of_audit(&sk).unwrap_or(0);
                 self.note(
                     t,
                     id,
