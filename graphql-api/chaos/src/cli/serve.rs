@@ -189,20 +189,7 @@ pub(crate) async fn serve(
     }
     let mut auth = identity.authenticator(Some((pool.clone(), db))).await?;
     owner_only(db)?;
-    // A store no one can sign in to yet: a one-time code makes its first administrator.
-    let first_admin_code = if service_over(pool.clone())
-        .platform_of(&[Concern::Users])
-        .await?
-        .aggregate
-        .users()
-        .is_empty()
-    {
-        let (first_admin, code) = FirstAdmin::draw().map_err(|e| CliError::Task(e.to_string()))?;
-        auth.first_admin = Some(Arc::new(first_admin));
-        Some(code)
-    } else {
-        None
-    };
+    let first_admin_code = first_admin(&pool, &mut auth).await?;
     let allow_private_targets = limits.private_webhook_targets;
     let (state, workflows) = AppState::embedded(
         db,
@@ -215,42 +202,7 @@ pub(crate) async fn serve(
     .await?;
     tracing::info!(db = %db.display(), "event store open");
 
-    // The read models and the webhook outbox follow the log on their own threads (SQLite work
-    // is blocking); deliveries are sent by a task, so a slow receiver holds up nothing else.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut projector = Projector::open(db, None)?;
-    let mut outbox = Outbox::open(db)?;
-    let sender = Sender::new(
-        db,
-        DeliveryPolicy {
-            allow_private_targets,
-            ..DeliveryPolicy::default()
-        },
-    )?;
-    let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(work)
-            .map_err(|e| CliError::Task(e.to_string()))
-    };
-    let threads = [
-        spawn("projector", {
-            let stop = Arc::clone(&stop);
-            Box::new(move || projector.run(&stop, IDLE_POLL, |_| {}))
-        })?,
-        spawn("webhook-outbox", {
-            let stop = Arc::clone(&stop);
-            Box::new(move || outbox.run(&stop, IDLE_POLL))
-        })?,
-    ];
-    let (stop_sending, sending_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sending = tokio::spawn(async move {
-        sender
-            .run(std::time::Duration::from_millis(200), async {
-                let _ = sending_stopped.await;
-            })
-            .await;
-    });
+    let followers = LogFollowers::start(db, allow_private_targets)?;
 
     // Experiments run here, whoever started them; runs left running are resumed.
     let (stop_following, following_stopped) = tokio::sync::watch::channel(false);
@@ -262,15 +214,7 @@ pub(crate) async fn serve(
         following_stopped,
     ));
 
-    // Scripts and tests read this line to find the port when binding port 0.
-    eprintln!("chaos: listening on http://{local}");
-    if let Some(code) = first_admin_code {
-        eprintln!(
-            "chaos: no one can sign in yet. Create the first administrator at\n\
-             chaos:   http://{local}/#first-admin={code}\n\
-             chaos: (the code works once, while this server runs; or: chaos user add NAME --role ADMIN)"
-        );
-    }
+    announce(local, first_admin_code.as_deref());
     graphql_api::serve::serve(listener, router(state), stopped).await;
     let _ = stop_following.send(true);
     if following.await.is_err() {
@@ -279,16 +223,7 @@ pub(crate) async fn serve(
     for fleet in fleets.fleets() {
         fleet.stop();
     }
-    stop.store(true, Ordering::Relaxed);
-    let _ = stop_sending.send(());
-    if sending.await.is_err() {
-        tracing::error!("webhook sender panicked");
-    }
-    for thread in threads {
-        if thread.join().is_err() {
-            tracing::error!("a background thread panicked");
-        }
-    }
+    followers.stop().await;
     if lost.load(Ordering::Relaxed) {
         pool.close().await;
         return Err(CliError::LeaseLost);
@@ -299,6 +234,106 @@ pub(crate) async fn serve(
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A store no one can sign in to yet gets a one-time code that makes its first administrator:
+/// `auth` accepts it, and the code is returned to be shown.
+async fn first_admin(
+    pool: &sqlx::SqlitePool,
+    auth: &mut graphql_api::identity::Authenticator,
+) -> Result<Option<String>, CliError> {
+    let users = service_over(pool.clone())
+        .platform_of(&[Concern::Users])
+        .await?
+        .aggregate;
+    if !users.users().is_empty() {
+        return Ok(None);
+    }
+    let (first_admin, code) = FirstAdmin::draw().map_err(|e| CliError::Task(e.to_string()))?;
+    auth.first_admin = Some(Arc::new(first_admin));
+    Ok(Some(code))
+}
+
+/// Says where the server listens (scripts and tests read this line to find the port when
+/// binding port 0), and how to make the first administrator when no one can sign in yet.
+fn announce(local: SocketAddr, first_admin_code: Option<&str>) {
+    eprintln!("chaos: listening on http://{local}");
+    if let Some(code) = first_admin_code {
+        eprintln!(
+            "chaos: no one can sign in yet. Create the first administrator at\n\
+             chaos:   http://{local}/#first-admin={code}\n\
+             chaos: (the code works once, while this server runs; or: chaos user add NAME --role ADMIN)"
+        );
+    }
+}
+
+/// What follows the log besides the workflow: the read models and the webhook outbox on
+/// threads of their own (SQLite work is blocking), and the webhook sender as a task, so a slow
+/// receiver holds up nothing else.
+struct LogFollowers {
+    stop: Arc<AtomicBool>,
+    threads: [std::thread::JoinHandle<()>; 2],
+    stop_sending: tokio::sync::oneshot::Sender<()>,
+    sending: tokio::task::JoinHandle<()>,
+}
+
+impl LogFollowers {
+    fn start(db: &Path, allow_private_targets: bool) -> Result<Self, CliError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut projector = Projector::open(db, None)?;
+        let mut outbox = Outbox::open(db)?;
+        let sender = Sender::new(
+            db,
+            DeliveryPolicy {
+                allow_private_targets,
+                ..DeliveryPolicy::default()
+            },
+        )?;
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(work)
+                .map_err(|e| CliError::Task(e.to_string()))
+        };
+        let threads = [
+            spawn("projector", {
+                let stop = Arc::clone(&stop);
+                Box::new(move || projector.run(&stop, IDLE_POLL, |_| {}))
+            })?,
+            spawn("webhook-outbox", {
+                let stop = Arc::clone(&stop);
+                Box::new(move || outbox.run(&stop, IDLE_POLL))
+            })?,
+        ];
+        let (stop_sending, sending_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sending = tokio::spawn(async move {
+            sender
+                .run(std::time::Duration::from_millis(200), async {
+                    let _ = sending_stopped.await;
+                })
+                .await;
+        });
+        Ok(Self {
+            stop,
+            threads,
+            stop_sending,
+            sending,
+        })
+    }
+
+    /// Stops them all and waits for them.
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop_sending.send(());
+        if self.sending.await.is_err() {
+            tracing::error!("webhook sender panicked");
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a background thread panicked");
+            }
+        }
+    }
 }
 
 /// `chaos serve --aws`: the API over the platform deployed on AWS.
