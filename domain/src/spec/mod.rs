@@ -443,160 +443,16 @@ impl ExperimentSpec {
             MAX_DESCRIPTION_CHARS,
             true,
         );
-
-        let group = &input.target.group;
-        if group.trim().is_empty() {
-            p.add("target.group", "must not be empty");
-        } else if group.chars().count() > MAX_GROUP_CHARS {
-            p.add(
-                "target.group",
-                format!("must have at most {MAX_GROUP_CHARS} characters"),
-            );
-        } else if group.chars().any(char::is_control) {
-            p.add("target.group", "must not contain control characters");
-        }
-
-        match input.selection {
-            Selection::Count(n) if n == 0 || n > HARD_TARGET_CAP => p.add(
-                "selection.value",
-                format!("COUNT must be between 1 and {HARD_TARGET_CAP} (got {n})"),
-            ),
-            Selection::Percent(pc) if pc == 0 || pc > 100 => p.add(
-                "selection.value",
-                format!("PERCENT must be between 1 and 100 (got {pc})"),
-            ),
-            _ => {}
-        }
-        if input.max_targets == 0 || input.max_targets > HARD_TARGET_CAP {
-            p.add(
-                "max_targets",
-                format!(
-                    "must be between 1 and {HARD_TARGET_CAP} (got {})",
-                    input.max_targets
-                ),
-            );
-        }
-        if let Selection::Count(n) = input.selection
-            && n > input.max_targets
-            && input.max_targets > 0
-        {
-            p.add(
-                "selection.value",
-                format!(
-                    "COUNT {n} exceeds max_targets {}: raise max_targets or lower the count",
-                    input.max_targets
-                ),
-            );
-        }
-
-        let pause_secs = match input.failure {
-            FailureType::Pause { duration_secs } => {
-                if !(1..=3_600).contains(&duration_secs) {
-                    p.add(
-                        "failure.duration_secs",
-                        format!("must be between 1 and 3600 (got {duration_secs})"),
-                    );
-                }
-                duration_secs
-            }
-            FailureType::Terminate => 0,
-        };
-        if let (TargetKind::AutoScalingGroup, FailureType::Pause { .. }) =
-            (input.target.kind, input.failure)
-        {
-            p.add(
-                "failure.type",
-                "PAUSE acts on local fleet workers only: an Auto Scaling group's instances can \
-                 be terminated (TERMINATE)",
-            );
-        }
-
-        let conditions = &input.guardrails.stop_conditions;
-        if conditions.len() > MAX_STOP_CONDITIONS {
-            p.add(
-                "guardrails.stop_conditions",
-                format!(
-                    "at most {MAX_STOP_CONDITIONS} stop conditions (got {})",
-                    conditions.len()
-                ),
-            );
-        }
-        let mut seen = BTreeSet::new();
-        for (i, condition) in conditions.iter().enumerate() {
-            let field = format!("guardrails.stop_conditions[{i}]");
-            match condition {
-                StopCondition::Alarm { alarm_name } => {
-                    if alarm_name.trim().is_empty() || alarm_name.chars().count() > 255 {
-                        p.add(
-                            format!("{field}.alarm_name"),
-                            "must have 1 to 255 characters",
-                        );
-                    } else if alarm_name.chars().any(char::is_control) {
-                        p.add(
-                            format!("{field}.alarm_name"),
-                            "must not contain control characters",
-                        );
-                    }
-                }
-                StopCondition::MaxErrorRate { percent } => {
-                    if *percent == 0 || *percent > 100 {
-                        p.add(
-                            format!("{field}.percent"),
-                            format!("must be between 1 and 100 (got {percent})"),
-                        );
-                    }
-                }
-            }
-            if !seen.insert(format!("{condition:?}")) {
-                p.add(field, "duplicates an earlier stop condition");
-            }
-        }
-
-        let r = input.recovery;
-        if !(5..=3_600).contains(&r.timeout_secs) {
-            p.add(
-                "recovery.timeout_secs",
-                format!("must be between 5 and 3600 (got {})", r.timeout_secs),
-            );
-        }
-        if !(1..=300).contains(&r.poll_interval_secs) {
-            p.add(
-                "recovery.poll_interval_secs",
-                format!("must be between 1 and 300 (got {})", r.poll_interval_secs),
-            );
-        }
-        if !(1..=10).contains(&r.baseline_samples) {
-            p.add(
-                "recovery.baseline_samples",
-                format!("must be between 1 and 10 (got {})", r.baseline_samples),
-            );
-        }
-        if r.poll_interval_secs > 0 && r.max_samples() > MAX_HEALTH_SAMPLES {
-            p.add(
-                "recovery",
-                format!(
-                    "baseline_samples + timeout_secs / poll_interval_secs must be at most \
-                     {MAX_HEALTH_SAMPLES} health samples (got {}): poll less often",
-                    r.max_samples()
-                ),
-            );
-        }
-
-        let max_duration = input.guardrails.max_duration_secs;
-        let needed = r.timeout_secs.saturating_add(pause_secs);
-        if !(10..=14_400).contains(&max_duration) {
-            p.add(
-                "guardrails.max_duration_secs",
-                format!("must be between 10 and 14400 (got {max_duration})"),
-            );
-        } else if max_duration < needed {
-            p.add(
-                "guardrails.max_duration_secs",
-                format!(
-                    "must be at least the recovery timeout plus the pause duration ({needed} s)"
-                ),
-            );
-        }
+        check_group(&mut p, &input.target.group);
+        check_selection(&mut p, input.selection, input.max_targets);
+        let pause_secs = check_failure(&mut p, input.failure, input.target.kind);
+        check_stop_conditions(&mut p, &input.guardrails.stop_conditions);
+        check_recovery(&mut p, input.recovery);
+        check_duration(
+            &mut p,
+            input.guardrails.max_duration_secs,
+            input.recovery.timeout_secs.saturating_add(pause_secs),
+        );
 
         p.finish(|| ExperimentSpec {
             name,
@@ -646,6 +502,173 @@ impl ExperimentSpec {
     /// Recovery policy.
     pub fn recovery(&self) -> RecoveryPolicy {
         self.recovery
+    }
+}
+
+/// `target.group`: a name, not empty, not too long, no control characters.
+fn check_group(p: &mut Problems, group: &str) {
+    if group.trim().is_empty() {
+        p.add("target.group", "must not be empty");
+    } else if group.chars().count() > MAX_GROUP_CHARS {
+        p.add(
+            "target.group",
+            format!("must have at most {MAX_GROUP_CHARS} characters"),
+        );
+    } else if group.chars().any(char::is_control) {
+        p.add("target.group", "must not contain control characters");
+    }
+}
+
+/// `selection` and `max_targets`: within the hard cap, and the count within `max_targets`.
+fn check_selection(p: &mut Problems, selection: Selection, max_targets: u32) {
+    match selection {
+        Selection::Count(n) if n == 0 || n > HARD_TARGET_CAP => p.add(
+            "selection.value",
+            format!("COUNT must be between 1 and {HARD_TARGET_CAP} (got {n})"),
+        ),
+        Selection::Percent(pc) if pc == 0 || pc > 100 => p.add(
+            "selection.value",
+            format!("PERCENT must be between 1 and 100 (got {pc})"),
+        ),
+        _ => {}
+    }
+    if max_targets == 0 || max_targets > HARD_TARGET_CAP {
+        p.add(
+            "max_targets",
+            format!(
+                "must be between 1 and {HARD_TARGET_CAP} (got {})",
+                max_targets
+            ),
+        );
+    }
+    if let Selection::Count(n) = selection
+        && n > max_targets
+        && max_targets > 0
+    {
+        p.add(
+            "selection.value",
+            format!(
+                "COUNT {n} exceeds max_targets {}: raise max_targets or lower the count",
+                max_targets
+            ),
+        );
+    }
+}
+
+/// `failure`: a pause's duration, and a pause only where it can act. Returns how long the
+/// failure lasts (0 for one that is done at once).
+fn check_failure(p: &mut Problems, failure: FailureType, kind: TargetKind) -> u32 {
+    let pause_secs = match failure {
+        FailureType::Pause { duration_secs } => {
+            if !(1..=3_600).contains(&duration_secs) {
+                p.add(
+                    "failure.duration_secs",
+                    format!("must be between 1 and 3600 (got {duration_secs})"),
+                );
+            }
+            duration_secs
+        }
+        FailureType::Terminate => 0,
+    };
+    if let (TargetKind::AutoScalingGroup, FailureType::Pause { .. }) = (kind, failure) {
+        p.add(
+            "failure.type",
+            "PAUSE acts on local fleet workers only: an Auto Scaling group's instances can \
+             be terminated (TERMINATE)",
+        );
+    }
+    pause_secs
+}
+
+/// `guardrails.stop_conditions`: at most so many, each valid, none twice.
+fn check_stop_conditions(p: &mut Problems, conditions: &[StopCondition]) {
+    if conditions.len() > MAX_STOP_CONDITIONS {
+        p.add(
+            "guardrails.stop_conditions",
+            format!(
+                "at most {MAX_STOP_CONDITIONS} stop conditions (got {})",
+                conditions.len()
+            ),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, condition) in conditions.iter().enumerate() {
+        let field = format!("guardrails.stop_conditions[{i}]");
+        match condition {
+            StopCondition::Alarm { alarm_name } => {
+                if alarm_name.trim().is_empty() || alarm_name.chars().count() > 255 {
+                    p.add(
+                        format!("{field}.alarm_name"),
+                        "must have 1 to 255 characters",
+                    );
+                } else if alarm_name.chars().any(char::is_control) {
+                    p.add(
+                        format!("{field}.alarm_name"),
+                        "must not contain control characters",
+                    );
+                }
+            }
+            StopCondition::MaxErrorRate { percent } => {
+                if *percent == 0 || *percent > 100 {
+                    p.add(
+                        format!("{field}.percent"),
+                        format!("must be between 1 and 100 (got {percent})"),
+                    );
+                }
+            }
+        }
+        if !seen.insert(format!("{condition:?}")) {
+            p.add(field, "duplicates an earlier stop condition");
+        }
+    }
+}
+
+/// `recovery`: its timeout, poll interval and baseline within bounds, and the samples they
+/// take within the stream's.
+fn check_recovery(p: &mut Problems, r: RecoveryPolicy) {
+    if !(5..=3_600).contains(&r.timeout_secs) {
+        p.add(
+            "recovery.timeout_secs",
+            format!("must be between 5 and 3600 (got {})", r.timeout_secs),
+        );
+    }
+    if !(1..=300).contains(&r.poll_interval_secs) {
+        p.add(
+            "recovery.poll_interval_secs",
+            format!("must be between 1 and 300 (got {})", r.poll_interval_secs),
+        );
+    }
+    if !(1..=10).contains(&r.baseline_samples) {
+        p.add(
+            "recovery.baseline_samples",
+            format!("must be between 1 and 10 (got {})", r.baseline_samples),
+        );
+    }
+    if r.poll_interval_secs > 0 && r.max_samples() > MAX_HEALTH_SAMPLES {
+        p.add(
+            "recovery",
+            format!(
+                "baseline_samples + timeout_secs / poll_interval_secs must be at most \
+                 {MAX_HEALTH_SAMPLES} health samples (got {}): poll less often",
+                r.max_samples()
+            ),
+        );
+    }
+}
+
+/// `guardrails.max_duration_secs`: within bounds, and long enough for the failure and the
+/// recovery (`needed` seconds).
+fn check_duration(p: &mut Problems, max_duration: u32, needed: u32) {
+    if !(10..=14_400).contains(&max_duration) {
+        p.add(
+            "guardrails.max_duration_secs",
+            format!("must be between 10 and 14400 (got {max_duration})"),
+        );
+    } else if max_duration < needed {
+        p.add(
+            "guardrails.max_duration_secs",
+            format!("must be at least the recovery timeout plus the pause duration ({needed} s)"),
+        );
     }
 }
 
