@@ -39,13 +39,13 @@ pub const CSV_HEADER: &str =
 /// Writes both files as rows come, to `<name>.partial` files renamed into place at the end, so
 /// a file with the final name is always a complete export.
 struct ExportWriter {
-    pub(crate) jsonl: Output,
-    pub(crate) csv: Option<Output>,
-    pub(crate) line: String,
-    pub(crate) events: u64,
-    pub(crate) hasher: Sha256,
+    jsonl: Output,
+    csv: Option<Output>,
+    line: String,
+    events: u64,
+    hasher: Sha256,
     /// Stored events that could not be read as text, so were not written.
-    pub(crate) unreadable: Vec<Fault>,
+    unreadable: Vec<Fault>,
 }
 
 /// One file being written: `<name>.partial` until [`Output::finish`] renames it into place;

@@ -26,10 +26,10 @@ pub(crate) struct FileFindings {
 /// Lines of a file for one verifier, undecoded: their bytes back to back in one buffer.
 #[derive(Debug, Default)]
 struct Batch {
-    pub(crate) bytes: Vec<u8>,
+    bytes: Vec<u8>,
     /// Where each line ends in `bytes` (each starts where the previous one ends), and its
     /// line number.
-    pub(crate) lines: Vec<(usize, u64)>,
+    lines: Vec<(usize, u64)>,
 }
 
 /// Lines per batch handed to a verifier thread.
@@ -42,9 +42,9 @@ const READ_CHUNK: usize = 4 << 20;
 /// What one verifier thread found.
 #[derive(Debug, Default)]
 struct LaneFindings {
-    pub(crate) fault_lines: HashMap<(String, String), u64>,
-    pub(crate) bad_lines: Vec<(u64, String)>,
-    pub(crate) hashes: HashMap<(String, String, u64), String>,
+    fault_lines: HashMap<(String, String), u64>,
+    bad_lines: Vec<(u64, String)>,
+    hashes: HashMap<(String, String, u64), String>,
 }
 
 /// Verifies an export file: a reader splits the file into lines and sends each, undecoded,

@@ -150,10 +150,10 @@ pub(crate) fn check_projection(path: &Path) -> Result<Option<ProjectionCheck>, A
 /// between reading the log and reading its stream's rows is reported as an entry for an event
 /// the log does not hold, so run it again before concluding.
 pub(crate) struct DynamoAuditCheck<'a> {
-    pub(crate) client: &'a aws_sdk_dynamodb::Client,
-    pub(crate) views: &'a str,
-    pub(crate) check: ProjectionCheck,
-    pub(crate) first: HashMap<(String, String), ProjectionFault>,
+    client: &'a aws_sdk_dynamodb::Client,
+    views: &'a str,
+    check: ProjectionCheck,
+    first: HashMap<(String, String), ProjectionFault>,
 }
 
 impl<'a> DynamoAuditCheck<'a> {
