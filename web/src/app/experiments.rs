@@ -52,27 +52,13 @@ pub fn Experiments() -> Element {
     let mut reload = use_signal(|| 0_u32);
     let page = use_api(move || {
         reload();
-        let mut filter = json!({});
-        if !status().is_empty() {
-            filter["status"] = json!(status());
-        }
-        if !search().trim().is_empty() {
-            filter["search"] = json!(search().trim());
-        }
-        if !target().trim().is_empty() {
-            filter["target"] = json!(target().trim());
-        }
-        // Days are the user's (in their time zone): from the start of the first to the end of
-        // the last.
-        if let Some(from) = midnight(&created_from(), 0) {
-            filter["createdFrom"] = json!(from);
-        }
-        if let Some(to) = midnight(&created_to(), 1) {
-            filter["createdTo"] = json!(to);
-        }
-        if archived() {
-            filter["includeArchived"] = json!(true);
-        }
+        let filter = filter_of(
+            &status(),
+            &search(),
+            &target(),
+            (&created_from(), &created_to()),
+            archived(),
+        );
         Box::pin(call(
             session,
             LIST,
@@ -182,6 +168,38 @@ pub fn Experiments() -> Element {
             Pager { before, cursor, next }
         }
     }
+}
+
+/// The list's filter as the API takes it, from the form's values: what is empty filters
+/// nothing; the days of `created` are the user's (in their time zone), from the start of the
+/// first to the end of the last.
+fn filter_of(
+    status: &str,
+    search: &str,
+    target: &str,
+    created: (&str, &str),
+    archived: bool,
+) -> Value {
+    let mut filter = json!({});
+    if !status.is_empty() {
+        filter["status"] = json!(status);
+    }
+    if !search.trim().is_empty() {
+        filter["search"] = json!(search.trim());
+    }
+    if !target.trim().is_empty() {
+        filter["target"] = json!(target.trim());
+    }
+    if let Some(from) = midnight(created.0, 0) {
+        filter["createdFrom"] = json!(from);
+    }
+    if let Some(to) = midnight(created.1, 1) {
+        filter["createdTo"] = json!(to);
+    }
+    if archived {
+        filter["includeArchived"] = json!(true);
+    }
+    filter
 }
 
 /// A table of experiments (a page from [`LIST`]), with its loading, empty and error states.
