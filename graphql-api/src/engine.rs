@@ -1,5 +1,5 @@
-//! The embedded engine of `chaos serve`: the demo fleet, the workflow runner acting on it, and
-//! the loop that keeps the runner in step with the log.
+//! The embedded engine of `chaos serve`: the workflow runner acting on the demo fleet (which
+//! the binary starts, `demo-fleet`), and the loop that keeps the runner in step with the log.
 //!
 //! Every [`FOLLOW_EVERY`], the loop reads which experiments the read models say are running
 //! and gives them to [`Workflows::reconcile`]; every second it ticks the [`Scheduler`] (due

@@ -7,8 +7,8 @@
 //! - [`chain`]: the log's rows read for checking its chain (the `auditChain` query, and the
 //!   auditors' commands).
 //! - [`dashboard`]: the built web dashboard, served with a strict Content-Security-Policy.
-//! - [`engine`]: the embedded engine: the demo fleet, and the workflow runner kept in step
-//!   with the log.
+//! - [`engine`]: the embedded engine: the workflow runner acting on the demo fleet, kept in
+//!   step with the log.
 //! - [`feed`]: the log as it grows, for the API's subscriptions (the embedded log, or the
 //!   events table's DynamoDB Stream on AWS).
 //! - [`http`]: the axum router served by `chaos serve`.

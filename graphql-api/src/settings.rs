@@ -155,11 +155,6 @@ CREATE TABLE IF NOT EXISTS api_preferences (
 );
 ";
 
-/// The partition of the templates in the read-model table.
-const TEMPLATES_PK: &str = views::TEMPLATES_PARTITION;
-/// The partition of the preferences in the read-model table.
-const PREFERENCES_PK: &str = views::PREFERENCES_PARTITION;
-
 /// The templates and preferences of one platform.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -258,7 +253,7 @@ impl Settings {
                     .table_name(table)
                     .key_condition_expression("#pk = :pk")
                     .expression_attribute_names("#pk", views::PK)
-                    .expression_attribute_values(":pk", s(TEMPLATES_PK))
+                    .expression_attribute_values(":pk", s(views::TEMPLATES_PARTITION))
                     .select(Select::Count)
                     .consistent_read(true)
                     .into_paginator()
@@ -277,7 +272,7 @@ impl Settings {
                 client
                     .put_item()
                     .table_name(table)
-                    .item(views::PK, s(TEMPLATES_PK))
+                    .item(views::PK, s(views::TEMPLATES_PARTITION))
                     .item(views::SK, s(id))
                     .item("Name", s(name))
                     .item("Spec", s(text))
@@ -336,7 +331,7 @@ impl Settings {
                     .table_name(table)
                     .key_condition_expression("#pk = :pk")
                     .expression_attribute_names("#pk", views::PK)
-                    .expression_attribute_values(":pk", s(TEMPLATES_PK))
+                    .expression_attribute_values(":pk", s(views::TEMPLATES_PARTITION))
                     .consistent_read(true)
                     .into_paginator()
                     .items()
@@ -371,7 +366,7 @@ impl Settings {
                 let item = client
                     .get_item()
                     .table_name(table)
-                    .key(views::PK, s(TEMPLATES_PK))
+                    .key(views::PK, s(views::TEMPLATES_PARTITION))
                     .key(views::SK, s(id))
                     .consistent_read(true)
                     .send()
@@ -398,7 +393,7 @@ impl Settings {
             Store::Dynamo { client, table } => client
                 .delete_item()
                 .table_name(table)
-                .key(views::PK, s(TEMPLATES_PK))
+                .key(views::PK, s(views::TEMPLATES_PARTITION))
                 .key(views::SK, s(id))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 .send()
@@ -425,7 +420,7 @@ impl Settings {
             Store::Dynamo { client, table } => client
                 .get_item()
                 .table_name(table)
-                .key(views::PK, s(PREFERENCES_PK))
+                .key(views::PK, s(views::PREFERENCES_PARTITION))
                 .key(views::SK, s(actor))
                 .consistent_read(true)
                 .send()
@@ -456,7 +451,7 @@ impl Settings {
                 client
                     .put_item()
                     .table_name(table)
-                    .item(views::PK, s(PREFERENCES_PK))
+                    .item(views::PK, s(views::PREFERENCES_PARTITION))
                     .item(views::SK, s(actor))
                     .item("Preferences", s(text))
                     .item("UpdatedAt", s(at))

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::commands::{ExperimentCommand, HealthSnapshot, PlatformGate};
 use super::error::ExperimentError;
+// Every decision names the events it produces: `E::ExperimentStarted { .. }`.
+use super::events::ExperimentEvent as E;
 use super::events::{
     ExperimentEvent, FailureCode, FailureReason, Outcome, RollbackPlan, StopCause,
 };
@@ -227,7 +229,6 @@ impl Experiment {
         command: ExperimentCommand,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
         use ExperimentCommand as C;
-        use ExperimentEvent as E;
 
         match (&command, self.status) {
             (C::CreateExperiment { .. }, Status::New) => {}
@@ -280,7 +281,6 @@ impl Experiment {
         start_at: Timestamp,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         if !matches!(self.status, Status::Draft | Status::Scheduled) {
             return Err(self.invalid("schedule"));
         }
@@ -301,7 +301,6 @@ impl Experiment {
         reason: String,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         if !matches!(self.status, Status::Draft | Status::Scheduled) {
             return Err(self.invalid("cancel"));
         }
@@ -315,7 +314,6 @@ impl Experiment {
         gate: PlatformGate,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         if !matches!(self.status, Status::Draft | Status::Scheduled) {
             return Err(self.invalid("start"));
         }
@@ -330,7 +328,6 @@ impl Experiment {
         targets: Vec<TargetId>,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("resolve targets")?;
         if self.targets.is_some() {
             return Err(ExperimentError::TargetsAlreadyResolved);
@@ -374,7 +371,6 @@ impl Experiment {
         health: HealthSnapshot,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("record health")?;
         self.require_real_run()?;
         if self.targets.is_none() {
@@ -399,7 +395,6 @@ impl Experiment {
         health: HealthSnapshot,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("record baseline")?;
         self.require_real_run()?;
         if self.targets.is_none() {
@@ -425,7 +420,6 @@ impl Experiment {
         targets: Vec<TargetId>,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("inject")?;
         let Some(resolved) = &self.targets else {
             return Err(ExperimentError::TargetsNotResolved);
@@ -466,7 +460,6 @@ impl Experiment {
         health: HealthSnapshot,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("observe recovery")?;
         let Some((injected_at, _, _)) = &self.injected else {
             return Err(ExperimentError::NotInjected);
@@ -490,7 +483,6 @@ impl Experiment {
 
     /// Decides [`ExperimentCommand::CompleteExperiment`].
     fn complete_experiment(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("complete")?;
         self.require_real_run()?;
         let Some((injected_at, _, _)) = &self.injected else {
@@ -516,7 +508,6 @@ impl Experiment {
 
     /// Decides [`ExperimentCommand::FinishDryRun`].
     fn finish_dry_run(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_progressing("finish dry run")?;
         if !self.spec_ref()?.dry_run() {
             return Err(ExperimentError::NotDryRun);
@@ -538,7 +529,6 @@ impl Experiment {
         detail: String,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("trip a stop condition")?;
         if !self
             .spec_ref()?
@@ -566,7 +556,6 @@ impl Experiment {
         reason: String,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("stop")?;
         let reason = parse_text("reason", &reason)?;
         if self.stop.is_some() {
@@ -581,7 +570,6 @@ impl Experiment {
         detail: String,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("interrupt")?;
         self.require_real_run()?;
         let detail = parse_text("detail", &detail)?;
@@ -606,7 +594,6 @@ impl Experiment {
         detail: String,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("roll back")?;
         if self.rolled_back {
             return Err(ExperimentError::AlreadyRolledBack);
@@ -617,7 +604,6 @@ impl Experiment {
 
     /// Decides [`ExperimentCommand::MarkStopped`].
     fn mark_stopped(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("mark stopped")?;
         let Some(cause) = self.stop else {
             return Err(ExperimentError::StopNotRequested);
@@ -632,7 +618,6 @@ impl Experiment {
         reason: FailureReason,
         at: Timestamp,
     ) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         self.require_running("fail")?;
         let message = parse_text("reason.message", &reason.message)?;
         Ok(vec![E::ExperimentFailed {
@@ -646,7 +631,6 @@ impl Experiment {
 
     /// Decides [`ExperimentCommand::ArchiveExperiment`].
     fn archive_experiment(&self, at: Timestamp) -> Result<Vec<ExperimentEvent>, ExperimentError> {
-        use ExperimentEvent as E;
         if self.status == Status::Running {
             return Err(self.invalid("archive"));
         }
@@ -746,7 +730,6 @@ impl Aggregate for Experiment {
     }
 
     fn apply(&mut self, event: Self::Event) {
-        use ExperimentEvent as E;
         self.version += 1;
         match event {
             E::ExperimentCreated { id, spec, .. } => {

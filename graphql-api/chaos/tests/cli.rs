@@ -839,6 +839,13 @@ fn a_running_server_delivers_webhooks_for_events_from_the_cli() {
         Some(domain::platform::webhook_secret_fingerprint(secret).as_str()),
         "{added}"
     );
+    let unknown = chaos(&db, &["webhooks", "rotate-secret", "nope"]);
+    assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("no webhook nope"),
+        "{}",
+        stderr(&unknown)
+    );
     let rotated = stdout_json(&chaos(&db, &["webhooks", "rotate-secret", "ci"]));
     assert_ne!(rotated["secret"], added["secret"], "{rotated}");
     let log = stdout_json(&chaos(&db, &["audit", "log", "--experiment", "webhooks.1"]));

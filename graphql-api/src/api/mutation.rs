@@ -554,6 +554,8 @@ impl Mutation {
     async fn rotate_webhook_secret(&self, ctx: &Context<'_>, id: ID) -> Result<WebhookSecret> {
         let actor = require(ctx, Role::Admin)?;
         let api = ctx.data::<ApiContext>()?;
+        // Embedded, the command refuses an unknown webhook too; on AWS nothing is issued or
+        // recorded (no deliveries are sent there yet), so only this says it does not exist.
         let platform = api.platform(&[Concern::Webhooks]).await?;
         if !platform
             .webhooks()

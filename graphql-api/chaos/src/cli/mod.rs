@@ -280,9 +280,6 @@ pub enum CliError {
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),
-    /// No webhook of this id.
-    #[error("no webhook {0}")]
-    NoSuchWebhook(String),
     /// The identity provider failed or refused.
     #[error("{0}")]
     Identity(#[from] graphql_api::identity::local::AuthError),
@@ -300,10 +297,7 @@ impl CliError {
                 _ => 1,
             },
             CliError::Context(_) | CliError::Input { .. } | CliError::Usage(_) => 2,
-            CliError::SpecJson { .. }
-            | CliError::Spec { .. }
-            | CliError::NoSuchUser(_)
-            | CliError::NoSuchWebhook(_) => 3,
+            CliError::SpecJson { .. } | CliError::Spec { .. } | CliError::NoSuchUser(_) => 3,
             CliError::Identity(graphql_api::identity::local::AuthError::Password(
                 graphql_api::identity::password::PasswordError::Weak(_),
             )) => 3,
