@@ -313,7 +313,14 @@ fn event_types(state: &Value) -> Vec<String> {
 fn a_run_cut_off_by_a_server_crash_while_its_failure_is_in_effect_is_interrupted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
-    let first = serve(&db);
+    // The first fleet does not replace its paused worker, so the failure stays in effect (and
+    // the run in OBSERVING_RECOVERY) for the pause's 60 s: long enough for the polling below to
+    // see it however slow the machine. With the usual 500 ms, the replacement was observed as
+    // a recovery within a second and the run could complete between two polls.
+    let first = server::serve(
+        &db,
+        &["--fleet-size", "3", "--fleet-replace-after-ms", "600000"],
+    );
     let pause = spec(
         dir.path(),
         "crash",
