@@ -8,8 +8,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use command_lambdas::sqlite::{OpenError, stored_texts, verify_file};
-use domain::audit::{ChainVerifier, OwnedRow, StoredRow, VerifyReport, sort_streams};
+use command_lambdas::sqlite::{OpenError, stored_texts};
+use domain::audit::{OwnedRow, StoredRow, VerifyReport, sort_streams};
 use dynamo_tables::events;
 
 /// Why the log could not be read.
@@ -158,63 +158,16 @@ static CHAIN_CHECKS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::On
 
 /// Verifies the chain and sequence of one stream (`(type, id)`) or, without one, of every
 /// stream, with the checks `chaos audit verify` makes (the same `ChainVerifier`, fed rows in
-/// the same order): for the API's `auditChain` query.
-///
-/// Embedded, one stream is one indexed read of its rows; the whole log is
-/// [`verify_file`]'s streamed scan (a read-only connection on a blocking thread, memory
-/// growing with the number of streams, not of events). On AWS it is `chaos audit verify
-/// --dynamo-table`'s path: a `Scan` of the table's keys (for the whole log), then one
-/// `Query` per stream, one stream in memory at a time.
+/// the same order): for the API's `auditChain` query. Each backend reads its log its own way
+/// ([`crate::backend::Backend::verify_chain`]); one check runs at a time.
 pub async fn check_chain(
-    backend: &crate::backend::Backend,
+    backend: &dyn crate::backend::Backend,
     stream: Option<(String, String)>,
 ) -> Result<VerifyReport, ChainError> {
-    use crate::backend::Backend;
     let _one = CHAIN_CHECKS
         .get_or_init(|| tokio::sync::Semaphore::new(1))
         .acquire()
         .await
         .map_err(|e| ChainError::Task(e.to_string()))?;
-    match backend {
-        Backend::Embedded { reads, .. } => {
-            let path = reads.path().to_owned();
-            tokio::task::spawn_blocking(move || match stream {
-                None => Ok(verify_file(&path, 0, |_| {})?),
-                Some((aggregate_type, aggregate_id)) => {
-                    let mut verifier = ChainVerifier::new();
-                    store_rows(
-                        &read_only(&path)?,
-                        "WHERE aggregate_type = ?1 AND aggregate_id = ?2",
-                        &[&aggregate_type, &aggregate_id],
-                        |row, not_text| {
-                            match not_text {
-                                None => verifier.push(&row),
-                                Some(column) => verifier.push_not_text(&row, column),
-                            }
-                            Ok::<_, ChainError>(())
-                        },
-                    )?;
-                    Ok(verifier.finish())
-                }
-            })
-            .await
-            .map_err(|e| ChainError::Task(e.to_string()))?
-        }
-        Backend::Aws(aws) => {
-            let (client, table) = (&aws.events, aws.events_table.as_str());
-            let whole = stream.is_none();
-            let streams = match stream {
-                Some(stream) => BTreeSet::from([stream]),
-                None => dynamo_streams(client, table, |_| {}).await?.0,
-            };
-            let mut verifier = ChainVerifier::new();
-            for (aggregate_type, aggregate_id) in &streams {
-                for row in dynamo_stream(client, table, aggregate_type, aggregate_id).await? {
-                    verifier.push(&row.row());
-                }
-            }
-            let report = verifier.finish();
-            Ok(if whole { report.of_whole_log() } else { report })
-        }
-    }
+    backend.verify_chain(stream).await
 }

@@ -9,153 +9,45 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use command_lambdas::SqliteService;
-use command_lambdas::sqlite::{StoreStats, stats};
+use std::sync::Arc;
+
+use command_lambdas::sqlite::StoreStats;
 use demo_fleet::{FleetStatus, LocalFleets};
+use domain::platform::Concern;
 use serde::Serialize;
-use sqlx::SqlitePool;
+
+use crate::backend::SharedBackend;
 
 /// Shared state of every handler.
 #[derive(Debug, Clone)]
 pub struct AppState {
     /// Where the platform's state is.
-    pub mode: Mode,
+    pub backend: SharedBackend,
     /// The demo fleets this process runs.
     pub fleets: LocalFleets,
     /// The GraphQL API.
     pub api: crate::api::Api,
 }
 
-/// Where the platform's state is.
-#[derive(Debug, Clone)]
-pub enum Mode {
-    /// The store file.
-    Embedded {
-        /// The embedded store's pool (read-only queries).
-        pool: SqlitePool,
-        /// Commands and loads.
-        service: SqliteService,
-        /// The store file (read models are read through their own connections).
-        db_path: std::path::PathBuf,
-    },
-    /// AWS: the events table, the read-model table and the workflow in Step Functions.
-    Aws(std::sync::Arc<crate::backend::AwsBackend>),
-}
-
-/// The AWS resources `chaos serve --aws` works with.
-#[derive(Debug, Clone)]
-pub struct AwsResources {
-    /// The dynamo-es events table (with its stream, `NEW_IMAGE`).
-    pub events_table: String,
-    /// The read-model table the projection Lambda keeps.
-    pub views_table: String,
-    /// The experiment workflow's state machine.
-    pub state_machine_arn: String,
-}
-
-/// Why the server's state could not be put together.
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    /// The workflow runner could not be built.
-    #[error("{0}")]
-    Workflow(#[from] command_lambdas::workflow::WorkflowError),
-    /// The store could not be read.
-    #[error("the event store cannot be read: {0}")]
-    Store(#[from] sqlx::Error),
-    /// The templates and preferences could not be opened.
-    #[error("{0}")]
-    Settings(#[from] crate::settings::SettingsError),
-    /// The live feed could not be started.
-    #[error("the live feed cannot start: {0}")]
-    Feed(#[from] crate::feed::FeedError),
-}
-
 impl AppState {
-    /// The embedded platform over the store `db` (open as `pool`): its commands, workflows
-    /// (acting on `fleets`), read models, live feed and settings, with `auth` checking
-    /// credentials. The workflow runner is returned too, for its owner to drive.
-    pub async fn embedded(
-        db: &std::path::Path,
-        pool: SqlitePool,
+    /// The server over `backend`, with `auth` checking credentials and `limits` on callers;
+    /// `fleets` are the demo fleets this process runs (none on AWS).
+    pub fn new(
+        backend: SharedBackend,
         fleets: LocalFleets,
         auth: crate::identity::Authenticator,
-        clock: std::sync::Arc<command_lambdas::clock::SystemClock>,
         limits: crate::limits::Limits,
-    ) -> Result<(AppState, crate::engine::EmbeddedWorkflows), BuildError> {
-        let store = command_lambdas::SqliteStore::new(
-            command_lambdas::sqlite::repository(pool.clone()),
-            clock.clone(),
-            std::sync::Arc::new(command_lambdas::clock::UuidV7),
-        );
-        let service = SqliteService::new(std::sync::Arc::new(store), clock.clone());
-        let workflows = crate::engine::workflows(service.clone(), &fleets, clock)?;
+    ) -> AppState {
         let context = crate::api::ApiContext {
-            backend: crate::backend::Backend::Embedded {
-                workflows: workflows.clone(),
-                reads: crate::reads::ReadModels::new(db),
-                pool: pool.clone(),
-            },
+            backend: Arc::clone(&backend),
             auth,
-            feed: crate::feed::Feed::Log(crate::feed::LogFeed::start(pool.clone()).await?),
-            settings: crate::settings::Settings::open(pool.clone()).await?,
-            limits: std::sync::Arc::new(limits),
+            limits: Arc::new(limits),
         };
-        let state = AppState {
-            mode: Mode::Embedded {
-                pool,
-                service,
-                db_path: db.to_owned(),
-            },
+        AppState {
+            backend,
             fleets,
             api: crate::api::Api::new(context),
-        };
-        Ok((state, workflows))
-    }
-
-    /// The platform on AWS (clients from `config`): commands through dynamo-es into
-    /// `resources.events_table` and the workflow in Step Functions, reads from the read-model
-    /// table, the live feed from the events table's stream. Health is judged by `metrics`.
-    pub async fn aws(
-        config: &aws_config::SdkConfig,
-        resources: &AwsResources,
-        metrics: command_lambdas::cloudwatch::HealthMetrics,
-        auth: crate::identity::Authenticator,
-        limits: crate::limits::Limits,
-    ) -> Result<AppState, BuildError> {
-        let dynamodb = aws_sdk_dynamodb::Client::new(config);
-        let backend = std::sync::Arc::new(crate::backend::AwsBackend {
-            tasks: command_lambdas::lambda::aws_tasks(
-                config,
-                &resources.events_table,
-                &resources.views_table,
-                metrics,
-            ),
-            workflow: command_lambdas::lambda::step_functions(config, &resources.state_machine_arn),
-            reads: projection_lambdas::dynamo_queries::DynamoReads::new(
-                dynamodb.clone(),
-                resources.views_table.clone(),
-            ),
-            events: dynamodb.clone(),
-            events_table: resources.events_table.clone(),
-        });
-        let feed = crate::feed::streams::StreamFeed::start(
-            dynamodb.clone(),
-            aws_sdk_dynamodbstreams::Client::new(config),
-            &resources.events_table,
-        )
-        .await?;
-        let context = crate::api::ApiContext {
-            backend: crate::backend::Backend::Aws(std::sync::Arc::clone(&backend)),
-            auth,
-            feed: crate::feed::Feed::Streams(feed),
-            settings: crate::settings::Settings::dynamo(dynamodb, resources.views_table.clone()),
-            limits: std::sync::Arc::new(limits),
-        };
-        Ok(AppState {
-            mode: Mode::Aws(backend),
-            fleets: LocalFleets::default(),
-            api: crate::api::Api::new(context),
-        })
+        }
     }
 }
 
@@ -243,53 +135,26 @@ pub struct ProjectionHealth {
 
 async fn health(State(state): State<AppState>) -> Result<Json<Health>, AppError> {
     let unavailable = |e: String| AppError::Unavailable(e);
-    let (pool, service, db_path) = match &state.mode {
-        Mode::Embedded {
-            pool,
-            service,
-            db_path,
-        } => (pool, service, db_path),
-        Mode::Aws(aws) => {
-            let platform = aws
-                .tasks
-                .service()
-                .platform()
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            return Ok(Json(Health {
-                status: "ok",
-                version: env!("CARGO_PKG_VERSION"),
-                mode: "aws",
-                store: None,
-                halted: platform.aggregate.halted().is_some(),
-                warnings: warnings(&platform.aggregate),
-                projections: None,
-            }));
-        }
-    };
-    let store = stats(pool).await.map_err(|e| unavailable(e.to_string()))?;
-    let platform = service
-        .platform()
+    let backend = &state.backend;
+    let store = backend
+        .store_stats()
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let path = db_path.clone();
-    let projections = tokio::task::spawn_blocking(move || {
-        let conn = projection_lambdas::embedded::connect(&path)?;
-        projection_lambdas::queries::status(&conn)
-    })
-    .await
-    .map_err(|e| unavailable(e.to_string()))?
-    .map_err(|e| unavailable(e.to_string()))?;
+    let platform = backend.platform(&Concern::ALL).await.map_err(unavailable)?;
+    let projections = backend
+        .projection_status()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     Ok(Json(Health {
         status: "ok",
         version: env!("CARGO_PKG_VERSION"),
-        mode: "embedded",
-        store: Some(store),
-        halted: platform.aggregate.halted().is_some(),
-        warnings: warnings(&platform.aggregate),
-        projections: Some(ProjectionHealth {
-            behind: projections.behind,
-            parked: projections.parked.len(),
+        mode: backend.mode(),
+        store,
+        halted: platform.halted().is_some(),
+        warnings: warnings(&platform),
+        projections: projections.map(|p| ProjectionHealth {
+            behind: p.behind,
+            parked: p.parked.len(),
         }),
     }))
 }
@@ -351,16 +216,21 @@ mod tests {
             cognito: None,
             first_admin: None,
         };
-        let (state, _) = AppState::embedded(
+        let fleets = LocalFleets::default();
+        let (backend, _) = crate::backend::embedded::EmbeddedBackend::start(
             &db_path,
             pool,
-            LocalFleets::default(),
-            auth,
+            &fleets,
             Arc::new(SystemClock),
-            crate::limits::Limits::default(),
         )
         .await
-        .expect("state");
+        .expect("backend");
+        let state = AppState::new(
+            Arc::new(backend),
+            fleets,
+            auth,
+            crate::limits::Limits::default(),
+        );
         router(state)
     }
 

@@ -2,22 +2,20 @@
 //! or as the API task of an AWS deployment.
 //!
 //! - [`api`]: the GraphQL API (schema, identity, errors, limits) served on `/graphql`.
-//! - [`backend`]: where the API's commands go and its reads come from: the embedded store,
-//!   or the platform deployed on AWS.
+//! - [`backend`]: the one seam between the server and where the platform's state is: the
+//!   embedded store (with its workflow engine, read models, log tail and settings tables), or
+//!   the platform deployed on AWS (dynamo-es, Step Functions, the read-model table, the events
+//!   table's stream). Nothing else knows which mode it runs in.
 //! - [`chain`]: the log's rows read for checking its chain (the `auditChain` query, and the
 //!   auditors' commands).
 //! - [`dashboard`]: the built web dashboard, served with a strict Content-Security-Policy.
-//! - [`engine`]: the embedded engine: the workflow runner acting on the demo fleet, kept in
-//!   step with the log.
-//! - [`feed`]: the log as it grows, for the API's subscriptions (the embedded log, or the
-//!   events table's DynamoDB Stream on AWS).
+//! - [`feed`]: the log as it grows, for the API's subscriptions: one catch-up state machine
+//!   over either mode's source.
 //! - [`http`]: the axum router served by `chaos serve`.
 //! - [`identity`]: who a request is: API keys, the embedded identity provider (users,
 //!   passwords, sessions, tokens), Cognito tokens.
 //! - [`limits`]: request rates per caller and sign-in attempts per user.
-//! - [`reads`]: connections to the read models, reused between queries.
 //! - [`settings`]: experiment templates and users' preferences, kept beside the log.
-//! - [`webhook_secret`]: issuing a webhook its signing secret, named in the log.
 //!
 //! This crate wires things together and translates errors at the edge; it decides nothing
 //! about experiments (that is `domain`), and stores nothing of them itself (that is
@@ -28,14 +26,10 @@ pub mod api;
 pub mod backend;
 pub mod chain;
 pub mod dashboard;
-pub mod engine;
 pub mod feed;
 pub mod graphiql;
 pub mod http;
 pub mod identity;
-pub mod lease;
 pub mod limits;
-pub mod reads;
 pub mod serve;
 pub mod settings;
-pub mod webhook_secret;

@@ -1,19 +1,15 @@
 //! Conveniences kept beside the log, not in it: experiment templates and each user's
 //! preferences. Neither decides anything: an experiment started from a template is recorded
 //! with its whole spec (`ExperimentCreated`), and preferences only shape what a dashboard
-//! shows. Embedded, they live in the store file's `api_templates` and `api_preferences`
-//! tables; on AWS, in partitions of their own in the read-model table
-//! (`Pk = "settings#template"`, `Sk` the template's id; `Pk = "settings#preferences"`, `Sk`
-//! the actor), which the projection never touches.
+//! shows. [`Settings`] checks what is saved; a [`SettingsStore`] of each mode keeps it
+//! (embedded: `backend::embedded::settings`, tables of the store file; AWS:
+//! `backend::aws::settings`, partitions of the read-model table).
 
-use dynamo_tables::views;
-use std::collections::HashMap;
+use std::sync::Arc;
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use async_trait::async_trait;
 use domain::spec::{ExperimentSpec, ExperimentSpecInput};
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, SqlitePool};
 
 /// Most templates kept.
 pub const MAX_TEMPLATES: i64 = 200;
@@ -35,10 +31,6 @@ pub enum SettingsError {
     /// DynamoDB refused or could not be reached.
     #[error("the settings table failed: {0}")]
     Dynamo(String),
-}
-
-fn dynamo<E: std::error::Error>(e: E) -> SettingsError {
-    SettingsError::Dynamo(DisplayErrorContext(e).to_string())
 }
 
 impl SettingsError {
@@ -140,74 +132,49 @@ impl Preferences {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS api_templates (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    saved_by TEXT NOT NULL,
-    saved_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_preferences (
-    actor TEXT PRIMARY KEY,
-    preferences TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-";
+/// The refusal of one template more than [`MAX_TEMPLATES`].
+pub fn too_many_templates() -> SettingsError {
+    SettingsError::Invalid(format!(
+        "at most {MAX_TEMPLATES} templates: delete one first"
+    ))
+}
 
-/// The templates and preferences of one platform.
+/// A template's spec as stored.
+pub fn stored_spec(text: &str) -> Result<ExperimentSpecInput, SettingsError> {
+    serde_json::from_str(text).map_err(|e| SettingsError::Invalid(format!("stored spec: {e}")))
+}
+
+/// Where templates and preferences are kept: what each mode implements.
+#[async_trait]
+pub trait SettingsStore: Send + Sync + std::fmt::Debug {
+    /// Stores `template` (its spec as the JSON text `spec`), replacing the one with its id;
+    /// a new one past [`MAX_TEMPLATES`] is refused ([`too_many_templates`]).
+    async fn put_template(&self, template: &Template, spec: &str) -> Result<(), SettingsError>;
+    /// Every template, by name (then id).
+    async fn templates(&self) -> Result<Vec<Template>, SettingsError>;
+    /// Template `id` ([`SettingsError::NotFound`] if there is none; [`SettingsError::Invalid`]
+    /// if its stored spec no longer decodes).
+    async fn template(&self, id: &str) -> Result<Template, SettingsError>;
+    /// Deletes template `id`: whether there was one.
+    async fn delete_template(&self, id: &str) -> Result<bool, SettingsError>;
+    /// `actor`'s preferences as stored (JSON), if they saved any.
+    async fn preferences(&self, actor: &str) -> Result<Option<String>, SettingsError>;
+    /// Stores `actor`'s preferences (JSON) at `at`.
+    async fn put_preferences(&self, actor: &str, text: &str, at: &str)
+    -> Result<(), SettingsError>;
+}
+
+/// The templates and preferences of one platform: cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    store: Store,
-}
-
-#[derive(Debug, Clone)]
-enum Store {
-    Sqlite(SqlitePool),
-    Dynamo {
-        client: aws_sdk_dynamodb::Client,
-        table: String,
-    },
-}
-
-fn s(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
-}
-
-fn text_of(item: &HashMap<String, AttributeValue>, name: &str) -> Result<String, SettingsError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .ok_or_else(|| SettingsError::Dynamo(format!("a settings row has no text {name}")))
-}
-
-fn template_of(item: &HashMap<String, AttributeValue>) -> Result<Template, SettingsError> {
-    Ok(Template {
-        id: text_of(item, views::SK)?,
-        name: text_of(item, "Name")?,
-        spec: serde_json::from_str(&text_of(item, "Spec")?)
-            .map_err(|e| SettingsError::Invalid(format!("stored spec: {e}")))?,
-        saved_by: text_of(item, "SavedBy")?,
-        saved_at: text_of(item, "SavedAt")?,
-    })
+    store: Arc<dyn SettingsStore>,
 }
 
 impl Settings {
-    /// The settings over `pool`'s store (creating their tables).
-    pub async fn open(pool: SqlitePool) -> Result<Self, SettingsError> {
-        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        Ok(Settings {
-            store: Store::Sqlite(pool),
-        })
-    }
-
-    /// The settings in the read-model table `table` (AWS).
-    pub fn dynamo(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+    /// The settings kept in `store`.
+    pub fn new(store: impl SettingsStore + 'static) -> Self {
         Settings {
-            store: Store::Dynamo {
-                client,
-                table: table.into(),
-            },
+            store: Arc::new(store),
         }
     }
 
@@ -239,170 +206,23 @@ impl Settings {
             saved_by: saved_by.to_owned(),
             saved_at: at.to_owned(),
         };
-        let pool = match &self.store {
-            Store::Sqlite(pool) => pool,
-            Store::Dynamo { client, table } => {
-                let exists = match self.template(id).await {
-                    // One whose stored spec no longer decodes exists too, and may be replaced.
-                    Ok(_) | Err(SettingsError::Invalid(_)) => true,
-                    Err(SettingsError::NotFound(_)) => false,
-                    Err(e) => return Err(e),
-                };
-                let count = client
-                    .query()
-                    .table_name(table)
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", views::PK)
-                    .expression_attribute_values(":pk", s(views::TEMPLATES_PARTITION))
-                    .select(Select::Count)
-                    .consistent_read(true)
-                    .into_paginator()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(dynamo)?
-                    .iter()
-                    .map(|page| i64::from(page.count))
-                    .sum::<i64>();
-                if !exists && count >= MAX_TEMPLATES {
-                    return Err(SettingsError::Invalid(format!(
-                        "at most {MAX_TEMPLATES} templates: delete one first"
-                    )));
-                }
-                client
-                    .put_item()
-                    .table_name(table)
-                    .item(views::PK, s(views::TEMPLATES_PARTITION))
-                    .item(views::SK, s(id))
-                    .item("Name", s(name))
-                    .item("Spec", s(text))
-                    .item("SavedBy", s(saved_by))
-                    .item("SavedAt", s(at))
-                    .send()
-                    .await
-                    .map_err(dynamo)?;
-                return Ok(saved);
-            }
-        };
-        let mut tx = pool.begin().await?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_templates WHERE id = ?)")
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_templates")
-            .fetch_one(&mut *tx)
-            .await?;
-        if !exists && count >= MAX_TEMPLATES {
-            return Err(SettingsError::Invalid(format!(
-                "at most {MAX_TEMPLATES} templates: delete one first"
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO api_templates (id, name, spec, saved_by, saved_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec,
-                 saved_by = excluded.saved_by, saved_at = excluded.saved_at",
-        )
-        .bind(id)
-        .bind(name)
-        .bind(&text)
-        .bind(saved_by)
-        .bind(at)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        self.store.put_template(&saved, &text).await?;
         Ok(saved)
     }
 
     /// Every template, by name.
     pub async fn templates(&self) -> Result<Vec<Template>, SettingsError> {
-        match &self.store {
-            Store::Sqlite(pool) => {
-                let rows = sqlx::query(
-                    "SELECT id, name, spec, saved_by, saved_at FROM api_templates ORDER BY name, id",
-                )
-                .fetch_all(pool)
-                .await?;
-                rows.iter().map(template).collect()
-            }
-            Store::Dynamo { client, table } => {
-                let items: Vec<_> = client
-                    .query()
-                    .table_name(table)
-                    .key_condition_expression("#pk = :pk")
-                    .expression_attribute_names("#pk", views::PK)
-                    .expression_attribute_values(":pk", s(views::TEMPLATES_PARTITION))
-                    .consistent_read(true)
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .try_collect()
-                    .await
-                    .map_err(dynamo)?;
-                let mut templates = items
-                    .iter()
-                    .map(template_of)
-                    .collect::<Result<Vec<_>, _>>()?;
-                templates.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-                Ok(templates)
-            }
-        }
+        self.store.templates().await
     }
 
     /// Template `id`.
     pub async fn template(&self, id: &str) -> Result<Template, SettingsError> {
-        match &self.store {
-            Store::Sqlite(pool) => {
-                let row = sqlx::query(
-                    "SELECT id, name, spec, saved_by, saved_at FROM api_templates WHERE id = ?",
-                )
-                .bind(id)
-                .fetch_optional(pool)
-                .await?
-                .ok_or_else(|| SettingsError::NotFound(id.to_owned()))?;
-                template(&row)
-            }
-            Store::Dynamo { client, table } => {
-                let item = client
-                    .get_item()
-                    .table_name(table)
-                    .key(views::PK, s(views::TEMPLATES_PARTITION))
-                    .key(views::SK, s(id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(dynamo)?
-                    .item
-                    .ok_or_else(|| SettingsError::NotFound(id.to_owned()))?;
-                template_of(&item)
-            }
-        }
+        self.store.template(id).await
     }
 
     /// Deletes template `id`.
     pub async fn delete_template(&self, id: &str) -> Result<(), SettingsError> {
-        let deleted = match &self.store {
-            Store::Sqlite(pool) => {
-                sqlx::query("DELETE FROM api_templates WHERE id = ?")
-                    .bind(id)
-                    .execute(pool)
-                    .await?
-                    .rows_affected()
-                    > 0
-            }
-            Store::Dynamo { client, table } => client
-                .delete_item()
-                .table_name(table)
-                .key(views::PK, s(views::TEMPLATES_PARTITION))
-                .key(views::SK, s(id))
-                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(dynamo)?
-                .attributes
-                .is_some(),
-        };
-        if !deleted {
+        if !self.store.delete_template(id).await? {
             return Err(SettingsError::NotFound(id.to_owned()));
         }
         Ok(())
@@ -410,26 +230,7 @@ impl Settings {
 
     /// `actor`'s preferences (the defaults until they save some).
     pub async fn preferences(&self, actor: &str) -> Result<Preferences, SettingsError> {
-        let text: Option<String> = match &self.store {
-            Store::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT preferences FROM api_preferences WHERE actor = ?")
-                    .bind(actor)
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Store::Dynamo { client, table } => client
-                .get_item()
-                .table_name(table)
-                .key(views::PK, s(views::PREFERENCES_PARTITION))
-                .key(views::SK, s(actor))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(dynamo)?
-                .item
-                .map(|item| text_of(&item, "Preferences"))
-                .transpose()?,
-        };
+        let text = self.store.preferences(actor).await?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
@@ -445,44 +246,6 @@ impl Settings {
         preferences.validate()?;
         let text = serde_json::to_string(preferences)
             .map_err(|e| SettingsError::Invalid(e.to_string()))?;
-        let pool = match &self.store {
-            Store::Sqlite(pool) => pool,
-            Store::Dynamo { client, table } => {
-                client
-                    .put_item()
-                    .table_name(table)
-                    .item(views::PK, s(views::PREFERENCES_PARTITION))
-                    .item(views::SK, s(actor))
-                    .item("Preferences", s(text))
-                    .item("UpdatedAt", s(at))
-                    .send()
-                    .await
-                    .map_err(dynamo)?;
-                return Ok(());
-            }
-        };
-        sqlx::query(
-            "INSERT INTO api_preferences (actor, preferences, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT (actor) DO UPDATE SET preferences = excluded.preferences,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(actor)
-        .bind(text)
-        .bind(at)
-        .execute(pool)
-        .await?;
-        Ok(())
+        self.store.put_preferences(actor, &text, at).await
     }
-}
-
-fn template(row: &sqlx::sqlite::SqliteRow) -> Result<Template, SettingsError> {
-    let spec: String = row.try_get("spec")?;
-    Ok(Template {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        spec: serde_json::from_str(&spec)
-            .map_err(|e| SettingsError::Invalid(format!("stored spec: {e}")))?,
-        saved_by: row.try_get("saved_by")?,
-        saved_at: row.try_get("saved_at")?,
-    })
 }

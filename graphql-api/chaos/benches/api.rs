@@ -31,6 +31,7 @@ use command_lambdas::sqlite::{OpenMode, open};
 use demo_fleet::LocalFleets;
 use domain::experiment::Experiment;
 use domain::provenance::Role;
+use graphql_api::backend::embedded::EmbeddedBackend;
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::Authenticator;
 use graphql_api::identity::local::{LocalIssuer, TokenPolicy, key_file};
@@ -63,20 +64,19 @@ async fn main() {
         cognito: None,
         first_admin: None,
     };
-    let (state, _workflows) = AppState::embedded(
-        &db,
-        pool.clone(),
-        LocalFleets::default(),
+    let fleets = LocalFleets::default();
+    let (backend, _workflows) =
+        EmbeddedBackend::start(&db, pool.clone(), &fleets, Arc::new(SystemClock))
+            .await
+            .expect("backend");
+    let service = backend.service().clone();
+    // The capacity of the server is measured, not the limit of one caller.
+    let state = AppState::new(
+        Arc::new(backend),
+        fleets,
         auth,
-        Arc::new(SystemClock),
-        // The capacity of the server is measured, not the limit of one caller.
         graphql_api::limits::Limits::new(0),
-    )
-    .await
-    .expect("server state");
-    let graphql_api::http::Mode::Embedded { service, .. } = state.mode.clone() else {
-        unreachable!("an embedded server")
-    };
+    );
     let id = format!("bench-{}", uuid::Uuid::now_v7());
     let issued = command_lambdas::api_keys::issue(
         &service,

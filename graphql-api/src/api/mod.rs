@@ -46,8 +46,7 @@ use domain::provenance::{Actor, Role};
 
 use futures::{SinkExt, StreamExt};
 
-use crate::backend::Backend;
-use crate::feed::Feed;
+use crate::backend::SharedBackend;
 use crate::identity::{Authenticator, Verdict};
 pub use mutation::Mutation;
 pub use query::Query;
@@ -73,14 +72,10 @@ pub const MAX_PAGE: usize = 200;
 /// What the resolvers work with.
 #[derive(Debug, Clone)]
 pub struct ApiContext {
-    /// Where commands go and reads come from.
-    pub backend: Backend,
+    /// Where commands go and reads come from, the live feed, templates and preferences.
+    pub backend: SharedBackend,
     /// The credentials the server trusts, and the embedded identity provider.
     pub auth: Authenticator,
-    /// The log as it grows, for subscriptions.
-    pub feed: Feed,
-    /// Templates and preferences.
-    pub settings: crate::settings::Settings,
     /// Rate limits.
     pub limits: Arc<crate::limits::Limits>,
 }
@@ -244,7 +239,11 @@ async fn identify(context: &ApiContext, headers: &HeaderMap) -> Result<Identity,
         Some(Err(why)) => return Ok(Identity::Refused(why.to_owned())),
         Some(Ok(secret)) => secret,
     };
-    match context.auth.identify(&context.backend, &secret).await {
+    match context
+        .auth
+        .identify(context.backend.as_ref(), &secret)
+        .await
+    {
         Ok(verdict) => Ok(identity_of(verdict)),
         Err(e) => {
             tracing::error!(error = %e, "cannot check a credential");
@@ -522,7 +521,11 @@ impl SocketCaller {
     /// store is not a reason.
     async fn recheck(&self, context: &ApiContext) -> Option<String> {
         let (credential, actor) = self.accepted.lock().ok()?.clone()?;
-        match context.auth.identify(&context.backend, &credential).await {
+        match context
+            .auth
+            .identify(context.backend.as_ref(), &credential)
+            .await
+        {
             Ok(verdict) => match identity_of(verdict) {
                 Identity::Refused(why) => Some(format!("the credential no longer holds: {why}")),
                 identity => match identity.actor() {
@@ -582,7 +585,7 @@ async fn socket_identity(
     };
     let verdict = context
         .auth
-        .identify(&context.backend, credential)
+        .identify(context.backend.as_ref(), credential)
         .await
         .map_err(|e| {
             async_graphql::Error::new(format!("credentials cannot be checked now: {e}"))

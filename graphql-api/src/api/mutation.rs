@@ -19,10 +19,9 @@ use super::types::{
     WebhookSecret,
 };
 use super::{ApiContext, Identity, coded, refusal, require, spec_argument, with_problems};
-use crate::backend::with_service;
+use crate::backend::IssueError;
 use crate::identity::local::{AuthError, Tokens};
 use crate::identity::user_actor;
-use crate::webhook_secret::IssueError;
 
 /// The root of commands.
 #[derive(Debug, Default)]
@@ -331,8 +330,11 @@ impl Mutation {
             .set_password(&username, &password)
             .await
             .map_err(auth_error)?;
-        let added =
-            with_service!(&api.backend, s => s.add_user(&username, Role::Admin, &context).await);
+        let added = api
+            .backend
+            .commands()
+            .add_user(&username, Role::Admin, &context)
+            .await;
         if let Err(e) = added {
             if let Err(forgotten) = local.forget(&username).await {
                 tracing::warn!(user = %username, error = %forgotten, "the password of a user not added stays stored");
@@ -520,7 +522,7 @@ impl Mutation {
             max_targets_per_run,
             max_duration_secs,
         };
-        recorded(with_service!(&api.backend, s => s.update_config(config, &context).await))
+        recorded(api.backend.commands().update_config(config, &context).await)
     }
 
     /// Subscribes a webhook (ADMIN) to `events` (event types; none: every event). Its id is
@@ -540,7 +542,10 @@ impl Mutation {
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let allow_private = api.limits.private_webhook_targets;
         let result = recorded(
-            with_service!(&api.backend, s => s.add_webhook(&id, &url, events, allow_private, &context).await),
+            api.backend
+                .commands()
+                .add_webhook(&id, &url, events, allow_private, &context)
+                .await,
         )?;
         Ok(WebhookAdded {
             result,
@@ -572,7 +577,12 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        recorded(with_service!(&api.backend, s => s.remove_webhook(id.as_str(), &context).await))
+        recorded(
+            api.backend
+                .commands()
+                .remove_webhook(id.as_str(), &context)
+                .await,
+        )
     }
 
     /// Saves a template (OPERATOR): `spec` (JSON, as `createExperiment` takes it) under
@@ -589,7 +599,8 @@ impl Mutation {
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let now = rfc3339_now();
         let api = ctx.data::<ApiContext>()?;
-        api.settings
+        api.backend
+            .settings()
             .save_template(&id, &name, spec, &actor.id, &now)
             .await
             .map(TemplateNode::from)
@@ -600,7 +611,8 @@ impl Mutation {
     async fn delete_template(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         require(ctx, Role::Operator)?;
         let api = ctx.data::<ApiContext>()?;
-        api.settings
+        api.backend
+            .settings()
             .delete_template(id.as_str())
             .await
             .map(|()| true)
@@ -620,7 +632,8 @@ impl Mutation {
         require(ctx, Role::Operator)?;
         let api = ctx.data::<ApiContext>()?;
         let template = api
-            .settings
+            .backend
+            .settings()
             .template(template_id.as_str())
             .await
             .map_err(|e| coded(e.code(), e.to_string()))?;
@@ -640,7 +653,8 @@ impl Mutation {
         let actor = require(ctx, Role::Viewer)?;
         let api = ctx.data::<ApiContext>()?;
         let preferences = crate::settings::Preferences::from(preferences);
-        api.settings
+        api.backend
+            .settings()
             .save_preferences(&actor.id, &preferences, &rfc3339_now())
             .await
             .map_err(|e| coded(e.code(), e.to_string()))?;
@@ -666,12 +680,15 @@ impl Mutation {
         let id = id.map_or_else(fresh_id, |id| id.to_string());
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        let issued =
-            with_service!(&api.backend, s => api_keys::issue(s, &id, &name, role, &context).await)
-                .map_err(|e| match e {
-                    api_keys::KeyError::Service(e) => refusal(&e),
-                    other => coded("UNAVAILABLE", other.to_string()),
-                })?;
+        let issued = api
+            .backend
+            .commands()
+            .issue_api_key(&id, &name, role, &context)
+            .await
+            .map_err(|e| match e {
+                api_keys::KeyError::Service(e) => refusal(&e),
+                other => coded("UNAVAILABLE", other.to_string()),
+            })?;
         Ok(IssuedApiKey {
             id: issued.id,
             secret: issued.secret,
@@ -684,6 +701,11 @@ impl Mutation {
         let actor = require(ctx, Role::Admin)?;
         let context = context_of(actor)?;
         let api = ctx.data::<ApiContext>()?;
-        recorded(with_service!(&api.backend, s => s.revoke_api_key(id.as_str(), &context).await))
+        recorded(
+            api.backend
+                .commands()
+                .revoke_api_key(id.as_str(), &context)
+                .await,
+        )
     }
 }

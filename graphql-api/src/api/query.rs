@@ -212,7 +212,7 @@ impl Query {
             (kind.to_owned(), id)
         });
         let backend = &ctx.data::<ApiContext>()?.backend;
-        let report = crate::chain::check_chain(backend, stream.clone())
+        let report = crate::chain::check_chain(backend.as_ref(), stream.clone())
             .await
             .map_err(|e: ChainError| {
                 coded("UNAVAILABLE", format!("the log cannot be checked now: {e}"))
@@ -364,7 +364,7 @@ impl Query {
     /// The saved templates, by name.
     async fn templates(&self, ctx: &Context<'_>) -> Result<Vec<TemplateNode>> {
         require(ctx, Role::Viewer)?;
-        let settings = &ctx.data::<ApiContext>()?.settings;
+        let settings = ctx.data::<ApiContext>()?.backend.settings();
         let templates = settings
             .templates()
             .await
@@ -375,7 +375,7 @@ impl Query {
     /// The caller's preferences (the defaults until they save some).
     async fn preferences(&self, ctx: &Context<'_>) -> Result<Preferences> {
         let actor = require(ctx, Role::Viewer)?;
-        let settings = &ctx.data::<ApiContext>()?.settings;
+        let settings = ctx.data::<ApiContext>()?.backend.settings();
         settings
             .preferences(&actor.id)
             .await

@@ -135,7 +135,7 @@ impl Subscription {
     ) -> Result<impl Stream<Item = Result<ExperimentUpdate>> + use<>> {
         require(ctx, Role::Viewer)?;
         let api = ctx.data::<ApiContext>()?;
-        let feed = api.feed.clone();
+        let feed = api.backend.feed().clone();
         // The stream so far (bounded by design), folded to the current state.
         let stored = feed
             .history(Experiment::TYPE, id.as_str())
@@ -235,7 +235,7 @@ impl Subscription {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Result<ActivityUpdate>> + use<>> {
         require(ctx, Role::Viewer)?;
-        let feed = ctx.data::<ApiContext>()?.feed.clone();
+        let feed = ctx.data::<ApiContext>()?.backend.feed().clone();
         let items = feed.activity(after.as_deref()).await.map_err(feed_error)?;
         Ok(items.map(|item| item.map(|item| activity(&item)).map_err(feed_error)))
     }

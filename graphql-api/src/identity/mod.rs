@@ -128,7 +128,7 @@ impl Authenticator {
     /// Who `credential` (the bearer text) authenticates.
     pub async fn identify(
         &self,
-        backend: &Backend,
+        backend: &dyn Backend,
         credential: &str,
     ) -> Result<Verdict, IdentityError> {
         if credential.starts_with(api_keys::PREFIX) {

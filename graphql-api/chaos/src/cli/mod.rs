@@ -265,7 +265,7 @@ pub enum CliError {
     Usage(String),
     /// Another server holds the store's lease.
     #[error(transparent)]
-    Lease(#[from] graphql_api::lease::LeaseError),
+    Lease(#[from] graphql_api::backend::embedded::lease::LeaseError),
     /// Another server took the store's lease over: this one stopped.
     #[error(
         "another chaos serve took this store over (--take-over): this one stopped its workflow and demo fleet"
@@ -276,7 +276,7 @@ pub enum CliError {
     Workflow(#[from] WorkflowError),
     /// The server's state could not be put together.
     #[error("{0}")]
-    Build(#[from] graphql_api::http::BuildError),
+    Build(#[from] graphql_api::backend::BuildError),
     /// No user of this name.
     #[error("no user {0}")]
     NoSuchUser(String),

@@ -9,11 +9,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::Args;
 use command_lambdas::clock::SystemClock;
 use command_lambdas::sqlite::{OpenMode, open};
+use demo_fleet::LocalFleets;
 use domain::platform::Concern;
-use graphql_api::engine;
+use graphql_api::backend::aws::AwsBackend;
+use graphql_api::backend::embedded::lease::Lease;
+use graphql_api::backend::embedded::{EmbeddedBackend, engine};
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::first_admin::FirstAdmin;
-use graphql_api::lease::Lease;
 use projection_lambdas::embedded::{IDLE_POLL, Projector};
 use projection_lambdas::notify::{DeliveryPolicy, Outbox, Sender};
 
@@ -121,7 +123,7 @@ pub(crate) struct AwsArgs {
 }
 
 impl AwsArgs {
-    fn resources(&self) -> Result<graphql_api::http::AwsResources, CliError> {
+    fn resources(&self) -> Result<graphql_api::backend::aws::AwsResources, CliError> {
         let need = |value: &Option<String>, flag: &str, env: &str| {
             value.clone().ok_or_else(|| {
                 CliError::Usage(format!(
@@ -134,7 +136,7 @@ impl AwsArgs {
                 ))
             })
         };
-        Ok(graphql_api::http::AwsResources {
+        Ok(graphql_api::backend::aws::AwsResources {
             events_table: need(&self.events_table, "--events-table", "EVENTS_TABLE")?,
             views_table: need(&self.views_table, "--views-table", "VIEWS_TABLE")?,
             state_machine_arn: need(
@@ -191,15 +193,9 @@ pub(crate) async fn serve(
     owner_only(db)?;
     let first_admin_code = first_admin(&pool, &mut auth).await?;
     let allow_private_targets = limits.private_webhook_targets;
-    let (state, workflows) = AppState::embedded(
-        db,
-        pool.clone(),
-        fleets.clone(),
-        auth,
-        clock.clone(),
-        limits,
-    )
-    .await?;
+    let (backend, workflows) =
+        EmbeddedBackend::start(db, pool.clone(), &fleets, clock.clone()).await?;
+    let state = AppState::new(Arc::new(backend), fleets.clone(), auth, limits);
     tracing::info!(db = %db.display(), "event store open");
 
     let followers = LogFollowers::start(db, allow_private_targets)?;
@@ -351,7 +347,8 @@ pub(crate) async fn serve_aws(
     }
     let metrics = command_lambdas::lambda::metrics().map_err(|e| CliError::Usage(e.to_string()))?;
     let config = aws_config::load_from_env().await;
-    let state = AppState::aws(&config, &resources, metrics, auth, limits).await?;
+    let backend = AwsBackend::start(&config, &resources, metrics).await?;
+    let state = AppState::new(Arc::new(backend), LocalFleets::default(), auth, limits);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| CliError::Bind { addr, source })?;

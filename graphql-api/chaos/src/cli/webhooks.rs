@@ -7,7 +7,7 @@ use command_lambdas::SqliteService;
 use command_lambdas::clock::new_id;
 use command_lambdas::sqlite::{OpenMode, open};
 use domain::provenance::CommandContext;
-use graphql_api::webhook_secret::{IssueError, IssuedSecret};
+use graphql_api::backend::embedded::webhook_secret::{IssueError, IssuedSecret};
 use projection_lambdas::notify::{Outbox, deliveries};
 use serde_json::json;
 
@@ -118,7 +118,7 @@ async fn issue_secret(
     ctx: &CommandContext,
 ) -> Result<IssuedSecret, CliError> {
     let ctx = ctx.follow_up(new_id())?;
-    graphql_api::webhook_secret::issue(service, db, id, &ctx)
+    graphql_api::backend::embedded::webhook_secret::issue(service, db, id, &ctx)
         .await
         .map_err(|e| match e {
             IssueError::Refused(e) => CliError::from(e),

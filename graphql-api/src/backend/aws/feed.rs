@@ -1,14 +1,12 @@
-//! The live feed on AWS: the `Events` table's DynamoDB Stream, read by the API server itself,
-//! with the table as the record of truth.
+//! The live feed's [`Source`] on AWS: the `Events` table's DynamoDB Stream, read by the API
+//! server itself, with the table as the record of truth.
 //!
 //! One task reads every open shard of the stream (`GetRecords`, about five times a second
 //! while it is quiet, at once while records come), follows new shards as the stream splits
 //! them, and broadcasts each record's new image, decoded. The stream delivers at least once
-//! and orders records per item only, so a subscriber never trusts it for completeness: it
-//! keeps, per stream (experiment), the last sequence it has delivered, skips what it already
-//! has, and when a record arrives after a gap it reads the missing events from the table
-//! (a consistent `Query` of the stream's partition) before going on. The stream only says
-//! *when* to look; what is delivered, and in which order, is the table's.
+//! and orders records per item only, so subscribers never trust it for completeness (see
+//! [`crate::feed`]): what is missing is read from the table, a consistent `Query` of the
+//! stream's partition. The table has no global order, so this source has no position.
 //!
 //! Why this feed (and not EventBridge or a poll of the table): the stream is already there
 //! (the projection Lambda reads it), it is ordered per stream key, it keeps 24 hours, and it
@@ -17,19 +15,19 @@
 //! other. More tasks would take a Kinesis data stream for the table, with enhanced fan-out.
 
 use dynamo_tables::events;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::operation::get_records::GetRecordsError;
 use aws_sdk_dynamodbstreams::types::{AttributeValue as StreamValue, ShardIteratorType};
 use domain::views::{Envelope, RawRecord};
-use futures::Stream;
 use tokio::sync::broadcast;
 
-use super::{BUFFER, FeedError, FeedItem};
+use crate::feed::{BUFFER, FeedError, FeedItem, Source};
 
 /// How long the reader waits when the stream had nothing new.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -44,20 +42,20 @@ fn api<E: std::error::Error>(e: E) -> FeedError {
 
 /// The feed over one events table and its stream: cheap to clone.
 #[derive(Debug, Clone)]
-pub struct StreamFeed {
+pub struct StreamSource {
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
     sender: broadcast::Sender<Arc<FeedItem>>,
 }
 
-impl StreamFeed {
+impl StreamSource {
     /// The feed over `table`, whose stream is read from now on by a task of its own (which
     /// ends when the last clone of the feed is dropped).
     pub async fn start(
         dynamodb: aws_sdk_dynamodb::Client,
         streams: aws_sdk_dynamodbstreams::Client,
         table: &str,
-    ) -> Result<StreamFeed, FeedError> {
+    ) -> Result<StreamSource, FeedError> {
         let arn = dynamodb
             .describe_table()
             .table_name(table)
@@ -82,7 +80,7 @@ impl StreamFeed {
         reader.discover(ShardIteratorType::Latest).await?;
         let weak = sender.downgrade();
         tokio::spawn(async move { reader.run(weak).await });
-        Ok(StreamFeed {
+        Ok(StreamSource {
             dynamodb,
             table: table.to_owned(),
             sender,
@@ -91,7 +89,7 @@ impl StreamFeed {
 
     /// The events of stream `aggregate_type:aggregate_id` after `after` (a sequence), from
     /// the table, in order.
-    pub async fn read_stream(
+    async fn query_stream(
         &self,
         aggregate_type: &str,
         aggregate_id: &str,
@@ -119,148 +117,31 @@ impl StreamFeed {
         }
         Ok(items)
     }
+}
 
-    /// Every event of one stream after sequence `after`, then live: each once, in order, with
-    /// no gap. Ends with an error only when the table cannot be read.
-    pub fn follow_stream(
-        &self,
-        aggregate_type: String,
-        aggregate_id: String,
-        after: i64,
-    ) -> impl Stream<Item = Result<FeedItem, FeedError>> + Send + use<> {
-        struct State {
-            feed: StreamFeed,
-            receiver: broadcast::Receiver<Arc<FeedItem>>,
-            aggregate_type: String,
-            aggregate_id: String,
-            last: i64,
-            backlog: VecDeque<FeedItem>,
-            catching_up: bool,
-            failed: bool,
-        }
-        // Subscribed before the table is read: what is written after the read is broadcast
-        // after this point.
-        let state = State {
-            feed: self.clone(),
-            receiver: self.sender.subscribe(),
-            aggregate_type,
-            aggregate_id,
-            last: after,
-            backlog: VecDeque::new(),
-            catching_up: true,
-            failed: false,
-        };
-        futures::stream::unfold(state, |mut s| async move {
-            if s.failed {
-                return None;
-            }
-            loop {
-                if let Some(item) = s.backlog.pop_front() {
-                    if item.sequence <= s.last {
-                        continue;
-                    }
-                    s.last = item.sequence;
-                    return Some((Ok(item), s));
-                }
-                if s.catching_up {
-                    s.catching_up = false;
-                    match s
-                        .feed
-                        .read_stream(&s.aggregate_type, &s.aggregate_id, s.last)
-                        .await
-                    {
-                        Ok(items) => s.backlog.extend(items),
-                        Err(e) => {
-                            s.failed = true;
-                            return Some((Err(e), s));
-                        }
-                    }
-                    continue;
-                }
-                match s.receiver.recv().await {
-                    Ok(item)
-                        if item.aggregate_type == s.aggregate_type
-                            && item.aggregate_id == s.aggregate_id =>
-                    {
-                        if item.sequence == s.last + 1 {
-                            s.backlog.push_back(FeedItem::clone(&item));
-                        } else if item.sequence > s.last {
-                            // Something in between has not come (yet): the table has it.
-                            s.catching_up = true;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => s.catching_up = true,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
+#[async_trait]
+impl Source for StreamSource {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<FeedItem>> {
+        self.sender.subscribe()
     }
 
-    /// Every event the stream brings from now on, each once, every stream's in order (streams
-    /// are not ordered with each other: the table has no global order). "Now" is the feed's:
-    /// an event recorded up to one [`POLL`] before may still come. A subscriber that falls more
-    /// than [`BUFFER`] records behind gets [`FeedError::Lagged`] and the stream ends.
-    pub fn follow_all(&self) -> impl Stream<Item = Result<FeedItem, FeedError>> + Send + use<> {
-        struct State {
-            feed: StreamFeed,
-            receiver: broadcast::Receiver<Arc<FeedItem>>,
-            last: HashMap<(String, String), i64>,
-            backlog: VecDeque<FeedItem>,
-            ended: bool,
-        }
-        let state = State {
-            feed: self.clone(),
-            receiver: self.sender.subscribe(),
-            last: HashMap::new(),
-            backlog: VecDeque::new(),
-            ended: false,
-        };
-        futures::stream::unfold(state, |mut s| async move {
-            if s.ended {
-                return None;
-            }
-            loop {
-                if let Some(item) = s.backlog.pop_front() {
-                    return Some((Ok(item), s));
-                }
-                let item = match s.receiver.recv().await {
-                    Ok(item) => item,
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        s.ended = true;
-                        return Some((Err(FeedError::Lagged(missed)), s));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                };
-                if item.decoded.is_err() && item.sequence == 0 {
-                    // A record that names no stream: delivered as it is, with its reason.
-                    return Some((Ok(FeedItem::clone(&item)), s));
-                }
-                let key = (item.aggregate_type.clone(), item.aggregate_id.clone());
-                let last = s.last.get(&key).copied();
-                match last {
-                    Some(last) if item.sequence <= last => {}
-                    Some(last) if item.sequence > last + 1 => {
-                        match s.feed.read_stream(&key.0, &key.1, last).await {
-                            Ok(items) => {
-                                if let Some(newest) = items.last() {
-                                    s.last.insert(key, newest.sequence);
-                                }
-                                s.backlog.extend(items);
-                            }
-                            Err(e) => {
-                                s.ended = true;
-                                return Some((Err(e), s));
-                            }
-                        }
-                    }
-                    _ => {
-                        s.last.insert(key, item.sequence);
-                        s.backlog.push_back(FeedItem::clone(&item));
-                    }
-                }
-            }
-        })
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after: i64,
+    ) -> Result<Vec<FeedItem>, FeedError> {
+        self.query_stream(aggregate_type, aggregate_id, after).await
+    }
+
+    async fn end(&self) -> Result<Option<i64>, FeedError> {
+        Ok(None)
+    }
+
+    async fn read_after(&self, _after: i64, _limit: i64) -> Result<Vec<FeedItem>, FeedError> {
+        Err(FeedError::Position(
+            "the events table has no global order to read it by".to_owned(),
+        ))
     }
 }
 
