@@ -11,7 +11,20 @@ use server::ws::{collect, connect, next, open, send};
 use server::{Server, chaos, gql, key, ok_json, spec};
 use tungstenite::client::IntoClientRequest;
 
-const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { experimentId sequence eventType status phase ended actor summary } }";
+/// The experiment as the page shows it, in the `experiment` query and in every update.
+macro_rules! shown {
+    () => {
+        "experiment { id name target failureType dryRun status phase outcome recoveryMs createdAt \
+         createdBy startedAt endedAt version } failure stopReason"
+    };
+}
+
+const UPDATES: &str = concat!(
+    "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { \
+     experimentId sequence eventType status phase ended actor summary ",
+    shown!(),
+    " entry { sequence eventType action actor at hash } } }"
+);
 
 /// A store in a directory of its own, an operator's and a viewer's keys, and `chaos serve`
 /// over it with a demo fleet of `workers`, each replaced `replace_ms` after it is lost.
@@ -140,6 +153,54 @@ fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
         .map(|u| u["eventType"].as_str().expect("type"))
         .collect();
     assert_eq!(delivered, logged);
+
+    // Each update carries the experiment as the `experiment` query shows it once the read
+    // models have that event, and the timeline entry the query lists for it: one view.
+    for update in &updates {
+        assert_eq!(
+            update["experiment"]["version"], update["sequence"],
+            "{update:#}"
+        );
+        assert_eq!(
+            update["experiment"]["status"], update["status"],
+            "{update:#}"
+        );
+        assert_eq!(
+            update["entry"]["sequence"], update["sequence"],
+            "{update:#}"
+        );
+    }
+    let query = concat!(
+        "query { experiment(id: \"live-1\") { ",
+        shown!(),
+        " timeline { sequence eventType action actor at hash } } }"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let detail = loop {
+        let read = gql(addr, Some(&viewer), query, json!({}));
+        let detail = read["data"]["experiment"].clone();
+        if detail["experiment"]["version"] == last["sequence"] {
+            break detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the read models never caught up: {read}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["experiment"], detail["experiment"]);
+    assert_eq!(
+        (&last["failure"], &last["stopReason"]),
+        (&detail["failure"], &detail["stopReason"])
+    );
+    let entries: Vec<&Value> = updates.iter().map(|u| &u["entry"]).collect();
+    let timeline: Vec<&Value> = detail["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .skip(1)
+        .collect();
+    assert_eq!(entries, timeline);
 
     // A late subscriber asking from the start gets the whole run, then the end.
     let mut late = connect(addr, &viewer);

@@ -6,9 +6,12 @@ use async_graphql::{Context, ID, Json, Result, SimpleObject, Subscription};
 use cqrs_es::Aggregate;
 use domain::experiment::Experiment;
 use domain::provenance::Role;
+use domain::views::audit_log::AuditEntry;
+use domain::views::experiments::ExperimentRecord;
 use domain::views::{AnyEvent, Envelope};
 use futures::{Stream, StreamExt};
 
+use super::types::{AuditEntryNode, ExperimentNode, failure_of};
 use super::{ApiContext, coded, require};
 use crate::feed::{FeedError, FeedItem};
 
@@ -39,6 +42,16 @@ pub struct ExperimentUpdate {
     pub ended: bool,
     /// The event as stored (its payload).
     pub event: Json<serde_json::Value>,
+    /// The experiment after this event, as the `experiment` query shows it: the read model's
+    /// own fold of the same events, so a page that read the experiment replaces what it shows
+    /// with this, field for field.
+    pub experiment: ExperimentNode,
+    /// Why it failed (`CODE: message`), when it did, as the `experiment` query says.
+    pub failure: Option<String>,
+    /// Why a stop was requested or tripped, when one was, as the `experiment` query says.
+    pub stop_reason: Option<String>,
+    /// The event as the experiment's timeline (the audit log) records it.
+    pub entry: AuditEntryNode,
 }
 
 /// One event anywhere on the platform.
@@ -102,12 +115,16 @@ fn activity(item: &FeedItem) -> ActivityUpdate {
     }
 }
 
-fn update(id: &str, envelope: &Envelope, state: &Experiment) -> ExperimentUpdate {
+/// The update of one event, with `record`, the read model's record of the experiment after it
+/// (`None` if the stream has no `ExperimentCreated` to fold from: it cannot be shown).
+fn update(id: &str, envelope: &Envelope, record: &ExperimentRecord) -> Option<ExperimentUpdate> {
     let event = match &envelope.event {
         AnyEvent::Experiment(e) => serde_json::to_value(e).unwrap_or_default(),
         AnyEvent::Platform(e) => serde_json::to_value(e).unwrap_or_default(),
     };
-    ExperimentUpdate {
+    let experiment = record.summary()?;
+    let state = &record.state;
+    Some(ExperimentUpdate {
         experiment_id: ID(id.to_owned()),
         sequence: i64::try_from(envelope.sequence).unwrap_or(i64::MAX),
         event_type: envelope.event_type(),
@@ -118,13 +135,50 @@ fn update(id: &str, envelope: &Envelope, state: &Experiment) -> ExperimentUpdate
         phase: state.phase().map(upper),
         ended: state.status().is_terminal(),
         event: Json(event),
+        experiment: experiment.into(),
+        failure: failure_of(record),
+        stop_reason: record.stop_reason.clone(),
+        entry: AuditEntry::from_envelope(envelope).into(),
+    })
+}
+
+/// The update of `envelope`, or why the experiment cannot be shown after it.
+fn next_update(
+    id: &str,
+    envelope: &Envelope,
+    record: Option<&ExperimentRecord>,
+) -> Result<ExperimentUpdate> {
+    record
+        .and_then(|record| update(id, envelope, record))
+        .ok_or_else(|| {
+            unreadable(
+                id,
+                i64::try_from(envelope.sequence).unwrap_or(i64::MAX),
+                "its stream does not begin with ExperimentCreated",
+            )
+        })
+}
+
+/// `record` with `envelope` folded in, as the experiments read model folds it.
+fn fold(record: Option<ExperimentRecord>, envelope: &Envelope) -> Option<ExperimentRecord> {
+    match &envelope.event {
+        AnyEvent::Experiment(e) => Some(ExperimentRecord::apply(record, envelope, e)),
+        AnyEvent::Platform(_) => record,
     }
+}
+
+/// Why event `sequence` of `id` cannot be delivered.
+fn unreadable(id: &str, sequence: i64, why: &str) -> async_graphql::Error {
+    coded(
+        "CORRUPT",
+        format!("event {sequence} of {id} cannot be read: {why}"),
+    )
 }
 
 #[Subscription]
 impl Subscription {
-    /// One experiment's events as they are recorded, each with the experiment's state after
-    /// it. With `afterSequence`, the events after that one come first (0: all of them), so a
+    /// One experiment's events as they are recorded, each with the experiment after it as the
+    /// `experiment` query shows it and its timeline entry. With `afterSequence`, the events after that one come first (0: all of them), so a
     /// client that read the experiment at version N misses nothing by subscribing after N.
     /// Ends after the run ends (at once if it had ended and nothing is to be replayed).
     async fn experiment_updates(
@@ -145,27 +199,20 @@ impl Subscription {
             return Err(coded("NOT_FOUND", format!("no experiment {}", id.as_str())));
         };
         let after = after_sequence.unwrap_or(i64::MAX);
-        let mut state = Experiment::default();
+        let mut record = None;
         let mut replay = Vec::new();
         for item in stored {
-            let envelope = item.decoded.map_err(|why| {
-                coded(
-                    "CORRUPT",
-                    format!(
-                        "event {} of {} cannot be read: {why}",
-                        item.sequence,
-                        id.as_str()
-                    ),
-                )
-            })?;
-            if let AnyEvent::Experiment(e) = &envelope.event {
-                state.apply(e.clone());
-            }
+            let envelope = item
+                .decoded
+                .map_err(|why| unreadable(id.as_str(), item.sequence, &why))?;
+            record = fold(record, &envelope);
             if item.sequence > after {
-                replay.push(Ok(update(id.as_str(), &envelope, &state)));
+                replay.push(next_update(id.as_str(), &envelope, record.as_ref()));
             }
         }
-        let ended = state.status().is_terminal();
+        let ended = record
+            .as_ref()
+            .is_some_and(|r| r.state.status().is_terminal());
         tracing::debug!(
             experiment = id.as_str(),
             after = after_sequence,
@@ -180,10 +227,10 @@ impl Subscription {
         let live = futures::stream::unfold(
             (
                 feed.follow_stream(Experiment::TYPE, id.as_str(), Some(&newest)),
-                state,
+                record,
                 ended,
             ),
-            move |(mut items, mut state, ended)| {
+            move |(mut items, mut record, ended)| {
                 let experiment_id = experiment_id.clone();
                 async move {
                     if ended {
@@ -192,19 +239,14 @@ impl Subscription {
                     let next = match items.next().await? {
                         Err(e) => Err(feed_error(e)),
                         Ok(item) => match item.decoded {
-                            Err(why) => Err(coded(
-                                "CORRUPT",
-                                format!("event {} cannot be read: {why}", item.sequence),
-                            )),
+                            Err(why) => Err(unreadable(&experiment_id, item.sequence, &why)),
                             Ok(envelope) => {
-                                if let AnyEvent::Experiment(e) = &envelope.event {
-                                    state.apply(e.clone());
-                                }
-                                Ok(update(&experiment_id, &envelope, &state))
+                                record = fold(record, &envelope);
+                                next_update(&experiment_id, &envelope, record.as_ref())
                             }
                         },
                     };
-                    let ended = state.status().is_terminal() || next.is_err();
+                    let ended = next.as_ref().map_or(true, |update| update.ended);
                     match &next {
                         Ok(update) => tracing::debug!(
                             experiment = experiment_id.as_str(),
@@ -218,7 +260,7 @@ impl Subscription {
                             "experimentUpdates fails"
                         ),
                     }
-                    Some((next, (items, state, ended)))
+                    Some((next, (items, record, ended)))
                 }
             },
         );

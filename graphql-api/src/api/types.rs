@@ -138,15 +138,20 @@ pub struct ExperimentDetailNode {
     pub timeline: Vec<AuditEntryNode>,
 }
 
+/// Why the experiment of `record` failed (`CODE: message`), when it did.
+pub(crate) fn failure_of(record: &ExperimentRecord) -> Option<String> {
+    record
+        .failure
+        .as_ref()
+        .map(|f| format!("{}: {}", name_of(&f.code), f.message))
+}
+
 impl ExperimentDetailNode {
     pub(crate) fn new(record: ExperimentRecord, timeline: Vec<AuditEntry>) -> Option<Self> {
         let summary = record.summary()?;
         Some(ExperimentDetailNode {
             experiment: summary.into(),
-            failure: record
-                .failure
-                .as_ref()
-                .map(|f| format!("{}: {}", name_of(&f.code), f.message)),
+            failure: failure_of(&record),
             stop_reason: record.stop_reason.clone(),
             spec: record
                 .state

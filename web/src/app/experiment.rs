@@ -1,6 +1,7 @@
 //! One experiment: what it is, how it ended, and its timeline, which grows live from the
 //! `experimentUpdates` subscription (resumed after the last event shown, so a dropped socket
-//! loses nothing).
+//! loses nothing). Each update carries the experiment as the `experiment` query shows it after
+//! that event, so the page has one view of it: what it read, then what each update says.
 
 use dioxus::prelude::*;
 use serde_json::{Value, json};
@@ -10,15 +11,29 @@ use web::route::Route;
 use super::api::{Completes, Live, call, live, use_task};
 use super::{LiveBadge, Problem, Status, go_with_query, use_route, use_session, when};
 
-const DETAIL: &str = "query($id: ID!) { experiment(id: $id) { failure stopReason \
-    experiment { id name target failureType dryRun status phase outcome recoveryMs createdAt createdBy startedAt endedAt version } \
-    timeline { sequence eventType action actor at } } }";
+/// The experiment as the page shows it: in the query and in every update alike.
+macro_rules! shown {
+    () => {
+        "experiment { id name target failureType dryRun status phase outcome recoveryMs createdAt \
+         createdBy startedAt endedAt version } failure stopReason"
+    };
+}
 
-const UPDATES: &str = "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { \
-    sequence eventType summary actor at status phase ended } }";
+const DETAIL: &str = concat!(
+    "query($id: ID!) { experiment(id: $id) { ",
+    shown!(),
+    " timeline { sequence eventType action actor at } } }"
+);
 
-/// How many times an experiment the read models do not have yet (or not yet as far as the log)
-/// is asked for again, every 250 ms, before the page makes do with what it has.
+const UPDATES: &str = concat!(
+    "subscription($id: ID!, $after: Int) { experimentUpdates(id: $id, afterSequence: $after) { \
+     sequence ended ",
+    shown!(),
+    " entry { sequence eventType action actor at } } }"
+);
+
+/// How many times an experiment the read models do not have yet is asked for again, every
+/// 250 ms, before the page says there is none.
 const MISSING_TRIES: u32 = 20;
 
 /// One line of the timeline.
@@ -31,13 +46,66 @@ struct Entry {
     at: String,
 }
 
+impl Entry {
+    /// An audit entry of the API (`sequence eventType action actor at`).
+    fn of(entry: &Value) -> Entry {
+        let text = |field: &str| entry[field].as_str().unwrap_or_default().to_owned();
+        Entry {
+            sequence: entry["sequence"].as_i64().unwrap_or(0),
+            event_type: text("eventType"),
+            what: text("action"),
+            actor: text("actor"),
+            at: text("at"),
+        }
+    }
+}
+
 /// What the page knows of the experiment.
 #[derive(Debug, Clone, PartialEq)]
 enum Loaded {
     Loading,
     Missing,
     Failed(String),
+    /// The experiment, its failure and stop reason, as of `experiment.version`.
     Found(Value),
+}
+
+/// The version of the experiment a view (`Loaded::Found`'s, or an update) shows.
+fn version(view: &Value) -> i64 {
+    view["experiment"]["version"].as_i64().unwrap_or(0)
+}
+
+/// The experiment as the read models have it (asked again while they do not have it yet: the
+/// page opens right after the run form creates one).
+async fn read_detail(
+    session: Signal<Option<super::session::Session>>,
+    id: &str,
+    mut loaded: Signal<Loaded>,
+) -> Option<Value> {
+    let (mut tries, mut missing) = (0, 0);
+    loop {
+        match call(session, DETAIL, json!({ "id": id })).await {
+            Ok(data) if data["experiment"].is_null() && missing < MISSING_TRIES => {
+                gloo_timers::future::TimeoutFuture::new(250).await;
+                missing += 1;
+            }
+            Ok(data) if data["experiment"].is_null() => {
+                loaded.set(Loaded::Missing);
+                return None;
+            }
+            Ok(data) => return Some(data["experiment"].clone()),
+            Err(e) if e.code == "NETWORK" => {
+                loaded.set(Loaded::Failed(e.message));
+                let delay = backoff::delay_ms(tries, js_sys::Math::random());
+                gloo_timers::future::TimeoutFuture::new(delay).await;
+                tries += 1;
+            }
+            Err(e) => {
+                loaded.set(Loaded::Failed(e.message));
+                return None;
+            }
+        }
+    }
 }
 
 /// The experiment page.
@@ -46,73 +114,40 @@ pub fn Experiment(id: String) -> Element {
     let session = use_session();
     let mut loaded = use_signal(|| Loaded::Loading);
     let mut timeline = use_signal(Vec::<Entry>::new);
-    let mut status = use_signal(String::new);
-    let mut phase = use_signal(|| None::<String>);
-    // The version of the experiment that `status` and `phase` describe: the read models keep
-    // the experiment and its timeline apart, and either may trail the other or the log.
-    let mut version = use_signal(|| 0_i64);
     let live_status = use_signal(|| Live::Connecting);
     let id_for_task = id.clone();
     let mut follow = use_task(move || {
         let id = id_for_task.clone();
         Box::pin(async move {
-            // The experiment as it is now, then every event after it.
-            let (mut tries, mut missing) = (0, 0);
-            let detail = loop {
-                match call(session, DETAIL, json!({ "id": id })).await {
-                    // The read models follow the log: an experiment created a moment ago (this
-                    // page opens right after the run form creates one) may not be in them yet.
-                    Ok(data) if data["experiment"].is_null() && missing < MISSING_TRIES => {
-                        gloo_timers::future::TimeoutFuture::new(250).await;
-                        missing += 1;
-                    }
-                    Ok(data) => break data["experiment"].clone(),
-                    Err(e) if e.code == "NETWORK" => {
-                        loaded.set(Loaded::Failed(e.message));
-                        gloo_timers::future::TimeoutFuture::new(backoff::delay_ms(
-                            tries,
-                            js_sys::Math::random(),
-                        ))
-                        .await;
-                        tries += 1;
-                    }
-                    Err(e) => {
-                        loaded.set(Loaded::Failed(e.message));
-                        return;
-                    }
-                }
-            };
-            if detail.is_null() {
-                loaded.set(Loaded::Missing);
+            let Some(detail) = read_detail(session, &id, loaded).await else {
                 return;
-            }
-            apply_detail(&detail, timeline, status, phase, version);
+            };
+            let entries = detail["timeline"].as_array().map(Vec::as_slice);
+            timeline.set(entries.unwrap_or_default().iter().map(Entry::of).collect());
             loaded.set(Loaded::Found(detail));
             let subscribed = id.clone();
             live(
                 session,
                 UPDATES,
-                // After what both the timeline and the state shown have.
+                // After what both the timeline and the experiment shown have: the read models
+                // keep them apart, and either may trail the other.
                 move || {
-                    let shown = timeline.peek().last().map_or(0, |e| e.sequence);
-                    json!({ "id": subscribed, "after": shown.min(*version.peek()) })
+                    let listed = timeline.peek().last().map_or(0, |e| e.sequence);
+                    let shown = match &*loaded.peek() {
+                        Loaded::Found(view) => version(view),
+                        _ => 0,
+                    };
+                    json!({ "id": subscribed, "after": listed.min(shown) })
                 },
                 move |data| {
                     let update = &data["experimentUpdates"];
-                    let sequence = update["sequence"].as_i64().unwrap_or(0);
-                    if sequence > timeline.peek().last().map_or(0, |e| e.sequence) {
-                        timeline.push(Entry {
-                            sequence,
-                            event_type: update["eventType"].as_str().unwrap_or_default().to_owned(),
-                            what: update["summary"].as_str().unwrap_or_default().to_owned(),
-                            actor: update["actor"].as_str().unwrap_or_default().to_owned(),
-                            at: update["at"].as_str().unwrap_or_default().to_owned(),
-                        });
+                    let entry = Entry::of(&update["entry"]);
+                    if entry.sequence > timeline.peek().last().map_or(0, |e| e.sequence) {
+                        timeline.push(entry);
                     }
-                    if sequence > *version.peek() {
-                        status.set(update["status"].as_str().unwrap_or_default().to_owned());
-                        phase.set(update["phase"].as_str().map(str::to_owned));
-                        version.set(sequence);
+                    let newer = matches!(&*loaded.peek(), Loaded::Found(view) if version(update) > version(view));
+                    if newer {
+                        loaded.set(Loaded::Found(update.clone()));
                     }
                     update["ended"].as_bool().unwrap_or(false)
                 },
@@ -120,49 +155,38 @@ pub fn Experiment(id: String) -> Element {
                 live_status,
             )
             .await;
-            // The run is over: read its outcome, once the read models have caught up with it.
-            for _ in 0..MISSING_TRIES {
-                if let Ok(data) = call(session, DETAIL, json!({ "id": id })).await
-                    && !data["experiment"].is_null()
-                {
-                    let detail = &data["experiment"];
-                    let read = detail["experiment"]["version"].as_i64().unwrap_or(0);
-                    let caught_up = read >= *version.peek();
-                    apply_detail(detail, timeline, status, phase, version);
-                    loaded.set(Loaded::Found(detail.clone()));
-                    if caught_up {
-                        break;
-                    }
-                }
-                gloo_timers::future::TimeoutFuture::new(250).await;
-            }
         })
     });
-    let detail = match loaded() {
-        Loaded::Loading => {
-            return rsx! { p { class: "muted", role: "status", "Loading the experiment…" } };
-        }
+    match loaded() {
+        Loaded::Loading => rsx! { p { class: "muted", role: "status", "Loading the experiment…" } },
         Loaded::Missing => {
-            return rsx! { Problem { message: format!("There is no experiment {id}."), retry: None } };
+            rsx! { Problem { message: format!("There is no experiment {id}."), retry: None } }
         }
-        Loaded::Failed(message) => {
-            return rsx! {
-                Problem {
-                    message,
-                    retry: move |()| {
-                        loaded.set(Loaded::Loading);
-                        follow.restart();
-                    },
-                }
-            };
-        }
-        Loaded::Found(detail) => detail,
-    };
-    let experiment = &detail["experiment"];
+        Loaded::Failed(message) => rsx! {
+            Problem {
+                message,
+                retry: move |()| {
+                    loaded.set(Loaded::Loading);
+                    follow.restart();
+                },
+            }
+        },
+        Loaded::Found(view) => rsx! {
+            Summary { view, live_status }
+            Timeline { entries: timeline }
+        },
+    }
+}
+
+/// The experiment's facts, and what may be done with it.
+#[component]
+fn Summary(view: Value, live_status: Signal<Live>) -> Element {
+    let session = use_session();
+    let experiment = &view["experiment"];
     let text = |field: &str| experiment[field].as_str().unwrap_or_default().to_owned();
     let recovery = experiment["recoveryMs"].as_i64().map(web::units::seconds);
     let can_run = session.read().as_ref().is_some_and(|s| s.can_run());
-    let current = status();
+    let status = text("status");
     rsx! {
         div { class: "page-head",
             h1 { "{text(\"name\")}" }
@@ -173,8 +197,8 @@ pub fn Experiment(id: String) -> Element {
             dl { class: "facts",
                 dt { "Status" }
                 dd {
-                    Status { status: current.clone() }
-                    if let Some(phase) = phase() {
+                    Status { status: status.clone() }
+                    if let Some(phase) = experiment["phase"].as_str() {
                         span { class: "muted", " {phase}" }
                     }
                 }
@@ -193,11 +217,11 @@ pub fn Experiment(id: String) -> Element {
                     dt { "Recovery time" }
                     dd { "{recovery}" }
                 }
-                if let Some(failure) = detail["failure"].as_str() {
+                if let Some(failure) = view["failure"].as_str() {
                     dt { "Why it failed" }
                     dd { "{failure}" }
                 }
-                if let Some(reason) = detail["stopReason"].as_str() {
+                if let Some(reason) = view["stopReason"].as_str() {
                     dt { "Stop reason" }
                     dd { "{reason}" }
                 }
@@ -207,16 +231,23 @@ pub fn Experiment(id: String) -> Element {
                 dd { code { "{text(\"id\")}" } }
             }
             if can_run {
-                Controls { id: id.clone(), status: current.clone() }
+                Controls { id: text("id"), status }
             }
         }
+    }
+}
+
+/// What happened, in the log's order, growing live.
+#[component]
+fn Timeline(entries: Signal<Vec<Entry>>) -> Element {
+    rsx! {
         section { class: "card", "aria-labelledby": "timeline-title",
             h2 { id: "timeline-title", "Timeline" }
-            if timeline.read().is_empty() {
+            if entries.read().is_empty() {
                 p { class: "muted empty", "Nothing has happened yet." }
             }
             ol { class: "timeline", "aria-live": "polite",
-                for entry in timeline.read().iter() {
+                for entry in entries.read().iter() {
                     li { key: "{entry.sequence}", "data-event": "{entry.event_type}",
                         span { class: "seq", "#{entry.sequence}" }
                         span { class: "event-type", "{entry.event_type}" }
@@ -226,47 +257,6 @@ pub fn Experiment(id: String) -> Element {
                 }
             }
         }
-    }
-}
-
-/// Fills the timeline and state from an `experiment(id)` answer, each unless what the page
-/// already shows is newer.
-fn apply_detail(
-    detail: &Value,
-    mut timeline: Signal<Vec<Entry>>,
-    mut status: Signal<String>,
-    mut phase: Signal<Option<String>>,
-    mut version: Signal<i64>,
-) {
-    let entries: Vec<Entry> = detail["timeline"]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| Entry {
-                    sequence: e["sequence"].as_i64().unwrap_or(0),
-                    event_type: e["eventType"].as_str().unwrap_or_default().to_owned(),
-                    what: e["action"].as_str().unwrap_or_default().to_owned(),
-                    actor: e["actor"].as_str().unwrap_or_default().to_owned(),
-                    at: e["at"].as_str().unwrap_or_default().to_owned(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // Keep what arrived live if the read model is behind it.
-    if entries.len() >= timeline.peek().len() {
-        timeline.set(entries);
-    }
-    let read = detail["experiment"]["version"].as_i64().unwrap_or(0);
-    if read >= *version.peek() {
-        status.set(
-            detail["experiment"]["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        phase.set(detail["experiment"]["phase"].as_str().map(str::to_owned));
-        version.set(read);
     }
 }
 
