@@ -683,6 +683,8 @@ fn filters() -> Vec<ExperimentFilter> {
 // The test
 // ---------------------------------------------------------------------------------------------
 
+/// Every query against both read-model stores fed the same log. Long because it is a table of
+/// queries over one fixture that costs seconds to project into moto.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_query_answers_on_dynamodb_as_on_the_embedded_read_models() {
     let setup = setup().await;

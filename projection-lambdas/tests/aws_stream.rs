@@ -332,6 +332,8 @@ async fn concurrent_invocations_apply_each_event_once() {
 /// The AWS housekeeping reads the scheduled and running experiments from this table's
 /// `ByStatus` index: scheduled starts and recurring schedules fire once, a run whose execution
 /// was never started gets one, and a run whose execution ended is ended.
+///
+/// One long test because each case is a state the cases before left in the table.
 #[tokio::test]
 async fn housekeeping_reads_the_status_index_and_keeps_runs_and_executions_in_step() {
     use command_lambdas::housekeeping::Housekeeping;

@@ -385,6 +385,8 @@ async fn write_fleet(store: &SqliteStore) -> usize {
     events + 2
 }
 
+/// Every query of the read models over one projected log. Long because it is a table of queries
+/// over one fixture.
 #[tokio::test]
 async fn read_models_answer_the_queries() {
     let dir = tempfile::tempdir().expect("tempdir");

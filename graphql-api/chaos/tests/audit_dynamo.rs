@@ -46,6 +46,8 @@ fn json(out: &Output) -> Value {
     })
 }
 
+/// A table written once, verified, then tampered with kind by kind. One long test because each
+/// kind of tampering builds on the table the steps before left, and moto's table is set up once.
 #[test]
 fn a_dynamodb_events_table_verifies_and_its_tampering_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -132,6 +132,8 @@ fn health(addr: SocketAddr) -> Value {
 const CREATE: &str =
     "mutation($id: ID!, $spec: JSON!) { createExperiment(id: $id, spec: $spec) { version } }";
 
+/// The API on AWS from the first command to the read model. One long test because its steps
+/// build on each other over one server and one moto (each costs seconds to start).
 #[test]
 fn the_api_on_aws_commands_through_dynamo_es_and_reads_the_read_model_table() {
     let dir = tempfile::tempdir().expect("tempdir");

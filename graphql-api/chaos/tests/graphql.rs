@@ -123,6 +123,8 @@ fn the_committed_sdl_is_the_schema() {
 /// and each role, both as an API key and as a signed-in user. A caller without the role a
 /// mutation needs is refused before anything happens; one with it gets past authorization
 /// (and may still be refused by the platform for its own reasons).
+///
+/// Long because it is a table: every caller against every mutation, over one server.
 #[test]
 fn every_mutation_checks_who_calls_and_with_which_role() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -426,6 +428,9 @@ fn every_mutation_checks_who_calls_and_with_which_role() {
 
 /// The platform's configuration, templates, preferences and the target preview, as the
 /// dashboard's settings and run pages use them.
+///
+/// One long test because its steps build on each other over one server (a template saved is
+/// listed, used, replaced and deleted).
 #[test]
 fn settings_templates_preferences_and_a_target_preview_that_holds() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -765,6 +770,8 @@ fn settings_templates_preferences_and_a_target_preview_that_holds() {
 /// The embedded identity provider: sign-in, rotating refresh tokens, a refresh whose answer
 /// was lost taken again, a replayed refresh token ending its session, logout, and role changes and removals holding from the next
 /// request on.
+///
+/// One long test because each step needs the session the steps before left.
 #[test]
 fn users_sign_in_refresh_once_and_sign_out() {
     let dir = tempfile::tempdir().expect("tempdir");

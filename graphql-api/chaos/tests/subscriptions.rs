@@ -60,6 +60,8 @@ fn platform(workers: &str, replace_ms: &str) -> Platform {
     }
 }
 
+/// One run followed live, replayed, and compared with the log and the read models. One long test
+/// because every check is of the same run (which takes seconds against the demo fleet).
 #[test]
 fn a_subscription_follows_one_experiment_in_order_from_start_to_finish() {
     let Platform {
