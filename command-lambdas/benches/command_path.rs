@@ -8,10 +8,8 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p command-lambdas --bench command_path`).
 //! Knobs: BENCH_EXPERIMENTS, BENCH_COMMANDS (>= 10), BENCH_CLIENTS, BENCH_DIR.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use common::{knob, percentile};
+use test_support::common;
 
 use std::sync::Arc;
 use std::time::Instant;

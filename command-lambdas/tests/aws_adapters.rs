@@ -2,9 +2,6 @@
 //! wire to a local moto server: targets of a real (emulated) Auto Scaling group, its health,
 //! stop-condition alarms failing closed, and at most one workflow execution per experiment.
 
-mod aws;
-mod fleet;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +15,7 @@ use command_lambdas::cloudwatch::{AsgHealth, CloudWatchAlarms, HealthMetrics};
 use command_lambdas::sfn::{StepFunctions, execution_name};
 use domain::spec::{FailureType, Selection, StopCondition, Target, TargetId, TargetKind};
 use fleet::{group, instance_states, state_of};
+use test_support::{aws, fleet};
 
 fn ec2() -> aws_sdk_ec2::Client {
     aws::client!(aws_sdk_ec2)

@@ -3,9 +3,6 @@
 //! Auto Scaling group, reading its health and CloudWatch alarms, and Step Functions starting
 //! one execution per experiment. The tasks are called in the order the workflow calls them.
 
-mod aws;
-mod fleet;
-
 use std::sync::Arc;
 
 use aws_sdk_cloudwatch::types::StateValue;
@@ -25,6 +22,7 @@ use domain::experiment::{Experiment, ExperimentEvent, Outcome, Status};
 use domain::spec::{Selection, Target, TargetKind};
 use fleet::{alarm, instance_states, set_alarm, state_of};
 use serde_json::json;
+use test_support::{aws, fleet};
 
 type Service = ExperimentService<command_lambdas::dynamo::DynamoRepository>;
 

@@ -1,9 +1,6 @@
 //! The event store layer over dynamo-es, against DynamoDB spoken over the wire to a local
 //! moto server: the same guarantees as the embedded store.
 
-mod aws;
-mod common;
-
 use std::sync::Arc;
 
 use command_lambdas::StoreError;
@@ -21,6 +18,7 @@ use domain::spec::{
     ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
     Selection, StopCondition, Target, TargetId, TargetKind,
 };
+use test_support::{aws, common};
 
 async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws::dynamodb();

@@ -8,8 +8,6 @@
 //!
 //! The template is read as CloudFormation reads it (see `template/mod.rs`).
 
-mod template;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use command_lambdas::tasks::Task;
@@ -17,6 +15,7 @@ use domain::provenance::Role;
 use dynamo_tables::{events, views};
 use serde_json::{Value, json};
 use template::{lint, root, template, template_path};
+use test_support::template;
 
 fn resources(template: &Value) -> &serde_json::Map<String, Value> {
     template["Resources"].as_object().expect("Resources")

@@ -3,8 +3,6 @@
 //! a command retried across a closing is answered once, and a store of an earlier release
 //! (one `platform` stream) carries on.
 
-mod common;
-
 use std::sync::Arc;
 
 use command_lambdas::SqliteService;
@@ -15,6 +13,7 @@ use domain::ledger::book_id;
 use domain::platform::{Concern, LEGACY_PLATFORM_ID, PlatformBook, PlatformCommand};
 use domain::provenance::Role;
 use domain::spec::Username;
+use test_support::common;
 
 fn service(store: command_lambdas::SqliteStore) -> SqliteService {
     SqliteService::new(Arc::new(store), Arc::new(SystemClock))

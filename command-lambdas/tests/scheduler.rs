@@ -3,8 +3,6 @@
 //! grace are skipped, blackout windows and halts skip them, one-shot scheduled starts happen
 //! when due or are cancelled with the reason.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 
 use command_lambdas::clock::{Clock, UuidV7};
@@ -18,6 +16,7 @@ use domain::platform::PlatformCommand;
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{BlackoutId, ScheduleId};
+use test_support::common;
 
 /// A clock the test sets.
 #[derive(Debug)]

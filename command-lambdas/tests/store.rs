@@ -1,7 +1,5 @@
 //! The event store layer over a real SQLite file: chain, idempotency, concurrency, crashes.
 
-mod common;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -14,6 +12,7 @@ use common::{at, context, health, lifecycle, store_at};
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, Status};
 use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::TargetId;
+use test_support::common;
 
 #[tokio::test]
 async fn a_full_run_is_stored_with_a_verifiable_chain() {

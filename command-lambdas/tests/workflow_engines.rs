@@ -8,8 +8,6 @@
 //! canned `{"errorMessage", "errorType"}` is answered as a function error (`moto_server.py`).
 //! Each path runs in a region of its own, so their queues do not mix.
 
-mod aws;
-
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent, HistoryEventType};
 use command_lambdas::tasks::{Task, TaskOutput};
 use domain::experiment::{Outcome, Phase, Status};
 use serde_json::{Value, json};
+use test_support::aws;
 
 /// One observable step, as both engines report it.
 #[derive(Debug, Clone, PartialEq)]

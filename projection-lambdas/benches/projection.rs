@@ -14,10 +14,8 @@
 //! store at this path, so a later run reuses the log instead of writing it again), BENCH_BATCH
 //! (the rebuild's chunk size).
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use common::{knob, ms, percentile};
+use test_support::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

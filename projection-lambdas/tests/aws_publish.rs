@@ -3,14 +3,6 @@
 //! fed to `publish` in-process as Lambda would; an EventBridge rule on a custom bus routes some
 //! detail types to an SQS queue, and the test reads what arrived there.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-mod streams;
-#[path = "../../command-lambdas/tests/template/mod.rs"]
-mod template;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,6 +18,7 @@ use projection_lambdas::dynamo_stream::decode_record;
 use projection_lambdas::publisher::{EventBus, SCHEMA_VERSION, SOURCE, publish};
 use serde_json::{Value, json};
 use streams::{event, stream_records};
+use test_support::{aws, common, streams, template};
 
 /// Full lifecycles of `ids` written through the event store; their stream records.
 async fn write_lifecycles(ids: &[&str]) -> Vec<Value> {

@@ -7,12 +7,6 @@
 //! Then every query is asked of both, page by page, and the answers must be equal; a few
 //! answers are also checked against what the history says, so that both cannot be wrong alike.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-mod streams;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -37,6 +31,7 @@ use projection_lambdas::embedded::{ProjectionError, Projector};
 use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 use streams::{event, stream_records};
+use test_support::{aws, common, streams};
 
 // ---------------------------------------------------------------------------------------------
 // One history, written twice

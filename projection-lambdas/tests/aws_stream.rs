@@ -3,12 +3,6 @@
 //! Streams API, turned into the Lambda event JSON and fed to `handle` in-process, as Lambda
 //! would: in order, again shuffled and duplicated, with gaps, with poison, concurrently.
 
-#[path = "../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-mod streams;
-
 use std::sync::Arc;
 
 use command_lambdas::clock::{SystemClock, UuidV7};
@@ -25,6 +19,7 @@ use projection_lambdas::dynamo_stream::{
 use projection_lambdas::plan::StreamKey;
 use serde_json::{Value, json};
 use streams::{event, stream_records};
+use test_support::{aws, common, streams};
 
 struct Setup {
     views: ViewStore,

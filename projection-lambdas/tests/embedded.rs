@@ -4,9 +4,6 @@
 //! models are checked through the queries and, for equivalence, by dumping every read-model
 //! table. Crashes are real: a child process running the projector is killed with SIGKILL.
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,6 +24,7 @@ use projection_lambdas::embedded::Projector;
 use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 use rusqlite::types::Value;
+use test_support::common;
 
 // ---------------------------------------------------------------------------------------------
 // Writing realistic histories through the write side

@@ -1,8 +1,5 @@
 //! Webhook deliveries against a real HTTP receiver on 127.0.0.1, from a real SQLite log.
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,6 +16,7 @@ use domain::spec::WebhookId;
 use projection_lambdas::notify::{
     DeliveryPolicy, Outbox, Sender, deliveries, draw_secret, keep_secret,
 };
+use test_support::common;
 
 /// What the receiver saw: per event id, the attempts and the last body.
 #[derive(Debug, Default)]

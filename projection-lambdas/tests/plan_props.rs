@@ -7,9 +7,6 @@
 //! applier keeps a checkpoint and the applied envelopes per stream, exactly as a projection
 //! would. Every batch is checked against an oracle that looks at one stream at a time.
 
-#[path = "../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::Aggregate;
@@ -23,6 +20,7 @@ use projection_lambdas::plan::{
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::FileFailurePersistence;
+use test_support::common;
 
 type Record = FeedRecord<u64>;
 

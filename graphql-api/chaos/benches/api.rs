@@ -16,10 +16,8 @@
 //! Run with `cargo xtask bench` (or `cargo bench -p graphql-api --bench api`). BENCH_DB keeps
 //! the store at that path, so a later run reuses the experiments instead of writing them again.
 
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use common::{knob, ms, percentile};
+use test_support::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -16,10 +16,8 @@
 //! Knobs: BENCH_EVENTS, BENCH_RUNS, BENCH_DIR (keep the store and export there: a later run
 //! with the same BENCH_EVENTS reuses them).
 
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use common::knob;
+use test_support::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

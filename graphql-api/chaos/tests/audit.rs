@@ -2,9 +2,6 @@
 //! it writes. Every tamper case is found at its stream and sequence, in the store and in its
 //! export (there also at its line); a digest catches what the chain alone cannot.
 
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -19,6 +16,7 @@ use domain::audit::{EventRecord, GENESIS_HASH, seal};
 use domain::experiment::Experiment;
 use domain::provenance::EventMetadata;
 use serde_json::Value;
+use test_support::common;
 
 const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
 

@@ -1,11 +1,6 @@
 //! `chaos audit` over a DynamoDB `Events` table, spoken to over the wire on a local moto
 //! server: the binary finds the endpoint in the usual AWS environment variables.
 
-#[path = "../../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -15,6 +10,7 @@ use command_lambdas::clock::{SystemClock, UuidV7};
 use command_lambdas::dynamo::{DynamoStore, create_events_table, repository};
 use domain::experiment::Experiment;
 use serde_json::Value;
+use test_support::{aws, common};
 
 const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
 

@@ -3,15 +3,7 @@
 //! the table's real stream records, as Lambda would) keeps the read-model table the API
 //! reads, and subscriptions are fed by the events table's DynamoDB Stream.
 
-#[path = "../../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-#[path = "../../../command-lambdas/tests/fleet/mod.rs"]
-mod fleet;
 mod server;
-#[path = "../../../projection-lambdas/tests/streams/mod.rs"]
-mod streams;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,6 +16,7 @@ use projection_lambdas::dynamo_stream::{ViewStore, create_views_table, handle};
 use serde_json::{Value, json};
 use server::ws::{collect, connect, next, send};
 use server::{Server, code, gql, serve_with, spec};
+use test_support::{aws, common, fleet, streams};
 
 /// The tables of one platform on moto.
 struct Platform {

@@ -1,8 +1,5 @@
 //! The `chaos` binary, black-box: real process, real SQLite file, real HTTP on port 0.
 
-#[path = "../../../command-lambdas/tests/common/mod.rs"]
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -10,6 +7,7 @@ use std::time::Duration;
 
 use domain::experiment::Experiment;
 use serde_json::{Value, json};
+use test_support::common;
 
 const CHAOS: &str = env!("CARGO_BIN_EXE_chaos");
 

@@ -1,19 +1,16 @@
 //! The API trusting a Cognito user pool: tokens issued by the pool over the real Cognito API
-//! (a moto server on 127.0.0.1, driven by boto3 in `cognito/pool.py`), verified by
+//! (a moto server on 127.0.0.1, driven by boto3 in `test-support/cognito_pool.py`), verified by
 //! `chaos serve` against the pool's JWKS fetched over HTTP from the same server.
 
-#[path = "../../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "cognito/pool.rs"]
-mod pool;
 mod server;
 
 use std::net::SocketAddr;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use pool::pool;
 use serde_json::{Value, json};
+use test_support::aws;
+use test_support::cognito::pool;
 
 /// A GraphQL request with `Authorization: Bearer <token>`: the JSON answer.
 fn gql(addr: SocketAddr, token: &str, query: &str) -> Value {

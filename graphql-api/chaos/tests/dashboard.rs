@@ -21,10 +21,6 @@
 //! (`CHAOS_DASHBOARD_DIR`, `CHROMIUM`, `PLAYWRIGHT_NODE_MODULES`). Screenshots of every page
 //! are written under the target directory (the path is printed).
 
-#[path = "../../../command-lambdas/tests/aws/mod.rs"]
-mod aws;
-#[path = "cognito/pool.rs"]
-mod cognito;
 mod server;
 
 use std::io::Write;
@@ -33,6 +29,7 @@ use std::process::{Child, Command, Stdio};
 
 use server::{CHAOS, Server, chaos_input as chaos};
 use std::time::{Duration, Instant};
+use test_support::{aws, cognito};
 
 /// The target directory this test was built in (`<target>/debug/chaos` -> `<target>`).
 fn target_dir() -> PathBuf {

@@ -220,9 +220,11 @@ pub fn key(db: &Path, id: &str, role: &str) -> String {
     issued["secret"].as_str().expect("secret").to_owned()
 }
 
-/// POSTs `body` (raw bytes) to `/graphql` with `headers`; the status and the JSON answer.
-/// The body is sent as `application/json` unless `headers` give a `Content-Type` (an empty
-/// one: none at all).
+/// POSTs `body` (raw bytes) to `/graphql` with `headers` over a socket of its own; the status
+/// and the JSON answer. The body is sent as `application/json` unless `headers` give a
+/// `Content-Type` (an empty one: none at all). Not an HTTP client but a peer that sends what
+/// the tests of bad requests need (no content type, a body past the limit, which the server
+/// may answer and close on before reading it all); every other request goes through [`gql`].
 pub fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream
@@ -264,17 +266,18 @@ pub fn post_raw(addr: SocketAddr, headers: &[(&str, &str)], body: &[u8]) -> (u16
     (status, json)
 }
 
-/// A GraphQL request as `secret` (none: anonymous).
+/// A GraphQL request as `secret` (none: anonymous), over HTTP as any client sends it.
 pub fn gql(addr: SocketAddr, secret: Option<&str>, query: &str, variables: Value) -> Value {
     let bearer = secret.map(|s| format!("Bearer {s}"));
     let headers: Vec<(&str, &str)> = bearer
         .as_deref()
         .map(|b| vec![("Authorization", b)])
         .unwrap_or_default();
-    let body = json!({"query": query, "variables": variables}).to_string();
-    let (status, answer) = post_raw(addr, &headers, body.as_bytes());
-    assert_eq!(status, 200, "{answer}");
-    answer
+    let body = json!({"query": query, "variables": variables});
+    let answer = test_support::http::post_json(&format!("http://{addr}/graphql"), &headers, &body);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    serde_json::from_str(&answer.body)
+        .unwrap_or_else(|e| panic!("the answer is not JSON ({e}): {}", answer.body))
 }
 
 /// The code of the first error, if any.

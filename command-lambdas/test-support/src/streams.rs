@@ -1,6 +1,5 @@
 //! The events table's stream as Lambda delivers it: the real stream records, read from the
 //! local moto server with the DynamoDB Streams API and turned into Lambda event JSON.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 

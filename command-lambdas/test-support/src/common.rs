@@ -1,5 +1,4 @@
 //! Shared test and bench helpers: a realistic experiment lifecycle as commands.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,6 +1,5 @@
 //! EC2 Auto Scaling groups, instances and CloudWatch alarms on the local moto server, for
 //! the tests of the AWS adapters and the workflow tasks.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 

@@ -5,9 +5,7 @@
 //! happens when the test process ends however it ends; no moto process outlives the tests.
 //! Every SDK client points at it through its endpoint URL with static test credentials, so no
 //! request can reach a real AWS account. Tests isolate themselves with unique table names.
-#![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -16,6 +14,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
 /// The running server.
+#[derive(Debug)]
 pub struct Moto {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -57,25 +56,8 @@ pub fn installed_tool(path: &str) -> Option<String> {
     tool.exists().then(|| tool.to_string_lossy().into_owned())
 }
 
-/// `moto_server.py` beside this file: moto's server, with canned Lambda errors (see there).
-/// Found from the package running the tests (command-lambdas, or another package of the
-/// workspace that includes this file by path), in the nearest folder above it that holds it.
-fn server_script() -> String {
-    const SCRIPT: &str = "command-lambdas/tests/aws/moto_server.py";
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-        || env!("CARGO_MANIFEST_DIR").into(),
-        std::path::PathBuf::from,
-    );
-    let script = dir.ancestors().map(|d| d.join(SCRIPT)).find(|s| s.exists());
-    assert!(
-        script.is_some(),
-        "the moto server script {SCRIPT} is missing above {}",
-        dir.display()
-    );
-    script
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
+/// `moto_server.py` of this crate: moto's server, with canned Lambda errors (see there).
+const SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py");
 
 fn start() -> Moto {
     let port = free_port();
@@ -88,7 +70,7 @@ fn start() -> Moto {
         .arg("-c")
         .arg(&script)
         .arg(python())
-        .arg(server_script())
+        .arg(SERVER_SCRIPT)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -121,19 +103,8 @@ fn start() -> Moto {
 
 /// Whether the server answers HTTP.
 fn answers(addr: SocketAddr) -> bool {
-    use std::io::Write;
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("HTTP/1.1")
+    let url = format!("http://{addr}/moto-api/");
+    crate::http::send("GET", &url, &[], None, Duration::from_secs(2)).is_ok()
 }
 
 /// The shared server, started on first use.
@@ -163,7 +134,7 @@ pub fn dynamodb() -> aws_sdk_dynamodb::Client {
 /// A client of any AWS SDK crate pointed at the local server, as [`dynamodb`] builds one:
 /// `aws::client!(aws_sdk_eventbridge)`, `aws::client!(aws_sdk_sqs)`. A macro, so that only
 /// the test binaries that use a service need its SDK crate.
-#[allow(unused_macros)]
+#[macro_export]
 macro_rules! client {
     ($sdk:ident) => {{
         use $sdk::config::{BehaviorVersion, Credentials, Region};
@@ -176,8 +147,7 @@ macro_rules! client {
         $sdk::Client::from_conf(config)
     }};
 }
-#[allow(unused_imports)]
-pub(crate) use client;
+pub use crate::client;
 
 /// A table name no other test uses.
 pub fn unique(prefix: &str) -> String {
@@ -187,24 +157,11 @@ pub fn unique(prefix: &str) -> String {
 /// POSTs JSON to the server's own API (`/moto-api/...`: configuration, canned results);
 /// panics unless it answers 2xx.
 pub fn post_json(path: &str, body: &serde_json::Value) {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let mut stream = TcpStream::connect(moto().addr).expect("connect to moto");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let status = answer.split_whitespace().nth(1).unwrap_or_default();
+    let answer = crate::http::post_json(&format!("{}{path}", moto().endpoint()), &[], body);
     assert!(
-        status.starts_with('2'),
-        "POST {path} answered {}",
-        answer.lines().next().unwrap_or_default()
+        (200..300).contains(&answer.status),
+        "POST {path} answered {}: {}",
+        answer.status,
+        answer.body
     );
 }

@@ -1,18 +1,15 @@
 //! The SAM template as CloudFormation reads it, and cfn-lint, which checks it: shared by the
-//! tests that hold the template to the code (`infrastructure.rs`) and to the services it
-//! configures (`projection-lambdas/tests/aws_publish.rs`, which includes this file by path).
-#![allow(dead_code)]
+//! tests that hold the template to the code (`command-lambdas/tests/infrastructure.rs`) and to
+//! the services it configures (`projection-lambdas/tests/aws_publish.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 
-/// The repository root (packages sit one level below it).
+/// The repository root (this crate sits two levels below it).
 pub fn root() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("..")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `infrastructure/template.yaml`.
