@@ -14,8 +14,8 @@ use test_support::common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use command_lambdas::sqlite::{stats, verify_file};
 use domain::experiment::Experiment;
+use embedded_write::sqlite::{stats, verify_file};
 
 /// The allocator the `chaos` binary runs with (see its `main.rs`).
 #[global_allocator]

@@ -2,7 +2,6 @@
 //!
 //! - [`store`]: the event store layer every command goes through (hash chain, idempotency,
 //!   bounded retries, bounded streams), generic over the cqrs-es repository.
-//! - [`sqlite`]: the embedded backend (one SQLite file) and whole-store verification.
 //! - [`dynamo`]: the AWS backend (dynamo-es over the `Events` table) and table verification.
 //! - [`clock`]: the clock and id sources, the only non-deterministic inputs.
 //! - [`adapters`]: the traits the workflow acts and observes through (targets, health,
@@ -13,9 +12,6 @@
 //!
 //! - [`tasks`]: the workflow's tasks (resolve targets, baseline, inject, check health,
 //!   finish, roll back) over the event store and the adapters.
-//! - [`workflow`]: the embedded engine's runner: one execution of the workflow per running
-//!   experiment, resumed from the log after a restart, interpreted by the `asl` crate
-//!   (`command-lambdas/asl`).
 //! - [`scheduler`]: the embedded scheduler (due scheduled starts, recurring schedules, blackout
 //!   windows).
 //! - [`housekeeping`]: the AWS counterpart of the embedded loop: the scheduler's tick and the
@@ -23,6 +19,10 @@
 //! - [`command`]: the command entry point (JSON command in, outcome or coded refusal out).
 //! - [`lambda`]: what the Lambda binaries (`src/bin/`) share: configuration, clients, error
 //!   names.
+//!
+//! Embedded mode's store (one SQLite file) and workflow runner are the `embedded-write` crate
+//! (`command-lambdas/embedded`), over these same layers, so no Lambda links SQLite or the
+//! workflow interpreter.
 //!
 //! The Lambda entry points are thin over these; the domain rules themselves live in the
 //! `domain` crate and never here.
@@ -39,15 +39,7 @@ pub mod lambda;
 pub mod scheduler;
 pub mod service;
 pub mod sfn;
-pub mod sqlite;
 pub mod store;
 pub mod tasks;
-pub mod workflow;
 
 pub use store::{CommandOutcome, EventStore, StoreError};
-
-/// The embedded store: the layer over sqlite-es.
-pub type SqliteStore = EventStore<sqlite::SqliteRepository>;
-
-/// The application service over the embedded store.
-pub type SqliteService = service::ExperimentService<sqlite::SqliteRepository>;

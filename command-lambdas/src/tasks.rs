@@ -404,7 +404,8 @@ where
         &self.alarms
     }
 
-    pub(crate) fn now(&self) -> Timestamp {
+    /// The time, from the tasks' clock.
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
@@ -412,8 +413,9 @@ where
         Ok(self.service.load(id).await?.aggregate)
     }
 
-    /// Issues `command` on experiment `id` as the workflow's step `step`.
-    pub(crate) async fn command(
+    /// Issues `command` on experiment `id` as the workflow's step `step` (the runner's own
+    /// commands, such as failing a run whose execution ended, go through here too).
+    pub async fn command(
         &self,
         id: &str,
         step: &str,

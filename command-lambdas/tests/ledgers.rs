@@ -5,17 +5,17 @@
 
 use std::sync::Arc;
 
-use command_lambdas::SqliteService;
 use command_lambdas::clock::SystemClock;
-use command_lambdas::sqlite::verify_file;
 use common::{at, context, store_at};
 use domain::ledger::book_id;
 use domain::platform::{Concern, LEGACY_PLATFORM_ID, PlatformBook, PlatformCommand};
 use domain::provenance::Role;
 use domain::spec::Username;
+use embedded_write::SqliteService;
+use embedded_write::sqlite::verify_file;
 use test_support::common;
 
-fn service(store: command_lambdas::SqliteStore) -> SqliteService {
+fn service(store: embedded_write::SqliteStore) -> SqliteService {
     SqliteService::new(Arc::new(store), Arc::new(SystemClock))
 }
 

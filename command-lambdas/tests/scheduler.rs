@@ -8,14 +8,14 @@ use std::sync::{Arc, Mutex};
 use command_lambdas::clock::{Clock, UuidV7};
 use command_lambdas::scheduler::{Fired, Scheduler, occurrence_id};
 use command_lambdas::service::ExperimentService;
-use command_lambdas::sqlite::repository;
-use command_lambdas::{SqliteService, SqliteStore};
 use domain::Timestamp;
 use domain::experiment::Status;
 use domain::platform::PlatformCommand;
 use domain::provenance::{Actor, CommandContext, Role, Source};
 use domain::schedule::BlackoutWindow;
 use domain::spec::{BlackoutId, ScheduleId};
+use embedded_write::sqlite::repository;
+use embedded_write::{SqliteService, SqliteStore};
 use test_support::common;
 
 /// A clock the test sets.
@@ -51,7 +51,7 @@ impl World {
         }
     }
 
-    fn scheduler(&self) -> Scheduler<command_lambdas::sqlite::SqliteRepository> {
+    fn scheduler(&self) -> Scheduler<embedded_write::sqlite::SqliteRepository> {
         Scheduler::new(self.service.clone())
     }
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use command_lambdas::StoreError;
-use command_lambdas::sqlite::{stats, verify_file};
 use common::{at, context, health, lifecycle, store_at};
 use domain::experiment::{Experiment, ExperimentCommand, ExperimentError, Status};
 use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::TargetId;
+use embedded_write::sqlite::{stats, verify_file};
 use test_support::common;
 
 #[tokio::test]
@@ -386,7 +386,7 @@ async fn health_values_survive_the_round_trip() {
 /// A real SQLite repository whose first commit is preceded by a rival's commit to the same
 /// stream (as if another node wrote between our load and our commit).
 struct RivalWritesFirst {
-    inner: command_lambdas::sqlite::SqliteRepository,
+    inner: embedded_write::sqlite::SqliteRepository,
     rival: std::sync::Mutex<Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>>,
     commits: std::sync::atomic::AtomicUsize,
 }
@@ -463,7 +463,7 @@ async fn a_commit_that_loses_a_race_is_decided_again_on_fresh_state() {
     };
     let ours = command_lambdas::EventStore::new(
         RivalWritesFirst {
-            inner: command_lambdas::sqlite::repository(pool.clone()),
+            inner: embedded_write::sqlite::repository(pool.clone()),
             rival: std::sync::Mutex::new(Some(Box::pin(rival))),
             commits: std::sync::atomic::AtomicUsize::new(0),
         },

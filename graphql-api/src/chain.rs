@@ -8,9 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
-use command_lambdas::sqlite::{OpenError, stored_texts};
 use domain::audit::{OwnedRow, StoredRow, VerifyReport, sort_streams};
 use dynamo_tables::events;
+use embedded_write::sqlite::{OpenError, stored_texts};
 
 /// Why the log could not be read.
 #[derive(Debug, thiserror::Error)]

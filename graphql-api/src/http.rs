@@ -11,9 +11,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::sync::Arc;
 
-use command_lambdas::sqlite::StoreStats;
 use demo_fleet::{FleetStatus, LocalFleets};
 use domain::platform::Concern;
+use embedded_write::sqlite::StoreStats;
 use serde::Serialize;
 
 use crate::backend::SharedBackend;
@@ -193,7 +193,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::Request;
     use command_lambdas::clock::SystemClock;
-    use command_lambdas::sqlite::{OpenMode, open};
+    use embedded_write::sqlite::{OpenMode, open};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
 

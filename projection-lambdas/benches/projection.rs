@@ -50,7 +50,7 @@ async fn main() {
     rebuild(&db, &store, experiments, commands, rebuilds).await;
 }
 
-type Store = Arc<command_lambdas::SqliteStore>;
+type Store = Arc<embedded_write::SqliteStore>;
 
 /// Lag at a steady rate: see the module docs.
 async fn lag(db: &std::path::Path, store: &Store, rate: usize, seconds: usize) {

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use command_lambdas::SqliteStore;
 use command_lambdas::clock::{Clock, IdSource};
 use command_lambdas::dynamo::{DynamoStore, create_events_table};
 use common::{T0, at, gate, health};
@@ -25,6 +24,7 @@ use domain::spec::{
 };
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
+use embedded_write::SqliteStore;
 use projection_lambdas::dynamo_queries::{DynamoReads, ReadError};
 use projection_lambdas::dynamo_stream::{ViewStore, create_views_table, handle};
 use projection_lambdas::embedded::{ProjectionError, Projector};
@@ -412,10 +412,9 @@ impl Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
-    let pool =
-        command_lambdas::sqlite::open(&db, command_lambdas::sqlite::OpenMode::CreateIfMissing)
-            .await
-            .expect("open store");
+    let pool = embedded_write::sqlite::open(&db, embedded_write::sqlite::OpenMode::CreateIfMissing)
+        .await
+        .expect("open store");
     let client = aws::dynamodb();
     let events_table = aws::unique("Events");
     create_events_table(&client, &events_table)
@@ -427,7 +426,7 @@ async fn setup() -> Setup {
         .expect("views table");
     let stores = Stores {
         sqlite: SqliteStore::new(
-            command_lambdas::sqlite::repository(pool),
+            embedded_write::sqlite::repository(pool),
             Arc::new(RecordingClock::default()),
             Arc::new(CountingIds::default()),
         ),

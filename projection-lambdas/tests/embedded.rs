@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use command_lambdas::SqliteStore;
 use common::{at, gate, health, store_at};
 use domain::experiment::{Experiment, ExperimentCommand as C, Outcome, Phase, Status};
 use domain::platform::{PlatformBook, PlatformCommand};
@@ -20,6 +19,7 @@ use domain::spec::{
     Selection, StopCondition, Target, TargetId, TargetKind,
 };
 use domain::views::results::RunOutcome;
+use embedded_write::SqliteStore;
 use projection_lambdas::embedded::Projector;
 use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
@@ -1274,12 +1274,11 @@ impl command_lambdas::clock::Clock for SteppingBack {
 async fn a_timeline_is_in_stream_order_even_when_the_clock_steps_back() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("chaos.db");
-    let pool =
-        command_lambdas::sqlite::open(&db, command_lambdas::sqlite::OpenMode::CreateIfMissing)
-            .await
-            .expect("open store");
+    let pool = embedded_write::sqlite::open(&db, embedded_write::sqlite::OpenMode::CreateIfMissing)
+        .await
+        .expect("open store");
     let store = SqliteStore::new(
-        command_lambdas::sqlite::repository(pool),
+        embedded_write::sqlite::repository(pool),
         std::sync::Arc::new(SteppingBack(std::sync::atomic::AtomicI64::new(
             common::T0 + 60_000,
         ))),

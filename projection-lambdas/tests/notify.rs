@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use command_lambdas::SqliteStore;
 use domain::experiment::Experiment;
 use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::WebhookId;
+use embedded_write::SqliteStore;
 use projection_lambdas::notify::{
     DeliveryPolicy, Outbox, Sender, deliveries, draw_secret, keep_secret,
 };

@@ -4,9 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use command_lambdas::SqliteStore;
 use command_lambdas::clock::{SystemClock, UuidV7};
-use command_lambdas::sqlite::{OpenMode, open, repository};
 use domain::Timestamp;
 use domain::experiment::{ExperimentCommand, HealthSnapshot, PlatformGate};
 use domain::provenance::{Actor, CommandContext, Role, Source};
@@ -14,6 +12,8 @@ use domain::spec::{
     ExperimentId, ExperimentSpec, ExperimentSpecInput, FailureType, Guardrails, RecoveryPolicy,
     Selection, StopCondition, Target, TargetId, TargetKind,
 };
+use embedded_write::SqliteStore;
+use embedded_write::sqlite::{OpenMode, open, repository};
 
 pub const T0: i64 = 1_795_000_000_000;
 

@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use command_lambdas::clock::SystemClock;
-use command_lambdas::sqlite::{OpenMode, open};
 use demo_fleet::LocalFleets;
 use domain::experiment::Experiment;
 use domain::provenance::Role;
+use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::embedded::EmbeddedBackend;
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::Authenticator;
@@ -227,7 +227,7 @@ async fn list(addr: SocketAddr, secret: &str, clients: usize, seconds: usize) {
 async fn subscriptions(
     addr: SocketAddr,
     secret: &str,
-    service: &command_lambdas::SqliteService,
+    service: &embedded_write::SqliteService,
     subscribers: usize,
     events: usize,
 ) {

@@ -23,12 +23,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chaos::audit::{export_store, verify_export_file};
-use command_lambdas::sqlite::verify_file;
 use domain::audit::chain::{link_hash, write_canonical_event};
 use domain::audit::verify::canonical_metadata;
 use domain::audit::{EventRecord, GENESIS_HASH};
 use domain::experiment::Experiment;
 use domain::provenance::EventMetadata;
+use embedded_write::sqlite::verify_file;
 
 /// The allocator the `chaos` binary runs with (see its `main.rs`).
 #[global_allocator]

@@ -7,14 +7,14 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use command_lambdas::SqliteStore;
 use command_lambdas::clock::{Clock, UuidV7};
-use command_lambdas::sqlite::{OpenMode, open, repository};
 use domain::Timestamp;
 use domain::audit::verify::canonical_metadata;
 use domain::audit::{EventRecord, GENESIS_HASH, seal};
 use domain::experiment::Experiment;
 use domain::provenance::EventMetadata;
+use embedded_write::SqliteStore;
+use embedded_write::sqlite::{OpenMode, open, repository};
 use serde_json::Value;
 use test_support::common;
 

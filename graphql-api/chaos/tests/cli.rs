@@ -367,7 +367,7 @@ fn populated_store(dir: &Path) -> PathBuf {
 fn sql(db: &Path, statements: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let pool = command_lambdas::sqlite::open(db, command_lambdas::sqlite::OpenMode::MustExist)
+        let pool = embedded_write::sqlite::open(db, embedded_write::sqlite::OpenMode::MustExist)
             .await
             .expect("open");
         sqlx::raw_sql(statements)

@@ -86,7 +86,7 @@ fn serve(db: &Path, dashboard: &Path, addr: &str, args: &[&str]) -> (Server, Str
         ("CHAOS_DASHBOARD_DIR", dashboard),
         (
             "RUST_LOG",
-            "info,command_lambdas::workflow=debug,graphql_api::feed=debug,\
+            "info,embedded_write::workflow=debug,graphql_api::feed=debug,\
              graphql_api::api::subscription=debug",
         ),
     ];

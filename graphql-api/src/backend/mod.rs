@@ -21,7 +21,6 @@ use command_lambdas::adapters::AdapterError;
 use command_lambdas::api_keys::{self, Issued, KeyError};
 use command_lambdas::command::{Request, Response};
 use command_lambdas::service::{ExperimentService, PlatformState, ServiceError};
-use command_lambdas::sqlite::StoreStats;
 use command_lambdas::store::{CommandOutcome, Repository};
 use command_lambdas::tasks::{TargetPreview, TaskError};
 use domain::audit::VerifyReport;
@@ -32,6 +31,7 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_write::sqlite::StoreStats;
 use projection_lambdas::dynamo_queries::ReadError;
 use projection_lambdas::embedded::ProjectionError;
 use projection_lambdas::queries::{
@@ -49,7 +49,7 @@ pub use embedded::webhook_secret::{IssueError, IssuedSecret};
 pub enum BuildError {
     /// The workflow runner could not be built.
     #[error("{0}")]
-    Workflow(#[from] command_lambdas::workflow::WorkflowError),
+    Workflow(#[from] embedded_write::workflow::WorkflowError),
     /// The store could not be read.
     #[error("the event store cannot be read: {0}")]
     Store(#[from] sqlx::Error),

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
-use command_lambdas::sqlite::{OpenMode, open};
 use domain::audit::export;
 use domain::audit::{Fault, FaultKind, StoredRow};
 use domain::provenance::EventMetadata;
+use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::chain::{dynamo_stream, dynamo_streams, dynamodb, read_only};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};

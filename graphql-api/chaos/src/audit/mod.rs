@@ -29,10 +29,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use command_lambdas::sqlite::{OpenError, OpenMode, open};
 use domain::audit::digest::DigestError;
 use domain::audit::replay::ReplayError;
 use domain::audit::{OwnedRow, StoredRow};
+use embedded_write::sqlite::{OpenError, OpenMode, open};
 use graphql_api::chain::{ChainError, dynamo_stream, dynamodb, read_only};
 
 use file::for_each_file_row;

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use command_lambdas::sqlite::{OpenMode, open, verify_file};
 use domain::audit::digest::{self, Digest, DigestCheck};
 use domain::audit::{ChainVerifier, Fault, VerifyReport};
 use domain::provenance::EventMetadata;
+use embedded_write::sqlite::{OpenMode, open, verify_file};
 use graphql_api::chain::{dynamo_stream, dynamo_streams, dynamodb, read_only};
 use serde_json::{Value, json};
 

@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use command_lambdas::sqlite::{OpenMode, open};
 use domain::provenance::Role;
+use embedded_write::sqlite::{OpenMode, open};
 use serde_json::json;
 
 use super::{CliError, ProvenanceArgs, context, print_json, service_over};

@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use command_lambdas::SqliteService;
 use command_lambdas::clock::new_id;
-use command_lambdas::sqlite::{OpenMode, open};
 use domain::Timestamp;
+use embedded_write::SqliteService;
+use embedded_write::sqlite::{OpenMode, open};
 use projection_lambdas::queries::{self, ExperimentFilter};
 use serde_json::json;
 

@@ -37,12 +37,12 @@ use std::time::Instant;
 use clap::{Args, Parser, Subcommand};
 use command_lambdas::clock::{Clock, SystemClock, UuidV7, new_id};
 use command_lambdas::service::ServiceError;
-use command_lambdas::sqlite::{OpenError, OpenMode, open, repository};
-use command_lambdas::workflow::WorkflowError;
-use command_lambdas::{SqliteService, SqliteStore};
 use demo_fleet::FleetError;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::spec::ExperimentSpecInput;
+use embedded_write::sqlite::{OpenError, OpenMode, open, repository};
+use embedded_write::workflow::WorkflowError;
+use embedded_write::{SqliteService, SqliteStore};
 use projection_lambdas::embedded::{ProjectionError, Projector};
 use projection_lambdas::notify::NotifyError;
 use projection_lambdas::queries::{self, AuditFilter};
@@ -517,7 +517,7 @@ fn read_spec(path: &Path) -> Result<ExperimentSpecInput, CliError> {
 
 async fn init(db: &Path) -> Result<(), CliError> {
     let pool = open(db, OpenMode::CreateIfMissing).await?;
-    let stats = command_lambdas::sqlite::stats(&pool).await?;
+    let stats = embedded_write::sqlite::stats(&pool).await?;
     pool.close().await;
     print_json(&json!({ "db": db.display().to_string(), "store": stats }))
 }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use command_lambdas::clock::{Clock, SystemClock};
 use command_lambdas::service::ServiceError;
-use command_lambdas::sqlite::{OpenMode, open};
 use domain::Timestamp;
 use domain::platform::PlatformConfig;
 use domain::schedule::BlackoutWindow;
+use embedded_write::sqlite::{OpenMode, open};
 use serde_json::json;
 
 use super::{CliError, ProvenanceArgs, context, print_json, read_spec, service_over};

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use command_lambdas::clock::SystemClock;
-use command_lambdas::sqlite::{OpenMode, open};
 use demo_fleet::LocalFleets;
 use domain::platform::Concern;
+use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::aws::AwsBackend;
 use graphql_api::backend::embedded::lease::Lease;
 use graphql_api::backend::embedded::{EmbeddedBackend, engine};

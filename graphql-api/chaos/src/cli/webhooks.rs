@@ -3,10 +3,10 @@
 use std::path::Path;
 
 use clap::Subcommand;
-use command_lambdas::SqliteService;
 use command_lambdas::clock::new_id;
-use command_lambdas::sqlite::{OpenMode, open};
 use domain::provenance::CommandContext;
+use embedded_write::SqliteService;
+use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::embedded::webhook_secret::{IssueError, IssuedSecret};
 use projection_lambdas::notify::{Outbox, deliveries};
 use serde_json::json;

@@ -14,7 +14,6 @@ use command_lambdas::adapters::AdapterError;
 use command_lambdas::command::{self, Request, Response};
 use command_lambdas::lambda::AwsTasks;
 use command_lambdas::sfn::StepFunctions;
-use command_lambdas::sqlite::StoreStats;
 use command_lambdas::tasks::{TargetPreview, TaskError};
 use domain::audit::{ChainVerifier, VerifyReport};
 use domain::provenance::CommandContext;
@@ -23,6 +22,7 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_write::sqlite::StoreStats;
 use projection_lambdas::dynamo_queries::DynamoReads;
 use projection_lambdas::queries::{
     AuditFilter, ExperimentDetail, ExperimentFilter, Page, ProjectionStatus,

@@ -14,16 +14,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use command_lambdas::SqliteService;
 use command_lambdas::adapters::InProcessClaims;
 use command_lambdas::clock::Clock;
 use command_lambdas::scheduler::Scheduler;
-use command_lambdas::sqlite::SqliteRepository;
 use command_lambdas::tasks::Tasks;
-use command_lambdas::workflow::{WorkflowError, Workflows};
 use demo_fleet::LocalFleets;
 use domain::experiment::Phase;
 use domain::platform::Concern;
+use embedded_write::SqliteService;
+use embedded_write::sqlite::SqliteRepository;
+use embedded_write::workflow::{WorkflowError, Workflows};
 use projection_lambdas::queries::{self, ExperimentFilter};
 use tokio::sync::watch;
 

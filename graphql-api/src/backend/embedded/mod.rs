@@ -16,11 +16,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use command_lambdas::SqliteService;
 use command_lambdas::adapters::AdapterError;
 use command_lambdas::clock::SystemClock;
 use command_lambdas::command::{self, Request, Response};
-use command_lambdas::sqlite::{StoreStats, verify_file};
 use command_lambdas::tasks::{TargetPreview, TaskError};
 use demo_fleet::LocalFleets;
 use domain::audit::{ChainVerifier, VerifyReport};
@@ -30,6 +28,8 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_write::SqliteService;
+use embedded_write::sqlite::{StoreStats, verify_file};
 use projection_lambdas::queries::{
     self, AuditFilter, ExperimentDetail, ExperimentFilter, Page, ProjectionStatus,
 };
@@ -62,8 +62,8 @@ impl EmbeddedBackend {
         fleets: &LocalFleets,
         clock: Arc<SystemClock>,
     ) -> Result<(EmbeddedBackend, EmbeddedWorkflows), BuildError> {
-        let store = command_lambdas::SqliteStore::new(
-            command_lambdas::sqlite::repository(pool.clone()),
+        let store = embedded_write::SqliteStore::new(
+            embedded_write::sqlite::repository(pool.clone()),
             clock.clone(),
             Arc::new(command_lambdas::clock::UuidV7),
         );
@@ -171,7 +171,7 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn store_stats(&self) -> Result<Option<StoreStats>, ReadFailure> {
-        command_lambdas::sqlite::stats(&self.pool)
+        embedded_write::sqlite::stats(&self.pool)
             .await
             .map(Some)
             .map_err(|e| ReadFailure::Unavailable(e.to_string()))

@@ -149,7 +149,7 @@ mod tests {
     async fn a_kept_page_is_served_until_anything_commits_to_the_store() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("chaos.db");
-        command_lambdas::sqlite::open(&db, command_lambdas::sqlite::OpenMode::CreateIfMissing)
+        embedded_write::sqlite::open(&db, embedded_write::sqlite::OpenMode::CreateIfMissing)
             .await
             .expect("store")
             .close()

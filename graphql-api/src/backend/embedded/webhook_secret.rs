@@ -5,9 +5,9 @@
 
 use std::path::Path;
 
-use command_lambdas::SqliteService;
 use command_lambdas::service::ServiceError;
 use domain::provenance::CommandContext;
+use embedded_write::SqliteService;
 use projection_lambdas::notify::{NotifyError, draw_secret, keep_secret};
 
 /// A secret issued to a webhook: shown once, to whoever asked for it.

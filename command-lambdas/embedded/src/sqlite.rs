@@ -238,7 +238,7 @@ pub struct SqliteRepository {
     write_lane: tokio::sync::Mutex<()>,
 }
 
-impl crate::store::StreamHead for SqliteRepository {
+impl command_lambdas::store::StreamHead for SqliteRepository {
     async fn last_sequence(
         &self,
         aggregate_type: &str,

@@ -29,20 +29,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::store::Repository;
+use command_lambdas::store::Repository;
 use domain::experiment::{ExperimentCommand, FailureCode, FailureReason, Phase, Status};
 use domain::limits::MAX_TEXT_CHARS;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::adapters::{
+use asl::{Definition, DefinitionError, Event, Finished, Resources, TaskFailure, Timer};
+use command_lambdas::adapters::{
     AdapterError, AlarmSource, HealthProbe, Hurried, Started, TargetProvider, WorkflowEngine,
 };
-use crate::tasks::{Task, TaskInput, Tasks};
-use asl::{Definition, DefinitionError, Event, Finished, Resources, TaskFailure, Timer};
+use command_lambdas::tasks::{Task, TaskInput, Tasks};
 
 /// The workflow definition, as deployed to Step Functions.
-pub const DEFINITION: &str = include_str!("../../step-functions/experiment.asl.json");
+pub const DEFINITION: &str = include_str!("../../../step-functions/experiment.asl.json");
 
 /// The state a run in `phase` resumes at.
 pub fn resume_state(phase: Option<Phase>) -> &'static str {
@@ -290,7 +290,7 @@ where
         &self,
         id: &str,
         finished: &Finished,
-    ) -> Result<(), crate::tasks::TaskError> {
+    ) -> Result<(), command_lambdas::tasks::TaskError> {
         let service = self.inner.tasks.service();
         let experiment = service.load(id).await?.aggregate;
         if experiment.status() != Status::Running {
@@ -342,7 +342,7 @@ where
         &self,
         id: &str,
         experiment: &domain::experiment::Experiment,
-    ) -> Result<Option<Phase>, crate::tasks::TaskError> {
+    ) -> Result<Option<Phase>, command_lambdas::tasks::TaskError> {
         let in_effect = experiment.injected().is_some()
             && experiment.recovery_ms().is_none()
             && experiment.stop_cause().is_none();
