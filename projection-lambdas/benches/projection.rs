@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::experiment::Experiment;
-use projection_lambdas::embedded::Projector;
+use embedded_read::projector::Projector;
 
 /// The allocator the `chaos` binary runs with (see its `main.rs`).
 #[global_allocator]
@@ -59,7 +59,7 @@ async fn lag(db: &std::path::Path, store: &Store, rate: usize, seconds: usize) {
     let streams = (total / 50).max(1);
     println!(
         "lag: {total} events at {rate}/s over {streams} experiments, projector polling every {} ms when idle",
-        projection_lambdas::embedded::IDLE_POLL.as_millis()
+        embedded_read::projector::IDLE_POLL.as_millis()
     );
     let acks: Acks = Arc::default();
     // When the projector's transaction holding each event committed. An event may be projected
@@ -74,7 +74,7 @@ async fn lag(db: &std::path::Path, store: &Store, rate: usize, seconds: usize) {
             let mut projector = Projector::open(&db, None).expect("projector");
             let reader = rusqlite::Connection::open(&db).expect("reader");
             let mut last = 0i64;
-            projector.run(&stop, projection_lambdas::embedded::IDLE_POLL, |report| {
+            projector.run(&stop, embedded_read::projector::IDLE_POLL, |report| {
                 if report.position <= last {
                     return;
                 }

@@ -1,5 +1,5 @@
 //! Reads of the AWS read models (the DynamoDB table [`dynamo_stream`](crate::dynamo_stream)
-//! keeps), for the API: the answers [`queries`](crate::queries) gives from SQLite, from
+//! keeps), for the API: the answers the embedded read models give from SQLite, from
 //! DynamoDB.
 //!
 //! No common path scans the table. The experiments list queries the [`BY_STATUS`] index, the
@@ -35,7 +35,7 @@ use dynamo_tables::views::{
 };
 
 use crate::dynamo_stream::serde_name;
-use crate::queries::{AuditFilter, ExperimentDetail, ExperimentFilter, Page, fold_case};
+use crate::reads::{AuditFilter, ExperimentDetail, ExperimentFilter, Page, fold_case};
 
 /// Why a read of the DynamoDB read models failed.
 #[derive(Debug, thiserror::Error)]

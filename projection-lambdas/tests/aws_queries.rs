@@ -24,11 +24,12 @@ use domain::spec::{
 };
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
+use embedded_read::projector::{ProjectionError, Projector};
+use embedded_read::queries;
 use embedded_write::SqliteStore;
 use projection_lambdas::dynamo_queries::{DynamoReads, ReadError};
 use projection_lambdas::dynamo_stream::{ViewStore, create_views_table, handle};
-use projection_lambdas::embedded::{ProjectionError, Projector};
-use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
+use projection_lambdas::reads::{AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 use streams::{event, stream_records};
 use test_support::{aws, common, streams};

@@ -28,12 +28,12 @@ use command_lambdas::clock::SystemClock;
 use demo_fleet::LocalFleets;
 use domain::experiment::Experiment;
 use domain::provenance::Role;
+use embedded_read::projector::Projector;
 use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::embedded::EmbeddedBackend;
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::Authenticator;
 use graphql_api::identity::local::{LocalIssuer, TokenPolicy, key_file};
-use projection_lambdas::embedded::Projector;
 use serde_json::{Value, json};
 
 /// The allocator the `chaos` binary runs with (see its `main.rs`).

@@ -7,7 +7,7 @@ use command_lambdas::clock::{Clock, SystemClock};
 use domain::platform::Concern;
 use domain::provenance::Role;
 use domain::spec::{ExperimentId, ExperimentSpec};
-use projection_lambdas::queries::{AuditFilter, ExperimentFilter};
+use projection_lambdas::reads::{AuditFilter, ExperimentFilter};
 
 use super::types::CognitoSignInNode;
 use super::types::{

@@ -31,12 +31,11 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_read::projector::ProjectionError;
+use embedded_read::queries::ProjectionStatus;
 use embedded_write::sqlite::StoreStats;
 use projection_lambdas::dynamo_queries::ReadError;
-use projection_lambdas::embedded::ProjectionError;
-use projection_lambdas::queries::{
-    AuditFilter, ExperimentDetail, ExperimentFilter, Page, ProjectionStatus,
-};
+use projection_lambdas::reads::{AuditFilter, ExperimentDetail, ExperimentFilter, Page};
 
 use crate::chain::ChainError;
 use crate::feed::Feed;

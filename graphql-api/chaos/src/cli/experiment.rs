@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use command_lambdas::clock::new_id;
 use domain::Timestamp;
+use embedded_read::queries;
 use embedded_write::SqliteService;
 use embedded_write::sqlite::{OpenMode, open};
-use projection_lambdas::queries::{self, ExperimentFilter};
+use projection_lambdas::reads::ExperimentFilter;
 use serde_json::json;
 
 use super::{CliError, ProvenanceArgs, context, print_json, read_models, read_spec, service_over};

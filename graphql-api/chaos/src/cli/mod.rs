@@ -40,12 +40,13 @@ use command_lambdas::service::ServiceError;
 use demo_fleet::FleetError;
 use domain::provenance::{Actor, CommandContext, ContextError, Role, Source};
 use domain::spec::ExperimentSpecInput;
+use embedded_read::notify::NotifyError;
+use embedded_read::projector::{ProjectionError, Projector};
+use embedded_read::queries;
 use embedded_write::sqlite::{OpenError, OpenMode, open, repository};
 use embedded_write::workflow::WorkflowError;
 use embedded_write::{SqliteService, SqliteStore};
-use projection_lambdas::embedded::{ProjectionError, Projector};
-use projection_lambdas::notify::NotifyError;
-use projection_lambdas::queries::{self, AuditFilter};
+use projection_lambdas::reads::AuditFilter;
 use serde::Serialize;
 use serde_json::json;
 

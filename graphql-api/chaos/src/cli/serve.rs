@@ -10,14 +10,14 @@ use clap::Args;
 use command_lambdas::clock::SystemClock;
 use demo_fleet::LocalFleets;
 use domain::platform::Concern;
+use embedded_read::notify::{DeliveryPolicy, Outbox, Sender};
+use embedded_read::projector::{IDLE_POLL, Projector};
 use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::aws::AwsBackend;
 use graphql_api::backend::embedded::lease::Lease;
 use graphql_api::backend::embedded::{EmbeddedBackend, engine};
 use graphql_api::http::{AppState, router};
 use graphql_api::identity::first_admin::FirstAdmin;
-use projection_lambdas::embedded::{IDLE_POLL, Projector};
-use projection_lambdas::notify::{DeliveryPolicy, Outbox, Sender};
 
 use super::access::owner_only;
 use super::{CliError, service_over};

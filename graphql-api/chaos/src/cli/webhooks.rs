@@ -5,10 +5,10 @@ use std::path::Path;
 use clap::Subcommand;
 use command_lambdas::clock::new_id;
 use domain::provenance::CommandContext;
+use embedded_read::notify::{Outbox, deliveries};
 use embedded_write::SqliteService;
 use embedded_write::sqlite::{OpenMode, open};
 use graphql_api::backend::embedded::webhook_secret::{IssueError, IssuedSecret};
-use projection_lambdas::notify::{Outbox, deliveries};
 use serde_json::json;
 
 use super::{CliError, ProvenanceArgs, context, print_json, service_over};

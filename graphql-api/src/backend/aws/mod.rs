@@ -22,11 +22,10 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_read::queries::ProjectionStatus;
 use embedded_write::sqlite::StoreStats;
 use projection_lambdas::dynamo_queries::DynamoReads;
-use projection_lambdas::queries::{
-    AuditFilter, ExperimentDetail, ExperimentFilter, Page, ProjectionStatus,
-};
+use projection_lambdas::reads::{AuditFilter, ExperimentDetail, ExperimentFilter, Page};
 
 use super::{Backend, BuildError, Commands, IssueError, IssuedSecret, ReadFailure};
 use crate::chain::{ChainError, dynamo_stream, dynamo_streams};

@@ -21,10 +21,11 @@ use command_lambdas::tasks::Tasks;
 use demo_fleet::LocalFleets;
 use domain::experiment::Phase;
 use domain::platform::Concern;
+use embedded_read::queries;
 use embedded_write::SqliteService;
 use embedded_write::sqlite::SqliteRepository;
 use embedded_write::workflow::{WorkflowError, Workflows};
-use projection_lambdas::queries::{self, ExperimentFilter};
+use projection_lambdas::reads::ExperimentFilter;
 use tokio::sync::watch;
 
 /// The workflow runner of embedded mode.
@@ -58,7 +59,7 @@ pub fn workflows(
 fn in_status(
     conn: &rusqlite::Connection,
     status: &str,
-) -> Result<Vec<String>, projection_lambdas::embedded::ProjectionError> {
+) -> Result<Vec<String>, embedded_read::projector::ProjectionError> {
     let filter = ExperimentFilter {
         status: Some(status.into()),
         include_archived: true,
@@ -93,7 +94,7 @@ pub async fn follow(
             }
         });
     }
-    let conn = match projection_lambdas::embedded::connect(&db) {
+    let conn = match embedded_read::projector::connect(&db) {
         Ok(conn) => Arc::new(Mutex::new(conn)),
         Err(e) => {
             tracing::error!(error = %e, "the workflow runner cannot read the read models; runs started elsewhere will not be picked up");
@@ -119,7 +120,7 @@ pub async fn follow(
             } else {
                 None
             };
-            Ok::<_, projection_lambdas::embedded::ProjectionError>((running, scheduled))
+            Ok::<_, embedded_read::projector::ProjectionError>((running, scheduled))
         })
         .await;
         match ids {

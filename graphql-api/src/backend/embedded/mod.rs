@@ -28,11 +28,10 @@ use domain::views::analytics::Analytics;
 use domain::views::audit_log::AuditEntry;
 use domain::views::experiments::ExperimentSummary;
 use domain::views::results::RunResult;
+use embedded_read::queries::{self, ProjectionStatus};
 use embedded_write::SqliteService;
 use embedded_write::sqlite::{StoreStats, verify_file};
-use projection_lambdas::queries::{
-    self, AuditFilter, ExperimentDetail, ExperimentFilter, Page, ProjectionStatus,
-};
+use projection_lambdas::reads::{AuditFilter, ExperimentDetail, ExperimentFilter, Page};
 use sqlx::SqlitePool;
 
 use super::{Backend, BuildError, Commands, IssueError, IssuedSecret, ReadFailure};

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use domain::views::experiments::ExperimentSummary;
-use projection_lambdas::embedded::{ProjectionError, connect};
-use projection_lambdas::queries::{ExperimentFilter, Page, SummaryCache};
+use embedded_read::projector::{ProjectionError, connect};
+use embedded_read::queries::SummaryCache;
+use projection_lambdas::reads::{ExperimentFilter, Page};
 use rusqlite::Connection;
 
 /// Most idle connections kept.
@@ -82,7 +83,7 @@ impl ReadModels {
             {
                 return Ok(page);
             }
-            let page = projection_lambdas::queries::experiments_cached(
+            let page = embedded_read::queries::experiments_cached(
                 conn,
                 &filter,
                 cursor.as_deref(),

@@ -1,14 +1,14 @@
 //! Issuing a webhook its signing secret: drawn at the edge, named in the log by its
 //! fingerprint (`WebhookSecretIssued`), then kept in the store for the sender
-//! ([`projection_lambdas::notify`]). In that order, so no secret ever signs a delivery that the
+//! ([`embedded_read::notify`]). In that order, so no secret ever signs a delivery that the
 //! log does not name.
 
 use std::path::Path;
 
 use command_lambdas::service::ServiceError;
 use domain::provenance::CommandContext;
+use embedded_read::notify::{NotifyError, draw_secret, keep_secret};
 use embedded_write::SqliteService;
-use projection_lambdas::notify::{NotifyError, draw_secret, keep_secret};
 
 /// A secret issued to a webhook: shown once, to whoever asked for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -35,7 +35,7 @@ use domain::views::{AnyEvent, Envelope, RawRecord};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::embedded::{ProjectionError, connect};
+use crate::projector::{ProjectionError, connect};
 
 /// Why notifications could not be enqueued or sent (per-delivery failures are recorded, not
 /// errors).

@@ -12,10 +12,8 @@ use axum::routing::post;
 use domain::experiment::Experiment;
 use domain::platform::{PlatformBook, PlatformCommand};
 use domain::spec::WebhookId;
+use embedded_read::notify::{DeliveryPolicy, Outbox, Sender, deliveries, draw_secret, keep_secret};
 use embedded_write::SqliteStore;
-use projection_lambdas::notify::{
-    DeliveryPolicy, Outbox, Sender, deliveries, draw_secret, keep_secret,
-};
 use test_support::common;
 
 /// What the receiver saw: per event id, the attempts and the last body.

@@ -19,9 +19,10 @@ use domain::spec::{
     Selection, StopCondition, Target, TargetId, TargetKind,
 };
 use domain::views::results::RunOutcome;
+use embedded_read::projector::Projector;
+use embedded_read::queries;
 use embedded_write::SqliteStore;
-use projection_lambdas::embedded::Projector;
-use projection_lambdas::queries::{self, AuditFilter, ExperimentFilter};
+use projection_lambdas::reads::{AuditFilter, ExperimentFilter};
 use rusqlite::Connection;
 use rusqlite::types::Value;
 use test_support::common;

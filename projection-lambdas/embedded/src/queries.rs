@@ -10,16 +10,9 @@ use domain::views::results::RunResult;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::embedded::ProjectionError;
+use projection_lambdas::reads::{AuditFilter, ExperimentDetail, ExperimentFilter, Page, fold_case};
 
-/// One experiment with its timeline (its audit log entries in order).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExperimentDetail {
-    /// The record.
-    pub record: ExperimentRecord,
-    /// Every event of the experiment, summarized.
-    pub timeline: Vec<AuditEntry>,
-}
+use crate::projector::ProjectionError;
 
 /// The experiment with this id, if the read model has it.
 pub fn experiment(
@@ -48,38 +41,6 @@ pub fn experiment(
     // The log's order, not the recording clock's (a wall clock can step back between events).
     timeline.sort_by_key(|e| e.sequence);
     Ok(Some(ExperimentDetail { record, timeline }))
-}
-
-/// `text` as a filter compares it: SQLite's `lower` folds ASCII letters only, so the filter
-/// does the same.
-pub fn fold_case(text: &str) -> String {
-    text.to_ascii_lowercase()
-}
-
-/// Filters of the experiments list (all optional, combined with AND).
-#[derive(Debug, Clone, Default)]
-pub struct ExperimentFilter {
-    /// Status (`RUNNING`, `COMPLETED`, ...).
-    pub status: Option<String>,
-    /// Part of the target key, in any case (`web` finds `fleet:web`).
-    pub target: Option<String>,
-    /// Created at or after (RFC 3339 text of a [`domain::Timestamp`]).
-    pub created_from: Option<String>,
-    /// Created before.
-    pub created_to: Option<String>,
-    /// Case-insensitive substring of the name.
-    pub search: Option<String>,
-    /// Include archived experiments.
-    pub include_archived: bool,
-}
-
-/// A page of a list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<T> {
-    /// Items, newest first.
-    pub items: Vec<T>,
-    /// Cursor of the next page, when there is one.
-    pub next: Option<String>,
 }
 
 /// Summaries already decoded, by experiment and version: a record of a given version never
@@ -239,21 +200,6 @@ pub fn results(conn: &Connection) -> Result<Vec<RunResult>, ProjectionError> {
 /// Analytics over every finished run.
 pub fn run_analytics(conn: &Connection) -> Result<Analytics, ProjectionError> {
     Ok(analytics(&results(conn)?))
-}
-
-/// Filters of the audit log (all optional, combined with AND), and its order.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Part of the actor id, in any case (`sam` finds `user:sam` and `user:Samira`).
-    pub actor: Option<String>,
-    /// Stream id (an experiment id, or `platform`).
-    pub aggregate_id: Option<String>,
-    /// Recorded at or after.
-    pub from: Option<String>,
-    /// Recorded before.
-    pub to: Option<String>,
-    /// Newest first (the entries before `after`), rather than in recording order.
-    pub newest_first: bool,
 }
 
 /// Audit entries matching `filter`, in recording order (or its reverse, newest first),

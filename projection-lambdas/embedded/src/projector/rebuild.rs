@@ -40,7 +40,7 @@ use super::{
     Activity, FEED, LogRow, NewestItems, ProjectionError, Projector, REBUILDS, StepReport,
     apply_plan, feed_value, position, set_position, with_checkpoints,
 };
-use crate::plan::{Decoded, Plan, StreamKey, plan_decoded};
+use projection_lambdas::plan::{Decoded, Plan, StreamKey, plan_decoded};
 
 /// Least time between two of the checkpointer's checkpoints: each ends with an fsync, which a
 /// checkpoint after every commit of a rebuild in small chunks would pay far too often.

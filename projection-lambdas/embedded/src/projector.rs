@@ -31,7 +31,7 @@ use domain::views::results::RunTracker;
 use domain::views::{AnyEvent, Envelope};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::plan::{FeedRecord, ItemFailure, Plan, StreamBatch, StreamKey, plan};
+use projection_lambdas::plan::{FeedRecord, ItemFailure, Plan, StreamBatch, StreamKey, plan};
 
 mod rebuild;
 
