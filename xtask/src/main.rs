@@ -374,6 +374,23 @@ fn bench() -> Result<(), String> {
         "--bench",
         "projection",
     ])?;
+    step("Lambda init: each binary's start to its first request for an invocation");
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "command-lambdas",
+        "--bench",
+        "lambda_init",
+    ])?;
+    cargo(&[
+        "bench",
+        "--locked",
+        "-p",
+        "projection-lambdas",
+        "--bench",
+        "lambda_init",
+    ])?;
     step("GraphQL API: experiments list under load, subscription delivery");
     cargo(&["bench", "--locked", "-p", "chaos", "--bench", "api"])?;
     step("audit export and verify, 1,000,000 events (store and export file)");

@@ -7,6 +7,7 @@
 //! - [`cognito`]: a Cognito user pool on it, made over the Cognito API;
 //! - [`http`]: plain HTTP requests from synchronous test code;
 //! - [`common`]: a realistic experiment lifecycle as commands, and stores to run it in;
+//! - [`runtime_api`]: a stand-in for the Lambda Runtime API, to measure a Lambda's init;
 //! - [`template`]: the SAM template as CloudFormation reads it, and cfn-lint.
 
 pub mod aws;
@@ -14,5 +15,6 @@ pub mod cognito;
 pub mod common;
 pub mod fleet;
 pub mod http;
+pub mod runtime_api;
 pub mod streams;
 pub mod template;
