@@ -203,7 +203,7 @@ struct Follow {
     receiver: broadcast::Receiver<Arc<FeedItem>>,
     /// The one stream followed, or every stream.
     only: Option<(String, String)>,
-    /// The last sequence delivered, per stream.
+    /// The last sequence delivered, per stream (see [`Follow::per_stream`]).
     last: HashMap<(String, String), i64>,
     /// The position of the last record delivered, in a log with one order.
     position: Option<i64>,
@@ -246,6 +246,13 @@ impl Follow {
             })
     }
 
+    /// Whether the last sequence of each stream is kept: not for every stream of a log with
+    /// one order, where the position alone says what was delivered (and a subscriber from the
+    /// start of a long log would otherwise keep a sequence for every stream in it).
+    fn per_stream(&self) -> bool {
+        self.only.is_some() || self.position.is_none()
+    }
+
     fn delivered(&self, item: &FeedItem) -> bool {
         if let (Some(position), Some(at)) = (self.position, item.position)
             && at <= position
@@ -267,7 +274,9 @@ impl Follow {
                 if self.delivered(&item) {
                     continue;
                 }
-                self.last.insert(item.stream(), item.sequence);
+                if self.per_stream() {
+                    self.last.insert(item.stream(), item.sequence);
+                }
                 self.position = item.position.or(self.position);
                 return Some(Ok(item));
             }
@@ -328,13 +337,8 @@ impl Follow {
             }
             match self.last.get(&item.stream()) {
                 Some(last) if item.sequence > last + 1 => {
-                    // Something in between has not come (yet): the log has it. A log with one
-                    // order is read on from the position, so every stream stays in order.
-                    self.catch_up = Some(if self.only.is_none() && self.position.is_some() {
-                        CatchUp::Log
-                    } else {
-                        CatchUp::Stream(item.stream())
-                    });
+                    // Something in between has not come (yet): the log has it.
+                    self.catch_up = Some(CatchUp::Stream(item.stream()));
                 }
                 _ => self.backlog.push_back(FeedItem::clone(&item)),
             }
