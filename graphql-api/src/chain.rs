@@ -31,7 +31,7 @@ pub enum ChainError {
 
 const SELECT_ROWS: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata FROM events";
 
-/// A read-only connection to a store already checked by [`open`].
+/// A read-only connection to a store already checked by [`embedded_write::sqlite::open`].
 pub fn read_only(path: &Path) -> Result<rusqlite::Connection, rusqlite::Error> {
     let conn = rusqlite::Connection::open_with_flags(
         path,

@@ -259,9 +259,15 @@ impl Follow {
         {
             return true;
         }
-        self.last
-            .get(&item.stream())
-            .is_some_and(|last| item.sequence <= *last)
+        self.last_of(item).is_some_and(|last| item.sequence <= last)
+    }
+
+    /// The last sequence delivered of `item`'s stream, where one is kept.
+    fn last_of(&self, item: &FeedItem) -> Option<i64> {
+        if !self.per_stream() {
+            return None;
+        }
+        self.last.get(&item.stream()).copied()
     }
 
     /// The next record, or why the feed ends; `None` when the source is gone.
@@ -335,7 +341,7 @@ impl Follow {
                 // A record that names no stream: delivered as it is, with its reason.
                 return Some(Ok(FeedItem::clone(&item)));
             }
-            match self.last.get(&item.stream()) {
+            match self.last_of(&item) {
                 Some(last) if item.sequence > last + 1 => {
                     // Something in between has not come (yet): the log has it.
                     self.catch_up = Some(CatchUp::Stream(item.stream()));
